@@ -1,0 +1,180 @@
+// bun:ffi bindings to the few libc calls Node/Bun do not expose (setns, flock, AF_NETLINK sockets).
+// Convention: every wrapper returns a non-negative result or -errno; it never throws for a failed
+// syscall. Callers turn -errno into their own typed error (see SyscallError / check()).
+// The library is opened on first use, so importing this module costs nothing (and jest, which maps
+// bun:ffi to a throwing stub, can import modules that import this one as long as it never calls in).
+import { dlopen, ptr, read } from 'bun:ffi';
+import { EINTR, errnoMessage } from './netlink/errno';
+
+export { errnoMessage } from './netlink/errno';
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+export const CLONE_NEWNET = 0x40000000;
+
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SOL_NETLINK = 270;
+export const NETLINK_ADD_MEMBERSHIP = 1;
+export const NETLINK_EXT_ACK = 11;
+export const NETLINK_GET_STRICT_CHK = 12;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_PEEK = 0x2;
+export const MSG_TRUNC = 0x20;
+export const POLLIN = 0x1;
+
+/** A failed syscall: `<op>: <strerror>` with the errno kept for callers that branch on it. */
+export class SyscallError extends Error {
+  constructor(
+    readonly op: string,
+    readonly errno: number,
+  ) {
+    super(`${op}: ${errnoMessage(errno)}`);
+    this.name = 'SyscallError';
+  }
+}
+
+/** Throws SyscallError if `ret` is -errno; returns it otherwise. */
+export function check(ret: number, op: string): number {
+  if (ret < 0) throw new SyscallError(op, -ret);
+  return ret;
+}
+
+const SYMBOLS = {
+  __errno_location: { args: [], returns: 'ptr' },
+  setns: { args: ['i32', 'i32'], returns: 'i32' },
+  socket: { args: ['i32', 'i32', 'i32'], returns: 'i32' },
+  bind: { args: ['i32', 'ptr', 'u32'], returns: 'i32' },
+  getsockname: { args: ['i32', 'ptr', 'ptr'], returns: 'i32' },
+  sendto: { args: ['i32', 'ptr', 'u64', 'i32', 'ptr', 'u32'], returns: 'i64_fast' },
+  recvfrom: { args: ['i32', 'ptr', 'u64', 'i32', 'ptr', 'ptr'], returns: 'i64_fast' },
+  close: { args: ['i32'], returns: 'i32' },
+  flock: { args: ['i32', 'i32'], returns: 'i32' },
+  setsockopt: { args: ['i32', 'i32', 'i32', 'ptr', 'u32'], returns: 'i32' },
+  poll: { args: ['ptr', 'u64', 'i32'], returns: 'i32' },
+  fstatfs: { args: ['i32', 'ptr'], returns: 'i32' },
+} as const;
+
+type Lib = ReturnType<typeof openLib>;
+let lib: Lib | undefined;
+
+function openLib() {
+  return dlopen('libc.so.6', SYMBOLS).symbols as unknown as {
+    __errno_location(): number;
+    setns(fd: number, nstype: number): number;
+    socket(domain: number, type: number, protocol: number): number;
+    bind(fd: number, addr: Uint8Array, len: number): number;
+    getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
+    sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: number): number;
+    recvfrom(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: Uint8Array | null): number;
+    close(fd: number): number;
+    flock(fd: number, op: number): number;
+    setsockopt(fd: number, level: number, name: number, val: Uint8Array, len: number): number;
+    poll(fds: Uint8Array, nfds: number, timeout: number): number;
+    fstatfs(fd: number, buf: Uint8Array): number;
+  };
+}
+
+function libc(): Lib {
+  return (lib ??= openLib());
+}
+
+// errno is read straight after the failing call, before any other JS runs that could call libc.
+function errno(): number {
+  return read.i32(libc().__errno_location(), 0);
+}
+
+function ret(r: number): number {
+  return r < 0 ? -errno() : r;
+}
+
+/** flock(2), retried on EINTR. Returns 0 or -errno (-EWOULDBLOCK/-EAGAIN with LOCK_NB when held). */
+export function flock(fd: number, op: number): number {
+  for (;;) {
+    const r = ret(libc().flock(fd, op));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** setns(2). Returns 0 or -errno. */
+export function setns(fd: number, nstype: number): number {
+  return ret(libc().setns(fd, nstype));
+}
+
+/** socket(2). Returns the fd or -errno. */
+export function socket(domain: number, type: number, protocol: number): number {
+  return ret(libc().socket(domain, type, protocol));
+}
+
+/** bind(2) with a raw sockaddr. Returns 0 or -errno. */
+export function bind(fd: number, addr: Uint8Array): number {
+  return ret(libc().bind(fd, addr, addr.byteLength));
+}
+
+/** getsockname(2) into `addr` (its length is the buffer size). Returns 0 or -errno. */
+export function getsockname(fd: number, addr: Uint8Array): number {
+  const len = new Uint32Array([addr.byteLength]);
+  return ret(libc().getsockname(fd, addr, new Uint8Array(len.buffer)));
+}
+
+/** sendto(2). Returns bytes sent or -errno. */
+export function sendto(fd: number, buf: Uint8Array, flags = 0, addr: Uint8Array | null = null): number {
+  for (;;) {
+    const r = ret(libc().sendto(fd, buf, buf.byteLength, flags, addr, addr ? addr.byteLength : 0));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** recv(2) (recvfrom without an address), retried on EINTR. Returns bytes read or -errno. */
+export function recv(fd: number, buf: Uint8Array, flags = 0): number {
+  for (;;) {
+    const r = ret(libc().recvfrom(fd, buf, buf.byteLength, flags, null, null));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** close(2). Returns 0 or -errno. */
+export function close(fd: number): number {
+  return ret(libc().close(fd));
+}
+
+/** setsockopt(2) with an int value. Returns 0 or -errno. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): number {
+  const v = new Int32Array([value]);
+  return ret(libc().setsockopt(fd, level, name, new Uint8Array(v.buffer), 4));
+}
+
+/**
+ * poll(2) on one fd for `events`, waiting at most `timeoutMs` (-1 = forever).
+ * Returns the revents mask (0 on timeout) or -errno.
+ */
+export function pollOne(fd: number, events: number, timeoutMs: number): number {
+  const pfd = new Uint8Array(8);
+  const dv = new DataView(pfd.buffer);
+  dv.setInt32(0, fd, true);
+  dv.setInt16(4, events, true);
+  const r = ret(libc().poll(pfd, 1, timeoutMs));
+  if (r <= 0) return r;
+  return dv.getInt16(6, true);
+}
+
+/** fstatfs(2) f_type (the filesystem magic). Returns the magic (>= 0) or -errno. */
+export function fstatfsType(fd: number): number {
+  const buf = new Uint8Array(120); // struct statfs is 120 bytes on 64-bit; f_type is the first long
+  const r = ret(libc().fstatfs(fd, buf));
+  if (r < 0) return r;
+  return new DataView(buf.buffer).getUint32(0, true);
+}
+
+/** Address of a buffer, for the rare call that needs a raw pointer. */
+export function addressOf(buf: Uint8Array): number {
+  return ptr(buf);
+}
