@@ -1,0 +1,45 @@
+// The one multi-call executable: dispatch on the name it was invoked as (a link per plugin in
+// /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
+import { basename } from 'node:path';
+import { pluginMain, type Plugin } from './shared/skel';
+import { setInProcessResolver } from './shared/invoke';
+import { SUPPORTED_VERSIONS } from './shared/version';
+import { plugins } from './plugins/registry';
+
+const SELF = 'cnikit';
+
+function usage(): string {
+  return [
+    `${SELF}: CNI plugins in one executable (CNI protocol versions ${SUPPORTED_VERSIONS.join(', ')})`,
+    `usage: ${SELF} <plugin>   (or invoke through a link named after the plugin)`,
+    `       ${SELF} --list     (print the plugin names, one per line)`,
+    `plugins: ${Object.keys(plugins).join(', ')}`,
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  setInProcessResolver((name) => plugins[name]);
+  let name = basename(process.argv0);
+  if (name === SELF || name === 'bun' || name === 'node') {
+    const arg = process.argv[2];
+    if (arg === '--list') {
+      process.stdout.write(Object.keys(plugins).join('\n') + '\n');
+      return;
+    }
+    if (!arg || arg === '--help' || arg === '-h') {
+      process.stderr.write(usage());
+      process.exit(arg ? 0 : 2);
+    }
+    name = arg;
+  }
+  const plugin: Plugin | undefined = plugins[name];
+  if (!plugin) {
+    process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);
+    process.exit(2);
+  }
+  await pluginMain(plugin);
+}
+
+// --bytecode rejects top-level await, so the entry is a plain call.
+void main();

@@ -1,0 +1,7 @@
+// Every plugin the multi-call executable answers to; the build links exactly these names.
+import type { Plugin } from '../shared/skel';
+import { hostLocal } from '../ipam/host-local/main';
+
+export const plugins: Readonly<Record<string, Plugin>> = {
+  'host-local': hostLocal,
+};
