@@ -1,0 +1,63 @@
+// /proc/sys access for the sysctls the bridge plugin sets (accept_ra, accept_dad, arp_notify,
+// forwarding). /proc/sys/net resolves to the netns of the thread that opens the file, so these
+// work inside withNetns.
+import * as fs from 'node:fs';
+import { errnoMessage } from './netlink/errno';
+
+const ROOT = '/proc/sys/';
+
+export class SysctlError extends Error {
+  constructor(
+    readonly key: string,
+    readonly op: 'reading' | 'writing',
+    readonly errno: number,
+  ) {
+    super(`${op} sysctl ${key}: ${errnoMessage(errno)}`);
+    this.name = 'SysctlError';
+  }
+}
+
+// Keys of the form net.ipv4.conf.<ifname>.<leaf>: the interface name may itself contain dots
+// (VLAN devices such as cni0.100), so everything between the 4th component and the leaf is it.
+const PER_IFACE = /^net\.(ipv4|ipv6)\.(conf|neigh)\.(.+)\.([^.]+)$/;
+
+/**
+ * Turns a key into a path relative to /proc/sys. Slash keys are taken as they are
+ * (`net/ipv6/conf/cni0.100/accept_dad`); dotted keys are converted, keeping dots in interface names.
+ */
+export function sysctlPath(key: string): string {
+  let k = key.startsWith(ROOT) ? key.slice(ROOT.length) : key;
+  if (!k.includes('/')) {
+    const m = PER_IFACE.exec(k);
+    k = m ? `net/${m[1]}/${m[2]}/${m[3]}/${m[4]}` : k.split('.').join('/');
+  }
+  if (k.split('/').some((c) => c === '..' || c === '')) throw new SysctlError(key, 'reading', 22);
+  return ROOT + k;
+}
+
+function errnoOf(e: unknown): number {
+  const n = (e as { errno?: unknown }).errno;
+  return typeof n === 'number' ? Math.abs(n) : 5;
+}
+
+/** Reads a sysctl, without the trailing newline. */
+export function sysctlGet(key: string): string {
+  const path = sysctlPath(key);
+  try {
+    return fs.readFileSync(path, 'utf8').replace(/\n$/, '');
+  } catch (e) {
+    throw new SysctlError(key, 'reading', errnoOf(e));
+  }
+}
+
+/** Writes a sysctl only if its current value differs. Returns true if it wrote. */
+export function sysctlSet(key: string, value: string | number): boolean {
+  const want = String(value);
+  if (sysctlGet(key).trim() === want.trim()) return false;
+  try {
+    fs.writeFileSync(sysctlPath(key), want);
+  } catch (e) {
+    throw new SysctlError(key, 'writing', errnoOf(e));
+  }
+  return true;
+}
