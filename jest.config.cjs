@@ -13,4 +13,5 @@ module.exports = {
     '^unicorn-magic$': '<rootDir>/node_modules/unicorn-magic/node.js',
   },
   testTimeout: 60000,
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.cjs'],
 };
