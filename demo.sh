@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The main job: build cnikit, install it into a scratch directory, and wire two real pods with
+# our bridge + host-local inside a scratch "host" network namespace; then DEL and clean up.
+# Nothing is created in the machine's own network namespace. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")"
+unset NODE_EXTRA_CA_CERTS
+
+if [ ! -x node_modules/.bin/esbuild ] || [ ! -x node_modules/.bin/bun ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  node_modules/.bin/bun --version >/dev/null 2>&1 || (cd node_modules/bun && node install.js)
+fi
+command -v ip >/dev/null || { echo "demo needs iproute2 (apt-get install iproute2)" >&2; exit 1; }
+command -v ping >/dev/null || { apt-get update -qq && apt-get install -y -qq iputils-ping >/dev/null; }
+
+node build.mjs
+scratch=$(mktemp -d /tmp/cnikit-demo.XXXXXX)
+node build.mjs --install --dir "$scratch/bin"
+
+id=$$
+HOST=cnikit-demo-host-$id POD1=cnikit-demo-pod1-$id POD2=cnikit-demo-pod2-$id
+cleanup() {
+  for ns in "$POD1" "$POD2" "$HOST"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+for ns in "$HOST" "$POD1" "$POD2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+
+cat > "$scratch/net.json" <<JSON
+{
+  "cniVersion": "1.1.0",
+  "name": "demo",
+  "type": "bridge",
+  "bridge": "cnidemo0",
+  "isGateway": true,
+  "ipam": {
+    "type": "host-local",
+    "ranges": [[{ "subnet": "198.18.10.0/24" }], [{ "subnet": "fd00:18:10::/64" }]],
+    "dataDir": "$scratch/ipam"
+  }
+}
+JSON
+
+# What kubelet/containerd do per pod: exec the plugin with CNI_* in the environment, config on stdin.
+cni() { # verb pod-netns container-id
+  ip netns exec "$HOST" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$3" CNI_NETNS="/var/run/netns/$2" \
+    CNI_IFNAME=eth0 CNI_PATH="$scratch/bin" "$scratch/bin/bridge" < "$scratch/net.json"
+}
+
+echo "== VERSION"
+CNI_COMMAND=VERSION "$scratch/bin/bridge" </dev/null; echo
+echo "== ADD pod1"; cni ADD "$POD1" demo-pod1
+echo "== ADD pod2"; cni ADD "$POD2" demo-pod2
+echo "== pod1 eth0"; ip -n "$POD1" -br addr show eth0
+echo "== pod2 eth0"; ip -n "$POD2" -br addr show eth0
+echo "== host: bridge and its ports"; ip -n "$HOST" -br link show master cnidemo0; ip -n "$HOST" -br addr show cnidemo0
+pod2_ip=$(ip -n "$POD2" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+pod2_ip6=$(ip -n "$POD2" -6 -o addr show eth0 scope global | awk '{print $4}' | cut -d/ -f1)
+echo "== ping pod1 -> pod2 ($pod2_ip, $pod2_ip6)"
+ip netns exec "$POD1" ping -c 2 -W 2 "$pod2_ip"
+ip netns exec "$POD1" ping -6 -c 2 -W 2 "$pod2_ip6"
+echo "== leases"; ls "$scratch/ipam/demo"
+echo "== CHECK pod1"; cni CHECK "$POD1" demo-pod1 && echo ok
+echo "== DEL pod1, pod2 (and DEL again: idempotent)"
+cni DEL "$POD1" demo-pod1; cni DEL "$POD2" demo-pod2; cni DEL "$POD2" demo-pod2
+echo "== leases after DEL"; ls "$scratch/ipam/demo"
+echo "== done; removing the scratch namespaces and $scratch"
