@@ -78,9 +78,11 @@ export function validateIfName(name: string): void {
     throw new CniError(ErrInvalidEnvironmentVariables, `invalid CNI_IFNAME ${JSON.stringify(name)}: ${why}`);
   };
   if (name.length === 0) bad('interface name is empty');
-  if (name.length > 15) bad('interface name is too long (at most 15 characters)');
+  // IFNAMSIZ counts bytes (the Go check is len() of the UTF-8 string), not UTF-16 units.
+  if (Buffer.byteLength(name, 'utf8') > 15) bad('interface name is too long (at most 15 bytes)');
   if (name === '.' || name === '..') bad('interface name is . or ..');
-  if (/[/:\s]/.test(name)) bad('interface name contains / or : or whitespace characters');
+  // Go's unicode.IsSpace also counts U+0085 (NEL), which JavaScript's \s does not.
+  if (/[/:\s\u0085]/.test(name)) bad('interface name contains / or : or whitespace characters');
 }
 
 export function validateNetworkName(name: unknown): string {
