@@ -1,7 +1,7 @@
 // Delegation to another plugin found in CNI_PATH (the reference's pkg/invoke + pkg/ipam):
 // same environment with CNI_COMMAND replaced, the complete stdin config, stderr forwarded.
 import { spawn } from 'node:child_process';
-import { accessSync, constants, realpathSync } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrDecodingFailure, ErrInternal, ErrInvalidNetworkConfig } from './errors';
 import { runPlugin, type CmdArgs, type Env, type Outcome, type Plugin, type Verb } from './skel';
@@ -40,6 +40,8 @@ export function findInPath(plugin: string, cniPath: string): string {
   for (const d of dirs) {
     const f = join(d, plugin);
     try {
+      // A regular file only, as Go's FindInPath: a directory of that name (or "." / "..") is not a plugin.
+      if (!statSync(f).isFile()) continue;
       accessSync(f, constants.X_OK);
       return f;
     } catch {
