@@ -93,8 +93,10 @@ export async function delegateAdd(type: string, a: CmdArgs): Promise<Result> {
   } catch {
     throw new CniError(ErrDecodingFailure, `plugin "${type}" returned unparsable result ${JSON.stringify(stdout.slice(0, 200))}`);
   }
-  // The delegate printed in the config's version; bring it up to the current shape.
-  return parseResult(raw, configVersion(a.conf));
+  // Parse in the version the delegate says it printed (libcni's fixupResultVersion): an older IPAM
+  // plugin may answer a 1.0.0 config in 0.4.0 or 0.2.0 shape. Only an absent version means the config's.
+  const own = typeof raw === 'object' && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
+  return parseResult(raw, typeof own === 'string' && own !== '' ? own : configVersion(a.conf));
 }
 
 export const delegateDel = async (type: string, a: CmdArgs): Promise<void> => void (await delegate('DEL', type, a));
