@@ -2,7 +2,7 @@
 // Plugins build the current (1.1.0) shape and convert once, on output, to the config's version.
 import { CniError, ErrDecodingFailure, ErrInternal } from './errors';
 import { atLeast, checkSupported } from './version';
-import { familyOf } from './ip';
+import { familyOf, parseCIDR, parseIP } from './ip';
 
 export interface Interface {
   name: string;
@@ -63,6 +63,20 @@ function str(o: Json, k: string, where: string, required = false): string | unde
   return v;
 }
 
+// Addresses are checked as the Go types' IPNet/net.IP unmarshalling does: a result with a garbage
+// address is a decoding failure, not something a plugin goes on to configure.
+function cidr(o: Json, k: string, where: string, required = false): string | undefined {
+  const v = str(o, k, where, required);
+  if (v !== undefined && !parseCIDR(v)) bad(`${where}.${k} must be an address with a prefix length, got`, v);
+  return v;
+}
+
+function addr(o: Json, k: string, where: string): string | undefined {
+  const v = str(o, k, where);
+  if (v !== undefined && !parseIP(v)) bad(`${where}.${k} must be an IP address, got`, v);
+  return v;
+}
+
 function num(o: Json, k: string, where: string): number | undefined {
   const v = o[k];
   if (v === undefined || v === null) return undefined;
@@ -94,8 +108,8 @@ function parseDNS(v: unknown): DNS | undefined {
 
 function parseRoute(v: unknown, where: string): Route {
   if (!isObj(v)) bad(`${where} must be an object, got`, v);
-  const r: Route = { dst: str(v, 'dst', where, true)! };
-  const gw = str(v, 'gw', where);
+  const r: Route = { dst: cidr(v, 'dst', where, true)! };
+  const gw = addr(v, 'gw', where);
   if (gw) r.gw = gw;
   for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const) {
     const n = num(v, k, where);
@@ -123,8 +137,8 @@ export function parseResult(raw: unknown, version: string): Result {
       const o = raw[fam];
       if (o === undefined || o === null) continue;
       if (!isObj(o)) bad(`${fam} must be an object, got`, o);
-      const ip: IPConfig = { address: str(o, 'ip', fam, true)! };
-      const gw = str(o, 'gateway', fam);
+      const ip: IPConfig = { address: cidr(o, 'ip', fam, true)! };
+      const gw = addr(o, 'gateway', fam);
       if (gw) ip.gateway = gw;
       ips.push(ip);
       list(o.routes, `${fam}.routes`).forEach((r, i) => routes.push(parseRoute(r, `${fam}.routes[${i}]`)));
@@ -151,10 +165,10 @@ export function parseResult(raw: unknown, version: string): Result {
     const ips = list(raw.ips, 'ips').map((v, i): IPConfig => {
       const where = `ips[${i}]`;
       if (!isObj(v)) bad(`${where} must be an object, got`, v);
-      const ip: IPConfig = { address: str(v, 'address', where, true)! };
+      const ip: IPConfig = { address: cidr(v, 'address', where, true)! };
       const idx = num(v, 'interface', where);
       if (idx !== undefined) ip.interface = idx;
-      const gw = str(v, 'gateway', where);
+      const gw = addr(v, 'gateway', where);
       if (gw) ip.gateway = gw;
       return ip;
     });
