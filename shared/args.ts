@@ -5,10 +5,10 @@ export function parseCniArgs(s: string): Array<[string, string]> {
   if (!s) return [];
   return s.split(';').map((pair) => {
     const eq = pair.indexOf('=');
-    const k = eq < 0 ? '' : pair.slice(0, eq);
-    const v = eq < 0 ? '' : pair.slice(eq + 1);
-    if (eq < 0 || !k || !v) throw new CniError(ErrInvalidEnvironmentVariables, `CNI_ARGS: invalid pair "${pair}"`);
-    return [k, v];
+    // Only a pair without "=" is malformed: Go's LoadArgs accepts "K=" and "=V" (runtimes send
+    // empty values for keys they know nothing about), so they must not fail the whole call.
+    if (eq < 0) throw new CniError(ErrInvalidEnvironmentVariables, `CNI_ARGS: invalid pair "${pair}"`);
+    return [pair.slice(0, eq), pair.slice(eq + 1)];
   });
 }
 
@@ -24,8 +24,10 @@ export function loadArgs<K extends string>(s: string, known: readonly K[]): Part
   const out: Partial<Record<K, string>> = {};
   const unknown: string[] = [];
   for (const [k, v] of pairs) {
-    if ((known as readonly string[]).includes(k)) out[k as K] = v;
-    else if (k !== 'IgnoreUnknown') unknown.push(`${k}=${v}`);
+    // An empty value leaves the key unset: Go plugins read IP= as a nil net.IP and MAC= as "" (none).
+    if ((known as readonly string[]).includes(k)) {
+      if (v !== '') out[k as K] = v;
+    } else if (k !== 'IgnoreUnknown') unknown.push(`${k}=${v}`);
   }
   if (unknown.length && !ignoreUnknown(pairs)) {
     throw new CniError(ErrInvalidEnvironmentVariables, `CNI_ARGS: unknown args ${JSON.stringify(unknown)}`);
