@@ -1,0 +1,173 @@
+// The bridge plugin's network configuration (the reference's NetConf in plugins/main/bridge/bridge.go):
+// schema, defaults, and the cross-field rules the reference enforces, with its messages.
+import * as z from 'zod/mini';
+import { loadArgs } from '../../shared/args';
+import { configError, parseConfig } from '../../shared/config';
+import { CniError, ErrInvalidNetworkConfig } from '../../shared/errors';
+import type { CmdArgs } from '../../shared/skel';
+import type { DNS } from '../../shared/types';
+
+// Go's encoding/json leaves a field at its zero value for `null`, so every optional key accepts it.
+const opt = <T extends z.ZodMiniType>(s: T) => z.optional(z.nullable(s));
+const strList = opt(z.array(z.string()));
+
+const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
+
+export const bridgeConfSchema = z.looseObject({
+  name: z.string(),
+  cniVersion: opt(z.string()),
+  bridge: opt(z.string()),
+  isGateway: opt(z.boolean()),
+  isDefaultGateway: opt(z.boolean()),
+  forceAddress: opt(z.boolean()),
+  ipMasq: opt(z.boolean()),
+  ipMasqBackend: opt(z.string()),
+  mtu: opt(z.int()),
+  hairpinMode: opt(z.boolean()),
+  promiscMode: opt(z.boolean()),
+  vlan: opt(z.int()),
+  vlanTrunk: opt(z.array(vlanTrunkEntry)),
+  preserveDefaultVlan: opt(z.boolean()),
+  macspoofchk: opt(z.boolean()),
+  enabledad: opt(z.boolean()),
+  disableContainerInterface: opt(z.boolean()),
+  portIsolation: opt(z.boolean()),
+  ipam: opt(z.looseObject({ type: opt(z.string()) })),
+  dns: opt(z.looseObject({ nameservers: strList, domain: opt(z.string()), search: strList, options: strList })),
+  args: opt(z.looseObject({ cni: opt(z.looseObject({ mac: opt(z.string()) })) })),
+  runtimeConfig: opt(z.looseObject({ mac: opt(z.string()) })),
+  prevResult: opt(z.unknown()),
+});
+
+export type IPMasqBackend = 'iptables' | 'nftables';
+
+/** The parsed config with defaults applied and derived values (MAC, trunk VLAN list, L2/L3). */
+export interface BridgeConf {
+  name: string;
+  cniVersion: string;
+  bridge: string;
+  isGateway: boolean; // true when isDefaultGateway is (the reference sets IsGW)
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  ipMasqBackend: IPMasqBackend | undefined; // undefined: autodetect
+  mtu: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  vlan: number;
+  vlanTrunk: boolean; // the key was given (enables vlan_filtering even if it yields no VIDs)
+  vlans: number[]; // trunk VIDs, sorted, unique
+  preserveDefaultVlan: boolean;
+  macspoofchk: boolean;
+  enabledad: boolean;
+  disableContainerInterface: boolean;
+  portIsolation: boolean;
+  ipamType: string; // '' = L2-only
+  dns: DNS | undefined; // set only when some field is set: it then overrides IPAM's DNS
+  mac: string | undefined; // CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac
+  prevResult: unknown;
+}
+
+const invalid = (msg: string): CniError => new CniError(ErrInvalidNetworkConfig, msg);
+
+type Trunk = z.infer<typeof vlanTrunkEntry>[];
+
+/** The reference's collectVlanTrunk: IDs 1..4094, min/max together, sorted and deduplicated. */
+export function collectVlanTrunk(trunk: Trunk | null | undefined): number[] {
+  const vids = new Set<number>();
+  for (const t of trunk ?? []) {
+    const min = t.minID ?? undefined;
+    const max = t.maxID ?? undefined;
+    if (min !== undefined && max !== undefined) {
+      if (min <= 0 || min > 4094) throw invalid('incorrect trunk minID parameter');
+      if (max <= 0 || max > 4094) throw invalid('incorrect trunk maxID parameter');
+      if (max < min) throw invalid('minID is greater than maxID in trunk parameter');
+      for (let v = min; v <= max; v++) vids.add(v);
+    } else if (max !== undefined) {
+      throw invalid('minID and maxID should be configured simultaneously, minID is missing');
+    } else if (min !== undefined) {
+      throw invalid('minID and maxID should be configured simultaneously, maxID is missing');
+    }
+    const id = t.id ?? undefined;
+    if (id !== undefined) {
+      if (id <= 0 || id > 4094) throw invalid('incorrect trunk id parameter');
+      vids.add(id);
+    }
+  }
+  return [...vids].sort((a, b) => a - b);
+}
+
+const IFNAME_BAD = /[/:\s]/;
+const MAC_RE = /^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/;
+
+function checkMac(field: string, mac: string): string {
+  if (!MAC_RE.test(mac)) throw configError(field, mac, 'not a MAC address (expected 6 hex pairs like 0a:58:c6:12:00:02)');
+  return mac.toLowerCase().replace(/-/g, ':');
+}
+
+/** Parses stdin config and CNI_ARGS (MAC=, with the IgnoreUnknown rule). */
+export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>): BridgeConf {
+  const c = parseConfig(bridgeConfSchema, a.conf);
+  const bridge = c.bridge ?? 'cni0';
+  if (bridge === '' || bridge.length > 15 || bridge === '.' || bridge === '..' || IFNAME_BAD.test(bridge))
+    throw configError('bridge', bridge, 'not a valid interface name (1-15 characters, no "/", ":" or whitespace)');
+  const vlan = c.vlan ?? 0;
+  if (vlan < 0 || vlan > 4094) throw invalid(`invalid VLAN ID ${vlan} (must be between 0 and 4094)`);
+  const vlans = collectVlanTrunk(c.vlanTrunk);
+  const mtu = c.mtu ?? 0;
+  if (mtu < 0 || mtu > 65535) throw configError('mtu', mtu, 'must be between 0 (kernel default) and 65535');
+  const backend = c.ipMasqBackend ?? undefined;
+  if (backend !== undefined && backend !== 'iptables' && backend !== 'nftables')
+    throw invalid(`unknown ipmasq backend ${JSON.stringify(backend)}`);
+
+  let mac: string | undefined;
+  const envMac = loadArgs(a.args, ['MAC']).MAC;
+  if (envMac) mac = checkMac('CNI_ARGS MAC', envMac);
+  if (c.args?.cni?.mac) mac = checkMac('args.cni.mac', c.args.cni.mac);
+  if (c.runtimeConfig?.mac) mac = checkMac('runtimeConfig.mac', c.runtimeConfig.mac);
+
+  const d = c.dns ?? undefined;
+  // The reference's dnsConfSet: any field present (even an empty list) means "use the config's DNS".
+  const dnsSet = !!d && (d.nameservers != null || d.search != null || d.options != null || !!d.domain);
+  const dns: DNS | undefined = dnsSet
+    ? {
+        ...(d!.nameservers ? { nameservers: d!.nameservers } : {}),
+        ...(d!.domain ? { domain: d!.domain } : {}),
+        ...(d!.search ? { search: d!.search } : {}),
+        ...(d!.options ? { options: d!.options } : {}),
+      }
+    : undefined;
+
+  const conf: BridgeConf = {
+    name: c.name,
+    cniVersion: a.cniVersion,
+    bridge,
+    isGateway: !!c.isGateway || !!c.isDefaultGateway,
+    isDefaultGateway: !!c.isDefaultGateway,
+    forceAddress: !!c.forceAddress,
+    ipMasq: !!c.ipMasq,
+    ipMasqBackend: backend,
+    mtu,
+    hairpinMode: !!c.hairpinMode,
+    promiscMode: !!c.promiscMode,
+    vlan,
+    vlanTrunk: c.vlanTrunk != null,
+    vlans,
+    preserveDefaultVlan: !!c.preserveDefaultVlan,
+    macspoofchk: !!c.macspoofchk,
+    enabledad: !!c.enabledad,
+    disableContainerInterface: !!c.disableContainerInterface,
+    portIsolation: !!c.portIsolation,
+    ipamType: c.ipam?.type ?? '',
+    dns,
+    mac,
+    prevResult: c.prevResult ?? undefined,
+  };
+  return conf;
+}
+
+/** Rules the reference checks at the start of ADD (not on DEL, so a DEL of a bad config still cleans up). */
+export function checkAddRules(c: BridgeConf): void {
+  if (c.ipamType && c.disableContainerInterface) throw invalid('cannot use IPAM when DisableContainerInterface flag is set');
+  if (c.hairpinMode && c.promiscMode) throw invalid('cannot set hairpin mode and promiscuous mode at the same time');
+}

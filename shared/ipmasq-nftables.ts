@@ -1,0 +1,92 @@
+// nftables masquerade, the same table, chains, rules and comments as the reference's
+// pkg/ip/ipmasq_nftables_linux.go: `table inet cni_plugins_masquerade`, base chain `postrouting`
+// rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
+// <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change.
+import { createHash } from 'node:crypto';
+import { formatCIDR, formatIP, networkOf, parseCIDR } from './ip';
+import { mustRunTool, runTool } from './ipmasq-exec';
+
+export const MASQ_TABLE = 'cni_plugins_masquerade';
+export const MASQ_CHAIN = 'masq_checks';
+const COMMENT_MAX = 128; // knftables.CommentLengthMax
+
+const hash16 = (s: string): string => createHash('sha512').update(s).digest('hex').slice(0, 16);
+
+export const hashForNetwork = (network: string): string => hash16(network);
+export const hashForInstance = (network: string, ifname: string, containerID: string): string =>
+  `${hashForNetwork(network)}-${hash16(`${ifname}:${containerID}`)}`;
+
+export function commentForInstance(network: string, ifname: string, containerID: string): string {
+  const strip = (s: string): string => s.replace(/"/g, '');
+  const c = `${hashForInstance(network, ifname, containerID)}, net: ${strip(network)}, if: ${strip(ifname)}, id: ${strip(containerID)}`;
+  return c.slice(0, COMMENT_MAX);
+}
+
+interface NftRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+}
+
+/** Rules of the masquerade chain; empty when the table does not exist yet. */
+function listMasqRules(): NftRule[] {
+  const r = runTool('nft', ['-j', 'list', 'table', 'inet', MASQ_TABLE]);
+  if (r.status !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return [];
+    throw new Error(`listing nftables table inet ${MASQ_TABLE}: ${r.stderr.trim()}`);
+  }
+  return parseNftRules(r.stdout).filter((x) => x.chain === MASQ_CHAIN);
+}
+
+/** The rules in `nft -j list ...` output. */
+export function parseNftRules(json: string): NftRule[] {
+  const doc = JSON.parse(json) as { nftables?: Array<{ rule?: NftRule }> };
+  return (doc.nftables ?? []).flatMap((o) => (o.rule ? [o.rule] : []));
+}
+
+const q = (s: string): string => `"${s}"`;
+
+export function setupIPMasqNFTables(addresses: string[], network: string, ifname: string, containerID: string): void {
+  const stale = listMasqRules().filter((r) => r.comment?.startsWith(hashForInstance(network, ifname, containerID)));
+  const t = `inet ${MASQ_TABLE}`;
+  const comment = q(commentForInstance(network, ifname, containerID));
+  const lines = [
+    `add table ${t} { comment ${q('Masquerading for plugins from github.com/containernetworking/plugins')} ; }`,
+    `add chain ${t} ${MASQ_CHAIN} { comment ${q('Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet')} ; }`,
+    `add chain ${t} postrouting { type nat hook postrouting priority srcnat ; }`,
+    `flush chain ${t} postrouting`,
+    `add rule ${t} postrouting ip daddr == 224.0.0.0/4 return`,
+    `add rule ${t} postrouting ip6 daddr == ff00::/8 return`,
+    `add rule ${t} postrouting goto ${MASQ_CHAIN}`,
+    ...stale.map((r) => `delete rule ${t} ${MASQ_CHAIN} handle ${r.handle}`),
+  ];
+  for (const a of addresses) {
+    const n = parseCIDR(a);
+    if (!n) continue;
+    const fam = n.ip.family === 4 ? 'ip' : 'ip6';
+    lines.push(`add rule ${t} ${MASQ_CHAIN} ${fam} saddr == ${formatIP(n.ip)} ${fam} daddr != ${formatCIDR(networkOf(n))} masquerade comment ${comment}`);
+  }
+  mustRunTool('nft', ['-f', '-'], `setting up ipMasq for ${network}/${ifname}/${containerID}`, lines.join('\n') + '\n');
+}
+
+function deleteRules(rules: NftRule[], what: string): void {
+  if (!rules.length) return;
+  const script = rules.map((r) => `delete rule inet ${MASQ_TABLE} ${MASQ_CHAIN} handle ${r.handle}`).join('\n') + '\n';
+  mustRunTool('nft', ['-f', '-'], what, script);
+}
+
+/** Removes the pod's rules by their comment hash; no addresses needed. */
+export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {
+  const h = hashForInstance(network, ifname, containerID);
+  deleteRules(listMasqRules().filter((r) => r.comment?.startsWith(h)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
+}
+
+/** The reference's gcIPMasqNFTables: drop this network's rules whose comment is not a valid attachment's. */
+export function gcIPMasqNFTables(network: string, valid: Array<{ containerID: string; ifname: string }>): void {
+  const keep = new Set(valid.map((v) => commentForInstance(network, v.ifname, v.containerID)));
+  const prefix = `${hashForNetwork(network)}-`;
+  deleteRules(
+    listMasqRules().filter((r) => r.comment?.startsWith(prefix) && !keep.has(r.comment)),
+    `garbage-collecting ipMasq rules of ${network}`,
+  );
+}

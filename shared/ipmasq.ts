@@ -1,0 +1,54 @@
+// Masquerade for a pod's addresses (the reference's SetupIPMasqForNetworks and friends): pick a
+// backend, install; teardown and GC always sweep both backends, since the pod may have been set up
+// by another version or configuration.
+import type { Family } from './ip';
+import { familyOf } from './ip';
+import { findTool, NetfilterError } from './ipmasq-exec';
+import { gcIPMasqIPTables, setupIPMasqIPTables, teardownIPMasqIPTables } from './ipmasq-iptables';
+import { gcIPMasqNFTables, setupIPMasqNFTables, teardownIPMasqNFTables } from './ipmasq-nftables';
+
+export type MasqBackend = 'iptables' | 'nftables';
+
+/** The reference prefers iptables unless only nftables is available. */
+export function defaultBackend(): MasqBackend {
+  return !findTool('iptables') && findTool('nft') ? 'nftables' : 'iptables';
+}
+
+export interface Attachment {
+  containerID: string;
+  ifname: string;
+}
+
+export function setupIPMasq(backend: MasqBackend | undefined, addresses: string[], network: string, a: Attachment): void {
+  if ((backend ?? defaultBackend()) === 'nftables') setupIPMasqNFTables(addresses, network, a.ifname, a.containerID);
+  else setupIPMasqIPTables(addresses, network, a.containerID);
+}
+
+/** Runs every sweep, collecting errors; a missing tool means that backend has nothing to remove. */
+function sweepAll(steps: Array<() => void>): void {
+  const errs: string[] = [];
+  for (const s of steps) {
+    try {
+      s();
+    } catch (e) {
+      if (e instanceof NetfilterError && e.notFound) continue;
+      errs.push((e as Error).message);
+    }
+  }
+  if (errs.length) throw new Error(errs.join('; '));
+}
+
+/**
+ * Removes the pod's masquerade rules by container ID (and ifname for nftables). `families` narrows the
+ * iptables sweep when the prevResult says which families the pod had; without it both are swept.
+ */
+export function teardownIPMasq(network: string, a: Attachment, addresses?: string[]): void {
+  let families: Family[] = [4, 6];
+  if (addresses?.length) families = [...new Set(addresses.map((x) => familyOf(x)).filter((f): f is Family => f !== null))];
+  sweepAll([() => teardownIPMasqIPTables(network, a.containerID, families), () => teardownIPMasqNFTables(network, a.ifname, a.containerID)]);
+}
+
+/** GC: remove rules of this network whose attachment is not in the valid list. */
+export function gcIPMasq(network: string, valid: Attachment[]): void {
+  sweepAll([() => gcIPMasqIPTables(network, new Set(valid.map((v) => v.containerID))), () => gcIPMasqNFTables(network, valid)]);
+}
