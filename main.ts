@@ -5,6 +5,10 @@ import { pluginMain, type Plugin } from './shared/skel';
 import { setInProcessResolver } from './shared/invoke';
 import { SUPPORTED_VERSIONS } from './shared/version';
 import { plugins } from './plugins/registry';
+import { cnitool } from './runner/cli';
+
+/** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
+const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
 
 const SELF = 'cnikit';
 
@@ -14,6 +18,7 @@ function usage(): string {
     `usage: ${SELF} <plugin>   (or invoke through a link named after the plugin)`,
     `       ${SELF} --list     (print the plugin names, one per line)`,
     `plugins: ${Object.keys(plugins).join(', ')}`,
+    `tools: ${Object.keys(tools).join(', ')}`,
     '',
   ].join('\n');
 }
@@ -21,10 +26,11 @@ function usage(): string {
 async function main(): Promise<void> {
   setInProcessResolver((name) => plugins[name]);
   let name = basename(process.argv0);
+  let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
     const arg = process.argv[2];
     if (arg === '--list') {
-      process.stdout.write(Object.keys(plugins).join('\n') + '\n');
+      process.stdout.write([...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n');
       return;
     }
     if (!arg || arg === '--help' || arg === '-h') {
@@ -32,7 +38,10 @@ async function main(): Promise<void> {
       process.exit(arg ? 0 : 2);
     }
     name = arg;
+    argv = argv.slice(1);
   }
+  const tool = tools[name];
+  if (tool) process.exit(await tool(argv));
   const plugin: Plugin | undefined = plugins[name];
   if (!plugin) {
     process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);

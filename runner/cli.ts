@@ -1,0 +1,130 @@
+// `cnitool`: the real cnitool's interface (containernetworking/cni cnitool/cnitool.go) on our runner.
+//   cnitool add|check|del|gc|status <net> <netns>
+// env: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_ARGS, CAP_ARGS (JSON), CNI_IFNAME
+// (default eth0), CNI_CACHEDIR (default /var/lib/cni).
+import { createHash } from 'node:crypto';
+import { existsSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseCniArgs } from '../shared/args';
+import { CniError } from '../shared/errors';
+import { formatResult } from '../shared/types';
+import { ConfError, loadConfList } from './conf';
+import { Runner, RunnerError, type RuntimeConf } from './runner';
+
+export const DEFAULT_NET_DIR = '/etc/cni/net.d';
+const COMMANDS = ['add', 'check', 'del', 'gc', 'status'] as const;
+type Command = (typeof COMMANDS)[number];
+
+function usage(exe: string): string {
+  return [
+    `${exe}: Add, check, remove or garbage-collect network interfaces of a network namespace, or get a network's status`,
+    `  ${exe} add    <net> <netns>`,
+    `  ${exe} check  <net> <netns>`,
+    `  ${exe} del    <net> <netns>`,
+    `  ${exe} gc     <net> <netns>   (DELs every cached attachment of <net>, then GC with no valid attachments)`,
+    `  ${exe} status <net> <netns>`,
+    'environment:',
+    `  NETCONFPATH   directory of network configurations (default ${DEFAULT_NET_DIR})`,
+    '  CNI_PATH      plugin directories, ":"-separated',
+    '  CNI_ARGS      "K=V;K2=V2" passed to every plugin',
+    '  CAP_ARGS      JSON object of capability arguments (e.g. {"portMappings":[...]})',
+    '  CNI_IFNAME    interface name in the container (default eth0)',
+    '  CNI_CACHEDIR  result cache directory (default /var/lib/cni)',
+    '',
+  ].join('\n');
+}
+
+/** Same container ID as the real cnitool: "cnitool-" + the first 10 bytes of sha512(netns path), hex. */
+export function containerIDFor(netnsPath: string): string {
+  return `cnitool-${createHash('sha512').update(netnsPath).digest('hex').slice(0, 20)}`;
+}
+
+export interface CliIO {
+  env: NodeJS.ProcessEnv;
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+/** Synchronous writes: the entry point exits right after, and a buffered pipe write could be lost. */
+function writeAll(fd: number, s: string): void {
+  const buf = Buffer.from(s);
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += writeSync(fd, buf, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    }
+  }
+}
+
+const processIO = (): CliIO => ({ env: process.env, stdout: (s) => writeAll(1, s), stderr: (s) => writeAll(2, s) });
+
+/** Runs one cnitool command; returns the exit code (0 ok, 1 failure, like the real cnitool). */
+export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<number> {
+  const exe = 'cnitool';
+  if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
+    io.stdout(usage(exe));
+    return 0;
+  }
+  if (argv.length < 3) {
+    io.stderr(usage(exe));
+    return 1;
+  }
+  const [cmd, net, nsArg] = argv as [string, string, string];
+  if (!(COMMANDS as readonly string[]).includes(cmd)) {
+    io.stderr(`${exe}: unknown command ${JSON.stringify(cmd)}\n${usage(exe)}`);
+    return 1;
+  }
+  const fail = (msg: string): number => {
+    io.stderr(`${msg}\n`);
+    return 1;
+  };
+  try {
+    const env = io.env;
+    const list = loadConfList(env.NETCONFPATH || DEFAULT_NET_DIR, net);
+    let capabilityArgs: Record<string, unknown> = {};
+    if (env.CAP_ARGS) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(env.CAP_ARGS);
+      } catch (e) {
+        return fail(`invalid CAP_ARGS: ${(e as Error).message}`);
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail(`invalid CAP_ARGS ${JSON.stringify(env.CAP_ARGS)}: expected a JSON object`);
+      capabilityArgs = parsed as Record<string, unknown>;
+    }
+    const args = parseCniArgs(env.CNI_ARGS ?? '');
+    const ifName = env.CNI_IFNAME ?? 'eth0';
+    const netns = resolve(nsArg);
+    const c = cmd as Command;
+    // A typo in the netns path would otherwise surface as an obscure plugin error (DEL must still
+    // work after the netns is gone, so it is exempt).
+    if ((c === 'add' || c === 'check') && !existsSync(netns)) return fail(`network namespace ${JSON.stringify(netns)} does not exist`);
+    const runner = new Runner({ path: (env.CNI_PATH ?? '').split(':').filter(Boolean), env });
+    const rt: RuntimeConf = { containerID: containerIDFor(netns), netns, ifName, args, capabilityArgs };
+    switch (c) {
+      case 'add': {
+        const result = await runner.addNetworkList(list, rt);
+        io.stdout(JSON.stringify(formatResult(result, list.cniVersion || '0.1.0'), null, 4) + '\n');
+        break;
+      }
+      case 'check':
+        await runner.checkNetworkList(list, rt);
+        break;
+      case 'del':
+        await runner.delNetworkList(list, rt);
+        break;
+      case 'gc':
+        await runner.gcNetworkList(list, []);
+        break;
+      case 'status':
+        await runner.statusNetworkList(list);
+        break;
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof RunnerError || e instanceof ConfError) return fail(e.message);
+    if (e instanceof CniError) return fail(e.details ? `${e.message}; ${e.details}` : e.message);
+    return fail(`${exe}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
