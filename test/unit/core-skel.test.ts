@@ -2,7 +2,7 @@
 // environment, stdin, version negotiation, result printing per version, error JSON.
 import * as z from 'zod/mini';
 import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/skel';
-import { CniError, ErrUnsupportedField } from '../../shared/errors';
+import { CniError } from '../../shared/errors';
 import { formatResult, type Result } from '../../shared/types';
 import { parseConfig } from '../../shared/config';
 import { SUPPORTED_VERSIONS } from '../../shared/version';
