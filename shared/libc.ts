@@ -141,6 +141,19 @@ export function recv(fd: number, buf: Uint8Array, flags = 0): number {
   }
 }
 
+/**
+ * recvfrom(2) that also fills `addr` (a raw sockaddr buffer, e.g. 12 bytes of sockaddr_nl),
+ * retried on EINTR. Returns bytes read (the full datagram length with MSG_TRUNC) or -errno.
+ */
+export function recvFrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8Array): number {
+  const len = new Uint32Array(1);
+  for (;;) {
+    len[0] = addr.byteLength;
+    const r = ret(libc().recvfrom(fd, buf, buf.byteLength, flags, addr, new Uint8Array(len.buffer)));
+    if (r !== -EINTR) return r;
+  }
+}
+
 /** close(2). Returns 0 or -errno. */
 export function close(fd: number): number {
   return ret(libc().close(fd));

@@ -36,6 +36,7 @@ export const EADDRINUSE = 98;
 export const EADDRNOTAVAIL = 99;
 export const ENETDOWN = 100;
 export const ENETUNREACH = 101;
+export const ENOTCONN = 107;
 export const ETIMEDOUT = 110;
 export const EHOSTUNREACH = 113;
 export const EPROTONOSUPPORT = 93;
@@ -80,6 +81,7 @@ const MESSAGES: Record<number, string> = {
   [ENETDOWN]: 'network is down',
   [ENETUNREACH]: 'network is unreachable',
   [ENOBUFS]: 'no buffer space available',
+  [ENOTCONN]: 'transport endpoint is not connected',
   [ETIMEDOUT]: 'connection timed out',
   [EHOSTUNREACH]: 'no route to host',
 };

@@ -1,0 +1,238 @@
+// A synchronous rtnetlink socket over libc: send one request, read until its ACK/DONE/ERROR.
+// A socket belongs to the netns that was current when it was created, so `openNetlink(path)`
+// creates it inside `path` and every later request acts there — no setns per operation.
+import {
+  AF_NETLINK,
+  MSG_TRUNC,
+  POLLIN,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
+  SOL_NETLINK,
+  SyscallError,
+  bind,
+  close,
+  getsockname,
+  pollOne,
+  recvFrom,
+  sendto,
+  setsockoptInt,
+  socket,
+} from '../libc';
+import { withNetns } from '../netns';
+import {
+  NETLINK_ADD_MEMBERSHIP,
+  NETLINK_CAP_ACK,
+  NETLINK_DROP_MEMBERSHIP,
+  NETLINK_EXT_ACK,
+  NETLINK_ROUTE,
+  NLMSGERR_ATTR_MSG,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_NOOP,
+  NLMSG_OVERRUN,
+  NLM_F_ACK,
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+} from './constants';
+import { ENOBUFS } from './errno';
+import { NetlinkError } from './errors';
+import { type NlMsg, NLMSG_HDRLEN, align4, attrString, parseAttrs, parseMessages } from './message';
+
+const RECV_BUF = 256 * 1024; // kernel dump datagrams are <= 32 KiB; one link message can be larger
+const DUMP_RETRIES = 5;
+
+function sockaddrNl(groups = 0): Uint8Array {
+  const b = new Uint8Array(12);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, AF_NETLINK, true);
+  dv.setUint32(8, groups, true);
+  return b;
+}
+
+/** Decodes an NLMSG_ERROR (or DONE) payload: errno (positive, 0 = ACK) and the extack text. */
+export function decodeError(m: NlMsg): { errno: number; extack: string } {
+  const errno = m.payload.length >= 4 ? -m.payload.readInt32LE(0) : 0;
+  let extack = '';
+  if (m.flags & NLM_F_ACK_TLVS) {
+    let off = 4;
+    if (m.type === NLMSG_ERROR) {
+      const origLen = m.payload.length >= 8 ? m.payload.readUInt32LE(4) : NLMSG_HDRLEN;
+      off += m.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(origLen);
+    }
+    const msg = parseAttrs(m.payload, off).get(NLMSGERR_ATTR_MSG);
+    if (msg) extack = attrString(msg);
+  }
+  return { errno, extack };
+}
+
+export class NetlinkSocket {
+  private seq = (Date.now() & 0x3fffffff) >>> 0;
+  private readonly buf = new Uint8Array(RECV_BUF);
+  private readonly from = new Uint8Array(12);
+  private readonly kernel = sockaddrNl();
+  private readonly queued: NlMsg[] = [];
+  private lostEvents = false;
+  private closed = false;
+
+  private constructor(
+    readonly fd: number,
+    readonly portId: number,
+  ) {}
+
+  /** Opens a NETLINK_ROUTE socket in this thread's current netns. */
+  static open(): NetlinkSocket {
+    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) throw new SyscallError('opening netlink socket', -fd);
+    try {
+      const addr = sockaddrNl();
+      let r = bind(fd, addr);
+      if (r < 0) throw new SyscallError('binding netlink socket', -r);
+      r = getsockname(fd, addr);
+      if (r < 0) throw new SyscallError('netlink getsockname', -r);
+      // Best effort: extended acks carry the kernel's reason text, CAP_ACK keeps acks small.
+      setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+      setsockoptInt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
+      return new NetlinkSocket(fd, new DataView(addr.buffer).getUint32(4, true));
+    } catch (e) {
+      close(fd);
+      throw e;
+    }
+  }
+
+  /** Opens a socket bound to the netns at `path` (the setns round trip happens only here). */
+  static openIn(path: string): NetlinkSocket {
+    return withNetns(path, () => NetlinkSocket.open());
+  }
+
+  close(): void {
+    if (!this.closed) {
+      this.closed = true;
+      close(this.fd);
+    }
+  }
+
+  private send(msg: Buffer, op: string, object: string): number {
+    const seq = (this.seq = (this.seq + 1) >>> 0);
+    msg.writeUInt32LE(seq, 8);
+    msg.writeUInt32LE(0, 12);
+    const r = sendto(this.fd, msg, 0, this.kernel);
+    if (r < 0) throw new NetlinkError(op, object, -r);
+    return seq;
+  }
+
+  /** Reads one datagram. Multicast events are queued; returns only unicast replies. */
+  private recvReplies(op: string, object: string): NlMsg[] {
+    for (;;) {
+      const n = recvFrom(this.fd, this.buf, MSG_TRUNC, this.from);
+      if (n === -ENOBUFS) {
+        this.lostEvents = true; // only multicast events can overflow; replies are flow-controlled
+        continue;
+      }
+      if (n < 0) throw new NetlinkError(op, object, -n);
+      if (n > this.buf.length) throw new Error(`${op} ${object}: netlink reply of ${n} bytes truncated`);
+      const groups = new DataView(this.from.buffer).getUint32(8, true);
+      const msgs = parseMessages(this.buf, n);
+      if (groups !== 0) {
+        this.queued.push(...msgs);
+        continue;
+      }
+      return msgs;
+    }
+  }
+
+  /**
+   * Sends `msg` (built with its final flags) and returns the data messages of the reply.
+   * Waits for the ACK when NLM_F_ACK is set, for NLMSG_DONE on dumps, else for one reply.
+   * A kernel error becomes NetlinkError(op, object, errno). Interrupted dumps are retried.
+   */
+  request(msg: Buffer, op: string, object = ''): NlMsg[] {
+    const flags = msg.readUInt16LE(6);
+    const dump = (flags & NLM_F_DUMP) === NLM_F_DUMP;
+    const ack = (flags & NLM_F_ACK) !== 0;
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.send(msg, op, object);
+      const out: NlMsg[] = [];
+      let interrupted = false;
+      for (let done = false; !done; ) {
+        for (const m of this.recvReplies(op, object)) {
+          if (m.seq !== seq || (m.pid !== this.portId && m.pid !== 0)) continue; // stale reply
+          if (m.type === NLMSG_NOOP || m.type === NLMSG_OVERRUN) continue;
+          if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
+          if (m.type === NLMSG_ERROR || m.type === NLMSG_DONE) {
+            const { errno, extack } = decodeError(m);
+            if (errno > 0) throw new NetlinkError(op, object, errno, extack);
+            done = true;
+            break;
+          }
+          out.push(m);
+          if (!dump && !ack) {
+            done = true;
+            break;
+          }
+        }
+      }
+      // A dump that raced a change is inconsistent (NLM_F_DUMP_INTR): take it again.
+      if (interrupted && dump && attempt < DUMP_RETRIES) continue;
+      return out;
+    }
+  }
+
+  /** Joins a multicast group (RTNLGRP_*). Events arrive via nextEvent(). */
+  subscribe(group: number): void {
+    const r = setsockoptInt(this.fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group);
+    if (r < 0) throw new NetlinkError('subscribing to netlink group', String(group), -r);
+  }
+
+  unsubscribe(group: number): void {
+    setsockoptInt(this.fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, group);
+    this.queued.length = 0;
+    this.lostEvents = false;
+  }
+
+  /** True (once) if events were dropped because the receive buffer overflowed. */
+  takeLostEvents(): boolean {
+    const l = this.lostEvents;
+    this.lostEvents = false;
+    return l;
+  }
+
+  /** Next queued or arriving multicast event, or undefined after `timeoutMs`. */
+  nextEvent(timeoutMs: number): NlMsg | undefined {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const q = this.queued.shift();
+      if (q) return q;
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      const ev = pollOne(this.fd, POLLIN, left);
+      if (ev < 0) throw new NetlinkError('waiting for netlink events', '', -ev);
+      if (ev === 0) return undefined;
+      const n = recvFrom(this.fd, this.buf, MSG_TRUNC, this.from);
+      if (n === -ENOBUFS) {
+        this.lostEvents = true;
+        return undefined;
+      }
+      if (n < 0) throw new NetlinkError('reading netlink events', '', -n);
+      if (new DataView(this.from.buffer).getUint32(8, true) !== 0) {
+        this.queued.push(...parseMessages(this.buf, Math.min(n, this.buf.length)));
+      }
+    }
+  }
+}
+
+/** Opens an rtnetlink socket in the current netns, or in the netns at `nsPath`. */
+export function openNetlink(nsPath?: string): NetlinkSocket {
+  return nsPath ? NetlinkSocket.openIn(nsPath) : NetlinkSocket.open();
+}
+
+/** Runs fn with a socket (optionally in another netns) and closes it afterwards. */
+export function withNetlink<T>(fn: (nl: NetlinkSocket) => T, nsPath?: string): T {
+  const nl = openNetlink(nsPath);
+  try {
+    return fn(nl);
+  } finally {
+    nl.close();
+  }
+}
