@@ -39,8 +39,24 @@ function runOnce(r: ExecRequest): Promise<Raw> {
       clearTimeout(timer);
       resolve({ code: null, signal: null, timedOut, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ...x });
     };
-    child.on('error', (e: NodeJS.ErrnoException) => done({ spawnError: e }));
-    child.on('close', (code, signal) => done({ code, signal }));
+    let settled = false;
+    const finish = (x: Partial<Raw>): void => {
+      if (settled) return;
+      settled = true;
+      done(x);
+    };
+    child.on('error', (e: NodeJS.ErrnoException) => finish({ spawnError: e }));
+    child.on('close', (code, signal) => finish({ code, signal }));
+    // A child the plugin left behind (a daemon, a hung `sleep`) may hold our pipes open: once the
+    // plugin itself has exited, wait briefly for its output, then stop waiting for the pipes.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        if (settled) return;
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish({ code, signal });
+      }, 500).unref();
+    });
     child.stdin.on('error', () => {}); // a plugin may exit without reading its stdin
     child.stdin.end(r.stdin);
   });
