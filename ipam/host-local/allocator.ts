@@ -1,0 +1,107 @@
+// Allocation from one range set against a Store (the reference's backend/allocator/allocator.go).
+// Pure: no disk, no clock; the caller holds the store's lock.
+import { addTo, formatIP, ipEqual, type IP } from '../../shared/ip';
+import type { IPConfig } from '../../shared/types';
+import { rangeFor, setContains, setString, notInSet, type RangeSet } from './range-set';
+import type { Store } from './store';
+
+export class AllocationError extends Error {}
+
+export interface AllocatorOptions {
+  /** Reclaim leases made before the current boot when the set is exhausted (README: reclaimStaleLeases). */
+  reclaimStale: boolean;
+}
+
+export class IPAllocator {
+  private readonly rangeID: string;
+
+  constructor(
+    private readonly set: RangeSet,
+    private readonly store: Store,
+    index: number,
+    private readonly opts: AllocatorOptions = { reclaimStale: false },
+  ) {
+    this.rangeID = String(index);
+  }
+
+  get(id: string, ifname: string, requested?: IP): IPConfig {
+    if (requested) return this.getRequested(id, ifname, requested);
+    // plugins#328: a second ADD for the same attachment is refused, not given a second address.
+    for (const ip of this.store.getByID(id, ifname))
+      if (setContains(this.set, ip)) throw new AllocationError(`${formatIP(ip)} has been allocated to ${id}, duplicate allocation is not allowed`);
+    let got = this.firstFree(id, ifname);
+    if (!got && this.opts.reclaimStale && this.reclaimStale() > 0) got = this.firstFree(id, ifname);
+    if (!got) throw new AllocationError(`no IP addresses available in range set: ${setString(this.set)}`);
+    return got;
+  }
+
+  release(id: string, ifname: string): void {
+    this.store.releaseByID(id, ifname);
+  }
+
+  private getRequested(id: string, ifname: string, ip: IP): IPConfig {
+    const r = rangeFor(this.set, ip);
+    if (!r) throw new AllocationError(notInSet(this.set, ip));
+    if (ipEqual(ip, r.gateway)) throw new AllocationError(`requested ip ${formatIP(ip)} is subnet's gateway`);
+    if (!this.store.reserve(id, ifname, ip, this.rangeID)) {
+      const stale = this.opts.reclaimStale && this.store.leases().find((l) => ipEqual(l.ip, ip) && this.store.isStale(l));
+      if (!stale || (this.store.release(ip), !this.store.reserve(id, ifname, ip, this.rangeID)))
+        throw new AllocationError(`requested IP address ${formatIP(ip)} is not available in range set ${setString(this.set)}`);
+    }
+    return { address: `${formatIP(ip)}/${r.subnet.prefix}`, gateway: formatIP(r.gateway) };
+  }
+
+  private firstFree(id: string, ifname: string): IPConfig | null {
+    for (const { ip, range } of iterate(this.set, this.store.lastReservedIP(this.rangeID)))
+      if (this.store.reserve(id, ifname, ip, this.rangeID))
+        return { address: `${formatIP(ip)}/${range.subnet.prefix}`, gateway: formatIP(range.gateway) };
+    return null;
+  }
+
+  /** plugins#252: leases older than this boot belong to no live pod (netns do not survive reboots). */
+  private reclaimStale(): number {
+    let n = 0;
+    for (const l of this.store.leases())
+      if (setContains(this.set, l.ip) && this.store.isStale(l)) {
+        this.store.release(l.ip);
+        n++;
+      }
+    return n;
+  }
+}
+
+/**
+ * The reference's RangeIter: round robin starting just after the last reserved address when it is
+ * still in the set (else at the first range's start), crossing ranges in order and wrapping,
+ * skipping each range's gateway, ending when it comes back to where it started.
+ */
+export function* iterate(set: RangeSet, lastReserved: IP | null): Generator<{ ip: IP; range: RangeSet[number] }> {
+  let idx = 0;
+  let cur: IP | null = null;
+  let start: IP | null = null;
+  if (lastReserved && setContains(set, lastReserved)) {
+    idx = set.findIndex((r) => rangeFor([r], lastReserved));
+    cur = lastReserved;
+  } else {
+    start = set[0]!.rangeStart;
+  }
+  for (;;) {
+    let r = set[idx]!;
+    if (cur === null) {
+      cur = r.rangeStart;
+      start = cur;
+    } else {
+      if (ipEqual(cur, r.rangeEnd)) {
+        idx = (idx + 1) % set.length;
+        r = set[idx]!;
+        cur = r.rangeStart;
+      } else {
+        cur = addTo(cur, 1n)!;
+      }
+      if (start === null) start = cur;
+      else if (ipEqual(cur, start)) return;
+    }
+    if (ipEqual(cur, r.gateway)) continue;
+    yield { ip: cur, range: r };
+  }
+}

@@ -1,0 +1,182 @@
+// The O(1) lookup index beside the reference's store: one small file per attachment
+// (.cnikit/by-key/<containerID>+<ifname>) listing its addresses, so ADD's duplicate check and DEL
+// read one file instead of walking every lease (the reference's O(N) walk; plugins#561).
+//
+// The per-IP lease files stay the source of truth:
+// - an entry is only a hint: every address it names is checked against its lease file before use;
+// - .cnikit/state records the store directory's identity and mtime when the index was last known
+//   complete. Anything that adds or removes a lease behind our back (the reference plugin, an admin,
+//   tmpfiles at boot) changes that mtime, and the next call rebuilds the index from the lease files;
+// - we delete the state before our own first change under the lock and write it back last, so a
+//   kill -9 at any point also leaves "rebuild next time".
+// Limitation: on kernels without multigrain timestamps (< 6.13), a foreign change within the same
+// clock tick as our last write can go unseen; the lease files still decide every allocation, and
+// GC (which reads the lease files) releases anything the index missed.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const STATE_MAGIC = 'cnikit-index v1';
+const KEY_MAGIC = 'cnikit-lease-index v1';
+
+export interface IndexEntry {
+  ip: string; // lease file name
+  bootId: string; // boot the lease was made in; '-' when unknown (rebuilt from a lease file)
+}
+
+export interface Owner {
+  id: string;
+  ifname: string; // '' for legacy ID-only leases
+  ip: string;
+}
+
+/** Key file name: readable when short; container IDs cannot contain '+', so the split is unambiguous. */
+export function keyName(id: string, ifname: string): string {
+  const k = `${id}+${ifname}`;
+  return k.length <= 200 ? k : `h-${createHash('sha256').update(k).digest('hex')}`;
+}
+
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException).code;
+}
+
+export function writeAtomic(path: string, data: string, mode: number): void {
+  const slash = path.lastIndexOf('/');
+  // A fixed hidden temp name: we hold the store lock, and a leftover from a kill is just overwritten.
+  const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.cnikit-tmp`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, path);
+}
+
+export class LeaseIndex {
+  private readonly root: string;
+  private readonly keys: string;
+  private readonly state: string;
+  private fresh = false;
+  private dirty = false;
+
+  constructor(private readonly storeDir: string) {
+    this.root = join(storeDir, '.cnikit');
+    this.keys = join(this.root, 'by-key');
+    this.state = join(this.root, 'state');
+  }
+
+  /** Makes the index trustworthy for this lock session: reuses it when nothing changed, else rebuilds. */
+  ensureFresh(scan: () => Owner[], bootIdOf?: (o: Owner) => string): void {
+    if (this.fresh) return;
+    if (!this.stateMatches()) this.rebuild(scan(), bootIdOf);
+    this.fresh = true;
+  }
+
+  /** Drops the cached view (e.g. after the lock was released). */
+  forget(): void {
+    this.fresh = false;
+  }
+
+  entries(id: string, ifname: string): IndexEntry[] {
+    let text: string;
+    try {
+      text = readFileSync(join(this.keys, keyName(id, ifname)), 'utf8');
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return [];
+      throw e;
+    }
+    const lines = text.split('\n');
+    if (lines[0] !== KEY_MAGIC) return [];
+    const out: IndexEntry[] = [];
+    for (const l of lines.slice(1)) {
+      if (!l) continue;
+      const [ip, bootId] = l.split(' ');
+      if (ip) out.push({ ip, bootId: bootId || '-' });
+    }
+    return out;
+  }
+
+  /** Before the first change under the lock: no state means "rebuild" if we die half-way. */
+  beginChange(): void {
+    if (this.dirty) return;
+    rmSync(this.state, { force: true });
+    this.dirty = true;
+  }
+
+  set(id: string, ifname: string, entries: IndexEntry[]): void {
+    this.beginChange();
+    const p = join(this.keys, keyName(id, ifname));
+    if (entries.length === 0) {
+      rmSync(p, { force: true });
+      return;
+    }
+    writeAtomic(p, `${KEY_MAGIC}\n${entries.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, 0o600);
+  }
+
+  add(o: Owner, bootId: string): void {
+    const cur = this.entries(o.id, o.ifname).filter((e) => e.ip !== o.ip);
+    this.set(o.id, o.ifname, [...cur, { ip: o.ip, bootId }]);
+  }
+
+  remove(o: Owner): void {
+    const cur = this.entries(o.id, o.ifname);
+    const next = cur.filter((e) => e.ip !== o.ip);
+    if (next.length !== cur.length) this.set(o.id, o.ifname, next);
+  }
+
+  /** After the last change under the lock: the index is complete for the directory as it is now. */
+  seal(): void {
+    if (!this.dirty) return;
+    writeAtomic(this.state, `${STATE_MAGIC} ${this.dirStamp()}\n`, 0o600);
+    this.dirty = false;
+  }
+
+  private dirStamp(): string {
+    const st = statSync(this.storeDir, { bigint: true });
+    return `${st.dev} ${st.ino} ${st.mtimeNs}`;
+  }
+
+  private stateMatches(): boolean {
+    let text: string;
+    try {
+      text = readFileSync(this.state, 'utf8');
+    } catch {
+      return false;
+    }
+    return text === `${STATE_MAGIC} ${this.dirStamp()}\n`;
+  }
+
+  /** One readdir and one read per lease (done by `scan`), then the key files are written afresh. */
+  rebuild(owners: Owner[], bootIdOf?: (o: Owner) => string): void {
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    rmSync(this.state, { force: true });
+    const byKey = new Map<string, IndexEntry[]>();
+    for (const o of owners) {
+      const k = keyName(o.id, o.ifname);
+      let list = byKey.get(k);
+      if (!list) byKey.set(k, (list = []));
+      list.push({ ip: o.ip, bootId: bootIdOf?.(o) ?? '-' });
+    }
+    const fresh = `${this.keys}.new`;
+    const old = `${this.keys}.old`;
+    rmSync(fresh, { recursive: true, force: true });
+    rmSync(old, { recursive: true, force: true });
+    mkdirSync(fresh, { mode: 0o700 });
+    for (const [k, list] of byKey)
+      writeFileSync(join(fresh, k), `${KEY_MAGIC}\n${list.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, { mode: 0o600 });
+    try {
+      renameSync(this.keys, old);
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw e;
+    }
+    renameSync(fresh, this.keys);
+    rmSync(old, { recursive: true, force: true });
+    this.dirty = true; // seal() records the directory as it is once the caller is done
+    this.fresh = true;
+  }
+
+  /** Key files currently present (tests and diagnostics). */
+  keyFiles(): string[] {
+    try {
+      return readdirSync(this.keys);
+    } catch {
+      return [];
+    }
+  }
+}

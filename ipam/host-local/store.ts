@@ -1,0 +1,30 @@
+// The narrow interface the allocator and the verbs use (the reference's backend/store.go, plus what
+// GC, STATUS and stale-lease reclaim need). DiskStore is the real one; testing/fake-store.ts a fake.
+import type { IP } from '../../shared/ip';
+
+/** One reserved address and its owner. Legacy (ID-only) lease files have ifname ''. */
+export interface Lease {
+  ip: IP;
+  id: string;
+  ifname: string;
+}
+
+export interface Store {
+  /** Takes the store's lock, waiting at most the configured bound (then code 11). */
+  lock(): void;
+  unlock(): void;
+  close(): void;
+  /** Creates the lease if the address is free; false when it is taken. Records last_reserved_ip.<rangeID>. */
+  reserve(id: string, ifname: string, ip: IP, rangeID: string): boolean;
+  lastReservedIP(rangeID: string): IP | null;
+  /** Releases the leases of (id, ifname); when there are none, the legacy ID-only ones. */
+  releaseByID(id: string, ifname: string): void;
+  /** Addresses held by (id, ifname) or, legacy, by id alone. */
+  getByID(id: string, ifname: string): IP[];
+  /** Every lease (GC, STATUS, stale reclaim). */
+  leases(): Lease[];
+  /** Releases one address whatever its owner. */
+  release(ip: IP): void;
+  /** True when the lease cannot belong to a live pod: it was made before the current boot. */
+  isStale(lease: Lease): boolean;
+}
