@@ -1,7 +1,9 @@
 // Every plugin the multi-call executable answers to; the build links exactly these names.
 import type { Plugin } from '../shared/skel';
 import { hostLocal } from '../ipam/host-local/main';
+import { bridge } from './bridge/main';
 
 export const plugins: Readonly<Record<string, Plugin>> = {
   'host-local': hostLocal,
+  bridge,
 };

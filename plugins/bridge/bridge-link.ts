@@ -1,0 +1,109 @@
+// The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
+import { formatCIDR, networkOf, parseCIDR, contains } from '../../shared/ip';
+import { addAddr, deleteAddr, listAddrs } from '../../shared/netlink/addr';
+import { AF_INET, AF_INET6 } from '../../shared/netlink/constants';
+import { isExists, isNotFound } from '../../shared/netlink/errors';
+import { addBridge, getLink, setLink, type Link } from '../../shared/netlink/link';
+import type { NetlinkSocket } from '../../shared/netlink/socket';
+import { sysctlSet } from '../../shared/sysctl';
+import type { BridgeConf } from './config';
+
+const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** The link called `name`, which must be a bridge (the reference's bridgeByName). */
+export function bridgeByName(nl: NetlinkSocket, name: string): Link {
+  let l: Link;
+  try {
+    l = getLink(nl, name);
+  } catch (e) {
+    throw new Error(`could not lookup "${name}": ${msg(e)}`);
+  }
+  if (l.kind !== 'bridge') throw new Error(`"${name}" already exists but is not a bridge`);
+  return l;
+}
+
+/**
+ * Creates the bridge if missing (MTU and vlan_filtering only apply at creation, as in the reference),
+ * sets promisc, accept_ra=0, up, and pins its MAC so it no longer follows the lowest port MAC
+ * (k8s#30783; the reference pins only in gateway mode).
+ */
+export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
+  const fail = (why: string): never => {
+    throw new Error(`failed to create bridge "${c.bridge}": ${why}`);
+  };
+  try {
+    addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
+  } catch (e) {
+    if (!isExists(e)) fail(`could not add "${c.bridge}": ${msg(e)}`);
+  }
+  let br: Link;
+  try {
+    br = bridgeByName(nl, c.bridge);
+  } catch (e) {
+    return fail(msg(e));
+  }
+  try {
+    sysctlSet(`net/ipv6/conf/${c.bridge}/accept_ra`, '0'); // we own the routes of this interface
+  } catch {
+    /* the reference ignores this error too (IPv6 may be disabled) */
+  }
+  const promisc = c.promiscMode && !br.promisc;
+  if (promisc || !br.up) {
+    try {
+      setLink(nl, br, { ...(promisc ? { promisc: true } : {}), up: true });
+    } catch (e) {
+      if (promisc) fail(`could not set promiscuous mode on "${c.bridge}": ${msg(e)}`);
+      fail(msg(e));
+    }
+  }
+  pinMac(nl, br);
+  return getLink(nl, br.index);
+}
+
+/** Sets the bridge's MAC to itself (addr_assign_type becomes "set"). */
+export function pinMac(nl: NetlinkSocket, br: Link): void {
+  try {
+    setLink(nl, br, { mac: br.mac });
+  } catch (e) {
+    throw new Error(`could not set bridge's mac: ${msg(e)}`);
+  }
+}
+
+/**
+ * Puts gateway address `cidr` on `link` (the reference's ensureAddr): an equal address is fine; another
+ * IPv4 address, or an overlapping IPv6 one, is an error unless forceAddress replaces it.
+ */
+export function ensureAddr(nl: NetlinkSocket, link: Link, cidr: string, forceAddress: boolean): void {
+  const want = parseCIDR(cidr)!;
+  const family = want.ip.family === 4 ? AF_INET : AF_INET6;
+  const wantStr = formatCIDR(want);
+  for (const a of listAddrs(nl, { link, family })) {
+    const have = parseCIDR(a.cidr);
+    if (!have) continue;
+    if (formatCIDR(have) === wantStr) return;
+    const overlaps = contains(networkOf(have), want.ip) || contains(networkOf(want), have.ip);
+    if (want.ip.family === 4 || overlaps) {
+      if (!forceAddress) throw new Error(`"${link.name}" already has an IP address different from ${wantStr}`);
+      try {
+        deleteAddr(nl, link, a.cidr);
+      } catch (e) {
+        if (!isNotFound(e)) throw new Error(`could not remove IP address from "${link.name}": ${msg(e)}`);
+      }
+    }
+  }
+  try {
+    addAddr(nl, link, wantStr);
+  } catch (e) {
+    if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${msg(e)}`);
+  }
+}
+
+/** ip_forward / ipv6 all.forwarding, written only when not already 1. */
+export function enableForwarding(family: 4 | 6): void {
+  try {
+    if (family === 4) sysctlSet('net/ipv4/ip_forward', '1');
+    else sysctlSet('net/ipv6/conf/all/forwarding', '1');
+  } catch (e) {
+    throw new Error(`failed to enable forwarding: ${msg(e)}`);
+  }
+}

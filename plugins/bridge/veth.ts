@@ -1,0 +1,81 @@
+// The pod's veth pair: host end attached to the bridge, container end created directly in the pod
+// netns (no move afterwards, the expensive kernel step; node-stack.md §2).
+import { randomBytes } from 'node:crypto';
+import { isExists, isNotFound } from '../../shared/netlink/errors';
+import { addVeth, getLink, setBridgePort, type Link } from '../../shared/netlink/link';
+import type { NetlinkSocket } from '../../shared/netlink/socket';
+import { sysctlSet } from '../../shared/sysctl';
+
+const NAME_RETRIES = 10; // the reference's makeVeth retries on a host-name collision
+
+/** `veth` + 8 random hex digits (the reference's RandomVethName). */
+export const randomVethName = (): string => `veth${randomBytes(4).toString('hex')}`;
+
+export interface VethPair {
+  host: Link; // in the socket `host`'s netns
+  container: Link; // in the netns of `peerNetnsFd`
+}
+
+export interface VethOptions {
+  /** name of the end in the target netns (CNI_IFNAME, or `<br>.<vlan>` for the gateway veth) */
+  name: string;
+  mtu: number;
+  mac?: string;
+  /** netns fd for the named end; undefined = same netns as `host` */
+  peerNetnsFd?: number;
+  /** socket in the named end's netns, to read it back */
+  peer: NetlinkSocket;
+  master: Link;
+  hairpin: boolean;
+  isolated: boolean;
+}
+
+/**
+ * Creates the pair with the host end already up and enslaved (one RTM_NEWLINK), sets the port
+ * flags, and returns both ends as the kernel reports them.
+ */
+export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
+  let hostName = '';
+  for (let i = 0; ; i++) {
+    hostName = randomVethName();
+    try {
+      addVeth(host, {
+        name: hostName,
+        mtu: o.mtu || undefined,
+        up: true,
+        master: o.master.index,
+        peer: { name: o.name, mtu: o.mtu || undefined, mac: o.mac, netnsFd: o.peerNetnsFd },
+      });
+      break;
+    } catch (e) {
+      if (!isExists(e)) throw new Error(`failed to create veth pair for "${o.name}": ${(e as Error).message}`);
+      // EEXIST is either our random host name (retry) or the container name (the caller's error).
+      if (exists(o.peer, o.name) || i + 1 >= NAME_RETRIES)
+        throw new Error(`container veth name ("${o.name}") peer provided ("${hostName}") already exists`);
+    }
+  }
+  const hostLink = getLink(host, hostName);
+  try {
+    sysctlSet(`net/ipv6/conf/${hostName}/accept_ra`, '0');
+  } catch {
+    /* best effort, as in the reference */
+  }
+  if (o.hairpin || o.isolated) {
+    try {
+      setBridgePort(host, hostLink, { hairpin: o.hairpin, isolated: o.isolated });
+    } catch (e) {
+      throw new Error(`failed to setup hairpin mode or isolation for ${hostName}: ${(e as Error).message}`);
+    }
+  }
+  return { host: getLink(host, hostLink.index), container: getLink(o.peer, o.name) };
+}
+
+function exists(nl: NetlinkSocket, name: string): boolean {
+  try {
+    getLink(nl, name);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}

@@ -1,0 +1,152 @@
+// Applying an IPAM result to an interface inside a pod (the reference's pkg/ipam ConfigureIface) and
+// checking it is still there (pkg/ip ValidateExpectedInterfaceIPs / ValidateExpectedRoute).
+// Call these inside withNetns(pod) with a socket of that netns: the IPv6 sysctls go through /proc/sys.
+import { familyOf, formatCIDR, networkOf, parseCIDR } from './ip';
+import { addAddr, listAddrs } from './netlink/addr';
+import { AF_INET, AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from './netlink/constants';
+import { getLink, setLinkUp } from './netlink/link';
+import { addRoute, listRoutes } from './netlink/route';
+import type { NetlinkSocket } from './netlink/socket';
+import { sysctlGet, sysctlSet } from './sysctl';
+import type { IPConfig, Result, Route } from './types';
+
+const DAD_SETTLE_MS = 5000; // the reference's dadSettleTimeout
+
+const afOf = (cidr: string): number => (familyOf(cidr) === 6 ? AF_INET6 : AF_INET);
+
+function enableIPv6(ifName: string): void {
+  for (const iface of ['lo', ifName]) {
+    const key = `net/ipv6/conf/${iface}/disable_ipv6`;
+    let value: string;
+    try {
+      value = sysctlGet(key);
+    } catch {
+      continue; // the reference only logs a failed read (e.g. IPv6 disabled in the kernel)
+    }
+    if (value === '0') continue;
+    try {
+      sysctlSet(key, '0');
+    } catch (e) {
+      throw new Error(`failed to enable IPv6 for interface "${iface}" (${key}=${value}): ${(e as Error).message}`);
+    }
+  }
+  try {
+    sysctlSet(`net/ipv6/conf/${ifName}/keep_addr_on_down`, '1');
+  } catch (e) {
+    throw new Error(`failed to enable keep_addr_on_down for interface "${ifName}": ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Waits until no IPv6 address of the link is tentative, woken by address events rather than the
+ * reference's polling sleeps; fails on DAD failure or after 5 s.
+ */
+function settleAddresses(nl: NetlinkSocket, index: number, ifName: string): void {
+  const tentative = (): boolean => {
+    const addrs = listAddrs(nl, { link: index, family: AF_INET6 });
+    const failed = addrs.find((a) => a.dadFailed);
+    if (failed) throw new Error(`failed to settle addresses for "${ifName}": ${failed.cidr} failed duplicate address detection`);
+    return addrs.some((a) => a.tentative && a.scope === RT_SCOPE_UNIVERSE);
+  };
+  if (!tentative()) return;
+  nl.subscribe(RTNLGRP_IPV6_IFADDR);
+  try {
+    const deadline = Date.now() + DAD_SETTLE_MS;
+    while (tentative()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`failed to settle addresses for "${ifName}": link still has tentative addresses after ${DAD_SETTLE_MS} ms`);
+      nl.nextEvent(left);
+    }
+  } finally {
+    nl.unsubscribe(RTNLGRP_IPV6_IFADDR);
+  }
+}
+
+const showIP = (ip: IPConfig): string => JSON.stringify(ip);
+
+/** Adds the result's addresses for `ifName`, sets it up, waits for DAD, adds the routes. */
+export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): void {
+  const ifaces = res.interfaces ?? [];
+  if (!ifaces.length) throw new Error('no interfaces to configure');
+  let link;
+  try {
+    link = getLink(nl, ifName);
+  } catch (e) {
+    throw new Error(`failed to lookup "${ifName}": ${(e as Error).message}`);
+  }
+  let v4gw: string | undefined;
+  let v6gw: string | undefined;
+  let v6enabled = false;
+  for (const ip of res.ips ?? []) {
+    if (ip.interface === undefined) continue;
+    if (ip.interface < 0 || ip.interface >= ifaces.length || ifaces[ip.interface]!.name !== ifName)
+      throw new Error(`failed to add IP addr ${showIP(ip)} to "${ifName}": invalid interface index`);
+    const fam = familyOf(ip.address);
+    if (fam === 6 && !v6enabled) {
+      enableIPv6(ifName);
+      v6enabled = true;
+    }
+    try {
+      addAddr(nl, link, ip.address);
+    } catch (e) {
+      throw new Error(`failed to add IP addr ${showIP(ip)} to "${ifName}": ${(e as Error).message}`);
+    }
+    if (ip.gateway) {
+      if (familyOf(ip.gateway) === 4) v4gw ??= ip.gateway;
+      else v6gw ??= ip.gateway;
+    }
+  }
+  try {
+    setLinkUp(nl, link);
+  } catch (e) {
+    throw new Error(`failed to set "${ifName}" UP: ${(e as Error).message}`);
+  }
+  if (v6gw) settleAddresses(nl, link.index, ifName);
+  for (const r of res.routes ?? []) {
+    const gw = r.gw ?? (familyOf(r.dst) === 4 ? v4gw : v6gw);
+    try {
+      // Scope universe unless given, like vishvananda/netlink's zero value (not iproute2's "link").
+      addRoute(nl, { dst: r.dst, gw, oif: link.index, priority: r.priority, table: r.table, scope: r.scope ?? RT_SCOPE_UNIVERSE });
+    } catch (e) {
+      throw new Error(`failed to add route '${r.dst} via ${gw ?? '<nil>'} dev ${ifName} metric ${r.priority ?? 0}': ${(e as Error).message}`);
+    }
+  }
+}
+
+/** Every result address is on the link and has a route to its prefix in the main table. */
+export function validateExpectedInterfaceIPs(nl: NetlinkSocket, ifName: string, ips: IPConfig[]): void {
+  if (!ips.length) return;
+  let link;
+  try {
+    link = getLink(nl, ifName);
+  } catch {
+    throw new Error(`Cannot find container link ${ifName}`);
+  }
+  const have = new Set(listAddrs(nl, { link }).map((a) => canonical(a.cidr)));
+  for (const ip of ips) {
+    if (!have.has(canonical(ip.address))) throw new Error(`Failed to match addr ${ip.address} on interface ${ifName}`);
+    const prefix = formatCIDR(networkOf(parseCIDR(ip.address)!));
+    const found = listRoutes(nl, { family: afOf(ip.address), table: RT_TABLE_MAIN }).some((r) => canonical(r.dst) === canonical(prefix));
+    if (!found) throw new Error(`Failed to find Gateway ${ip.gateway ?? '<nil>'} for interface ${ifName}`);
+  }
+}
+
+/** Every result route is in the main table (a default route matches on destination only, as in the reference). */
+export function validateExpectedRoutes(nl: NetlinkSocket, routes: Route[]): void {
+  for (const r of routes) {
+    const dst = canonical(formatCIDR(networkOf(parseCIDR(r.dst)!)));
+    const isDefault = dst === '0.0.0.0/0' || dst === '::/0';
+    const found = listRoutes(nl, { family: afOf(r.dst), table: RT_TABLE_MAIN }).some(
+      (x) => canonical(x.dst) === dst && (isDefault || !r.gw || (x.gw !== undefined && canonical(x.gw) === canonical(r.gw))),
+    );
+    if (!found) throw new Error(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
+  }
+}
+
+/** One spelling per address ("fd00:0::2/64" and "fd00::2/64" compare equal). */
+function canonical(s: string): string {
+  const slash = s.indexOf('/');
+  const n = parseCIDR(slash < 0 ? `${s}/${familyOf(s) === 6 ? 128 : 32}` : s);
+  if (!n) return s;
+  return slash < 0 ? formatCIDR(n).split('/')[0]! : formatCIDR(n);
+}
