@@ -23,6 +23,7 @@ export interface CacheEntry {
   config: Buffer; // the list bytes the ADD ran with
   ifName: string;
   networkName: string;
+  netns?: string; // libcni ≥ 1.2: GC DELs stale attachments in the netns they were made in
   cniArgs?: Array<[string, string]>;
   capabilityArgs?: Record<string, unknown>;
   result?: Record<string, unknown>; // in the list's cniVersion at ADD time
@@ -42,7 +43,7 @@ function cachedResult(r: Result, version: string): Record<string, unknown> {
   return o;
 }
 
-/** The exact bytes libcni writes: struct fields in declaration order, maps with sorted keys. */
+/** The exact bytes libcni (≥ 1.2) writes: struct fields in declaration order, maps with sorted keys. */
 export function encodeEntry(e: CacheEntry): string {
   const parts = [
     `"kind":${goString(e.kind)}`,
@@ -51,6 +52,7 @@ export function encodeEntry(e: CacheEntry): string {
     `"ifName":${goString(e.ifName)}`,
     `"networkName":${goString(e.networkName)}`,
   ];
+  if (e.netns) parts.push(`"netns":${goString(e.netns)}`);
   if (e.cniArgs?.length) parts.push(`"cniArgs":${goMarshal(e.cniArgs)}`);
   if (e.capabilityArgs && Object.keys(e.capabilityArgs).length) parts.push(`"capabilityArgs":${goMarshal(e.capabilityArgs)}`);
   if (e.result && Object.keys(e.result).length) parts.push(`"result":${goMarshal(e.result)}`);
@@ -65,6 +67,7 @@ export function writeCache(cacheDir: string, net: string, a: Attachment, config:
     config,
     ifName: a.ifName,
     networkName: net,
+    netns: a.netns,
     cniArgs: a.args,
     capabilityArgs: a.capabilityArgs,
     result: cachedResult(result, version),
@@ -104,6 +107,7 @@ export function decodeEntry(text: string): CacheEntry | null {
     networkName: o.networkName,
     config: Buffer.from(typeof o.config === 'string' ? o.config : '', 'base64'),
   };
+  if (typeof o.netns === 'string' && o.netns) entry.netns = o.netns;
   if (Array.isArray(o.cniArgs)) entry.cniArgs = o.cniArgs.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === 'string'));
   if (isObj(o.capabilityArgs)) entry.capabilityArgs = o.capabilityArgs;
   if (isObj(o.result)) entry.result = o.result;

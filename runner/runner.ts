@@ -197,7 +197,7 @@ export class Runner {
     const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
     for (const c of listCached(this.cacheDir, list.name)) {
       if (keep.has(`${c.containerId}\0${c.ifName}`)) continue;
-      const rt: RuntimeConf = { containerID: c.containerId, ifName: c.ifName, netns: '', args: c.cniArgs ?? [], capabilityArgs: c.capabilityArgs ?? {} };
+      const rt: RuntimeConf = { containerID: c.containerId, ifName: c.ifName, netns: c.netns ?? '', args: c.cniArgs ?? [], capabilityArgs: c.capabilityArgs ?? {} };
       try {
         await this.delNetworkList(list, rt);
       } catch (e) {

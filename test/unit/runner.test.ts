@@ -253,7 +253,7 @@ describe('list execution', () => {
     await runner.gcNetworkList(l, [{ containerID: 'ctr2', ifname: 'eth0' }]);
     const calls = logs();
     expect(calls.map((c) => c.file)).toEqual(['chained-DEL', 'main-DEL', 'main-GC', 'chained-GC']);
-    expect(calls[0]!.env).toBe('ctr1 eth0  K=V');
+    expect(calls[0]!.env).toBe('ctr1 eth0 /ns K=V'); // the netns cached at ADD (libcni ≥ 1.2)
     expect(calls[2]!.conf['cni.dev/valid-attachments']).toEqual([{ containerID: 'ctr2', ifname: 'eth0' }]);
     expect(calls[2]!.conf['cni.dev/attachments']).toEqual([{ containerID: 'ctr2', ifname: 'eth0' }]);
     expect(existsSync(cacheFile(cache, 'net', 'ctr1', 'eth0'))).toBe(false);
