@@ -51,6 +51,7 @@ import {
   type NlMsg,
   attr,
   attrStr,
+  attrStrRaw,
   attrString,
   attrU32,
   attrU8,
@@ -211,7 +212,7 @@ export function buildAddBridge(b: BridgeSpec): Buffer {
     ifinfomsg(upFlags(b.up)),
     ...commonAttrs(b),
     attrStr(IFLA_IFNAME, b.name),
-    nested(IFLA_LINKINFO, attrStr(IFLA_INFO_KIND, 'bridge'), ...data),
+    nested(IFLA_LINKINFO, attrStrRaw(IFLA_INFO_KIND, 'bridge'), ...data),
   );
 }
 
@@ -248,7 +249,7 @@ export function buildAddVeth(v: VethSpec): Buffer {
     REQ | NLM_F_CREATE | NLM_F_EXCL,
     ifinfomsg(upFlags(v.up)),
     ...end(v),
-    nested(IFLA_LINKINFO, attrStr(IFLA_INFO_KIND, 'veth'), nested(IFLA_INFO_DATA, peer)),
+    nested(IFLA_LINKINFO, attrStrRaw(IFLA_INFO_KIND, 'veth'), nested(IFLA_INFO_DATA, peer)),
   );
 }
 

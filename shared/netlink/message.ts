@@ -36,6 +36,8 @@ export function attrI32(type: number, v: number): Buffer {
 }
 /** NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND). */
 export const attrStr = (type: number, s: string): Buffer => attr(type, Buffer.from(`${s}\0`));
+/** String attribute without the NUL, as iproute2 and vishvananda/netlink send IFLA_INFO_KIND. */
+export const attrStrRaw = (type: number, s: string): Buffer => attr(type, Buffer.from(s));
 /** Nested attribute; children are already padded. */
 export const nested = (type: number, ...children: Uint8Array[]): Buffer => attr(type, Buffer.concat(children));
 

@@ -1,0 +1,226 @@
+// Error mapping: kernel errno -> NetlinkError with the operation and object in the message,
+// isNotFound/isExists as DEL and ensure-bridge paths use them. The socket runs against a fake libc
+// (no bun:ffi under jest) that answers like the kernel.
+import { NetlinkError, isExists, isNotFound } from '../../shared/netlink/errors';
+import { errnoMessage } from '../../shared/netlink/errno';
+import { addVeth, deleteLink, getLink, listLinks } from '../../shared/netlink/link';
+import { addAddr, deleteAddr } from '../../shared/netlink/addr';
+import { attr, attrStr, ifinfomsg, nlmsg, parseMessages } from '../../shared/netlink/message';
+import { NetlinkSocket, decodeError } from '../../shared/netlink/socket';
+import { formatIp, formatMac, parseCidr, parseIp, parseMac } from '../../shared/netlink/ipaddr';
+import { sysctlPath } from '../../shared/sysctl';
+
+interface Fake {
+  sent: Buffer[];
+  /** builds the datagrams answering a request */
+  reply: (req: Buffer) => Buffer[];
+  queue: Buffer[];
+}
+const mockKernel: Fake = { sent: [], reply: () => [], queue: [] };
+
+jest.mock('../../shared/libc', () => ({
+  AF_NETLINK: 16,
+  SOCK_RAW: 3,
+  SOCK_CLOEXEC: 0o2000000,
+  SOL_NETLINK: 270,
+  MSG_TRUNC: 0x20,
+  POLLIN: 1,
+  CLONE_NEWNET: 0x40000000,
+  SyscallError: class extends Error {},
+  socket: () => 5,
+  bind: () => 0,
+  getsockname: (_fd: number, addr: Uint8Array) => {
+    new DataView(addr.buffer).setUint32(4, 4242, true);
+    return 0;
+  },
+  setsockoptInt: () => 0,
+  close: () => 0,
+  pollOne: () => 0,
+  fstatfsType: () => 0x6e736673,
+  setns: () => 0,
+  sendto: (_fd: number, buf: Uint8Array) => {
+    const req = Buffer.from(buf);
+    mockKernel.sent.push(req);
+    mockKernel.queue.push(...mockKernel.reply(req));
+    return buf.length;
+  },
+  recvFrom: (_fd: number, buf: Uint8Array, _flags: number, addr: Uint8Array) => {
+    const d = mockKernel.queue.shift();
+    if (!d) throw new Error('fake kernel: recv with nothing queued (would block)');
+    buf.set(d);
+    new DataView(addr.buffer).setUint32(8, 0, true);
+    return d.length;
+  },
+}));
+
+/** A reply message with the request's seq and our port id. */
+function answer(req: Buffer, type: number, flags: number, ...body: Buffer[]): Buffer {
+  const m = nlmsg(type, flags, ...body);
+  m.writeUInt32LE(req.readUInt32LE(8), 8);
+  m.writeUInt32LE(4242, 12);
+  return m;
+}
+/** NLMSG_ERROR with CAP_ACK (only the request header echoed) and an optional extack text. */
+function errorReply(req: Buffer, errno: number, extack = ''): Buffer {
+  const e = Buffer.alloc(4);
+  e.writeInt32LE(-errno);
+  const tlv = extack ? [attrStr(1, extack)] : [];
+  return answer(req, 2, 0x100 | (extack ? 0x200 : 0), e, req.subarray(0, 16), ...tlv);
+}
+const ack = (req: Buffer) => errorReply(req, 0);
+
+beforeEach(() => {
+  mockKernel.sent = [];
+  mockKernel.queue = [];
+});
+
+describe('NetlinkError messages read like the reference', () => {
+  test('creating veth vethab12cd34: file exists', () => {
+    mockKernel.reply = (req) => [errorReply(req, 17)];
+    const nl = NetlinkSocket.open();
+    let err: unknown;
+    try {
+      addVeth(nl, { name: 'vethab12cd34', peer: { name: 'eth0', netnsFd: 9 } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NetlinkError);
+    expect((err as Error).message).toBe('creating veth vethab12cd34: file exists');
+    expect(isExists(err)).toBe(true);
+    expect(isNotFound(err)).toBe(false);
+  });
+
+  test('deleting link eth0: no such device', () => {
+    mockKernel.reply = (req) => [errorReply(req, 19)];
+    const nl = NetlinkSocket.open();
+    expect(() => deleteLink(nl, 'eth0')).toThrow('deleting link eth0: no such device');
+    try {
+      deleteLink(nl, 'eth0');
+    } catch (e) {
+      expect(isNotFound(e)).toBe(true);
+      expect((e as NetlinkError).errno).toBe(19);
+    }
+  });
+
+  test('the kernel extended-ack text is kept and shown', () => {
+    mockKernel.reply = (req) => [errorReply(req, 22, 'Invalid VLAN id')];
+    const nl = NetlinkSocket.open();
+    try {
+      addAddr(nl, { index: 3, name: 'eth0' }, '198.18.0.2/24');
+      throw new Error('no error');
+    } catch (e) {
+      expect((e as NetlinkError).extack).toBe('Invalid VLAN id');
+      expect((e as Error).message).toBe('adding address 198.18.0.2/24 on eth0: invalid argument (Invalid VLAN id)');
+    }
+  });
+
+  test('deleting a missing address (EADDRNOTAVAIL) counts as not found; adding one does not', () => {
+    expect(isNotFound(new NetlinkError('deleting address', '198.18.0.2/24 on eth0', 99))).toBe(true);
+    expect(isNotFound(new NetlinkError('adding address', '198.18.0.2/24 on eth0', 99))).toBe(false);
+    expect(isNotFound(new NetlinkError('deleting route', 'default', 3))).toBe(true); // ESRCH
+    expect(isNotFound(new Error('no such device'))).toBe(false);
+    expect(isExists(new Error('file exists'))).toBe(false);
+  });
+
+  test('delete address sends the ACK flag and succeeds on ACK', () => {
+    mockKernel.reply = (req) => [ack(req)];
+    deleteAddr(NetlinkSocket.open(), 3, '198.18.0.2/24');
+    expect(mockKernel.sent[0]!.readUInt16LE(6) & 0x4).toBe(0x4);
+  });
+
+  test('errno texts are Go/glibc strerror in lower case', () => {
+    expect(errnoMessage(17)).toBe('file exists');
+    expect(errnoMessage(-19)).toBe('no such device');
+    expect(errnoMessage(2)).toBe('no such file or directory');
+    expect(errnoMessage(95)).toBe('operation not supported');
+    expect(errnoMessage(4000)).toBe('errno 4000');
+  });
+});
+
+describe('socket request loop', () => {
+  const link = (req: Buffer, index: number, name: string, flags = 0) =>
+    answer(req, 16, flags, ifinfomsg({ index }), attrStr(3, name), attr(4, Buffer.from([0xdc, 0x05, 0, 0])));
+
+  test('a dump collects multi-part messages until NLMSG_DONE, skipping stale replies', () => {
+    mockKernel.reply = (req) => {
+      const stale = Buffer.from(link(req, 9, 'old'));
+      stale.writeUInt32LE(1, 8); // another seq
+      const done = answer(req, 3, 2, Buffer.alloc(4));
+      return [Buffer.concat([stale, link(req, 1, 'lo', 2), link(req, 2, 'eth0', 2)]), done];
+    };
+    const links = listLinks(NetlinkSocket.open());
+    expect(links.map((l) => [l.index, l.name, l.mtu])).toEqual([
+      [1, 'lo', 1500],
+      [2, 'eth0', 1500],
+    ]);
+  });
+
+  test('an interrupted dump (NLM_F_DUMP_INTR) is taken again', () => {
+    let n = 0;
+    mockKernel.reply = (req) => {
+      n++;
+      const flags = n === 1 ? 0x2 | 0x10 : 0x2;
+      return [link(req, 1, n === 1 ? 'torn' : 'lo', flags), answer(req, 3, 2, Buffer.alloc(4))];
+    };
+    expect(listLinks(NetlinkSocket.open()).map((l) => l.name)).toEqual(['lo']);
+    expect(n).toBe(2);
+  });
+
+  test('get by name returns the single reply without waiting for an ACK', () => {
+    mockKernel.reply = (req) => [link(req, 7, 'cni0')];
+    expect(getLink(NetlinkSocket.open(), 'cni0')).toMatchObject({ index: 7, name: 'cni0' });
+    expect(mockKernel.queue).toHaveLength(0);
+  });
+
+  test('decodeError finds extack after an uncapped echo of the request', () => {
+    const req = nlmsg(16, 5, ifinfomsg(), attrStr(3, 'x'));
+    const e = Buffer.alloc(4);
+    e.writeInt32LE(-22);
+    const m = parseMessages(nlmsg(2, 0x200, e, req, attrStr(1, 'bad thing')))[0]!;
+    expect(decodeError(m)).toEqual({ errno: 22, extack: 'bad thing' });
+  });
+});
+
+describe('address text helpers', () => {
+  test.each([
+    ['198.18.0.1', '198.18.0.1'],
+    ['fd00::1', 'fd00::1'],
+    ['fd00:0:0:1:0:0:0:1', 'fd00:0:0:1::1'],
+    ['fd00:1:0:0:1:0:0:0', 'fd00:1:0:0:1::'],
+    ['::', '::'],
+    ['::ffff:198.18.0.1', '::ffff:198.18.0.1'],
+    ['fe80::ff:fe00:5', 'fe80::ff:fe00:5'],
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
+  ])('%s formats as %s (RFC 5952)', (input, out) => {
+    expect(formatIp(parseIp(input).bytes)).toBe(out);
+  });
+  test.each(['1.2.3', '256.1.1.1', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'fd00::1::2', 'x'])('rejects %s', (bad) => {
+    expect(() => parseIp(bad)).toThrow('invalid IP address');
+  });
+  test('CIDR keeps host bits; bare IP is a host prefix', () => {
+    expect(parseCidr('198.18.0.7/24').prefixLen).toBe(24);
+    expect(parseCidr('fd00::1').prefixLen).toBe(128);
+    expect(() => parseCidr('198.18.0.7/33')).toThrow('invalid CIDR');
+  });
+  test('MAC round trip', () => {
+    expect(formatMac(parseMac('02:AA:00:00:0b:01'))).toBe('02:aa:00:00:0b:01');
+    expect(() => parseMac('02:aa:00')).toThrow('invalid MAC');
+  });
+});
+
+describe('sysctlPath', () => {
+  test.each([
+    ['net.ipv4.ip_forward', '/proc/sys/net/ipv4/ip_forward'],
+    ['net/ipv6/conf/cni0.100/accept_dad', '/proc/sys/net/ipv6/conf/cni0.100/accept_dad'],
+    // the interface name in a dotted key may contain dots (VLAN devices)
+    ['net.ipv6.conf.cni0.100.accept_dad', '/proc/sys/net/ipv6/conf/cni0.100/accept_dad'],
+    ['net.ipv4.conf.eth0.arp_notify', '/proc/sys/net/ipv4/conf/eth0/arp_notify'],
+    ['net.ipv6.conf.all.forwarding', '/proc/sys/net/ipv6/conf/all/forwarding'],
+    ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv4/ip_forward'],
+  ])('%s -> %s', (key, path) => {
+    expect(sysctlPath(key)).toBe(path);
+  });
+  test('refuses path traversal', () => {
+    expect(() => sysctlPath('net/../../etc/passwd')).toThrow();
+  });
+});
