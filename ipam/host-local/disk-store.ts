@@ -56,6 +56,8 @@ export class DiskStore implements Store {
   ) {
     this.dir = join(dataDir, network);
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    // Created once, up front: making it later would itself change the store directory's mtime.
+    mkdirSync(join(this.dir, '.cnikit'), { recursive: true, mode: 0o700 });
     this.fileLock = new FileLock(join(this.dir, 'lock'), opts.flocker ?? libcFlocker, opts.lockTimeoutMs);
     this.index = new LeaseIndex(this.dir);
   }
@@ -208,7 +210,6 @@ export class DiskStore implements Store {
     // Inside .cnikit: a probe in the store directory itself would change its mtime (index rebuild).
     const probe = join(this.dir, '.cnikit', 'probe');
     try {
-      mkdirSync(join(this.dir, '.cnikit'), { recursive: true, mode: 0o700 });
       writeAtomic(probe, '', 0o600);
       rmSync(probe, { force: true });
       return true;

@@ -1,0 +1,141 @@
+// host-local allocation against the fake store (the reference's backend/allocator/allocator_test.go):
+// round robin from start / middle / end, wrap across ranges, gateway skipped, requested IPs,
+// exhaustion, duplicates, IPv6 128-bit arithmetic, stale-lease reclaim.
+import { IPAllocator, iterate } from '../../ipam/host-local/allocator';
+import { canonicalizeRangeSet, type RangeSet } from '../../ipam/host-local/range-set';
+import { FakeStore } from '../../ipam/host-local/testing/fake-store';
+import { formatIP, parseCIDR, parseIP } from '../../shared/ip';
+
+type R = { subnet: string; rangeStart?: string; rangeEnd?: string; gateway?: string };
+const set = (...rs: R[]): RangeSet =>
+  canonicalizeRangeSet(
+    rs.map((r) => ({
+      subnet: parseCIDR(r.subnet)!,
+      rangeStart: r.rangeStart ? parseIP(r.rangeStart)! : undefined,
+      rangeEnd: r.rangeEnd ? parseIP(r.rangeEnd)! : undefined,
+      gateway: r.gateway ? parseIP(r.gateway)! : undefined,
+    })),
+  );
+const ip = (s: string) => parseIP(s)!;
+
+function take(s: RangeSet, store: FakeStore, n: number): string[] {
+  const a = new IPAllocator(s, store, 0);
+  return Array.from({ length: n }, (_, i) => a.get(`c${i}-${Math.random()}`, 'eth0').address);
+}
+
+describe('iteration (RangeIter)', () => {
+  const s = set({ subnet: '198.18.0.0/29' }); // usable .2-.6 (gateway .1, broadcast .7)
+
+  test('from the start when nothing was reserved: rangeStart, gateway skipped', () => {
+    expect([...iterate(s, null)].map((x) => formatIP(x.ip))).toEqual(['198.18.0.2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6']);
+  });
+
+  test('from the middle: after last_reserved_ip, wrapping, ending with it', () => {
+    expect([...iterate(s, ip('198.18.0.4'))].map((x) => formatIP(x.ip))).toEqual(['198.18.0.5', '198.18.0.6', '198.18.0.2', '198.18.0.3', '198.18.0.4']);
+  });
+
+  test('from the end: wraps to rangeStart and skips the gateway', () => {
+    expect([...iterate(s, ip('198.18.0.6'))].map((x) => formatIP(x.ip))).toEqual(['198.18.0.2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6']);
+  });
+
+  test('a last_reserved_ip outside the set (config changed) starts over', () => {
+    expect(formatIP([...iterate(s, ip('198.18.9.9'))][0]!.ip)).toBe('198.18.0.2');
+  });
+
+  test('across the ranges of a set, wrapping from the last to the first', () => {
+    const two = set({ subnet: '198.18.0.0/30' }, { subnet: '198.18.1.0/30' }); // .2 then 1.2
+    expect([...iterate(two, null)].map((x) => formatIP(x.ip))).toEqual(['198.18.0.2', '198.18.1.2']);
+    expect([...iterate(two, ip('198.18.1.2'))].map((x) => formatIP(x.ip))).toEqual(['198.18.0.2', '198.18.1.2']);
+    expect([...iterate(two, ip('198.18.0.2'))].map((x) => [formatIP(x.ip), formatIP(x.range.gateway)])).toEqual([
+      ['198.18.1.2', '198.18.1.1'],
+      ['198.18.0.2', '198.18.0.1'],
+    ]);
+  });
+
+  test('a gateway inside a custom range is skipped wherever it is', () => {
+    const g = set({ subnet: '198.18.0.0/29', rangeStart: '198.18.0.2', rangeEnd: '198.18.0.5', gateway: '198.18.0.3' });
+    expect([...iterate(g, null)].map((x) => formatIP(x.ip))).toEqual(['198.18.0.2', '198.18.0.4', '198.18.0.5']);
+  });
+
+  test('IPv6: 128-bit arithmetic across a 64-bit boundary', () => {
+    const v6 = set({ subnet: 'fd00::/63', rangeStart: 'fd00:0:0:0:ffff:ffff:ffff:fffe', rangeEnd: 'fd00:0:0:1::1' });
+    expect([...iterate(v6, null)].map((x) => formatIP(x.ip))).toEqual(['fd00::ffff:ffff:ffff:fffe', 'fd00::ffff:ffff:ffff:ffff', 'fd00:0:0:1::', 'fd00:0:0:1::1']);
+  });
+
+  test('IPv6 default range never hands out the subnet-router anycast address', () => {
+    const v6 = set({ subnet: 'fd00::/126' });
+    expect([...iterate(v6, null)].map((x) => formatIP(x.ip))).toEqual(['fd00::2', 'fd00::3']);
+  });
+});
+
+describe('IPAllocator.get', () => {
+  test('round robin: each ADD continues after the last reserved address; result has mask and gateway', () => {
+    const store = new FakeStore();
+    const s = set({ subnet: '198.18.0.0/29' });
+    const a = new IPAllocator(s, store, 0);
+    expect(a.get('a', 'eth0')).toEqual({ address: '198.18.0.2/29', gateway: '198.18.0.1' });
+    expect(a.get('b', 'eth0').address).toBe('198.18.0.3/29');
+    store.releaseByID('a', 'eth0');
+    expect(a.get('c', 'eth0').address).toBe('198.18.0.4/29'); // not the just-freed .2
+    expect(formatIP(store.lastReservedIP('0')!)).toBe('198.18.0.4');
+  });
+
+  test('taken addresses are skipped; the broadcast address is never handed out', () => {
+    const store = new FakeStore([['198.18.0.2', 'x'], ['198.18.0.4', 'y']]);
+    expect(take(set({ subnet: '198.18.0.0/29' }), store, 3)).toEqual(['198.18.0.3/29', '198.18.0.5/29', '198.18.0.6/29']);
+  });
+
+  test("exhaustion: the reference's message with the set's ranges", () => {
+    const store = new FakeStore([['198.18.0.2', 'x']]);
+    const a = new IPAllocator(set({ subnet: '198.18.0.0/30' }, { subnet: '198.18.1.0/30' }), store, 0);
+    a.get('b', 'eth0');
+    expect(() => a.get('c', 'eth0')).toThrow('no IP addresses available in range set: 198.18.0.1-198.18.0.2,198.18.1.1-198.18.1.2');
+  });
+
+  test('duplicate allocation for the same (containerID, ifname) is refused (plugins#328); other ifname ok', () => {
+    const store = new FakeStore();
+    const a = new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 0);
+    a.get('c1', 'eth0');
+    expect(() => a.get('c1', 'eth0')).toThrow('198.18.0.2 has been allocated to c1, duplicate allocation is not allowed');
+    expect(a.get('c1', 'eth1').address).toBe('198.18.0.3/24');
+  });
+
+  test('a legacy ID-only lease counts as a duplicate too', () => {
+    const store = new FakeStore([['198.18.0.9', 'c1', '']]);
+    expect(() => new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 0).get('c1', 'eth0')).toThrow('duplicate allocation is not allowed');
+  });
+
+  test('requested IP: reserved exactly, records last_reserved_ip', () => {
+    const store = new FakeStore();
+    const a = new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 3);
+    expect(a.get('c1', 'eth0', ip('198.18.0.77'))).toEqual({ address: '198.18.0.77/24', gateway: '198.18.0.1' });
+    expect(formatIP(store.lastReservedIP('3')!)).toBe('198.18.0.77');
+  });
+
+  test('requested IP taken, the gateway, or outside the set', () => {
+    const store = new FakeStore([['198.18.0.5', 'x']]);
+    const a = new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 0);
+    expect(() => a.get('c', 'eth0', ip('198.18.0.5'))).toThrow('requested IP address 198.18.0.5 is not available in range set 198.18.0.1-198.18.0.254');
+    expect(() => a.get('c', 'eth0', ip('198.18.0.1'))).toThrow("requested ip 198.18.0.1 is subnet's gateway");
+    expect(() => a.get('c', 'eth0', ip('198.18.1.1'))).toThrow('198.18.1.1 not in range set 198.18.0.1-198.18.0.254');
+  });
+
+  test('stale leases (older than this boot) are reclaimed only when the set is exhausted, and only if enabled', () => {
+    const leases: Array<[string, string]> = [['198.18.0.2', 'old1'], ['198.18.0.3', 'old2']];
+    const s = set({ subnet: '198.18.0.0/29', rangeEnd: '198.18.0.3' });
+    const off = new FakeStore(leases);
+    off.stale.add('198.18.0.3');
+    expect(() => new IPAllocator(s, off, 0, { reclaimStale: false }).get('new', 'eth0')).toThrow('no IP addresses available');
+    const on = new FakeStore(leases);
+    on.stale.add('198.18.0.3');
+    expect(new IPAllocator(s, on, 0, { reclaimStale: true }).get('new', 'eth0').address).toBe('198.18.0.3/29');
+    expect(on.ipMap.get('198.18.0.2')!.id).toBe('old1'); // the live one is kept
+    expect(() => new IPAllocator(s, on, 0, { reclaimStale: true }).get('new2', 'eth0')).toThrow('no IP addresses available');
+  });
+
+  test('a stale lease on a requested IP is reclaimed', () => {
+    const store = new FakeStore([['198.18.0.9', 'old']]);
+    store.stale.add('198.18.0.9');
+    expect(new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 0, { reclaimStale: true }).get('new', 'eth0', ip('198.18.0.9')).address).toBe('198.18.0.9/24');
+  });
+});
