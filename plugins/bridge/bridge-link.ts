@@ -92,7 +92,9 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, cidr: string, forceAdd
     }
   }
   try {
-    addAddr(nl, link, wantStr);
+    // No DAD for the gateway (beyond the reference): a tentative gateway leaves new pods without IPv6
+    // for 1-2 s (plugins#680); the bridge's own subnet is ours.
+    addAddr(nl, link, wantStr, { noDad: true });
   } catch (e) {
     if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${msg(e)}`);
   }

@@ -1,0 +1,225 @@
+// bridge plugin, L3: two pods on one bridge in a scratch host netns; CHECK, DEL, masquerade.
+import { execa } from 'execa';
+import { ALL_VERSIONS } from '../support/cni';
+import { ipj, Lab, ping, sh } from './bridge-harness';
+
+jest.setTimeout(120000);
+
+let lab: Lab;
+afterEach(async () => {
+  await lab?.dispose();
+});
+
+const dual = ['198.18.0.0/24', 'fd00:18::/64'];
+
+describe('bridge L3 (IPv4 + IPv6, isDefaultGateway)', () => {
+  test('two pods reach each other and the gateway; CHECK passes; DEL cleans up; DEL is idempotent', async () => {
+    lab = await Lab.create(2);
+    const [p1, p2] = lab.pods as [string, string];
+    const conf = lab.conf({ isDefaultGateway: true }, dual);
+    const r1 = await lab.call('ADD', conf, { pod: p1 });
+    expect(r1.exitCode).toBe(0);
+    const r2 = await lab.call('ADD', conf, { pod: p2 });
+    expect(r2.exitCode).toBe(0);
+
+    // Result shape: [bridge, host veth, container] with the container at index 2.
+    const res = r1.json;
+    expect(res.cniVersion).toBe('1.0.0');
+    expect(res.interfaces).toHaveLength(3);
+    expect(res.interfaces[0].name).toBe('cni0');
+    expect(res.interfaces[1].name).toMatch(/^veth[0-9a-f]{8}$/);
+    expect(res.interfaces[2]).toEqual({ name: 'eth0', mac: expect.stringMatching(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/), sandbox: `/var/run/netns/${p1}` });
+    expect(res.ips).toEqual([
+      { interface: 2, address: '198.18.0.2/24', gateway: '198.18.0.1' },
+      { interface: 2, address: 'fd00:18::2/64', gateway: 'fd00:18::1' },
+    ]);
+    expect(res.routes).toEqual([
+      { dst: '0.0.0.0/0', gw: '198.18.0.1' },
+      { dst: '::/0', gw: 'fd00:18::1' },
+    ]);
+    const ip2 = r2.json.ips.map((x: { address: string }) => x.address.split('/')[0]);
+
+    // Kernel state: bridge with gateways, forwarding, veth on the bridge, pod addresses and routes.
+    const br = await ipj(lab.host, '-d', 'addr', 'show', 'cni0');
+    const brAddrs = br[0].addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
+    expect(brAddrs).toEqual(expect.arrayContaining(['198.18.0.1/24', 'fd00:18::1/64']));
+    expect(br[0].address).toBe(r2.json.interfaces[0].mac); // the MAC stays pinned across pods
+    expect((await sh(lab.host, ['sysctl', '-n', 'net.ipv4.ip_forward'])).trim()).toBe('1');
+    expect((await sh(lab.host, ['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).trim()).toBe('1');
+    const hv = await ipj(lab.host, '-d', 'link', 'show', res.interfaces[1].name);
+    expect(hv[0].master).toBe('cni0');
+    expect(hv[0].operstate).toBe('UP');
+    const routes = await ipj(p1, 'route', 'show', 'default');
+    expect(routes[0]).toMatchObject({ dst: 'default', gateway: '198.18.0.1', dev: 'eth0' });
+    const routes6 = await ipj(p1, '-6', 'route', 'show', 'default');
+    expect(routes6[0]).toMatchObject({ dst: 'default', gateway: 'fd00:18::1', dev: 'eth0' });
+    expect((await sh(p1, ['sysctl', '-n', 'net.ipv6.conf.eth0.accept_dad'])).trim()).toBe('0');
+    expect((await sh(p1, ['sysctl', '-n', 'net.ipv4.conf.eth0.arp_notify'])).trim()).toBe('1');
+
+    expect(await ping(p1, ip2[0])).toBe(true);
+    expect(await ping(p1, ip2[1])).toBe(true);
+    expect(await ping(p1, '198.18.0.1')).toBe(true);
+    expect(await ping(p2, 'fd00:18::1')).toBe(true);
+
+    // CHECK with the ADD result as prevResult.
+    const ok = await lab.call('CHECK', { ...conf, prevResult: res }, { pod: p1 });
+    expect(ok.stdout).toBe('');
+    expect(ok.exitCode).toBe(0);
+
+    expect(lab.leases().sort()).toEqual(['198.18.0.2', '198.18.0.3', 'fd00:18::2', 'fd00:18::3']);
+    const del = await lab.call('DEL', { ...conf, prevResult: res }, { pod: p1 });
+    expect(del.exitCode).toBe(0);
+    expect(del.stdout).toBe('');
+    expect(await ipj(p1, 'link', 'show', 'eth0').catch(() => [])).toEqual([]);
+    expect((await ipj(lab.host, 'link', 'show')).map((l: { ifname: string }) => l.ifname)).not.toContain(res.interfaces[1].name);
+    expect(lab.leases().sort()).toEqual(['198.18.0.3', 'fd00:18::3']);
+    // Repeated DEL and DEL without a netns succeed; the bridge stays.
+    expect((await lab.call('DEL', conf, { pod: p1 })).exitCode).toBe(0);
+    expect((await lab.call('DEL', conf, { pod: '', id: `ctr-${p1}` })).exitCode).toBe(0);
+    expect((await ipj(lab.host, 'link', 'show', 'cni0'))[0].ifname).toBe('cni0');
+    expect(await ping(p2, '198.18.0.1')).toBe(true);
+  });
+
+  test('CHECK fails after an address is removed or the host veth is gone', async () => {
+    lab = await Lab.create(1);
+    const [p1] = lab.pods as [string];
+    const conf = lab.conf({ isGateway: true }, dual);
+    const add = await lab.call('ADD', conf);
+    expect(add.exitCode).toBe(0);
+    const prev = { ...conf, prevResult: add.json };
+    expect((await lab.call('CHECK', prev)).exitCode).toBe(0);
+
+    await execa('ip', ['-n', p1, 'addr', 'del', '198.18.0.2/24', 'dev', 'eth0']);
+    const c1 = await lab.call('CHECK', prev);
+    expect(c1.exitCode).not.toBe(0);
+    expect(c1.json.msg).toContain('Failed to match addr 198.18.0.2/24 on interface eth0');
+
+    await execa('ip', ['-n', p1, 'addr', 'add', '198.18.0.2/24', 'dev', 'eth0']);
+    expect((await lab.call('CHECK', prev)).exitCode).toBe(0);
+    // Detach the host veth from the bridge: the pair is no longer "ours".
+    await execa('ip', ['-n', lab.host, 'link', 'set', add.json.interfaces[1].name, 'nomaster']);
+    const c2 = await lab.call('CHECK', prev);
+    expect(c2.json.msg).toBe('CNI veth created for bridge cni0 was not found');
+    // Missing prevResult.
+    const c3 = await lab.call('CHECK', conf);
+    expect(c3.json.msg).toBe('Required prevResult missing');
+  });
+
+  test('an ADD that fails after IPAM releases the address and removes the veth', async () => {
+    lab = await Lab.create(1);
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'cni0', 'type', 'bridge']);
+    await execa('ip', ['-n', lab.host, 'addr', 'add', '198.18.9.1/24', 'dev', 'cni0']);
+    const r = await lab.call('ADD', lab.conf({ isGateway: true }));
+    expect(r.exitCode).toBe(1);
+    expect(r.json.msg).toBe('failed to set bridge addr: "cni0" already has an IP address different from 198.18.0.1/24');
+    expect(lab.leases()).toEqual([]);
+    const links = (await ipj(lab.host, 'link', 'show')).map((l: { ifname: string }) => l.ifname);
+    expect(links.filter((n: string) => n.startsWith('veth'))).toEqual([]);
+    expect(await ipj(lab.pods[0]!, 'link', 'show', 'eth0').catch(() => [])).toEqual([]);
+    // forceAddress replaces the stale address instead.
+    const f = await lab.call('ADD', lab.conf({ isGateway: true, forceAddress: true }));
+    expect(f.exitCode).toBe(0);
+    const addrs = (await ipj(lab.host, '-4', 'addr', 'show', 'cni0'))[0].addr_info.map((a: { local: string }) => a.local);
+    expect(addrs).toEqual(['198.18.0.1']);
+  });
+
+  test('an existing non-bridge link named like the bridge is an error', async () => {
+    lab = await Lab.create(1);
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'cni0', 'type', 'veth', 'peer', 'name', 'cni0p']);
+    const r = await lab.call('ADD', lab.conf());
+    expect(r.exitCode).not.toBe(0);
+    expect(r.json.msg).toBe('failed to create bridge "cni0": "cni0" already exists but is not a bridge');
+    expect(lab.leases()).toEqual([]);
+  });
+
+  test.each(ALL_VERSIONS)('result printed in cniVersion %s', async (v) => {
+    lab = await Lab.create(1);
+    const r = await lab.call('ADD', { ...lab.conf({ isGateway: true }, dual), cniVersion: v });
+    expect(r.exitCode).toBe(0);
+    expect(r.json.cniVersion).toBe(v);
+    if (v === '0.1.0' || v === '0.2.0') {
+      expect(r.json).toEqual({
+        cniVersion: v,
+        ip4: { ip: '198.18.0.2/24', gateway: '198.18.0.1' },
+        ip6: { ip: 'fd00:18::2/64', gateway: 'fd00:18::1' },
+        dns: {},
+      });
+    } else {
+      const withVersion = v !== '1.0.0' && v !== '1.1.0';
+      expect(r.json.ips).toEqual([
+        { ...(withVersion ? { version: '4' } : {}), interface: 2, address: '198.18.0.2/24', gateway: '198.18.0.1' },
+        { ...(withVersion ? { version: '6' } : {}), interface: 2, address: 'fd00:18::2/64', gateway: 'fd00:18::1' },
+      ]);
+      expect(r.json.interfaces.map((i: { name: string }) => i.name).slice(0, 3)).toEqual(['cni0', expect.stringMatching(/^veth/), 'eth0']);
+      if (withVersion) expect(r.json.dns).toEqual({});
+      else expect(r.json.dns).toBeUndefined();
+    }
+    expect((await lab.call('DEL', { ...lab.conf({ isGateway: true }, dual), cniVersion: v })).exitCode).toBe(0);
+    expect(lab.leases()).toEqual([]);
+  });
+});
+
+describe('ipMasq', () => {
+  /** An "outside" netns behind an uplink of the host, with no route back to the pod subnet. */
+  async function withOutside(): Promise<string> {
+    const out = await lab.addNetns('br-o');
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'uplink', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
+    await execa('ip', ['-n', lab.host, 'addr', 'add', '198.19.0.1/24', 'dev', 'uplink']);
+    await execa('ip', ['-n', lab.host, 'link', 'set', 'uplink', 'up']);
+    await execa('ip', ['-n', out, 'addr', 'add', '198.19.0.2/24', 'dev', 'eth0']);
+    await execa('ip', ['-n', out, 'link', 'set', 'eth0', 'up']);
+    return out;
+  }
+
+  test('without ipMasq the outside is unreachable (no route back)', async () => {
+    lab = await Lab.create(1);
+    await withOutside();
+    expect((await lab.call('ADD', lab.conf({ isDefaultGateway: true }))).exitCode).toBe(0);
+    expect(await ping(lab.pods[0]!, '198.19.0.2')).toBe(false);
+  });
+
+  test.each(['iptables', 'nftables'] as const)('%s backend: outside reachable; DEL (even without netns) removes the rules', async (backend) => {
+    lab = await Lab.create(2);
+    await withOutside();
+    const conf = lab.conf({ isDefaultGateway: true, ipMasq: true, ipMasqBackend: backend });
+    const [p1, p2] = lab.pods as [string, string];
+    const a1 = await lab.call('ADD', conf, { pod: p1 });
+    expect(a1.exitCode).toBe(0);
+    expect((await lab.call('ADD', conf, { pod: p2 })).exitCode).toBe(0);
+    expect(await ping(p1, '198.19.0.2')).toBe(true);
+    expect(await ping(p2, '198.19.0.2')).toBe(true);
+
+    const rules = async (): Promise<string> =>
+      backend === 'iptables' ? sh(lab.host, ['iptables-save', '-t', 'nat']) : sh(lab.host, ['nft', 'list', 'table', 'inet', 'cni_plugins_masquerade']);
+    const before = await rules();
+    if (backend === 'iptables') {
+      expect(before).toMatch(/-A POSTROUTING -s 198\.18\.0\.2\/32 -m comment --comment "name: \\"brnet\\" id: \\"ctr-br-p-[0-9a-f]+\\"" -j CNI-[0-9a-f]{24}/);
+      expect(before).toMatch(/-A CNI-[0-9a-f]{24} ! -d 224\.0\.0\.0\/4 -m comment .* -j MASQUERADE/);
+    } else {
+      expect(before).toMatch(/ip saddr 198\.18\.0\.2 ip daddr != 198\.18\.0\.0\/24 masquerade comment "[0-9a-f]{16}-[0-9a-f]{16}, net: brnet, if: eth0, id: ctr-br-p-/);
+    }
+    // DEL of pod 1 with its netns, DEL of pod 2 without one (the reference leaks here: plugins#810).
+    expect((await lab.call('DEL', { ...conf, prevResult: a1.json }, { pod: p1 })).exitCode).toBe(0);
+    expect((await lab.call('DEL', conf, { pod: '', id: `ctr-${p2}` })).exitCode).toBe(0);
+    const after = await rules();
+    expect(after).not.toContain('198.18.0.2');
+    expect(after).not.toContain('198.18.0.3');
+    expect(after).not.toMatch(/CNI-[0-9a-f]{24}/);
+    expect(lab.leases()).toEqual([]);
+  });
+
+  test('GC removes masquerade rules of attachments not in cni.dev/valid-attachments', async () => {
+    lab = await Lab.create(2);
+    const [p1, p2] = lab.pods as [string, string];
+    const conf = { ...lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: 'nftables' }), cniVersion: '1.1.0' };
+    expect((await lab.call('ADD', conf, { pod: p1 })).exitCode).toBe(0);
+    expect((await lab.call('ADD', { ...conf, ipMasqBackend: 'iptables' }, { pod: p2 })).exitCode).toBe(0);
+    const gc = await lab.call('GC', { ...conf, 'cni.dev/valid-attachments': [{ containerID: `ctr-${p1}`, ifname: 'eth0' }] }, { pod: '' });
+    expect(gc.exitCode).toBe(0);
+    const nft = await sh(lab.host, ['nft', 'list', 'table', 'inet', 'cni_plugins_masquerade']);
+    expect(nft).toContain('198.18.0.2');
+    expect(await sh(lab.host, ['iptables-save', '-t', 'nat'])).not.toMatch(/CNI-[0-9a-f]{24}/);
+    // host-local got the GC too: only pod 1's lease is left.
+    expect(lab.leases()).toEqual(['198.18.0.2']);
+  });
+});
