@@ -195,3 +195,40 @@ describe.each(PATHS)('cnitool only (libcni 1.1.2 has no GC/STATUS), with $label'
       expect(r).toMatchObject({ code: 1, stderr: 'network namespace "/var/run/netns/rn-missing-ns" does not exist' });
     }));
 });
+
+// GC and STATUS reach plugins only for 1.1.0 lists, which the reference plugins (v1.1.1, spec ≤ 1.0.0)
+// refuse: this part needs our bridge and host-local.
+const ourPath = PATHS.find((p) => p.label === 'our plugins');
+(ourPath ? describe : describe.skip)('cnitool with a 1.1.0 list on our plugins', () => {
+  const ours = DRIVERS[0]!;
+  const list11 = (c: Ctx) => ({
+    cniVersion: '1.1.0',
+    name: 'rn-net',
+    plugins: [{ type: 'bridge', bridge: 'rnbr2', isGateway: true, ipam: { type: 'host-local', subnet: '198.18.23.0/24', dataDir: c.ipam } }],
+  });
+  test('gc: cached attachments are DELed, then GC with no valid attachments releases stray leases too', () =>
+    withCtx(ourPath!.path, 1, async (c) => {
+      writeList(c, '10-net.conflist', list11(c));
+      expect(await run(ours, c, 'add', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(await run(ours, c, 'check', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(await run(ours, c, 'status', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      // a lease nobody has a cache entry for (e.g. left by a crashed runtime)
+      writeFileSync(join(c.ipam, 'rn-net', '198.18.23.99'), 'stray-container\r\neth0', { mode: 0o600 });
+      expect(ipamFiles(c).sort()).toEqual(['198.18.23.2', '198.18.23.99']);
+      expect(await run(ours, c, 'gc', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(cacheFiles(c)).toEqual([]);
+      expect(ipamFiles(c)).toEqual([]);
+      expect(await sh(c.ctrs[0]!, 'ip', '-o', 'link')).not.toContain('eth0');
+    }));
+
+  test('disableGC leaves everything alone', () =>
+    withCtx(ourPath!.path, 1, async (c) => {
+      writeList(c, '10-net.conflist', { ...list11(c), disableGC: true });
+      expect(await run(ours, c, 'add', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(await run(ours, c, 'gc', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(cacheFiles(c)).toHaveLength(1);
+      expect(ipamFiles(c)).toEqual(['198.18.23.2']);
+      expect(await run(ours, c, 'del', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
+      expect(ipamFiles(c)).toEqual([]);
+    }));
+});
