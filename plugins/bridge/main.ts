@@ -12,7 +12,7 @@ import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/netns';
 import type { CmdArgs, Plugin } from '../../shared/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/spoofcheck';
 import { sysctlSet } from '../../shared/sysctl';
-import { parseResult, type Result } from '../../shared/types';
+import { formatResult, parseResult, type Result } from '../../shared/types';
 import { bridgeByName, enableForwarding, ensureAddr, ensureBridge, pinMac } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
@@ -127,6 +127,9 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     result.interfaces![1]!.mac = hostNow.mac;
     result.interfaces![0]!.mac = bridgeByName(host, conf.bridge).mac;
     if (conf.dns) result.dns = conf.dns;
+    // Fail here, with rollback, if the result cannot be printed in the config's version (an L2-only
+    // result in 0.1/0.2); the reference reports that error after the fact and leaks the veth.
+    formatResult(result, conf.cniVersion);
     return result;
   } catch (e) {
     await rollback.run();
