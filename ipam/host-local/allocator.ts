@@ -44,9 +44,9 @@ export class IPAllocator {
     if (!r) throw new AllocationError(notInSet(this.set, ip));
     if (ipEqual(ip, r.gateway)) throw new AllocationError(`requested ip ${formatIP(ip)} is subnet's gateway`);
     if (!this.store.reserve(id, ifname, ip, this.rangeID)) {
-      const stale = this.opts.reclaimStale && this.store.leases().find((l) => ipEqual(l.ip, ip) && this.store.isStale(l));
-      if (!stale || (this.store.release(ip), !this.store.reserve(id, ifname, ip, this.rangeID)))
-        throw new AllocationError(`requested IP address ${formatIP(ip)} is not available in range set ${setString(this.set)}`);
+      const lease = this.opts.reclaimStale ? this.store.leaseAt(ip) : null;
+      const reclaimed = lease !== null && this.store.isStale(lease) && (this.store.release(ip), this.store.reserve(id, ifname, ip, this.rangeID));
+      if (!reclaimed) throw new AllocationError(`requested IP address ${formatIP(ip)} is not available in range set ${setString(this.set)}`);
     }
     return { address: `${formatIP(ip)}/${r.subnet.prefix}`, gateway: formatIP(r.gateway) };
   }

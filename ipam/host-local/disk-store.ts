@@ -48,6 +48,9 @@ export class DiskStore implements Store {
   private readonly fileLock: FileLock;
   private readonly index: LeaseIndex;
   private bootIdCache: string | undefined;
+  private bootTimeCache: number | undefined;
+  // An fs error in the middle of a change may leave a lease the index does not list: never seal then.
+  private broken = false;
 
   constructor(
     network: string,
@@ -67,7 +70,7 @@ export class DiskStore implements Store {
   }
 
   unlock(): void {
-    this.index.seal();
+    if (!this.broken) this.index.seal();
     this.index.forget();
     this.fileLock.unlock();
   }
@@ -89,7 +92,21 @@ export class DiskStore implements Store {
     return this.index;
   }
 
+  /** Runs a change; if the filesystem fails half-way, the index is left unsealed (rebuilt next call). */
+  private change<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      this.broken = true;
+      throw e;
+    }
+  }
+
   reserve(id: string, ifname: string, ip: IP, rangeID: string): boolean {
+    return this.change(() => this.reserveUnguarded(id, ifname, ip, rangeID));
+  }
+
+  private reserveUnguarded(id: string, ifname: string, ip: IP, rangeID: string): boolean {
     const name = formatIP(ip);
     const owner = { id: id.trim(), ifname, ip: name };
     const index = this.fresh();
@@ -149,6 +166,10 @@ export class DiskStore implements Store {
 
   /** The reference's ReleaseByID: the (id, ifname) leases, or when there are none the ID-only ones. */
   releaseByID(id: string, ifname: string): void {
+    this.change(() => this.releaseByIDUnguarded(id, ifname));
+  }
+
+  private releaseByIDUnguarded(id: string, ifname: string): void {
     const t = id.trim();
     let ips = this.held(t, ifname);
     let owner = ifname;
@@ -172,7 +193,12 @@ export class DiskStore implements Store {
     const owner = this.ownerOf(name);
     if (!owner) return;
     this.fresh();
-    this.unlinkLease({ ...owner, ip: name });
+    this.change(() => this.unlinkLease({ ...owner, ip: name }));
+  }
+
+  leaseAt(ip: IP): Lease | null {
+    const o = this.ownerOf(formatIP(ip));
+    return o ? { ip, ...o } : null;
   }
 
   /** One readdir and one read per lease: the source of truth (rebuild, GC, STATUS). */
@@ -199,7 +225,7 @@ export class DiskStore implements Store {
     } catch {
       return false;
     }
-    const boot = this.opts.bootTimeMs ?? readBootTimeMs();
+    const boot = (this.bootTimeCache ??= this.opts.bootTimeMs ?? readBootTimeMs());
     if (mtimeMs >= boot) return false;
     const rec = this.fresh().entries(lease.id, lease.ifname).find((e) => e.ip === name);
     return !(rec && rec.bootId === this.bootId());

@@ -23,6 +23,8 @@ export interface Store {
   getByID(id: string, ifname: string): IP[];
   /** Every lease (GC, STATUS, stale reclaim). */
   leases(): Lease[];
+  /** The lease on one address, if any. */
+  leaseAt(ip: IP): Lease | null;
   /** Releases one address whatever its owner. */
   release(ip: IP): void;
   /** True when the lease cannot belong to a live pod: it was made before the current boot. */

@@ -116,6 +116,19 @@ test('a kill between changes (no sealed state) means the next call rebuilds from
   done(s2);
 });
 
+test('a filesystem error half-way through a change leaves the index unsealed, so DEL still finds the lease', () => {
+  const dir = join(dataDir, 'net');
+  const s = open();
+  require('node:fs').mkdirSync(join(dir, 'last_reserved_ip.0')); // the rename over it will fail
+  expect(() => s.reserve('c1', 'eth0', ip('198.18.0.2'), '0')).toThrow();
+  done(s);
+  expect(existsSync(join(dir, '.cnikit', 'state'))).toBe(false);
+  const s2 = open();
+  s2.releaseByID('c1', 'eth0');
+  expect(existsSync(join(dir, '198.18.0.2'))).toBe(false);
+  done(s2);
+});
+
 test('a reference-format store of 2,000 leases is indexed once, then looked up without a walk', () => {
   const g = writeReferenceStore(dataDir, 'net', '198.18.0.0', 2000);
   let s = open();

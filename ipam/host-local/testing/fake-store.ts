@@ -45,6 +45,11 @@ export class FakeStore implements Store {
     return [...this.ipMap].map(([k, o]) => ({ ip: parseIP(k)!, ...o }));
   }
 
+  leaseAt(ip: IP): Lease | null {
+    const o = this.ipMap.get(formatIP(ip));
+    return o ? { ip, ...o } : null;
+  }
+
   release(ip: IP): void {
     this.ipMap.delete(formatIP(ip));
   }
