@@ -162,6 +162,25 @@ test('macspoofchk: nft bridge rules drop frames from other MACs; DEL removes the
   expect(left).toContain(`macspoofchk-ctr-${p2}-eth0`);
 });
 
+test('GC removes spoof checks of stale attachments on our bridge only', async () => {
+  lab = await Lab.create(2);
+  const [p1, p2] = lab.pods as [string, string];
+  const conf = { ...lab.conf({ macspoofchk: true }), cniVersion: '1.1.0' };
+  expect((await lab.call('ADD', conf, { pod: p1 })).exitCode).toBe(0);
+  expect((await lab.call('ADD', conf, { pod: p2 })).exitCode).toBe(0);
+  // Another network's check on a port of another bridge must survive this network's GC.
+  const other = { ...conf, name: 'other', bridge: 'cni1' };
+  await lab.addPod();
+  expect((await lab.call('ADD', other, { pod: lab.pods[2] })).exitCode).toBe(0);
+  const gc = await lab.call('GC', { ...conf, 'cni.dev/valid-attachments': [{ containerID: `ctr-${p2}`, ifname: 'eth0' }] }, { pod: '' });
+  expect(gc.exitCode).toBe(0);
+  const text = await sh(lab.host, ['nft', 'list', 'table', 'bridge', 'nat']);
+  expect(text).not.toContain(`ctr-${p1}-eth0`);
+  expect(text).toContain(`macspoofchk-ctr-${p2}-eth0`);
+  expect(text).toContain(`macspoofchk-ctr-${lab.pods[2]}-eth0`);
+  expect(lab.leases()).toEqual(['198.18.0.3']); // host-local got the GC too (the other network keeps its own)
+});
+
 test('enabledad: accept_dad=1 and enhanced_dad=1 in the pod (default accept_dad=0)', async () => {
   lab = await Lab.create(2);
   const a = await lab.call('ADD', lab.conf({ enabledad: true }, ['fd00:18::/64']), { pod: lab.pods[0] });

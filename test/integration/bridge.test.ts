@@ -208,6 +208,16 @@ describe('ipMasq', () => {
     expect(lab.leases()).toEqual([]);
   });
 
+  test('DEL removes the rules even after the pod address was changed (rules found by container ID)', async () => {
+    lab = await Lab.create(1);
+    const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: 'iptables' });
+    expect((await lab.call('ADD', conf)).exitCode).toBe(0);
+    await execa('ip', ['-n', lab.pods[0]!, 'addr', 'flush', 'dev', 'eth0']);
+    await execa('ip', ['-n', lab.pods[0]!, 'addr', 'add', '198.18.0.77/24', 'dev', 'eth0']);
+    expect((await lab.call('DEL', conf)).exitCode).toBe(0);
+    expect(await sh(lab.host, ['iptables-save', '-t', 'nat'])).not.toMatch(/CNI-[0-9a-f]{24}/);
+  });
+
   test('GC removes masquerade rules of attachments not in cni.dev/valid-attachments', async () => {
     lab = await Lab.create(2);
     const [p1, p2] = lab.pods as [string, string];
