@@ -62,9 +62,9 @@ export class LeaseIndex {
   }
 
   /** Makes the index trustworthy for this lock session: reuses it when nothing changed, else rebuilds. */
-  ensureFresh(scan: () => Owner[], bootIdOf?: (o: Owner) => string): void {
+  ensureFresh(scan: () => Owner[]): void {
     if (this.fresh) return;
-    if (!this.stateMatches()) this.rebuild(scan(), bootIdOf);
+    if (!this.stateMatches()) this.rebuild(scan());
     this.fresh = true;
   }
 
@@ -74,9 +74,13 @@ export class LeaseIndex {
   }
 
   entries(id: string, ifname: string): IndexEntry[] {
+    return this.readKeyFile(keyName(id, ifname));
+  }
+
+  private readKeyFile(name: string): IndexEntry[] {
     let text: string;
     try {
-      text = readFileSync(join(this.keys, keyName(id, ifname)), 'utf8');
+      text = readFileSync(join(this.keys, name), 'utf8');
     } catch (e) {
       if (errno(e) === 'ENOENT') return [];
       throw e;
@@ -142,32 +146,37 @@ export class LeaseIndex {
     return text === `${STATE_MAGIC} ${this.dirStamp()}\n`;
   }
 
-  /** One readdir and one read per lease (done by `scan`), then the key files are written afresh. */
-  rebuild(owners: Owner[], bootIdOf?: (o: Owner) => string): void {
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  /**
+   * Brings the key files in line with the lease files (`owners`: one readdir and one read per lease,
+   * done by the caller). Incremental: key files that already say the right thing are only read, so
+   * after the reference touched a large store the rebuild costs reads, not thousands of creates;
+   * boot IDs recorded for addresses that did not change are kept.
+   */
+  rebuild(owners: Owner[]): void {
+    mkdirSync(this.keys, { recursive: true, mode: 0o700 });
     rmSync(this.state, { force: true });
-    const byKey = new Map<string, IndexEntry[]>();
+    this.dirty = true; // seal() records the directory as it is once the caller is done
+    const want = new Map<string, { id: string; ifname: string; ips: string[] }>();
     for (const o of owners) {
       const k = keyName(o.id, o.ifname);
-      let list = byKey.get(k);
-      if (!list) byKey.set(k, (list = []));
-      list.push({ ip: o.ip, bootId: bootIdOf?.(o) ?? '-' });
+      const w = want.get(k);
+      if (w) w.ips.push(o.ip);
+      else want.set(k, { id: o.id, ifname: o.ifname, ips: [o.ip] });
     }
-    const fresh = `${this.keys}.new`;
-    const old = `${this.keys}.old`;
-    rmSync(fresh, { recursive: true, force: true });
-    rmSync(old, { recursive: true, force: true });
-    mkdirSync(fresh, { mode: 0o700 });
-    for (const [k, list] of byKey)
-      writeFileSync(join(fresh, k), `${KEY_MAGIC}\n${list.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, { mode: 0o600 });
-    try {
-      renameSync(this.keys, old);
-    } catch (e) {
-      if (errno(e) !== 'ENOENT') throw e;
+    for (const name of readdirSync(this.keys)) {
+      if (name.startsWith('.')) {
+        rmSync(join(this.keys, name), { force: true }); // a temp file left by a kill
+        continue;
+      }
+      if (!want.has(name)) rmSync(join(this.keys, name), { force: true });
     }
-    renameSync(fresh, this.keys);
-    rmSync(old, { recursive: true, force: true });
-    this.dirty = true; // seal() records the directory as it is once the caller is done
+    for (const [name, w] of want) {
+      const have = this.readKeyFile(name);
+      const same = have.length === w.ips.length && w.ips.every((ip) => have.some((e) => e.ip === ip));
+      if (same) continue;
+      const entries = w.ips.map((ip) => ({ ip, bootId: have.find((e) => e.ip === ip)?.bootId ?? '-' }));
+      writeAtomic(join(this.keys, name), `${KEY_MAGIC}\n${entries.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, 0o600);
+    }
     this.fresh = true;
   }
 
