@@ -2,7 +2,7 @@
 // netns (no move afterwards, the expensive kernel step; node-stack.md §2).
 import { randomBytes } from 'node:crypto';
 import { isExists, isNotFound } from '../../shared/netlink/errors';
-import { addVeth, getLink, setBridgePort, type Link } from '../../shared/netlink/link';
+import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../../shared/netlink/link';
 import type { NetlinkSocket } from '../../shared/netlink/socket';
 import { sysctlSet } from '../../shared/sysctl';
 
@@ -54,20 +54,30 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
         throw new Error(`container veth name ("${o.name}") peer provided ("${hostName}") already exists`);
     }
   }
-  const hostLink = getLink(host, hostName);
   try {
-    sysctlSet(`net/ipv6/conf/${hostName}/accept_ra`, '0');
-  } catch {
-    /* best effort, as in the reference */
-  }
-  if (o.hairpin || o.isolated) {
+    const hostLink = getLink(host, hostName);
     try {
-      setBridgePort(host, hostLink, { hairpin: o.hairpin, isolated: o.isolated });
-    } catch (e) {
-      throw new Error(`failed to setup hairpin mode or isolation for ${hostName}: ${(e as Error).message}`);
+      sysctlSet(`net/ipv6/conf/${hostName}/accept_ra`, '0');
+    } catch {
+      /* best effort, as in the reference */
     }
+    if (o.hairpin || o.isolated) {
+      try {
+        setBridgePort(host, hostLink, { hairpin: o.hairpin, isolated: o.isolated });
+      } catch (e) {
+        throw new Error(`failed to setup hairpin mode or isolation for ${hostName}: ${(e as Error).message}`);
+      }
+    }
+    return { host: getLink(host, hostLink.index), container: getLink(o.peer, o.name) };
+  } catch (e) {
+    // No half-configured pair left behind: deleting the host end removes both.
+    try {
+      deleteLink(host, hostName);
+    } catch {
+      /* already gone */
+    }
+    throw e;
   }
-  return { host: getLink(host, hostLink.index), container: getLink(o.peer, o.name) };
 }
 
 function exists(nl: NetlinkSocket, name: string): boolean {

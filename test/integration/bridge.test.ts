@@ -123,6 +123,16 @@ describe('bridge L3 (IPv4 + IPv6, isDefaultGateway)', () => {
     expect(addrs).toEqual(['198.18.0.1']);
   });
 
+  test('CNI_IFNAME already in the pod is an error and leaves nothing behind', async () => {
+    lab = await Lab.create(1);
+    expect((await lab.call('ADD', lab.conf(), { id: 'first' })).exitCode).toBe(0);
+    const r = await lab.call('ADD', lab.conf(), { id: 'second' });
+    expect(r.exitCode).toBe(1);
+    expect(r.json.msg).toMatch(/^container veth name \("eth0"\) peer provided \("veth[0-9a-f]{8}"\) already exists$/);
+    expect(lab.leases()).toEqual(['198.18.0.2']);
+    expect((await ipj(lab.host, 'link', 'show')).filter((l: { ifname: string }) => l.ifname.startsWith('veth'))).toHaveLength(1);
+  });
+
   test('an existing non-bridge link named like the bridge is an error', async () => {
     lab = await Lab.create(1);
     await execa('ip', ['-n', lab.host, 'link', 'add', 'cni0', 'type', 'veth', 'peer', 'name', 'cni0p']);
