@@ -1,7 +1,7 @@
 // bridge plugin: every config key, observed in the kernel (ip -j, bridge -j vlan, nft -j, sysctl).
 import { execa } from 'execa';
 import { execFileSync } from 'node:child_process';
-import { ipj, Lab, ping, sh } from './bridge-harness';
+import { ipj, Lab, ourBinDir, ping, sh } from './bridge-harness';
 
 jest.setTimeout(120000);
 
@@ -258,10 +258,10 @@ test('IPAM: our host-local runs in-process (no second exec); the reference host-
   const trace = `${lab.dataDir}/trace`;
   const r = await execa(
     'ip',
-    ['netns', 'exec', lab.host, 'strace', '-f', '-qq', '-e', 'trace=execve', '-o', trace, `${process.env.CNIKIT_DIST ? process.env.CNIKIT_DIST + '/bin' : 'dist/bin'}/bridge`],
+    ['netns', 'exec', lab.host, 'strace', '-f', '-qq', '-e', 'trace=execve', '-o', trace, `${ourBinDir()}/bridge`],
     {
       input: JSON.stringify(lab.conf()),
-      env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'inproc', CNI_NETNS: `/var/run/netns/${lab.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: (await import('./bridge-harness')).ourBinDir() },
+      env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'inproc', CNI_NETNS: `/var/run/netns/${lab.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: ourBinDir() },
       reject: false,
     },
   );
