@@ -1,0 +1,291 @@
+#!/usr/bin/env node
+// The benchmark: our plugins against the reference (/usr/lib/cni), measured side by side in one run
+// (A/B alternating, the order flipped every round), each case driven the same way through the real
+// libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
+//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR]
+// --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const JSON_OUT = argv.includes('--json');
+const ROUNDS = Number(opt('--rounds', '10'));
+const OURS = resolve(opt('--ours-dir', join(process.env.CNIKIT_DIST ? resolve(process.env.CNIKIT_DIST) : join(root, 'dist'), 'bin')));
+const REF = '/usr/lib/cni';
+const DRIVER_DIR = join(root, 'test', 'go', 'libcni-driver');
+const DRIVER = join(DRIVER_DIR, 'bin', 'libcni-driver');
+
+// A CA bundle in NODE_EXTRA_CA_CERTS is read at every start of a Node/bun process: keep it out of
+// the measurement so both sides start as they would under a runtime.
+const ENV = { ...process.env };
+delete ENV.NODE_EXTRA_CA_CERTS;
+
+const log = (s) => process.stderr.write(`${s}\n`);
+const hex = () => randomBytes(4).toString('hex');
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Runs a command; resolves with its wall time in ms, rejects with its output on failure. */
+function timed(cmd, args, { env = ENV, input = '', timeoutMs = 30000 } = {}) {
+  return new Promise((res, rej) => {
+    const t0 = process.hrtime.bigint();
+    // own process group, so a hung plugin under `ip netns exec` + the driver can be killed whole
+    const c = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      rej(new Error(`${cmd} ${args.join(' ')} did not finish within ${timeoutMs} ms (killed)`));
+    }, timeoutMs);
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('error', rej);
+    c.on('close', (code) => {
+      clearTimeout(timer);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (code === 0) res({ ms, out, err });
+      else rej(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${(out + err).trim().slice(0, 500)}`));
+    });
+    c.stdin.on('error', () => {});
+    c.stdin.end(input);
+  });
+}
+
+const ip = (...a) => execFileSync('ip', a, { stdio: ['ignore', 'ignore', 'pipe'] });
+const netnsAdd = (n) => {
+  ip('netns', 'add', n);
+  ip('-n', n, 'link', 'set', 'lo', 'up');
+  return `/var/run/netns/${n}`;
+};
+const netnsDel = (n) => {
+  try {
+    ip('netns', 'del', n);
+  } catch {
+    /* already gone */
+  }
+};
+
+function ensureDriver() {
+  const src = join(DRIVER_DIR, 'main.go');
+  if (!existsSync(DRIVER) || statSync(DRIVER).mtimeMs < statSync(src).mtimeMs) {
+    log('building the libcni driver ...');
+    execFileSync('go', ['build', '-o', DRIVER, '.'], {
+      cwd: DRIVER_DIR,
+      env: { ...process.env, GOPATH: '/usr/share/gocode', GO111MODULE: 'off', GOCACHE: process.env.GOCACHE || '/tmp/cnikit-gocache' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  }
+}
+
+/** The host-local store generator the host-local engineer wrote (TypeScript), bundled on the fly. */
+async function leaseGenerator(work) {
+  const { build } = await import('esbuild');
+  const out = join(work, 'leases.cjs');
+  await build({ entryPoints: [join(root, 'test', 'support', 'host-local-leases.ts')], bundle: true, platform: 'node', format: 'cjs', outfile: out, logLevel: 'warning' });
+  return createRequire(import.meta.url)(out).writeReferenceStore;
+}
+
+const sides = { ours: OURS, reference: REF };
+const has = (dir, ...names) => names.every((n) => existsSync(join(dir, n)));
+
+async function main() {
+  const results = [];
+  const skip = (name, reason) => {
+    results.push({ name, skipped: reason });
+    log(`${name}: skipped (${reason})`);
+  };
+  const record = (name, a, b, extra = {}) => {
+    const r = { name, ours_ms: round(median(a)), reference_ms: round(median(b)), ratio: round(median(a) / median(b), 2), ...extra };
+    results.push(r);
+    log(`${name}: ours ${r.ours_ms} ms, reference ${r.reference_ms} ms, ratio ${r.ratio}`);
+  };
+
+  // version: a plugin's start-up, VERSION needs no libcni
+  if (!has(OURS, 'host-local')) skip('version', `${join(OURS, 'host-local')} not built`);
+  else {
+    const t = { ours: [], reference: [] };
+    for (let i = 0; i < ROUNDS * 4; i++) {
+      for (const s of i % 2 ? ['reference', 'ours'] : ['ours', 'reference'])
+        t[s].push((await timed(join(sides[s], 'host-local'), [], { env: { ...ENV, CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.1.0"}' })).ms);
+    }
+    record('version', t.ours, t.reference);
+  }
+
+  ensureDriver();
+  const host = `rn-bench-${hex()}`;
+  const work = mkdtempSync(join(tmpdir(), 'rn-bench-'));
+  const ctrs = new Set();
+  const newCtr = () => {
+    const n = `rn-bc-${hex()}`;
+    ctrs.add(n);
+    return netnsAdd(n);
+  };
+  const dropCtr = (path) => {
+    const n = path.split('/').pop();
+    netnsDel(n);
+    ctrs.delete(n);
+  };
+  const cleanup = () => {
+    for (const n of ctrs) netnsDel(n);
+    netnsDel(host);
+    rmSync(work, { recursive: true, force: true });
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.on(sig, () => {
+      cleanup();
+      process.exit(130);
+    });
+  /** Runs one case; a failure (a plugin error, a hang) is reported for that case, never a number. */
+  const guard = async (names, fn) => {
+    try {
+      await fn();
+    } catch (e) {
+      for (const name of names) if (!results.some((r) => r.name === name)) {
+        results.push({ name, failed: e.message });
+        log(`${name}: FAILED (${e.message})`);
+      }
+    }
+  };
+  try {
+    netnsAdd(host);
+    // one conf dir, cache dir and IPAM store per side, each its own bridge and subnet
+    const setup = {};
+    for (const [s, i] of [['ours', 0], ['reference', 1]]) {
+      const d = join(work, s);
+      mkdirSync(join(d, 'net.d'), { recursive: true });
+      const list = {
+        cniVersion: '1.0.0',
+        name: 'rn-bench',
+        plugins: [{ type: 'bridge', bridge: `rnb${i}`, isGateway: true, ipam: { type: 'host-local', subnet: `198.18.${128 + i * 16}.0/20`, dataDir: join(d, 'ipam') } }],
+      };
+      writeFileSync(join(d, 'net.d', 'bench.conflist'), JSON.stringify(list));
+      mkdirSync(join(d, 'net20k'), { recursive: true });
+      writeFileSync(
+        join(d, 'net20k', 'bench.conflist'),
+        JSON.stringify({ cniVersion: '1.0.0', name: 'rn-bench', plugins: [{ type: 'host-local', ipam: { type: 'host-local', subnet: `198.${18 + i}.0.0/16`, dataDir: join(d, 'ipam20k') } }] }),
+      );
+      setup[s] = { dir: d, env: { ...ENV, CNI_PATH: s === 'ours' ? `${OURS}:${REF}` : REF, CNI_CACHEDIR: join(d, 'cache'), NETCONFPATH: join(d, 'net.d') } };
+    }
+    const cni = (s, cmd, ns, envOver = {}) => timed('ip', ['netns', 'exec', host, DRIVER, cmd, 'rn-bench', ns], { env: { ...setup[s].env, ...envOver } });
+    const order = (i) => (i % 2 ? ['reference', 'ours'] : ['ours', 'reference']);
+
+    // add, del, add-del-cycle: bridge + host-local, a fresh container netns per round
+    if (!has(OURS, 'bridge', 'host-local')) for (const n of ['add', 'del', 'add-del-cycle', 'concurrent-64', 'peak-rss-add']) skip(n, `${OURS}/bridge or host-local not built`);
+    else await guard(['add', 'del', 'add-del-cycle', 'concurrent-64', 'peak-rss-add'], async () => {
+      const t = { add: { ours: [], reference: [] }, del: { ours: [], reference: [] }, cycle: { ours: [], reference: [] } };
+      for (let i = 0; i < ROUNDS + 1; i++) {
+        for (const s of order(i)) {
+          const ns = newCtr();
+          const a = await cni(s, 'add', ns);
+          const d = await cni(s, 'del', ns);
+          dropCtr(ns);
+          if (i === 0) continue; // warm-up: first bridge creation, page cache
+          t.add[s].push(a.ms);
+          t.del[s].push(d.ms);
+          t.cycle[s].push(a.ms + d.ms);
+        }
+      }
+      record('add', t.add.ours, t.add.reference);
+      record('del', t.del.ours, t.del.reference);
+      record('add-del-cycle', t.cycle.ours, t.cycle.reference);
+
+      // concurrent-64: 64 ADDs at once (host-local's lock serialises the IPAM part), timed to the last
+      await guard(['concurrent-64'], async () => {
+        const c = { ours: [], reference: [] };
+        for (let i = 0; i < 3; i++) {
+          for (const s of order(i)) {
+            const nss = Array.from({ length: 64 }, newCtr);
+            const t0 = process.hrtime.bigint();
+            try {
+              await Promise.all(nss.map((ns) => cni(s, 'add', ns)));
+              c[s].push(Number(process.hrtime.bigint() - t0) / 1e6);
+            } finally {
+              await Promise.allSettled(nss.map((ns) => cni(s, 'del', ns)));
+              nss.forEach(dropCtr);
+            }
+          }
+        }
+        record('concurrent-64', c.ours, c.reference);
+      });
+
+      // peak RSS of one ADD: the plugin processes alone (max over bridge and its IPAM delegate), via
+      // /usr/bin/time; the Go driver would otherwise set the floor
+      const rss = { ours: [], reference: [] };
+      for (let i = 0; i < 3; i++) {
+        for (const s of order(i)) {
+          const ns = newCtr();
+          const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'rn-bench', type: 'bridge', bridge: `rnb${s === 'ours' ? 0 : 1}`, isGateway: true, ipam: { type: 'host-local', subnet: `198.18.${s === 'ours' ? 128 : 144}.0/20`, dataDir: join(setup[s].dir, 'ipam') } });
+          const env = { ...setup[s].env, CNI_CONTAINERID: `rss${i}`, CNI_NETNS: ns, CNI_IFNAME: 'eth0' };
+          const r = await timed('ip', ['netns', 'exec', host, '/usr/bin/time', '-f', 'RSS %M', join(sides[s], 'bridge')], { env: { ...env, CNI_COMMAND: 'ADD' }, input: conf });
+          rss[s].push(Number(/RSS (\d+)/.exec(r.err)[1]) / 1024);
+          await timed('ip', ['netns', 'exec', host, join(sides[s], 'bridge')], { env: { ...env, CNI_COMMAND: 'DEL' }, input: conf });
+          dropCtr(ns);
+        }
+      }
+      const r = { name: 'peak-rss-add', unit: 'MiB', ours_ms: null, reference_ms: null, ours_mib: round(median(rss.ours)), reference_mib: round(median(rss.reference)), ratio: round(median(rss.ours) / median(rss.reference), 2) };
+      results.push(r);
+      log(`peak-rss-add: ours ${r.ours_mib} MiB, reference ${r.reference_mib} MiB, ratio ${r.ratio}`);
+    });
+
+    // host-local-20k: ADD+DEL of host-local alone with 20,000 leases in the reference-format store
+    if (!has(OURS, 'host-local')) skip('host-local-20k', `${join(OURS, 'host-local')} not built`);
+    else await guard(['host-local-20k'], async () => {
+      const gen = await leaseGenerator(work);
+      for (const [s, i] of [['ours', 0], ['reference', 1]]) gen(join(setup[s].dir, 'ipam20k'), 'rn-bench', `198.${18 + i}.0.0`, 20000);
+      const ns = newCtr();
+      const t = { ours: [], reference: [] };
+      for (let i = 0; i < ROUNDS + 1; i++) {
+        for (const s of order(i)) {
+          const env = { NETCONFPATH: join(setup[s].dir, 'net20k'), CNI_CONTAINERID: undefined };
+          const a = await cni(s, 'add', ns, env);
+          const d = await cni(s, 'del', ns, env);
+          if (i > 0) t[s].push(a.ms + d.ms); // round 0 warms up (our lease index is built once)
+        }
+      }
+      dropCtr(ns);
+      record('host-local-20k', t.ours, t.reference);
+    });
+  } finally {
+    cleanup();
+  }
+  return results;
+}
+
+function round(x, d = 1) {
+  const f = 10 ** d;
+  return Math.round(x * f) / f;
+}
+
+const results = await main();
+if (JSON_OUT) process.stdout.write(JSON.stringify({ cases: results }) + '\n');
+else {
+  const rows = results.map((r) =>
+    r.skipped || r.failed
+      ? [r.name, '-', '-', r.skipped ? `skipped: ${r.skipped}` : `FAILED: ${r.failed.slice(0, 160)}`]
+      : r.unit
+        ? [r.name, `${r.ours_mib} MiB`, `${r.reference_mib} MiB`, `${r.ratio}`]
+        : [r.name, `${r.ours_ms} ms`, `${r.reference_ms} ms`, `${r.ratio}`],
+  );
+  const head = ['case', 'ours', 'reference', 'ratio ours/ref'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
+  process.stdout.write([line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
+  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
+}
