@@ -188,11 +188,16 @@ describe('address text helpers', () => {
     ['fd00:0:0:1:0:0:0:1', 'fd00:0:0:1::1'],
     ['fd00:1:0:0:1:0:0:0', 'fd00:1:0:0:1::'],
     ['::', '::'],
-    ['::ffff:198.18.0.1', '::ffff:198.18.0.1'],
     ['fe80::ff:fe00:5', 'fe80::ff:fe00:5'],
     ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
   ])('%s formats as %s (RFC 5952)', (input, out) => {
     expect(formatIp(parseIp(input).bytes)).toBe(out);
+  });
+  test('an IPv4-mapped address is IPv4 (Go To4(), as the reference netlink library picks the family)', () => {
+    expect(parseIp('::ffff:198.18.0.1')).toEqual({ family: 2, bytes: Uint8Array.from([198, 18, 0, 1]) });
+  });
+  test('16 mapped bytes from the kernel print as ::ffff:a.b.c.d, like iproute2', () => {
+    expect(formatIp(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1]))).toBe('::ffff:198.18.0.1');
   });
   test.each(['1.2.3', '256.1.1.1', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'fd00::1::2', 'x'])('rejects %s', (bad) => {
     expect(() => parseIp(bad)).toThrow('invalid IP address');
