@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withNetns } from '../support/cni';
+import { binDir, withNetns } from '../support/cni';
 import { drivers, pluginPaths, type Driver } from '../go/drivers';
 
 const DRIVERS = drivers();
@@ -231,4 +231,14 @@ const ourPath = PATHS.find((p) => p.label === 'our plugins');
       expect(await run(ours, c, 'del', 'rn-net', c.ctrs[0]!)).toMatchObject({ code: 0 });
       expect(ipamFiles(c)).toEqual([]);
     }));
+});
+
+test('cnitool is a link of the multi-call executable: listed by --list, reachable as `cnikit cnitool`', async () => {
+  const list = await execa(join(binDir(), 'cnikit'), ['--list']);
+  expect(String(list.stdout).split('\n')).toContain('cnitool');
+  const help = await execa(join(binDir(), 'cnikit'), ['cnitool', '--help']);
+  expect(String(help.stdout)).toMatch(/cnitool add +<net> <netns>/);
+  const usage = await execa(join(binDir(), 'cnitool'), [], { reject: false });
+  expect(usage.exitCode).toBe(1);
+  expect(String(usage.stderr)).toContain('cnitool del    <net> <netns>');
 });
