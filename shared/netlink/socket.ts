@@ -36,12 +36,18 @@ import {
   NLM_F_DUMP,
   NLM_F_DUMP_INTR,
 } from './constants';
-import { ENOBUFS } from './errno';
+import { ENOBUFS, ETIMEDOUT } from './errno';
+
+const OVERRUN = Symbol('netlink receive buffer overrun');
 import { NetlinkError } from './errors';
 import { type NlMsg, NLMSG_HDRLEN, align4, attrString, parseAttrs, parseMessages } from './message';
 
 const RECV_BUF = 256 * 1024; // kernel dump datagrams are <= 32 KiB; one link message can be larger
 const DUMP_RETRIES = 5;
+// Bound on waiting for one reply datagram: the kernel answers at once, so this only ends a wait for
+// a reply that was dropped (see request()) instead of hanging the pod's ADD forever.
+const REPLY_TIMEOUT_MS = 5000;
+const GET_RETRIES = 5;
 
 function sockaddrNl(groups = 0): Uint8Array {
   const b = new Uint8Array(12);
@@ -122,13 +128,20 @@ export class NetlinkSocket {
     return seq;
   }
 
-  /** Reads one datagram. Multicast events are queued; returns only unicast replies. */
-  private recvReplies(op: string, object: string): NlMsg[] {
+  /**
+   * Reads one datagram. Multicast events are queued; returns only unicast replies, or OVERRUN when
+   * the receive buffer overflowed. The kernel sends replies and acks with MSG_DONTWAIT, so while a
+   * subscription floods the buffer (64 pods starting at once) our reply itself may have been dropped.
+   */
+  private recvReplies(op: string, object: string): NlMsg[] | typeof OVERRUN {
     for (;;) {
+      const ready = pollOne(this.fd, POLLIN, REPLY_TIMEOUT_MS);
+      if (ready < 0) throw new NetlinkError(op, object, -ready);
+      if (ready === 0) throw new NetlinkError(op, object, ETIMEDOUT, 'no reply from the kernel');
       const n = recvFrom(this.fd, this.buf, MSG_TRUNC, this.from);
       if (n === -ENOBUFS) {
-        this.lostEvents = true; // only multicast events can overflow; replies are flow-controlled
-        continue;
+        this.lostEvents = true;
+        return OVERRUN;
       }
       if (n < 0) throw new NetlinkError(op, object, -n);
       if (n > this.buf.length) throw new Error(`${op} ${object}: netlink reply of ${n} bytes truncated`);
@@ -151,12 +164,24 @@ export class NetlinkSocket {
     const flags = msg.readUInt16LE(6);
     const dump = (flags & NLM_F_DUMP) === NLM_F_DUMP;
     const ack = (flags & NLM_F_ACK) !== 0;
+    // RTM_GET* (type % 4 == 2) changes nothing, so it can simply be sent again after an overrun.
+    const isGet = msg.readUInt16LE(4) % 4 === 2;
     for (let attempt = 0; ; attempt++) {
       const seq = this.send(msg, op, object);
       const out: NlMsg[] = [];
       let interrupted = false;
+      let overrun = false;
       for (let done = false; !done; ) {
-        for (const m of this.recvReplies(op, object)) {
+        const replies = this.recvReplies(op, object);
+        if (replies === OVERRUN) {
+          // A lost GET reply is asked for again; a change's ack keeps being waited for (bounded).
+          if (isGet) {
+            overrun = true;
+            break;
+          }
+          continue;
+        }
+        for (const m of replies) {
           if (m.seq !== seq || (m.pid !== this.portId && m.pid !== 0)) continue; // stale reply
           if (m.type === NLMSG_NOOP || m.type === NLMSG_OVERRUN) continue;
           if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
@@ -172,6 +197,10 @@ export class NetlinkSocket {
             break;
           }
         }
+      }
+      if (overrun) {
+        if (attempt < GET_RETRIES) continue;
+        throw new NetlinkError(op, object, ENOBUFS, 'replies kept being dropped');
       }
       // A dump that raced a change is inconsistent (NLM_F_DUMP_INTR): take it again.
       if (interrupted && dump && attempt < DUMP_RETRIES) continue;

@@ -3,7 +3,7 @@
 // (no bun:ffi under jest) that answers like the kernel.
 import { NetlinkError, isExists, isNotFound } from '../../shared/netlink/errors';
 import { errnoMessage } from '../../shared/netlink/errno';
-import { addVeth, deleteLink, getLink, listLinks } from '../../shared/netlink/link';
+import { addVeth, deleteLink, getLink, listLinks, setLinkUp } from '../../shared/netlink/link';
 import { addAddr, deleteAddr } from '../../shared/netlink/addr';
 import { attr, attrStr, ifinfomsg, nlmsg, parseMessages } from '../../shared/netlink/message';
 import { NetlinkSocket, decodeError } from '../../shared/netlink/socket';
@@ -14,7 +14,7 @@ interface Fake {
   sent: Buffer[];
   /** builds the datagrams answering a request */
   reply: (req: Buffer) => Buffer[];
-  queue: Buffer[];
+  queue: Array<Buffer | 'ENOBUFS'>;
 }
 const mockKernel: Fake = { sent: [], reply: () => [], queue: [] };
 
@@ -35,7 +35,8 @@ jest.mock('../../shared/libc', () => ({
   },
   setsockoptInt: () => 0,
   close: () => 0,
-  pollOne: () => 0,
+  // Readable iff the fake kernel has something queued (0 = the real poll's timeout).
+  pollOne: () => (mockKernel.queue.length ? 1 : 0),
   fstatfsType: () => 0x6e736673,
   setns: () => 0,
   sendto: (_fd: number, buf: Uint8Array) => {
@@ -47,6 +48,7 @@ jest.mock('../../shared/libc', () => ({
   recvFrom: (_fd: number, buf: Uint8Array, _flags: number, addr: Uint8Array) => {
     const d = mockKernel.queue.shift();
     if (!d) throw new Error('fake kernel: recv with nothing queued (would block)');
+    if (d === 'ENOBUFS') return -105;
     buf.set(d);
     new DataView(addr.buffer).setUint32(8, 0, true);
     return d.length;
@@ -170,6 +172,22 @@ describe('socket request loop', () => {
     mockKernel.reply = (req) => [link(req, 7, 'cni0')];
     expect(getLink(NetlinkSocket.open(), 'cni0')).toMatchObject({ index: 7, name: 'cni0' });
     expect(mockKernel.queue).toHaveLength(0);
+  });
+
+  test('a GET whose reply was dropped in a receive-buffer overrun is sent again, not waited for forever', () => {
+    let first = true;
+    mockKernel.reply = (req) => {
+      if (!first) return [link(req, 7, 'cni0')];
+      first = false;
+      return ['ENOBUFS']; // the kernel dropped our reply (acks and replies are sent MSG_DONTWAIT)
+    };
+    expect(getLink(NetlinkSocket.open(), 'cni0')).toMatchObject({ index: 7, name: 'cni0' });
+    expect(mockKernel.sent).toHaveLength(2);
+  });
+
+  test('a change whose ack never comes fails with a timeout naming the operation', () => {
+    mockKernel.reply = () => [];
+    expect(() => setLinkUp(NetlinkSocket.open(), 7)).toThrow('setting link index 7 up: connection timed out (no reply from the kernel)');
   });
 
   test('decodeError finds extack after an uncapped echo of the request', () => {
