@@ -13,7 +13,7 @@ import { sysctlPath } from '../../shared/sysctl';
 interface Fake {
   sent: Buffer[];
   /** builds the datagrams answering a request */
-  reply: (req: Buffer) => Buffer[];
+  reply: (req: Buffer) => Array<Buffer | 'ENOBUFS'>;
   queue: Array<Buffer | 'ENOBUFS'>;
 }
 const mockKernel: Fake = { sent: [], reply: () => [], queue: [] };
