@@ -3,10 +3,11 @@
 // env: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_ARGS, CAP_ARGS (JSON), CNI_IFNAME
 // (default eth0), CNI_CACHEDIR (default /var/lib/cni).
 import { createHash } from 'node:crypto';
-import { existsSync, writeSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseCniArgs } from '../shared/args';
 import { CniError } from '../shared/errors';
+import { writeAll } from '../shared/skel';
 import { formatResult } from '../shared/types';
 import { ConfError, loadConfList } from './conf';
 import { Runner, RunnerError, type RuntimeConf } from './runner';
@@ -43,18 +44,6 @@ export interface CliIO {
   env: NodeJS.ProcessEnv;
   stdout: (s: string) => void;
   stderr: (s: string) => void;
-}
-
-/** Synchronous writes: the entry point exits right after, and a buffered pipe write could be lost. */
-function writeAll(fd: number, s: string): void {
-  const buf = Buffer.from(s);
-  for (let off = 0; off < buf.length; ) {
-    try {
-      off += writeSync(fd, buf, off);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-    }
-  }
 }
 
 const processIO = (): CliIO => ({ env: process.env, stdout: (s) => writeAll(1, s), stderr: (s) => writeAll(2, s) });

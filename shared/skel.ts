@@ -210,7 +210,8 @@ export async function pluginMain(plugin: Plugin): Promise<never> {
   process.exit(out.exitCode);
 }
 
-function writeAll(fd: number, s: string): void {
+/** Writes all of `s` synchronously (the process exits right after; a buffered pipe write could be lost). */
+export function writeAll(fd: number, s: string): void {
   const buf = Buffer.from(s);
   for (let off = 0; off < buf.length; ) {
     try {
