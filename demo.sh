@@ -26,31 +26,37 @@ cleanup() {
 trap cleanup EXIT
 for ns in "$HOST" "$POD1" "$POD2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 
-cat > "$scratch/net.json" <<JSON
+mkdir -p "$scratch/net.d"
+cat > "$scratch/net.d/10-demo.conflist" <<JSON
 {
   "cniVersion": "1.1.0",
   "name": "demo",
-  "type": "bridge",
-  "bridge": "cnidemo0",
-  "isGateway": true,
-  "ipam": {
-    "type": "host-local",
-    "ranges": [[{ "subnet": "198.18.10.0/24" }], [{ "subnet": "fd00:18:10::/64" }]],
-    "dataDir": "$scratch/ipam"
-  }
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cnidemo0",
+      "isGateway": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "198.18.10.0/24" }], [{ "subnet": "fd00:18:10::/64" }]],
+        "dataDir": "$scratch/ipam"
+      }
+    }
+  ]
 }
 JSON
 
-# What kubelet/containerd do per pod: exec the plugin with CNI_* in the environment, config on stdin.
-cni() { # verb pod-netns container-id
-  ip netns exec "$HOST" env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$3" CNI_NETNS="/var/run/netns/$2" \
-    CNI_IFNAME=eth0 CNI_PATH="$scratch/bin" "$scratch/bin/bridge" < "$scratch/net.json"
+# Pods are wired the way a runtime does it: our cnitool (a link of cnikit) loads the list, execs
+# the bridge from CNI_PATH (which runs host-local in-process) and caches the result for CHECK/DEL.
+cni() { # add|check|del pod-netns
+  ip netns exec "$HOST" env -i PATH="$PATH" NETCONFPATH="$scratch/net.d" CNI_PATH="$scratch/bin" \
+    CNI_CACHEDIR="$scratch/cache" "$scratch/bin/cnitool" "$1" demo "/var/run/netns/$2"
 }
 
 echo "== VERSION"
 CNI_COMMAND=VERSION "$scratch/bin/bridge" </dev/null; echo
-echo "== ADD pod1"; cni ADD "$POD1" demo-pod1
-echo "== ADD pod2"; cni ADD "$POD2" demo-pod2
+echo "== ADD pod1"; cni add "$POD1"
+echo "== ADD pod2"; cni add "$POD2"
 echo "== pod1 eth0"; ip -n "$POD1" -br addr show eth0
 echo "== pod2 eth0"; ip -n "$POD2" -br addr show eth0
 echo "== host: bridge and its ports"; ip -n "$HOST" -br link show master cnidemo0; ip -n "$HOST" -br addr show cnidemo0
@@ -60,8 +66,10 @@ echo "== ping pod1 -> pod2 ($pod2_ip, $pod2_ip6)"
 ip netns exec "$POD1" ping -c 2 -W 2 "$pod2_ip"
 ip netns exec "$POD1" ping -6 -c 2 -W 2 "$pod2_ip6"
 echo "== leases"; ls "$scratch/ipam/demo"
-echo "== CHECK pod1"; cni CHECK "$POD1" demo-pod1 && echo ok
+echo "== CHECK pod1 (against the cached result)"; cni check "$POD1"; echo ok
+echo "== cached results"; ls "$scratch/cache/results"
 echo "== DEL pod1, pod2 (and DEL again: idempotent)"
-cni DEL "$POD1" demo-pod1; cni DEL "$POD2" demo-pod2; cni DEL "$POD2" demo-pod2
+cni del "$POD1"; cni del "$POD2"; cni del "$POD2"
 echo "== leases after DEL"; ls "$scratch/ipam/demo"
+echo "== cached results after DEL"; ls "$scratch/cache/results"
 echo "== done; removing the scratch namespaces and $scratch"
