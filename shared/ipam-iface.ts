@@ -58,7 +58,7 @@ function settleAddresses(nl: NetlinkSocket, index: number, ifName: string): void
       nl.nextEvent(left);
     }
   } finally {
-    nl.unsubscribe(RTNLGRP_IPV6_IFADDR);
+    nl.unsubscribe();
   }
 }
 

@@ -44,7 +44,7 @@ import {
   VETH_INFO_PEER,
 } from './constants';
 import { ENODEV } from './errno';
-import { NetlinkError, type LinkRef, refName } from './errors';
+import { NetlinkError, isNotFound, type LinkRef, refName } from './errors';
 import { formatMac, parseMac } from './ipaddr';
 import {
   IFINFOMSG_LEN,
@@ -366,30 +366,26 @@ export function setBridgePort(nl: NetlinkSocket, port: { index: number; name: st
 export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) => boolean, timeoutMs: number): Link {
   nl.subscribe(RTNLGRP_LINK);
   try {
-    // Subscribe first, then read: a change between the two is seen as an event.
+    // Subscribe first, then read: a change between the two is seen as an event. Events only wake
+    // us up; the state is always read afresh, so a stale queued event can never win over it.
     let link = getLink(nl, ref);
     const deadline = Date.now() + timeoutMs;
     while (!ready(link)) {
       const left = deadline - Date.now();
       if (left <= 0) throw new WaitTimeoutError(link, timeoutMs);
       const ev = nl.nextEvent(left);
-      if (nl.takeLostEvents()) {
+      const lost = nl.takeLostEvents();
+      if (!lost && (!ev || decodeIfinfomsg(ev.payload).index !== link.index)) continue;
+      try {
         link = getLink(nl, link.index);
-        continue;
-      }
-      if (!ev) continue;
-      if (ev.type === RTM_DELLINK && decodeIfinfomsg(ev.payload).index === link.index) {
-        throw new NetlinkError('waiting for link', link.name, ENODEV);
-      }
-      if (ev.type === RTM_NEWLINK && decodeIfinfomsg(ev.payload).index === link.index) {
-        const l = decodeLink(ev);
-        // Events carry the full link, but keep the name we know if the event lacks one.
-        link = l.name ? l : { ...l, name: link.name };
+      } catch (e) {
+        if (isNotFound(e)) throw new NetlinkError('waiting for link', link.name, ENODEV);
+        throw e;
       }
     }
     return link;
   } finally {
-    nl.unsubscribe(RTNLGRP_LINK);
+    nl.unsubscribe();
   }
 }
 

@@ -22,7 +22,6 @@ import { withNetns } from '../netns';
 import {
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_CAP_ACK,
-  NETLINK_DROP_MEMBERSHIP,
   NETLINK_EXT_ACK,
   NETLINK_ROUTE,
   NLMSGERR_ATTR_MSG,
@@ -81,6 +80,8 @@ export class NetlinkSocket {
   private readonly queued: NlMsg[] = [];
   private lostEvents = false;
   private closed = false;
+  private nsPath: string | undefined; // where openIn() bound it; an event socket is opened there too
+  private events: NetlinkSocket | undefined;
 
   private constructor(
     readonly fd: number,
@@ -109,10 +110,14 @@ export class NetlinkSocket {
 
   /** Opens a socket bound to the netns at `path` (the setns round trip happens only here). */
   static openIn(path: string): NetlinkSocket {
-    return withNetns(path, () => NetlinkSocket.open());
+    const s = withNetns(path, () => NetlinkSocket.open());
+    s.nsPath = path;
+    return s;
   }
 
   close(): void {
+    this.events?.close();
+    this.events = undefined;
     if (!this.closed) {
       this.closed = true;
       close(this.fd);
@@ -208,27 +213,38 @@ export class NetlinkSocket {
     }
   }
 
-  /** Joins a multicast group (RTNLGRP_*). Events arrive via nextEvent(). */
+  /**
+   * Joins a multicast group (RTNLGRP_*); events arrive via nextEvent(). They go to a second socket
+   * in the same netns: a flood of events fills a socket's buffer, the kernel then drops replies to
+   * our requests on it, and while it stays congested it reports ENOBUFS only once (netlink_overrun),
+   * so a request on a subscribed socket can wait for a reply that never comes.
+   */
   subscribe(group: number): void {
-    const r = setsockoptInt(this.fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group);
+    this.events ??= this.nsPath ? NetlinkSocket.openIn(this.nsPath) : NetlinkSocket.open();
+    const r = setsockoptInt(this.events.fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group);
     if (r < 0) throw new NetlinkError('subscribing to netlink group', String(group), -r);
   }
 
-  unsubscribe(group: number): void {
-    setsockoptInt(this.fd, SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, group);
-    this.queued.length = 0;
-    this.lostEvents = false;
+  /** Leaves every group: the event socket is closed. */
+  unsubscribe(): void {
+    this.events?.close();
+    this.events = undefined;
   }
 
   /** True (once) if events were dropped because the receive buffer overflowed. */
   takeLostEvents(): boolean {
-    const l = this.lostEvents;
-    this.lostEvents = false;
+    const l = this.events?.lostEvents ?? false;
+    if (this.events) this.events.lostEvents = false;
     return l;
   }
 
-  /** Next queued or arriving multicast event, or undefined after `timeoutMs`. */
+  /** Next multicast event of a subscribed group, or undefined after `timeoutMs` (or after a loss). */
   nextEvent(timeoutMs: number): NlMsg | undefined {
+    if (!this.events) throw new Error('nextEvent() without subscribe()');
+    return this.events.readEvent(timeoutMs);
+  }
+
+  private readEvent(timeoutMs: number): NlMsg | undefined {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const q = this.queued.shift();
