@@ -176,11 +176,14 @@ async function main() {
         plugins: [{ type: 'bridge', bridge: `rnb${i}`, isGateway: true, ipam: { type: 'host-local', subnet: `198.18.${128 + i * 16}.0/20`, dataDir: join(d, 'ipam') } }],
       };
       writeFileSync(join(d, 'net.d', 'bench.conflist'), JSON.stringify(list));
-      mkdirSync(join(d, 'net20k'), { recursive: true });
-      writeFileSync(
-        join(d, 'net20k', 'bench.conflist'),
-        JSON.stringify({ cniVersion: '1.0.0', name: 'rn-bench', plugins: [{ type: 'host-local', ipam: { type: 'host-local', subnet: `198.${18 + i}.0.0/16`, dataDir: join(d, 'ipam20k') } }] }),
-      );
+      // host-local alone, on an empty store and on one with 20,000 leases
+      for (const store of ['Empty', '20k']) {
+        mkdirSync(join(d, `net${store}`), { recursive: true });
+        writeFileSync(
+          join(d, `net${store}`, 'bench.conflist'),
+          JSON.stringify({ cniVersion: '1.0.0', name: 'rn-bench', plugins: [{ type: 'host-local', ipam: { type: 'host-local', subnet: `198.${18 + i}.0.0/16`, dataDir: join(d, `ipam${store}`) } }] }),
+        );
+      }
       setup[s] = { dir: d, env: { ...ENV, CNI_PATH: s === 'ours' ? `${OURS}:${REF}` : REF, CNI_CACHEDIR: join(d, 'cache'), NETCONFPATH: join(d, 'net.d') } };
     }
     const cni = (s, cmd, ns, envOver = {}) => timed('ip', ['netns', 'exec', host, DRIVER, cmd, 'rn-bench', ns], { env: { ...setup[s].env, ...envOver } });
@@ -244,23 +247,32 @@ async function main() {
       log(`peak-rss-add: ours ${r.ours_mib} MiB, reference ${r.reference_mib} MiB, ratio ${r.ratio}`);
     });
 
-    // host-local-20k: ADD+DEL of host-local alone with 20,000 leases in the reference-format store
-    if (!has(OURS, 'host-local')) skip('host-local-20k', `${join(OURS, 'host-local')} not built`);
-    else await guard(['host-local-20k'], async () => {
+    // host-local alone: ADD and DEL on an empty store, then with 20,000 leases in the
+    // reference-format store (the reference walks the whole store on every ADD and DEL).
+    const hlCases = ['host-local-add-empty', 'host-local-del-empty', 'host-local-add-20k', 'host-local-del-20k', 'host-local-20k'];
+    if (!has(OURS, 'host-local')) for (const n of hlCases) skip(n, `${join(OURS, 'host-local')} not built`);
+    else await guard(hlCases, async () => {
       const gen = await leaseGenerator(work);
-      for (const [s, i] of [['ours', 0], ['reference', 1]]) gen(join(setup[s].dir, 'ipam20k'), 'rn-bench', `198.${18 + i}.0.0`, 20000);
       const ns = newCtr();
-      const t = { ours: [], reference: [] };
-      for (let i = 0; i < ROUNDS + 1; i++) {
-        for (const s of order(i)) {
-          const env = { NETCONFPATH: join(setup[s].dir, 'net20k'), CNI_CONTAINERID: undefined };
-          const a = await cni(s, 'add', ns, env);
-          const d = await cni(s, 'del', ns, env);
-          if (i > 0) t[s].push(a.ms + d.ms); // round 0 warms up (our lease index is built once)
+      for (const store of ['empty', '20k']) {
+        if (store === '20k') for (const [s, i] of [['ours', 0], ['reference', 1]]) gen(join(setup[s].dir, 'ipam20k'), 'rn-bench', `198.${18 + i}.0.0`, 20000);
+        const t = { add: { ours: [], reference: [] }, del: { ours: [], reference: [] }, cycle: { ours: [], reference: [] } };
+        for (let i = 0; i < ROUNDS + 1; i++) {
+          for (const s of order(i)) {
+            const env = { NETCONFPATH: join(setup[s].dir, store === '20k' ? 'net20k' : 'netEmpty') };
+            const a = await cni(s, 'add', ns, env);
+            const d = await cni(s, 'del', ns, env);
+            if (i === 0) continue; // round 0 warms up (our lease index is built once)
+            t.add[s].push(a.ms);
+            t.del[s].push(d.ms);
+            t.cycle[s].push(a.ms + d.ms);
+          }
         }
+        record(`host-local-add-${store}`, t.add.ours, t.add.reference);
+        record(`host-local-del-${store}`, t.del.ours, t.del.reference);
+        if (store === '20k') record('host-local-20k', t.cycle.ours, t.cycle.reference);
       }
       dropCtr(ns);
-      record('host-local-20k', t.ours, t.reference);
     });
   } finally {
     cleanup();
