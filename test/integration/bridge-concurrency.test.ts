@@ -28,7 +28,8 @@ interface Attachment {
 function failures(calls: Attachment[]): string[] {
   return calls
     .filter((c) => c.r.exitCode !== 0)
-    .map((c) => `${c.id}: exit ${c.r.exitCode} stdout=${c.r.stdout.slice(0, 300)} stderr=${c.r.stderr.slice(0, 300)}`);
+    // runCni reports no exit code (-1) for a process it killed: a hang that hit its 30 s timeout.
+    .map((c) => `${c.id}: ${c.r.exitCode === -1 ? 'killed (hung?)' : `exit ${c.r.exitCode}`} stdout=${c.r.stdout.slice(0, 300)} stderr=${c.r.stderr.slice(0, 300)}`);
 }
 
 describe('bridge + host-local: 64 concurrent ADDs and DELs on one bridge', () => {
