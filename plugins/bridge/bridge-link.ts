@@ -48,7 +48,8 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
     /* the reference ignores this error too (IPv6 may be disabled) */
   }
   const promisc = c.promiscMode && !br.promisc;
-  if (promisc || !br.up) {
+  const change = promisc || !br.up;
+  if (change) {
     try {
       setLink(nl, br, { ...(promisc ? { promisc: true } : {}), up: true });
     } catch (e) {
@@ -57,7 +58,8 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
     }
   }
   pinMac(nl, br);
-  return getLink(nl, br.index);
+  // Setting the MAC to itself changes nothing a Link shows: read back only what setLink changed.
+  return change ? getLink(nl, br.index) : br;
 }
 
 /** Sets the bridge's MAC to itself (addr_assign_type becomes "set"). */

@@ -13,7 +13,7 @@ import type { CmdArgs, Plugin } from '../../shared/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/spoofcheck';
 import { sysctlSet } from '../../shared/sysctl';
 import { formatResult, parseResult, type Result } from '../../shared/types';
-import { bridgeByName, enableForwarding, ensureAddr, ensureBridge, pinMac } from './bridge-link';
+import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
 import { calcGateways, type GatewayInfo } from './gateway';
@@ -186,7 +186,9 @@ function configureGateways(nl: NetlinkSocket, br: Link, gateways: Record<4 | 6, 
     }
     if (g.gateways.length) enableForwarding(g.family);
   }
-  pinMac(nl, getLink(nl, br.index));
+  // No second MAC pin here (the reference's refetch + LinkSetHardwareAddr): ensureBridge already pinned
+  // it, so neither the new port nor the addresses moved it, and each RTM_SETLINK with IFLA_ADDRESS
+  // fires NETDEV_CHANGEADDR, which flushes the bridge's ARP cache.
 }
 
 /** Waits for the host end to be operationally up, woken by link events (no fixed sleeps). */

@@ -68,7 +68,8 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
         throw new Error(`failed to setup hairpin mode or isolation for ${hostName}: ${(e as Error).message}`);
       }
     }
-    return { host: getLink(host, hostLink.index), container: getLink(o.peer, o.name) };
+    // Read back only when the port flags changed; the accept_ra write changes nothing a Link shows.
+    return { host: o.hairpin || o.isolated ? getLink(host, hostLink.index) : hostLink, container: getLink(o.peer, o.name) };
   } catch (e) {
     // No half-configured pair left behind: deleting the host end removes both.
     try {
