@@ -54,6 +54,9 @@ export class LeaseIndex {
   private readonly state: string;
   private fresh = false;
   private dirty = false;
+  // Key files read or written in this lock session: ADD's duplicate check and its add, and DEL's
+  // lookup, remove and final check, would otherwise read the same file 2-3 times under one lock.
+  private readonly cache = new Map<string, IndexEntry[]>();
 
   constructor(private readonly storeDir: string) {
     this.root = join(storeDir, '.cnikit');
@@ -71,10 +74,14 @@ export class LeaseIndex {
   /** Drops the cached view (e.g. after the lock was released). */
   forget(): void {
     this.fresh = false;
+    this.cache.clear();
   }
 
   entries(id: string, ifname: string): IndexEntry[] {
-    return this.readKeyFile(keyName(id, ifname));
+    const name = keyName(id, ifname);
+    let e = this.cache.get(name);
+    if (!e) this.cache.set(name, (e = this.readKeyFile(name)));
+    return [...e];
   }
 
   private readKeyFile(name: string): IndexEntry[] {
@@ -105,12 +112,12 @@ export class LeaseIndex {
 
   set(id: string, ifname: string, entries: IndexEntry[]): void {
     this.beginChange();
-    const p = join(this.keys, keyName(id, ifname));
-    if (entries.length === 0) {
-      rmSync(p, { force: true });
-      return;
-    }
-    writeAtomic(p, `${KEY_MAGIC}\n${entries.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, 0o600);
+    const name = keyName(id, ifname);
+    const p = join(this.keys, name);
+    this.cache.delete(name); // re-read if the write below fails half-way
+    if (entries.length === 0) rmSync(p, { force: true });
+    else writeAtomic(p, `${KEY_MAGIC}\n${entries.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`, 0o600);
+    this.cache.set(name, [...entries]);
   }
 
   add(o: Owner, bootId: string): void {
@@ -153,6 +160,7 @@ export class LeaseIndex {
    * boot IDs recorded for addresses that did not change are kept.
    */
   rebuild(owners: Owner[]): void {
+    this.cache.clear();
     mkdirSync(this.keys, { recursive: true, mode: 0o700 });
     rmSync(this.state, { force: true });
     this.dirty = true; // seal() records the directory as it is once the caller is done
