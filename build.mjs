@@ -50,9 +50,12 @@ function link(dir) {
     if (f !== 'cnikit' && lstatSync(p).isSymbolicLink() && !names.includes(f)) unlinkSync(p);
   }
   for (const n of names) {
-    const p = join(dir, n);
-    if (existsSync(p) || isLink(p)) unlinkSync(p);
-    symlinkSync('cnikit', p);
+    // Link under a temporary name, then rename over: an exec of /opt/cni/bin/<name> during an
+    // install (replacing the reference's binary, say) always finds a plugin.
+    const tmp = join(dir, `.${n}.${process.pid}`);
+    if (isLink(tmp)) unlinkSync(tmp);
+    symlinkSync('cnikit', tmp);
+    renameSync(tmp, join(dir, n));
   }
   if (!existsSync(target)) throw new Error(`missing ${target}`);
   return names;
