@@ -5,6 +5,9 @@ import { CniError, ErrInvalidNetworkConfig, ErrUnsupportedField } from './errors
 
 type Path = ReadonlyArray<PropertyKey>;
 
+/** An optional key that also accepts null: Go's encoding/json leaves a field at its zero value for null. */
+export const opt = <T extends z.ZodMiniType>(t: T) => z.optional(z.nullable(t));
+
 export function fieldName(path: Path): string {
   let s = '';
   for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${String(p)}` : String(p);

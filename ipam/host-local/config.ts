@@ -2,7 +2,7 @@
 // canonicalisation and checks. Every failure is code 7 naming the field and its value.
 import * as z from 'zod/mini';
 import { isAbsolute } from 'node:path';
-import { configError, parseConfig } from '../../shared/config';
+import { configError, opt, parseConfig } from '../../shared/config';
 import { loadArgs } from '../../shared/args';
 import { CniError, ErrInvalidEnvironmentVariables } from '../../shared/errors';
 import { atLeast } from '../../shared/version';
@@ -14,8 +14,6 @@ import { canonicalizeRangeSet, setFamily, setsOverlap, type RangeSet } from './r
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 
-// Go's encoding/json accepts null wherever a value may be absent.
-const opt = <T extends z.core.SomeType>(t: T) => z.optional(z.nullable(t));
 
 const rangeSchema = z.object({
   subnet: opt(z.string()),

@@ -2,13 +2,11 @@
 // schema, defaults, and the cross-field rules the reference enforces, with its messages.
 import * as z from 'zod/mini';
 import { loadArgs } from '../../shared/args';
-import { configError, parseConfig } from '../../shared/config';
+import { configError, opt, parseConfig } from '../../shared/config';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/errors';
 import type { CmdArgs } from '../../shared/skel';
 import type { DNS } from '../../shared/types';
 
-// Go's encoding/json leaves a field at its zero value for `null`, so every optional key accepts it.
-const opt = <T extends z.ZodMiniType>(s: T) => z.optional(z.nullable(s));
 const strList = opt(z.array(z.string()));
 
 const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
