@@ -33,7 +33,10 @@ async function compile() {
   // --compile-jit-policy raises JSC's tier-up thresholds: a plugin lives ~20 ms, so compiling hot
   // code pays off rarely and the JIT's start-up does not (host-local CHECK 19.5-21.9 ms -> 12.2-14.2 ms
   // with 10, same run; VERSION 17.7 -> 15.8 ms). Hot loops (index rebuilds) still tier up.
-  execFileSync(bun, ['build', '--compile', '--bytecode', '--minify', '--compile-jit-policy=10', bundle, '--outfile', tmp], {
+  // No .env/bunfig.toml autoloading: a compiled bun binary otherwise reads them from its working
+  // directory, so a `.env` wherever kubelet runs would inject CNI_* variables into every plugin.
+  const args = ['build', '--compile', '--bytecode', '--minify', '--compile-jit-policy=10', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig'];
+  execFileSync(bun, [...args, bundle, '--outfile', tmp], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   renameSync(tmp, exe);
