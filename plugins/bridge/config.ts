@@ -2,40 +2,43 @@
 // schema, defaults, and the cross-field rules the reference enforces, with its messages.
 import * as z from 'zod/mini';
 import { loadArgs } from '../../shared/args';
-import { configError, opt, parseConfig } from '../../shared/config';
+import { configError, lazy, opt, parseConfig } from '../../shared/config';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/errors';
 import type { CmdArgs } from '../../shared/skel';
 import type { DNS } from '../../shared/types';
 
-const strList = opt(z.array(z.string()));
+function buildSchema() {
+  const strList = opt(z.array(z.string()));
 
-const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
+  const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
 
-export const bridgeConfSchema = z.looseObject({
-  name: z.string(),
-  cniVersion: opt(z.string()),
-  bridge: opt(z.string()),
-  isGateway: opt(z.boolean()),
-  isDefaultGateway: opt(z.boolean()),
-  forceAddress: opt(z.boolean()),
-  ipMasq: opt(z.boolean()),
-  ipMasqBackend: opt(z.string()),
-  mtu: opt(z.int()),
-  hairpinMode: opt(z.boolean()),
-  promiscMode: opt(z.boolean()),
-  vlan: opt(z.int()),
-  vlanTrunk: opt(z.array(vlanTrunkEntry)),
-  preserveDefaultVlan: opt(z.boolean()),
-  macspoofchk: opt(z.boolean()),
-  enabledad: opt(z.boolean()),
-  disableContainerInterface: opt(z.boolean()),
-  portIsolation: opt(z.boolean()),
-  ipam: opt(z.looseObject({ type: opt(z.string()) })),
-  dns: opt(z.looseObject({ nameservers: strList, domain: opt(z.string()), search: strList, options: strList })),
-  args: opt(z.looseObject({ cni: opt(z.looseObject({ mac: opt(z.string()) })) })),
-  runtimeConfig: opt(z.looseObject({ mac: opt(z.string()) })),
-  prevResult: opt(z.unknown()),
-});
+  return z.looseObject({
+    name: z.string(),
+    cniVersion: opt(z.string()),
+    bridge: opt(z.string()),
+    isGateway: opt(z.boolean()),
+    isDefaultGateway: opt(z.boolean()),
+    forceAddress: opt(z.boolean()),
+    ipMasq: opt(z.boolean()),
+    ipMasqBackend: opt(z.string()),
+    mtu: opt(z.int()),
+    hairpinMode: opt(z.boolean()),
+    promiscMode: opt(z.boolean()),
+    vlan: opt(z.int()),
+    vlanTrunk: opt(z.array(vlanTrunkEntry)),
+    preserveDefaultVlan: opt(z.boolean()),
+    macspoofchk: opt(z.boolean()),
+    enabledad: opt(z.boolean()),
+    disableContainerInterface: opt(z.boolean()),
+    portIsolation: opt(z.boolean()),
+    ipam: opt(z.looseObject({ type: opt(z.string()) })),
+    dns: opt(z.looseObject({ nameservers: strList, domain: opt(z.string()), search: strList, options: strList })),
+    args: opt(z.looseObject({ cni: opt(z.looseObject({ mac: opt(z.string()) })) })),
+    runtimeConfig: opt(z.looseObject({ mac: opt(z.string()) })),
+    prevResult: opt(z.unknown()),
+  });
+}
+export const bridgeConfSchema = lazy(buildSchema);
 
 export type IPMasqBackend = 'iptables' | 'nftables';
 
@@ -68,7 +71,7 @@ export interface BridgeConf {
 
 const invalid = (msg: string): CniError => new CniError(ErrInvalidNetworkConfig, msg);
 
-type Trunk = z.infer<typeof vlanTrunkEntry>[];
+type Trunk = Array<{ id?: number | null; minID?: number | null; maxID?: number | null }>;
 
 /** The reference's collectVlanTrunk: IDs 1..4094, min/max together, sorted and deduplicated. */
 export function collectVlanTrunk(trunk: Trunk | null | undefined): number[] {
@@ -105,7 +108,7 @@ function checkMac(field: string, mac: string): string {
 
 /** Parses stdin config and CNI_ARGS (MAC=, with the IgnoreUnknown rule). */
 export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>): BridgeConf {
-  const c = parseConfig(bridgeConfSchema, a.conf);
+  const c = parseConfig(bridgeConfSchema(), a.conf);
   const bridge = c.bridge ?? 'cni0';
   if (bridge === '' || bridge.length > 15 || bridge === '.' || bridge === '..' || IFNAME_BAD.test(bridge))
     throw configError('bridge', bridge, 'not a valid interface name (1-15 characters, no "/", ":" or whitespace)');
