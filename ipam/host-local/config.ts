@@ -2,7 +2,7 @@
 // canonicalisation and checks. Every failure is code 7 naming the field and its value.
 import * as z from 'zod/mini';
 import { isAbsolute } from 'node:path';
-import { configError, lazy, opt, parseConfig } from '../../shared/config';
+import { configError, opt, parseConfig, sparseObject } from '../../shared/config';
 import { loadArgs } from '../../shared/args';
 import { CniError, ErrInvalidEnvironmentVariables } from '../../shared/errors';
 import { atLeast } from '../../shared/version';
@@ -15,53 +15,49 @@ export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 
 
-function buildSchemas() {
-  const rangeSchema = z.object({
-    subnet: opt(z.string()),
-    rangeStart: opt(z.string()),
-    rangeEnd: opt(z.string()),
-    gateway: opt(z.string()),
-  });
-  const rangeSetSchema = z.array(rangeSchema);
+const str = () => opt(z.string());
 
-  const routeSchema = z.object({
-    dst: z.string(),
-    gw: opt(z.string()),
-    mtu: opt(z.number()),
-    advmss: opt(z.number()),
-    priority: opt(z.number()),
-    table: opt(z.number()),
-    scope: opt(z.number()),
-  });
-
-  const ipamSchema = z.object({
-    type: opt(z.string()),
-    subnet: opt(z.string()),
-    rangeStart: opt(z.string()),
-    rangeEnd: opt(z.string()),
-    gateway: opt(z.string()),
-    ranges: opt(z.array(rangeSetSchema)),
-    routes: opt(z.array(routeSchema)),
-    dataDir: opt(z.string()),
-    resolvConf: opt(z.string()),
-    // Beyond the reference (README "host-local"): stale-lease reclaim and the lock wait bound.
-    reclaimStaleLeases: opt(z.boolean()),
-    lockTimeoutMs: opt(z.number().check(z.int(), z.minimum(0), z.maximum(3_600_000))),
-  });
-
-  const netSchema = z.object({
-    name: z.string(),
-    cniVersion: opt(z.string()),
-    ipam: opt(ipamSchema),
-    runtimeConfig: opt(z.object({ ipRanges: opt(z.array(rangeSetSchema)), ips: opt(z.array(z.string())) })),
-    args: opt(z.object({ cni: opt(z.object({ ips: opt(z.array(z.string())) })) })),
-  });
-  return { rangeSchema, routeSchema, netSchema };
+function rangeSchema() {
+  return z.object({ subnet: str(), rangeStart: str(), rangeEnd: str(), gateway: str() });
 }
-const schemas = lazy(buildSchemas);
-type Schemas = ReturnType<typeof buildSchemas>;
+const rangeSets = () => opt(z.array(z.array(rangeSchema())));
 
-type RawRangeJSON = z.infer<Schemas['rangeSchema']>;
+function routeSchema() {
+  const num = () => opt(z.number());
+  return z.object({ dst: z.string(), gw: str(), mtu: num(), advmss: num(), priority: num(), table: num(), scope: num() });
+}
+
+/** The schema for this config: only the keys it has are built (sparseObject). */
+function netSchema(raw: unknown) {
+  const ipam = (v: unknown) =>
+    sparseObject(v, {
+      type: str,
+      subnet: str,
+      rangeStart: str,
+      rangeEnd: str,
+      gateway: str,
+      ranges: rangeSets,
+      routes: () => opt(z.array(routeSchema())),
+      dataDir: str,
+      resolvConf: str,
+      // Beyond the reference (README "host-local"): stale-lease reclaim and the lock wait bound.
+      reclaimStaleLeases: () => opt(z.boolean()),
+      lockTimeoutMs: () => opt(z.number().check(z.int(), z.minimum(0), z.maximum(3_600_000))),
+    });
+  return sparseObject(
+    raw,
+    {
+      name: () => z.string(),
+      cniVersion: str,
+      ipam: (v) => opt(ipam(v)),
+      runtimeConfig: (v) => opt(sparseObject(v, { ipRanges: rangeSets, ips: () => opt(z.array(z.string())) })),
+      args: (v) => opt(sparseObject(v, { cni: (c) => opt(sparseObject(c, { ips: () => opt(z.array(z.string())) })) })),
+    },
+    { required: ['name'] },
+  );
+}
+
+type RawRangeJSON = z.infer<ReturnType<typeof rangeSchema>>;
 
 export interface IPAMConfig {
   name: string;
@@ -103,7 +99,7 @@ function requestedIP(s: string): IP | null {
   return parseCIDR(s)?.ip ?? null;
 }
 
-function route(r: z.infer<Schemas['routeSchema']>, path: Path): Route {
+function route(r: z.infer<ReturnType<typeof routeSchema>>, path: Path): Route {
   const dst: IPNet | null = parseCIDR(r.dst);
   if (!dst) throw configError([...path, 'dst'], r.dst, `invalid CIDR address: ${r.dst}`);
   const out: Route = { dst: `${formatIP(dst.ip)}/${dst.prefix}` };
@@ -130,7 +126,7 @@ function dataDir(v: string | null | undefined): string {
  * runtimeConfig.ipRanges, then the legacy top-level range, then ipam.ranges.
  */
 export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): IPAMConfig {
-  const n = parseConfig(schemas().netSchema, conf);
+  const n = parseConfig(netSchema(conf), conf);
   const ipam = n.ipam;
   if (!ipam) throw configError('ipam', undefined, "IPAM config missing 'ipam' key");
   const cniVersion = n.cniVersion || '0.1.0';

@@ -2,43 +2,49 @@
 // schema, defaults, and the cross-field rules the reference enforces, with its messages.
 import * as z from 'zod/mini';
 import { loadArgs } from '../../shared/args';
-import { configError, lazy, opt, parseConfig } from '../../shared/config';
+import { configError, opt, parseConfig, sparseObject } from '../../shared/config';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/errors';
 import type { CmdArgs } from '../../shared/skel';
 import type { DNS } from '../../shared/types';
 
-function buildSchema() {
-  const strList = opt(z.array(z.string()));
-
+/** The schema for this config: only the keys it has are built (sparseObject). */
+function bridgeConfSchema(raw: unknown) {
+  const bool = () => opt(z.boolean());
+  const int = () => opt(z.int());
+  const str = () => opt(z.string());
+  const strList = () => opt(z.array(z.string()));
   const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
 
-  return z.looseObject({
-    name: z.string(),
-    cniVersion: opt(z.string()),
-    bridge: opt(z.string()),
-    isGateway: opt(z.boolean()),
-    isDefaultGateway: opt(z.boolean()),
-    forceAddress: opt(z.boolean()),
-    ipMasq: opt(z.boolean()),
-    ipMasqBackend: opt(z.string()),
-    mtu: opt(z.int()),
-    hairpinMode: opt(z.boolean()),
-    promiscMode: opt(z.boolean()),
-    vlan: opt(z.int()),
-    vlanTrunk: opt(z.array(vlanTrunkEntry)),
-    preserveDefaultVlan: opt(z.boolean()),
-    macspoofchk: opt(z.boolean()),
-    enabledad: opt(z.boolean()),
-    disableContainerInterface: opt(z.boolean()),
-    portIsolation: opt(z.boolean()),
-    ipam: opt(z.looseObject({ type: opt(z.string()) })),
-    dns: opt(z.looseObject({ nameservers: strList, domain: opt(z.string()), search: strList, options: strList })),
-    args: opt(z.looseObject({ cni: opt(z.looseObject({ mac: opt(z.string()) })) })),
-    runtimeConfig: opt(z.looseObject({ mac: opt(z.string()) })),
-    prevResult: opt(z.unknown()),
-  });
+  return sparseObject(
+    raw,
+    {
+      name: () => z.string(),
+      cniVersion: str,
+      bridge: str,
+      isGateway: bool,
+      isDefaultGateway: bool,
+      forceAddress: bool,
+      ipMasq: bool,
+      ipMasqBackend: str,
+      mtu: int,
+      hairpinMode: bool,
+      promiscMode: bool,
+      vlan: int,
+      vlanTrunk: () => opt(z.array(vlanTrunkEntry)),
+      preserveDefaultVlan: bool,
+      macspoofchk: bool,
+      enabledad: bool,
+      disableContainerInterface: bool,
+      portIsolation: bool,
+      ipam: (v) => opt(sparseObject(v, { type: str }, { loose: true })),
+      dns: (v) => opt(sparseObject(v, { nameservers: strList, domain: str, search: strList, options: strList }, { loose: true })),
+      args: (v) => opt(sparseObject(v, { cni: (c) => opt(sparseObject(c, { mac: str }, { loose: true })) }, { loose: true })),
+      runtimeConfig: (v) => opt(sparseObject(v, { mac: str }, { loose: true })),
+      prevResult: () => opt(z.unknown()),
+    },
+    { required: ['name'], loose: true },
+  );
 }
-export const bridgeConfSchema = lazy(buildSchema);
 
 export type IPMasqBackend = 'iptables' | 'nftables';
 
@@ -108,7 +114,7 @@ function checkMac(field: string, mac: string): string {
 
 /** Parses stdin config and CNI_ARGS (MAC=, with the IgnoreUnknown rule). */
 export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>): BridgeConf {
-  const c = parseConfig(bridgeConfSchema(), a.conf);
+  const c = parseConfig(bridgeConfSchema(a.conf), a.conf);
   const bridge = c.bridge ?? 'cni0';
   if (bridge === '' || bridge.length > 15 || bridge === '.' || bridge === '..' || IFNAME_BAD.test(bridge))
     throw configError('bridge', bridge, 'not a valid interface name (1-15 characters, no "/", ":" or whitespace)');

@@ -2,7 +2,7 @@
 // The benchmark: our plugins against the reference (/usr/lib/cni), measured side by side in one run
 // (A/B alternating, the order flipped every round), each case driven the same way through the real
 // libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
-//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR]
+//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--only version,bridge,host-local]
 // --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,9 @@ const opt = (name, dflt) => {
 };
 const JSON_OUT = argv.includes('--json');
 const ROUNDS = Number(opt('--rounds', '10'));
+// Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local.
+const ONLY = opt('--only', 'version,bridge,host-local').split(',');
+const want = (group) => ONLY.includes(group);
 const OURS = resolve(opt('--ours-dir', join(process.env.CNIKIT_DIST ? resolve(process.env.CNIKIT_DIST) : join(root, 'dist'), 'bin')));
 const REF = '/usr/lib/cni';
 const DRIVER_DIR = join(root, 'test', 'go', 'libcni-driver');
@@ -118,7 +121,9 @@ async function main() {
   };
 
   // version: a plugin's start-up, VERSION needs no libcni
-  if (!has(OURS, 'host-local')) skip('version', `${join(OURS, 'host-local')} not built`);
+  if (!want('version')) {
+    /* not asked for */
+  } else if (!has(OURS, 'host-local')) skip('version', `${join(OURS, 'host-local')} not built`);
   else {
     const t = { ours: [], reference: [] };
     for (let i = 0; i < ROUNDS * 4; i++) {
@@ -190,7 +195,9 @@ async function main() {
     const order = (i) => (i % 2 ? ['reference', 'ours'] : ['ours', 'reference']);
 
     // add, del, add-del-cycle: bridge + host-local, a fresh container netns per round
-    if (!has(OURS, 'bridge', 'host-local')) for (const n of ['add', 'del', 'add-del-cycle', 'concurrent-64', 'peak-rss-add']) skip(n, `${OURS}/bridge or host-local not built`);
+    if (!want('bridge')) {
+      /* not asked for */
+    } else if (!has(OURS, 'bridge', 'host-local')) for (const n of ['add', 'del', 'add-del-cycle', 'concurrent-64', 'peak-rss-add']) skip(n, `${OURS}/bridge or host-local not built`);
     else await guard(['add', 'del', 'add-del-cycle', 'concurrent-64', 'peak-rss-add'], async () => {
       const t = { add: { ours: [], reference: [] }, del: { ours: [], reference: [] }, cycle: { ours: [], reference: [] } };
       for (let i = 0; i < ROUNDS + 1; i++) {
@@ -250,7 +257,9 @@ async function main() {
     // host-local alone: ADD and DEL on an empty store, then with 20,000 leases in the
     // reference-format store (the reference walks the whole store on every ADD and DEL).
     const hlCases = ['host-local-add-empty', 'host-local-del-empty', 'host-local-add-20k', 'host-local-del-20k', 'host-local-20k'];
-    if (!has(OURS, 'host-local')) for (const n of hlCases) skip(n, `${join(OURS, 'host-local')} not built`);
+    if (!want('host-local')) {
+      /* not asked for */
+    } else if (!has(OURS, 'host-local')) for (const n of hlCases) skip(n, `${join(OURS, 'host-local')} not built`);
     else await guard(hlCases, async () => {
       const gen = await leaseGenerator(work);
       const ns = newCtr();
