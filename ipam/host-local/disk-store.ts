@@ -1,7 +1,7 @@
 // The on-disk store, byte-compatible with the reference's backend/disk: <dataDir>/<network>/<ip>
 // files created O_EXCL 0600 holding "<containerID>\r\n<ifname>", last_reserved_ip.<set> holding the
 // bare address, and a flock(2)ed `lock` file. Lookups go through the LeaseIndex instead of a walk.
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/libc';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
@@ -58,9 +58,13 @@ export class DiskStore implements Store {
     private readonly opts: DiskStoreOptions,
   ) {
     this.dir = join(dataDir, network);
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
     // Created once, up front: making it later would itself change the store directory's mtime.
-    mkdirSync(join(this.dir, '.cnikit'), { recursive: true, mode: 0o700 });
+    // One stat on every call but a network's first (two recursive mkdirs cost four syscalls).
+    const own = join(this.dir, '.cnikit');
+    if (!existsSync(own)) {
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      mkdirSync(own, { recursive: true, mode: 0o700 });
+    }
     this.fileLock = new FileLock(join(this.dir, 'lock'), opts.flocker ?? libcFlocker, opts.lockTimeoutMs);
     this.index = new LeaseIndex(this.dir);
   }

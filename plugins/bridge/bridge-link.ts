@@ -18,8 +18,22 @@ export function bridgeByName(nl: NetlinkSocket, name: string): Link {
   } catch (e) {
     throw new Error(`could not lookup "${name}": ${msg(e)}`);
   }
-  if (l.kind !== 'bridge') throw new Error(`"${name}" already exists but is not a bridge`);
+  return checkBridge(l);
+}
+
+function checkBridge(l: Link): Link {
+  if (l.kind !== 'bridge') throw new Error(`"${l.name}" already exists but is not a bridge`);
   return l;
+}
+
+/** The link called `name`, or undefined when there is none. */
+function existingLink(nl: NetlinkSocket, name: string): Link | undefined {
+  try {
+    return getLink(nl, name);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw new Error(`could not lookup "${name}": ${msg(e)}`);
+  }
 }
 
 /**
@@ -31,14 +45,23 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
   const fail = (why: string): never => {
     throw new Error(`failed to create bridge "${c.bridge}": ${why}`);
   };
+  // Look first: the bridge exists on every ADD but a node's first, and a refused RTM_NEWLINK costs a
+  // round trip (the reference adds, then looks). Two first ADDs racing both add; one gets EEXIST.
+  let br: Link | undefined;
   try {
-    addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
+    br = existingLink(nl, c.bridge);
   } catch (e) {
-    if (!isExists(e)) fail(`could not add "${c.bridge}": ${msg(e)}`);
+    fail(msg(e));
   }
-  let br: Link;
+  if (!br) {
+    try {
+      addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
+    } catch (e) {
+      if (!isExists(e)) fail(`could not add "${c.bridge}": ${msg(e)}`);
+    }
+  }
   try {
-    br = bridgeByName(nl, c.bridge);
+    br = br ? checkBridge(br) : bridgeByName(nl, c.bridge);
   } catch (e) {
     return fail(msg(e));
   }
