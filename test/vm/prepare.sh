@@ -31,14 +31,16 @@ if [ -z "$pkg" ]; then
   apt-get update -qq >&2 || true
   pkg="$(resolve_pkg || true)"
 fi
-if [ -z "$pkg" ]; then
-  # Offline and no package lists: reuse whatever was prepared before.
+# Offline, or the registry lost the package: reuse the newest kernel prepared before, if any.
+use_cached() {
+  local found
   found="$(ls -1d "$cache"/*/ready 2>/dev/null | sort -V | tail -1 || true)"
-  [ -n "$found" ] || { log "cannot resolve $meta and nothing cached in $cache"; exit 2; }
-  dir="$(dirname "$found")"
-  echo "$dir/vmlinuz $dir/initramfs.cpio.gz"
+  [ -n "$found" ] || { log "$1, and nothing cached in $cache"; exit 2; }
+  log "$1: using $(dirname "$found")"
+  echo "$(dirname "$found")/vmlinuz $(dirname "$found")/initramfs.cpio.gz"
   exit 0
-fi
+}
+[ -n "$pkg" ] || use_cached "cannot resolve $meta"
 release="${pkg#linux-image-}"
 if apt-cache show "$pkg-unsigned" >/dev/null 2>&1; then pkg="$pkg-unsigned"; fi
 
@@ -61,7 +63,10 @@ fi
 work="$(mktemp -d "$cache/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 log "downloading $pkg"
-(cd "$work" && apt-get download -q "$pkg" >&2 2>/dev/null) || (cd "$work" && apt-get download "$pkg" >&2)
+if ! (cd "$work" && apt-get download -q "$pkg" >&2); then
+  rm -rf "$work"
+  use_cached "apt-get download $pkg failed"
+fi
 mkdir "$work/deb"
 dpkg-deb -x "$work"/*.deb "$work/deb"
 moddir="$work/deb/lib/modules/$release"
