@@ -63,7 +63,9 @@ fi
 work="$(mktemp -d "$cache/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 log "downloading $pkg"
-if ! (cd "$work" && apt-get download -q "$pkg" >&2); then
+# Stale package lists name versions the archive no longer has: refresh them once and retry.
+if ! (cd "$work" && apt-get download -q "$pkg" >&2) &&
+  ! { apt-get update -qq >&2 && (cd "$work" && apt-get download -q "$pkg" >&2); }; then
   rm -rf "$work"
   use_cached "apt-get download $pkg failed"
 fi
