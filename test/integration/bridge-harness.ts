@@ -1,6 +1,7 @@
 // A scratch "host" netns with pod netns, running the bridge plugin (ours or the reference) inside it.
 // Everything lives in namespaces named br-*; dispose() removes them and the IPAM data dir.
 import { execa } from 'execa';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,3 +106,20 @@ export async function ping(ns: string, target: string): Promise<boolean> {
 
 export const REFERENCE_BRIDGE = join(REFERENCE_DIR, 'bridge');
 export const ourBinDir = binDir;
+
+/**
+ * Can this kernel make a bridge with vlan_filtering (CONFIG_BRIDGE_VLAN_FILTERING)? Probed
+ * synchronously in a scratch netns, so suites can gate tests at load time (reported as skipped).
+ */
+export function kernelHasVlanFiltering(prefix: string): boolean {
+  const ns = `${prefix}-vprobe-${process.pid}`;
+  try {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'probe', 'type', 'bridge', 'vlan_filtering', '1'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+}

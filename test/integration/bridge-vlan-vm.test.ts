@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { IN_VM_ENV, runInVm } from '../vm/vm';
+import { kernelHasVlanFiltering } from './bridge-harness';
 
 const repo = resolve(__dirname, '..', '..');
 
@@ -17,20 +18,6 @@ const VLAN_TESTS = [
   'vlan and vlanTrunk validation (the reference messages, code 7)',
 ];
 
-/** Same probe as bridge-keys.test.ts: can a bridge with vlan_filtering be made (in a scratch netns)? */
-function hostHasVlanFiltering(): boolean {
-  const ns = `zv-vprobe-${process.pid}`;
-  try {
-    execFileSync('ip', ['netns', 'add', ns]);
-    execFileSync('ip', ['-n', ns, 'link', 'add', 'probe', 'type', 'bridge', 'vlan_filtering', '1'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  }
-}
-
 function hasQemu(): boolean {
   try {
     execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
@@ -41,7 +28,7 @@ function hasQemu(): boolean {
 }
 
 const inVm = process.env[IN_VM_ENV] === '1'; // never boot a VM from inside the VM
-const needed = !inVm && !hostHasVlanFiltering();
+const needed = !inVm && !kernelHasVlanFiltering('zv');
 // On a kernel with VLAN filtering bridge-keys.test.ts runs these tests itself.
 const vmTest = needed ? test : test.skip;
 
