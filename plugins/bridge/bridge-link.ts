@@ -10,30 +10,24 @@ import type { BridgeConf } from './config';
 
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
-/** The link called `name`, which must be a bridge (the reference's bridgeByName). */
-export function bridgeByName(nl: NetlinkSocket, name: string): Link {
+/** The bridge called `name`, or undefined when there is no such link; any other link is an error. */
+function findBridge(nl: NetlinkSocket, name: string): Link | undefined {
   let l: Link;
   try {
     l = getLink(nl, name);
   } catch (e) {
-    throw new Error(`could not lookup "${name}": ${msg(e)}`);
-  }
-  return checkBridge(l);
-}
-
-function checkBridge(l: Link): Link {
-  if (l.kind !== 'bridge') throw new Error(`"${l.name}" already exists but is not a bridge`);
-  return l;
-}
-
-/** The link called `name`, or undefined when there is none. */
-function existingLink(nl: NetlinkSocket, name: string): Link | undefined {
-  try {
-    return getLink(nl, name);
-  } catch (e) {
     if (isNotFound(e)) return undefined;
     throw new Error(`could not lookup "${name}": ${msg(e)}`);
   }
+  if (l.kind !== 'bridge') throw new Error(`"${name}" already exists but is not a bridge`);
+  return l;
+}
+
+/** The link called `name`, which must be a bridge (the reference's bridgeByName). */
+export function bridgeByName(nl: NetlinkSocket, name: string): Link {
+  const l = findBridge(nl, name);
+  if (!l) throw new Error(`could not lookup "${name}": Link not found`); // the reference's text
+  return l;
 }
 
 /**
@@ -47,21 +41,9 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
   };
   // Look first: the bridge exists on every ADD but a node's first, and a refused RTM_NEWLINK costs a
   // round trip (the reference adds, then looks). Two first ADDs racing both add; one gets EEXIST.
-  let br: Link | undefined;
+  let br: Link;
   try {
-    br = existingLink(nl, c.bridge);
-  } catch (e) {
-    fail(msg(e));
-  }
-  if (!br) {
-    try {
-      addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
-    } catch (e) {
-      if (!isExists(e)) fail(`could not add "${c.bridge}": ${msg(e)}`);
-    }
-  }
-  try {
-    br = br ? checkBridge(br) : bridgeByName(nl, c.bridge);
+    br = findBridge(nl, c.bridge) ?? createBridge(nl, c);
   } catch (e) {
     return fail(msg(e));
   }
@@ -83,6 +65,15 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
   pinMac(nl, br);
   // Setting the MAC to itself changes nothing a Link shows: read back only what setLink changed.
   return change ? getLink(nl, br.index) : br;
+}
+
+function createBridge(nl: NetlinkSocket, c: BridgeConf): Link {
+  try {
+    addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
+  } catch (e) {
+    if (!isExists(e)) throw new Error(`could not add "${c.bridge}": ${msg(e)}`);
+  }
+  return bridgeByName(nl, c.bridge);
 }
 
 /** Sets the bridge's MAC to itself (addr_assign_type becomes "set"). */

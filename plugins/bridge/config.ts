@@ -13,7 +13,6 @@ function bridgeConfSchema(raw: unknown) {
   const int = () => opt(z.int());
   const str = () => opt(z.string());
   const strList = () => opt(z.array(z.string()));
-  const vlanTrunkEntry = z.looseObject({ minID: opt(z.int()), maxID: opt(z.int()), id: opt(z.int()) });
 
   return sparseObject(
     raw,
@@ -30,7 +29,7 @@ function bridgeConfSchema(raw: unknown) {
       hairpinMode: bool,
       promiscMode: bool,
       vlan: int,
-      vlanTrunk: () => opt(z.array(vlanTrunkEntry)),
+      vlanTrunk: () => opt(z.array(z.looseObject({ minID: int(), maxID: int(), id: int() }))),
       preserveDefaultVlan: bool,
       macspoofchk: bool,
       enabledad: bool,
