@@ -1,9 +1,9 @@
 // The one multi-call executable: dispatch on the name it was invoked as (a link per plugin in
 // /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
 import { basename } from 'node:path';
-import { pluginMain, type Plugin } from './shared/skel';
-import { setInProcessResolver } from './shared/invoke';
-import { SUPPORTED_VERSIONS } from './shared/version';
+import { pluginMain, type Plugin } from './shared/cni/skel';
+import { setInProcessResolver } from './shared/cni/invoke';
+import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
 

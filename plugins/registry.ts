@@ -1,5 +1,5 @@
 // Every plugin the multi-call executable answers to; the build links exactly these names.
-import type { Plugin } from '../shared/skel';
+import type { Plugin } from '../shared/cni/skel';
 import { hostLocal } from '../ipam/host-local/main';
 import { bridge } from './bridge/main';
 

@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goMarshal, goString } from './gojson';
-import { formatResult, parseResult, type Result } from '../shared/types';
+import { formatResult, parseResult, type Result } from '../shared/cni/types';
 
 export const CNI_CACHE_V1 = 'cniCacheV1';
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';

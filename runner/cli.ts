@@ -5,10 +5,10 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseCniArgs } from '../shared/args';
-import { CniError } from '../shared/errors';
-import { writeAll } from '../shared/skel';
-import { formatResult } from '../shared/types';
+import { parseCniArgs } from '../shared/cni/args';
+import { CniError } from '../shared/cni/errors';
+import { writeAll } from '../shared/cni/skel';
+import { formatResult } from '../shared/cni/types';
 import { ConfError, loadConfList } from './conf';
 import { Runner, RunnerError, type RuntimeConf } from './runner';
 

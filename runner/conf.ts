@@ -3,8 +3,8 @@
 // unless `loadOnlyInlinedPlugins`, else a legacy single-plugin `*.conf`/`*.json` wrapped in a list.
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { compareVersions, CURRENT_VERSION, parseVersion } from '../shared/version';
-import { NAME_RE } from '../shared/skel';
+import { compareVersions, CURRENT_VERSION, parseVersion } from '../shared/cni/version';
+import { NAME_RE } from '../shared/cni/skel';
 import { goMarshal } from './gojson';
 
 export type Json = Record<string, unknown>;

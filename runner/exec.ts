@@ -1,7 +1,7 @@
 // Running one plugin binary for the runner (libcni's invoke.RawExec): environment as libcni builds
 // it, a bounded run time, and the plugin's failure turned into a clear error.
 import { spawn } from 'node:child_process';
-import { CniError, ErrInternal } from '../shared/errors';
+import { CniError, ErrInternal } from '../shared/cni/errors';
 
 export interface ExecRequest {
   file: string;

@@ -1,11 +1,11 @@
 // Running a network list the way libcni does (cni:libcni/api.go; spec §3 "Execution of Network
 // Configurations"): ADD in order with prevResult chaining, DEL in reverse with the cached result,
 // CHECK, GC and STATUS; the result cache is written after a successful ADD and removed after DEL.
-import { CniError, ErrInvalidNetworkConfig } from '../shared/errors';
-import { findInPath } from '../shared/invoke';
-import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/skel';
-import { formatResult, parseResult, type Result } from '../shared/types';
-import { atLeast } from '../shared/version';
+import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
+import { findInPath } from '../shared/cni/invoke';
+import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
+import { formatResult, parseResult, type Result } from '../shared/cni/types';
+import { atLeast } from '../shared/cni/version';
 import { DEFAULT_CACHE_DIR, listCached, readCachedResult, removeCache, writeCache, type Attachment } from './cache';
 import type { NetworkConfList, PluginConf } from './conf';
 import { execPlugin } from './exec';

@@ -1,7 +1,7 @@
 // Allocation from one range set against a Store (the reference's backend/allocator/allocator.go).
 // Pure: no disk, no clock; the caller holds the store's lock.
 import { addTo, formatIP, ipEqual, type IP } from '../../shared/ip';
-import type { IPConfig } from '../../shared/types';
+import type { IPConfig } from '../../shared/cni/types';
 import { rangeFor, setContains, setString, notInSet, type RangeSet } from './range-set';
 import type { Store } from './store';
 

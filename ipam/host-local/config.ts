@@ -2,12 +2,12 @@
 // canonicalisation and checks. Every failure is code 7 naming the field and its value.
 import * as z from 'zod/mini';
 import { isAbsolute } from 'node:path';
-import { configError, opt, parseConfig, sparseObject } from '../../shared/config';
-import { loadArgs } from '../../shared/args';
-import { CniError, ErrInvalidEnvironmentVariables } from '../../shared/errors';
-import { atLeast } from '../../shared/version';
+import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { loadArgs } from '../../shared/cni/args';
+import { CniError, ErrInvalidEnvironmentVariables } from '../../shared/cni/errors';
+import { atLeast } from '../../shared/cni/version';
 import { formatIP, parseCIDR, parseIP, type IP, type IPNet } from '../../shared/ip';
-import type { Route } from '../../shared/types';
+import type { Route } from '../../shared/cni/types';
 import { RangeRuleError, type RawRange } from './range';
 import { canonicalizeRangeSet, setFamily, setsOverlap, type RangeSet } from './range-set';
 

@@ -3,9 +3,9 @@
 // bare address, and a flock(2)ed `lock` file. Lookups go through the LeaseIndex instead of a walk.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/libc';
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/linux/libc';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
-import { FileLock, type Flocker } from './lock';
+import { FileLock, type Flocker } from '../../shared/linux/lock';
 import { LeaseIndex, writeAtomic, type Owner } from './lease-index';
 import type { Lease, Store } from './store';
 

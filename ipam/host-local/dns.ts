@@ -1,7 +1,7 @@
 // resolvConf → result dns (the reference's dns.go): nameserver, domain, search, options.
 import { readFileSync } from 'node:fs';
-import type { DNS } from '../../shared/types';
-import { configError } from '../../shared/config';
+import type { DNS } from '../../shared/cni/types';
+import { configError } from '../../shared/cni/config';
 
 export function parseResolvConf(path: string): DNS {
   let text: string;

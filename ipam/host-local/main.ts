@@ -1,9 +1,9 @@
 // host-local IPAM: leases addresses from range sets into a per-node store (the reference's
 // plugins/ipam/host-local). Each verb: load config → open store → lock → do the thing.
-import { CniError, ErrInternal, ErrIOFailure, ErrPluginNotAvailable, wrapError } from '../../shared/errors';
-import { configError } from '../../shared/config';
-import type { CmdArgs, Plugin } from '../../shared/skel';
-import type { IPConfig, Result } from '../../shared/types';
+import { CniError, ErrInternal, ErrIOFailure, ErrPluginNotAvailable, wrapError } from '../../shared/cni/errors';
+import { configError } from '../../shared/cni/config';
+import type { CmdArgs, Plugin } from '../../shared/cni/skel';
+import type { IPConfig, Result } from '../../shared/cni/types';
 import { formatIP, ipEqual, type IP } from '../../shared/ip';
 import { loadIPAMConfig, type IPAMConfig } from './config';
 import { IPAllocator } from './allocator';

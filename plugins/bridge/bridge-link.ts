@@ -1,11 +1,11 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
 import { formatCIDR, networkOf, parseCIDR, contains } from '../../shared/ip';
-import { addAddr, deleteAddr, listAddrs } from '../../shared/netlink/addr';
-import { AF_INET, AF_INET6 } from '../../shared/netlink/constants';
-import { isExists, isNotFound } from '../../shared/netlink/errors';
-import { addBridge, getLink, setLink, type Link } from '../../shared/netlink/link';
-import type { NetlinkSocket } from '../../shared/netlink/socket';
-import { sysctlSet } from '../../shared/sysctl';
+import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
+import { AF_INET, AF_INET6 } from '../../shared/linux/netlink/constants';
+import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
+import { addBridge, getLink, setLink, type Link } from '../../shared/linux/netlink/link';
+import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
+import { sysctlSet } from '../../shared/linux/sysctl';
 import type { BridgeConf } from './config';
 
 const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -1,9 +1,9 @@
 // CHECK (the reference's cmdCheck): the bridge, the container veth and its host peer on the bridge
 // still match prevResult, and the pod still has its addresses and routes. Messages as the reference's.
-import { validateExpectedInterfaceIPs, validateExpectedRoutes } from '../../shared/ipam-iface';
-import { getLink, type Link } from '../../shared/netlink/link';
-import type { NetlinkSocket } from '../../shared/netlink/socket';
-import type { Interface, Result } from '../../shared/types';
+import { validateExpectedInterfaceIPs, validateExpectedRoutes } from '../../shared/plugin/configure-iface';
+import { getLink, type Link } from '../../shared/linux/netlink/link';
+import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
+import type { Interface, Result } from '../../shared/cni/types';
 import type { BridgeConf } from './config';
 
 export interface CheckInput {

@@ -1,11 +1,11 @@
 // The bridge plugin's network configuration (the reference's NetConf in plugins/main/bridge/bridge.go):
 // schema, defaults, and the cross-field rules the reference enforces, with its messages.
 import * as z from 'zod/mini';
-import { loadArgs } from '../../shared/args';
-import { configError, opt, parseConfig, sparseObject } from '../../shared/config';
-import { CniError, ErrInvalidNetworkConfig } from '../../shared/errors';
-import type { CmdArgs } from '../../shared/skel';
-import type { DNS } from '../../shared/types';
+import { loadArgs } from '../../shared/cni/args';
+import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { CniError, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
+import type { CmdArgs } from '../../shared/cni/skel';
+import type { DNS } from '../../shared/cni/types';
 
 /** The schema for this config: only the keys it has are built (sparseObject). */
 function bridgeConfSchema(raw: unknown) {

@@ -1,8 +1,8 @@
 // Gateway maths on the IPAM result (the reference's calcGateways): which addresses go on the bridge,
 // which default routes the pod gets.
 import { addTo, formatCIDR, formatIP, networkOf, parseCIDR, type Family, type IPNet } from '../../shared/ip';
-import { CniError, ErrInternal } from '../../shared/errors';
-import type { Result } from '../../shared/types';
+import { CniError, ErrInternal } from '../../shared/cni/errors';
+import type { Result } from '../../shared/cni/types';
 import type { BridgeConf } from './config';
 
 export interface GatewayInfo {

@@ -1,18 +1,18 @@
 // The bridge plugin's verbs (the reference's plugins/main/bridge). ADD reads top to bottom:
 // bridge → veth → VLANs → spoof check → IPAM → pod addresses → gateway → masquerade → result.
 import { closeSync } from 'node:fs';
-import { CniError, ErrPluginNotAvailable } from '../../shared/errors';
-import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/invoke';
-import { configureIface } from '../../shared/ipam-iface';
-import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/ipmasq';
-import { isNotFound } from '../../shared/netlink/errors';
-import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/netlink/link';
-import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/netlink/socket';
-import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/netns';
-import type { CmdArgs, Plugin } from '../../shared/skel';
-import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/spoofcheck';
-import { sysctlSet } from '../../shared/sysctl';
-import { formatResult, parseResult, type Result } from '../../shared/types';
+import { CniError, ErrPluginNotAvailable } from '../../shared/cni/errors';
+import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
+import { configureIface } from '../../shared/plugin/configure-iface';
+import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/netfilter/masquerade';
+import { isNotFound } from '../../shared/linux/netlink/errors';
+import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/linux/netlink/link';
+import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/linux/netlink/socket';
+import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/linux/netns';
+import type { CmdArgs, Plugin } from '../../shared/cni/skel';
+import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
+import { sysctlSet } from '../../shared/linux/sysctl';
+import { formatResult, parseResult, type Result } from '../../shared/cni/types';
 import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';

@@ -1,10 +1,10 @@
 // The pod's veth pair: host end attached to the bridge, container end created directly in the pod
 // netns (no move afterwards, the expensive kernel step; node-stack.md §2).
 import { randomBytes } from 'node:crypto';
-import { isExists, isNotFound } from '../../shared/netlink/errors';
-import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../../shared/netlink/link';
-import type { NetlinkSocket } from '../../shared/netlink/socket';
-import { sysctlSet } from '../../shared/sysctl';
+import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
+import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../../shared/linux/netlink/link';
+import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
+import { sysctlSet } from '../../shared/linux/sysctl';
 
 const NAME_RETRIES = 10; // the reference's makeVeth retries on a host-name collision
 

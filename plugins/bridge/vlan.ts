@@ -1,8 +1,8 @@
 // VLANs on a bridge port (access VLAN, trunk VIDs, native VLAN 1) and the `<bridge>.<vlan>` gateway veth.
-import { addBridgeVlan, deleteBridgeVlan, getBridgeVlans } from '../../shared/netlink/bridge-vlan';
-import { isNotFound } from '../../shared/netlink/errors';
-import { getLink, setLinkUp, type Link } from '../../shared/netlink/link';
-import type { NetlinkSocket } from '../../shared/netlink/socket';
+import { addBridgeVlan, deleteBridgeVlan, getBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
+import { isNotFound } from '../../shared/linux/netlink/errors';
+import { getLink, setLinkUp, type Link } from '../../shared/linux/netlink/link';
+import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import type { BridgeConf } from './config';
 import { setupVeth } from './veth';
 

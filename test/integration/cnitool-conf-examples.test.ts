@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { withNetns } from '../support/cni';
 import { drivers, pluginPaths, REFERENCE, type Driver } from '../go/drivers';
 import { confListFromBytes, confListFromConf, type Json } from '../../runner/conf';
-import { compareVersions } from '../../shared/version';
+import { compareVersions } from '../../shared/cni/version';
 
 const EXAMPLES = join(__dirname, '..', '..', 'conf-examples');
 const files = readdirSync(EXAMPLES).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort();

@@ -3,8 +3,8 @@
 import { collectVlanTrunk, loadBridgeConf, checkAddRules } from '../../plugins/bridge/config';
 import { calcGateways } from '../../plugins/bridge/gateway';
 import { vidRanges } from '../../plugins/bridge/vlan';
-import { CniError } from '../../shared/errors';
-import type { Result } from '../../shared/types';
+import { CniError } from '../../shared/cni/errors';
+import type { Result } from '../../shared/cni/types';
 
 const load = (conf: Record<string, unknown>, args = '') => loadBridgeConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf }, args, cniVersion: '1.0.0' });
 

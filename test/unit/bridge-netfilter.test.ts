@@ -1,8 +1,8 @@
 // Masquerade and spoof-check naming: the same chain names, comments and rules as the reference, so
 // rules written by either implementation are found and removed by the other.
-import { chainName, ruleComment } from '../../shared/ipmasq-iptables';
-import { commentForInstance, hashForInstance, hashForNetwork, parseNftRules } from '../../shared/ipmasq-nftables';
-import { ifaceChain, macChain, spoofCheckID, spoofCheckScript, spoofComment } from '../../shared/spoofcheck';
+import { chainName, ruleComment } from '../../shared/netfilter/masquerade-iptables';
+import { commentForInstance, hashForInstance, hashForNetwork, parseNftRules } from '../../shared/netfilter/masquerade-nftables';
+import { ifaceChain, macChain, spoofCheckID, spoofCheckScript, spoofComment } from '../../shared/netfilter/spoofcheck';
 
 describe('iptables ipMasq names (pkg/utils FormatChainName / FormatComment)', () => {
   test('chain is CNI- + sha512(network+containerID) hex, 28 characters', () => {

@@ -1,9 +1,9 @@
 // CNI_ARGS (shared/args.ts, Go types.LoadArgs), config errors (shared/config.ts) and versions (shared/version.ts).
 import * as z from 'zod/mini';
-import { loadArgs, parseCniArgs } from '../../shared/args';
-import { configError, fieldName, parseConfig } from '../../shared/config';
-import { CniError } from '../../shared/errors';
-import { atLeast, checkSupported, compareVersions, configVersion, CURRENT_VERSION, parseVersion, SUPPORTED_VERSIONS, versionInfo } from '../../shared/version';
+import { loadArgs, parseCniArgs } from '../../shared/cni/args';
+import { configError, fieldName, parseConfig } from '../../shared/cni/config';
+import { CniError } from '../../shared/cni/errors';
+import { atLeast, checkSupported, compareVersions, configVersion, CURRENT_VERSION, parseVersion, SUPPORTED_VERSIONS, versionInfo } from '../../shared/cni/version';
 
 function thrown(f: () => unknown): CniError {
   try {

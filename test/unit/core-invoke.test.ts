@@ -4,9 +4,9 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, setInProcessResolver } from '../../shared/invoke';
-import { CniError } from '../../shared/errors';
-import type { CmdArgs, Plugin } from '../../shared/skel';
+import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, setInProcessResolver } from '../../shared/cni/invoke';
+import { CniError } from '../../shared/cni/errors';
+import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 
 let dir: string; // CNI_PATH dir 1
 let dir2: string; // CNI_PATH dir 2

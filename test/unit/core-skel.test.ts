@@ -1,11 +1,11 @@
 // The protocol core (shared/skel.ts runPlugin) as the spec and the Go skel define it (issue 3, point 5):
 // environment, stdin, version negotiation, result printing per version, error JSON.
 import * as z from 'zod/mini';
-import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/skel';
-import { CniError } from '../../shared/errors';
-import { formatResult, type Result } from '../../shared/types';
-import { parseConfig } from '../../shared/config';
-import { SUPPORTED_VERSIONS } from '../../shared/version';
+import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/cni/skel';
+import { CniError } from '../../shared/cni/errors';
+import { formatResult, type Result } from '../../shared/cni/types';
+import { parseConfig } from '../../shared/cni/config';
+import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
 
 const VERSIONS = [...SUPPORTED_VERSIONS];
 const ABOUT = 'CNI core-test plugin v0';

@@ -1,8 +1,8 @@
 // Result types for every spec version and conversion between them (shared/types.ts), checked against
 // ground truth from the reference Go library (core-go-conversions.json, made by core-go-conversions.go.txt).
-import { convertResult, formatResult, parseResult, type Result } from '../../shared/types';
-import { CniError } from '../../shared/errors';
-import { SUPPORTED_VERSIONS } from '../../shared/version';
+import { convertResult, formatResult, parseResult, type Result } from '../../shared/cni/types';
+import { CniError } from '../../shared/cni/errors';
+import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
 import fixtures from './core-go-conversions.json';
 
 type Json = Record<string, unknown>;

@@ -2,7 +2,7 @@
 // (backend/allocator/config_test.go, range_test.go, range_set_test.go), as code 7 naming field and value.
 import { loadIPAMConfig } from '../../ipam/host-local/config';
 import { formatIP } from '../../shared/ip';
-import { CniError } from '../../shared/errors';
+import { CniError } from '../../shared/cni/errors';
 import type { RangeSet } from '../../ipam/host-local/range-set';
 
 const net = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, u
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskStore, parseLeaseContent } from '../../ipam/host-local/disk-store';
-import type { Flocker } from '../../ipam/host-local/lock';
+import type { Flocker } from '../../shared/linux/lock';
 import { formatIP, parseIP } from '../../shared/ip';
 import { writeReferenceStore } from '../support/host-local-leases';
 

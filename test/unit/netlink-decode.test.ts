@@ -4,11 +4,11 @@
 //   fd00:1::1/64 nodad on nlbr0; routes 198.19.0.0/16 (twice: proto static, and metric 100 mtu 1300
 //   advmss 1200), 198.20.0.0/16 dev nlbr0, default via fd00:1::2. The values asserted below are
 //   what `ip -d link`, `ip addr` and `ip route show table all` printed for the same state.
-import { decodeAddr } from '../../shared/netlink/addr';
-import { decodeBridgeVlans } from '../../shared/netlink/bridge-vlan';
-import { decodeLink } from '../../shared/netlink/link';
-import { attr, attrU16, ifinfomsg, nested, nlmsg, parseMessages } from '../../shared/netlink/message';
-import { decodeRoute } from '../../shared/netlink/route';
+import { decodeAddr } from '../../shared/linux/netlink/addr';
+import { decodeBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
+import { decodeLink } from '../../shared/linux/netlink/link';
+import { attr, attrU16, ifinfomsg, nested, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
+import { decodeRoute } from '../../shared/linux/netlink/route';
 
 // Kernel 6.18 replies captured with `strace -e trace=recvmsg -e read=3` around `ip -d link show`,
 // `ip addr show`, `ip route show table all` in scratch netns (see the setup comment above each test).

@@ -1,10 +1,10 @@
 // Encoders produce exactly what iproute2 sends for the same operation (captured from a real run),
 // so the kernel sees requests it is known to accept.
-import { buildAddAddr, buildDeleteAddr } from '../../shared/netlink/addr';
-import { buildBridgeVlan, buildListBridgeVlans } from '../../shared/netlink/bridge-vlan';
-import { buildAddBridge, buildAddVeth, buildDeleteLink, buildGetLink, buildSetBridgePort, buildSetLink } from '../../shared/netlink/link';
-import { buildRoute } from '../../shared/netlink/route';
-import { attr, attrStr, attrU32, nlmsg, parseAttrs, parseMessages } from '../../shared/netlink/message';
+import { buildAddAddr, buildDeleteAddr } from '../../shared/linux/netlink/addr';
+import { buildBridgeVlan, buildListBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
+import { buildAddBridge, buildAddVeth, buildDeleteLink, buildGetLink, buildSetBridgePort, buildSetLink } from '../../shared/linux/netlink/link';
+import { buildRoute } from '../../shared/linux/netlink/route';
+import { attr, attrStr, attrU32, nlmsg, parseAttrs, parseMessages } from '../../shared/linux/netlink/message';
 
 // Requests captured from iproute2 6.1 (`strace -e trace=sendmsg,sendto -e write=3`) inside scratch netns.
 // Byte 8..11 (nlmsg_seq) differ per run and are zeroed before comparing.

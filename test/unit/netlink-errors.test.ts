@@ -1,14 +1,14 @@
 // Error mapping: kernel errno -> NetlinkError with the operation and object in the message,
 // isNotFound/isExists as DEL and ensure-bridge paths use them. The socket runs against a fake libc
 // (no bun:ffi under jest) that answers like the kernel.
-import { NetlinkError, isExists, isNotFound } from '../../shared/netlink/errors';
-import { errnoMessage } from '../../shared/netlink/errno';
-import { addVeth, deleteLink, getLink, listLinks, setLinkUp } from '../../shared/netlink/link';
-import { addAddr, deleteAddr } from '../../shared/netlink/addr';
-import { attr, attrStr, ifinfomsg, nlmsg, parseMessages } from '../../shared/netlink/message';
-import { NetlinkSocket, decodeError } from '../../shared/netlink/socket';
-import { formatIp, formatMac, parseCidr, parseIp, parseMac } from '../../shared/netlink/ipaddr';
-import { sysctlPath } from '../../shared/sysctl';
+import { NetlinkError, isExists, isNotFound } from '../../shared/linux/netlink/errors';
+import { errnoMessage } from '../../shared/linux/netlink/errno';
+import { addVeth, deleteLink, getLink, listLinks, setLinkUp } from '../../shared/linux/netlink/link';
+import { addAddr, deleteAddr } from '../../shared/linux/netlink/addr';
+import { attr, attrStr, ifinfomsg, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
+import { NetlinkSocket, decodeError } from '../../shared/linux/netlink/socket';
+import { formatIp, formatMac, parseCidr, parseIp, parseMac } from '../../shared/linux/netlink/ipaddr';
+import { sysctlPath } from '../../shared/linux/sysctl';
 
 interface Fake {
   sent: Buffer[];
@@ -18,7 +18,7 @@ interface Fake {
 }
 const mockKernel: Fake = { sent: [], reply: () => [], queue: [] };
 
-jest.mock('../../shared/libc', () => ({
+jest.mock('../../shared/linux/libc', () => ({
   AF_NETLINK: 16,
   SOCK_RAW: 3,
   SOCK_CLOEXEC: 0o2000000,

@@ -3,8 +3,8 @@
 // cni-br-iface-<id>-mac: the pod's MAC returns, anything else is dropped. Every rule carries the
 // comment macspoofchk-<id> (id = containerID-ifname), which is how teardown finds them without
 // knowing the port name or MAC.
-import { mustRunTool, runTool } from './ipmasq-exec';
-import { parseNftRules } from './ipmasq-nftables';
+import { mustRunTool, runTool } from './tool';
+import { parseNftRules } from './masquerade-nftables';
 
 const TABLE = 'bridge nat';
 const BASE = 'PREROUTING';

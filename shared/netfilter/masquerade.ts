@@ -1,11 +1,11 @@
 // Masquerade for a pod's addresses (the reference's SetupIPMasqForNetworks and friends): pick a
 // backend, install; teardown and GC always sweep both backends, since the pod may have been set up
 // by another version or configuration.
-import type { Family } from './ip';
-import { familyOf } from './ip';
-import { findTool, NetfilterError } from './ipmasq-exec';
-import { gcIPMasqIPTables, setupIPMasqIPTables, teardownIPMasqIPTables } from './ipmasq-iptables';
-import { gcIPMasqNFTables, setupIPMasqNFTables, teardownIPMasqNFTables } from './ipmasq-nftables';
+import type { Family } from '../ip';
+import { familyOf } from '../ip';
+import { findTool, NetfilterError } from './tool';
+import { gcIPMasqIPTables, setupIPMasqIPTables, teardownIPMasqIPTables } from './masquerade-iptables';
+import { gcIPMasqNFTables, setupIPMasqNFTables, teardownIPMasqNFTables } from './masquerade-nftables';
 
 export type MasqBackend = 'iptables' | 'nftables';
 

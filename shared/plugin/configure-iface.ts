@@ -1,14 +1,14 @@
 // Applying an IPAM result to an interface inside a pod (the reference's pkg/ipam ConfigureIface) and
 // checking it is still there (pkg/ip ValidateExpectedInterfaceIPs / ValidateExpectedRoute).
 // Call these inside withNetns(pod) with a socket of that netns: the IPv6 sysctls go through /proc/sys.
-import { familyOf, formatCIDR, networkOf, parseCIDR } from './ip';
-import { addAddr, listAddrs } from './netlink/addr';
-import { AF_INET, AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from './netlink/constants';
-import { getLink, setLinkUp } from './netlink/link';
-import { addRoute, listRoutes } from './netlink/route';
-import type { NetlinkSocket } from './netlink/socket';
-import { sysctlGet, sysctlSet } from './sysctl';
-import type { IPConfig, Result, Route } from './types';
+import { familyOf, formatCIDR, networkOf, parseCIDR } from '../ip';
+import { addAddr, listAddrs } from '../linux/netlink/addr';
+import { AF_INET, AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
+import { getLink, setLinkUp } from '../linux/netlink/link';
+import { addRoute, listRoutes } from '../linux/netlink/route';
+import type { NetlinkSocket } from '../linux/netlink/socket';
+import { sysctlGet, sysctlSet } from '../linux/sysctl';
+import type { IPConfig, Result, Route } from '../cni/types';
 
 const DAD_SETTLE_MS = 5000; // the reference's dadSettleTimeout
 

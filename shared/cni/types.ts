@@ -2,7 +2,7 @@
 // Plugins build the current (1.1.0) shape and convert once, on output, to the config's version.
 import { CniError, ErrDecodingFailure, ErrInternal } from './errors';
 import { atLeast, checkSupported } from './version';
-import { familyOf, parseCIDR, parseIP } from './ip';
+import { familyOf, parseCIDR, parseIP } from '../ip';
 
 export interface Interface {
   name: string;

@@ -3,7 +3,7 @@
 // of processes piled up on one lock): bun has no async flock, so LOCK_NB is polled with a short
 // back-off until the bound, then code 11 (try again later).
 import { closeSync, constants, openSync } from 'node:fs';
-import { CniError, ErrInternal, ErrTryAgainLater } from '../../shared/errors';
+import { CniError, ErrInternal, ErrTryAgainLater } from '../cni/errors';
 
 export interface Flocker {
   flock(fd: number, op: number): number; // 0 or -errno

@@ -4,8 +4,8 @@
 // container ID and the rule comments alone, so they need neither the netns nor the pod's addresses
 // (the reference leaks the rules when DEL has no netns: plugins#810).
 import { createHash } from 'node:crypto';
-import { formatCIDR, formatIP, networkOf, parseCIDR, type Family } from './ip';
-import { mustRunTool } from './ipmasq-exec';
+import { formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
+import { mustRunTool } from './tool';
 
 const MAX_CHAIN = 28;
 

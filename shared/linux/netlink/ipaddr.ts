@@ -1,6 +1,6 @@
 // IP/MAC text <-> bytes for netlink attributes; the text rules are shared/ip's (Go's net package).
 import { AF_INET, AF_INET6 } from './constants';
-import { formatIP, parseCIDR, parseIP, type IP } from '../ip';
+import { formatIP, parseCIDR, parseIP, type IP } from '../../ip';
 
 export interface IpBytes {
   family: typeof AF_INET | typeof AF_INET6;

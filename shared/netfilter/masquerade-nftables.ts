@@ -3,8 +3,8 @@
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
 // <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change.
 import { createHash } from 'node:crypto';
-import { formatCIDR, formatIP, networkOf, parseCIDR } from './ip';
-import { mustRunTool, runTool } from './ipmasq-exec';
+import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
+import { mustRunTool, runTool } from './tool';
 
 export const MASQ_TABLE = 'cni_plugins_masquerade';
 export const MASQ_CHAIN = 'masq_checks';
