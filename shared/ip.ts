@@ -83,12 +83,17 @@ export function parseIP(s: string): IP | null {
   return v === null ? null : { family: 4, value: v };
 }
 
-/** Formats like Go's net.IP.String(): dotted IPv4; RFC 5952 IPv6 (longest zero run of ≥2 groups as ::). */
+/**
+ * Formats like Go's net.IP.String(): dotted IPv4; RFC 5952 IPv6 (longest zero run of ≥2 groups as ::).
+ * An IPv6 value holding an IPv4-mapped address (only netlink bytes give one: parseIP makes those
+ * IPv4) prints as ::ffff:a.b.c.d, as iproute2 and RFC 5952 §5 do.
+ */
 export function formatIP(ip: IP): string {
   if (ip.family === 4) {
     const v = ip.value;
     return [24n, 16n, 8n, 0n].map((s) => Number((v >> s) & 255n)).join('.');
   }
+  if (ip.value >> 32n === 0xffffn) return `::ffff:${formatIP({ family: 4, value: ip.value & 0xffffffffn })}`;
   const g: number[] = [];
   for (let i = 7; i >= 0; i--) g.push(Number((ip.value >> BigInt(i * 16)) & 0xffffn));
   let bestStart = -1;

@@ -1,8 +1,8 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
-import { formatCIDR, networkOf, parseCIDR, contains } from '../../shared/ip';
+import { contains, formatCIDR, ipEqual, networkOf, type IPNet } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
-import { AF_INET, AF_INET6 } from '../../shared/linux/netlink/constants';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
+import { afOf } from '../../shared/linux/netlink/ipaddr';
 import { addBridge, getLink, setLink, type Link } from '../../shared/linux/netlink/link';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { sysctlSet } from '../../shared/linux/sysctl';
@@ -86,22 +86,19 @@ export function pinMac(nl: NetlinkSocket, br: Link): void {
 }
 
 /**
- * Puts gateway address `cidr` on `link` (the reference's ensureAddr): an equal address is fine; another
- * IPv4 address, or an overlapping IPv6 one, is an error unless forceAddress replaces it.
+ * Puts gateway address `want` (ip/prefix) on `link` (the reference's ensureAddr): an equal address is
+ * fine; another IPv4 address, or an overlapping IPv6 one, is an error unless forceAddress replaces it.
  */
-export function ensureAddr(nl: NetlinkSocket, link: Link, cidr: string, forceAddress: boolean): void {
-  const want = parseCIDR(cidr)!;
-  const family = want.ip.family === 4 ? AF_INET : AF_INET6;
+export function ensureAddr(nl: NetlinkSocket, link: Link, want: IPNet, forceAddress: boolean): void {
   const wantStr = formatCIDR(want);
-  for (const a of listAddrs(nl, { link, family })) {
-    const have = parseCIDR(a.cidr);
-    if (!have) continue;
-    if (formatCIDR(have) === wantStr) return;
+  for (const a of listAddrs(nl, { link, family: afOf(want.ip.family) })) {
+    const have = a.ipnet;
+    if (have.prefix === want.prefix && ipEqual(have.ip, want.ip)) return;
     const overlaps = contains(networkOf(have), want.ip) || contains(networkOf(want), have.ip);
     if (want.ip.family === 4 || overlaps) {
       if (!forceAddress) throw new Error(`"${link.name}" already has an IP address different from ${wantStr}`);
       try {
-        deleteAddr(nl, link, a.cidr);
+        deleteAddr(nl, link, have);
       } catch (e) {
         if (!isNotFound(e)) throw new Error(`could not remove IP address from "${link.name}": ${msg(e)}`);
       }
@@ -110,7 +107,7 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, cidr: string, forceAdd
   try {
     // No DAD for the gateway (beyond the reference): a tentative gateway leaves new pods without IPv6
     // for 1-2 s (plugins#680); the bridge's own subnet is ours.
-    addAddr(nl, link, wantStr, { noDad: true });
+    addAddr(nl, link, want, { noDad: true });
   } catch (e) {
     if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${msg(e)}`);
   }

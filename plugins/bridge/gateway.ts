@@ -1,13 +1,13 @@
 // Gateway maths on the IPAM result (the reference's calcGateways): which addresses go on the bridge,
 // which default routes the pod gets.
-import { addTo, formatCIDR, formatIP, networkOf, parseCIDR, type Family, type IPNet } from '../../shared/ip';
+import { addTo, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../../shared/ip';
 import { CniError, ErrInternal } from '../../shared/cni/errors';
 import type { Result } from '../../shared/cni/types';
 import type { BridgeConf } from './config';
 
 export interface GatewayInfo {
   family: Family;
-  gateways: string[]; // "gw/prefix" for the bridge (isGateway only)
+  gateways: IPNet[]; // gateway address with the subnet's prefix, for the bridge (isGateway only)
   defaultRouteFound: boolean;
 }
 
@@ -17,8 +17,8 @@ export const CONTAINER_IF_INDEX = 2;
 const DEFAULT_DST: Record<Family, string> = { 4: '0.0.0.0/0', 6: '::/0' };
 
 /** Network address + 1 (the reference's calcGatewayIP). */
-export function firstHost(n: IPNet): string {
-  return formatIP(addTo(networkOf(n).ip, 1n)!);
+export function firstHost(n: IPNet): IP {
+  return addTo(networkOf(n).ip, 1n)!;
 }
 
 /**
@@ -36,7 +36,12 @@ export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' 
     if (!net) throw new CniError(ErrInternal, `Unknown IP object: ${JSON.stringify(ip)}`);
     const g = info[net.ip.family];
     ip.interface = CONTAINER_IF_INDEX;
-    if (!ip.gateway && conf.isGateway) ip.gateway = firstHost(net);
+    let gw: IP | null = ip.gateway ? parseIP(ip.gateway) : null;
+    if (ip.gateway && !gw) throw new CniError(ErrInternal, `Unknown IP object: ${JSON.stringify(ip)}`);
+    if (!gw && conf.isGateway) {
+      gw = firstHost(net);
+      ip.gateway = formatIP(gw);
+    }
     if (conf.isDefaultGateway && !g.defaultRouteFound) {
       const dst = DEFAULT_DST[g.family];
       g.defaultRouteFound = (result.routes ?? []).some((r) => !!r.gw && sameNet(r.dst, dst));
@@ -46,7 +51,7 @@ export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' 
         g.defaultRouteFound = true;
       }
     }
-    if (conf.isGateway && ip.gateway) g.gateways.push(`${ip.gateway}/${net.prefix}`);
+    if (conf.isGateway && gw) g.gateways.push({ ip: gw, prefix: net.prefix });
   }
   return info;
 }
@@ -54,5 +59,5 @@ export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' 
 function sameNet(a: string, b: string): boolean {
   const x = parseCIDR(a);
   const y = parseCIDR(b);
-  return !!x && !!y && formatCIDR(networkOf(x)) === formatCIDR(networkOf(y));
+  return !!x && !!y && x.prefix === y.prefix && ipEqual(networkOf(x).ip, networkOf(y).ip);
 }

@@ -1,9 +1,10 @@
 // Applying an IPAM result to an interface inside a pod (the reference's pkg/ipam ConfigureIface) and
 // checking it is still there (pkg/ip ValidateExpectedInterfaceIPs / ValidateExpectedRoute).
 // Call these inside withNetns(pod) with a socket of that netns: the IPv6 sysctls go through /proc/sys.
-import { familyOf, formatCIDR, networkOf, parseCIDR } from '../ip';
+import { formatCIDR, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type IP, type IPNet } from '../ip';
 import { addAddr, listAddrs } from '../linux/netlink/addr';
-import { AF_INET, AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
+import { AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
+import { afOf } from '../linux/netlink/ipaddr';
 import { getLink, setLinkUp } from '../linux/netlink/link';
 import { addRoute, listRoutes } from '../linux/netlink/route';
 import type { NetlinkSocket } from '../linux/netlink/socket';
@@ -12,7 +13,21 @@ import type { IPConfig, Result, Route } from '../cni/types';
 
 const DAD_SETTLE_MS = 5000; // the reference's dadSettleTimeout
 
-const afOf = (cidr: string): number => (familyOf(cidr) === 6 ? AF_INET6 : AF_INET);
+// The edge: a Result carries text (parseResult has checked it); it is parsed here once and only
+// IP/IPNet values go on to netlink.
+function cidr(s: string): IPNet {
+  const n = parseCIDR(s);
+  if (!n) throw new Error(`invalid CIDR address ${JSON.stringify(s)}`);
+  return n;
+}
+
+function ip(s: string): IP {
+  const a = parseIP(s);
+  if (!a) throw new Error(`invalid IP address ${JSON.stringify(s)}`);
+  return a;
+}
+
+const sameNet = (a: IPNet, b: IPNet): boolean => a.prefix === b.prefix && ipEqual(a.ip, b.ip);
 
 function enableIPv6(ifName: string): void {
   for (const iface of ['lo', ifName]) {
@@ -45,7 +60,7 @@ function settleAddresses(nl: NetlinkSocket, index: number, ifName: string): void
   const tentative = (): boolean => {
     const addrs = listAddrs(nl, { link: index, family: AF_INET6 });
     const failed = addrs.find((a) => a.dadFailed);
-    if (failed) throw new Error(`failed to settle addresses for "${ifName}": ${failed.cidr} failed duplicate address detection`);
+    if (failed) throw new Error(`failed to settle addresses for "${ifName}": ${formatCIDR(failed.ipnet)} failed duplicate address detection`);
     return addrs.some((a) => a.tentative && a.scope === RT_SCOPE_UNIVERSE);
   };
   if (!tentative()) return;
@@ -74,26 +89,27 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
   } catch (e) {
     throw new Error(`failed to lookup "${ifName}": ${(e as Error).message}`);
   }
-  let v4gw: string | undefined;
-  let v6gw: string | undefined;
+  let v4gw: IP | undefined;
+  let v6gw: IP | undefined;
   let v6enabled = false;
-  for (const ip of res.ips ?? []) {
-    if (ip.interface === undefined) continue;
-    if (ip.interface < 0 || ip.interface >= ifaces.length || ifaces[ip.interface]!.name !== ifName)
-      throw new Error(`failed to add IP addr ${showIP(ip)} to "${ifName}": invalid interface index`);
-    const fam = familyOf(ip.address);
-    if (fam === 6 && !v6enabled) {
+  for (const ipc of res.ips ?? []) {
+    if (ipc.interface === undefined) continue;
+    if (ipc.interface < 0 || ipc.interface >= ifaces.length || ifaces[ipc.interface]!.name !== ifName)
+      throw new Error(`failed to add IP addr ${showIP(ipc)} to "${ifName}": invalid interface index`);
+    const addr = cidr(ipc.address);
+    if (addr.ip.family === 6 && !v6enabled) {
       enableIPv6(ifName);
       v6enabled = true;
     }
     try {
-      addAddr(nl, link, ip.address);
+      addAddr(nl, link, addr);
     } catch (e) {
-      throw new Error(`failed to add IP addr ${showIP(ip)} to "${ifName}": ${(e as Error).message}`);
+      throw new Error(`failed to add IP addr ${showIP(ipc)} to "${ifName}": ${(e as Error).message}`);
     }
-    if (ip.gateway) {
-      if (familyOf(ip.gateway) === 4) v4gw ??= ip.gateway;
-      else v6gw ??= ip.gateway;
+    if (ipc.gateway) {
+      const gw = ip(ipc.gateway);
+      if (gw.family === 4) v4gw ??= gw;
+      else v6gw ??= gw;
     }
   }
   try {
@@ -103,12 +119,13 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
   }
   if (v6gw) settleAddresses(nl, link.index, ifName);
   for (const r of res.routes ?? []) {
-    const gw = r.gw ?? (familyOf(r.dst) === 4 ? v4gw : v6gw);
+    const dst = cidr(r.dst);
+    const gw = r.gw ? ip(r.gw) : dst.ip.family === 4 ? v4gw : v6gw;
     try {
       // Scope universe unless given, like vishvananda/netlink's zero value (not iproute2's "link").
-      addRoute(nl, { dst: r.dst, gw, oif: link.index, priority: r.priority, table: r.table, scope: r.scope ?? RT_SCOPE_UNIVERSE });
+      addRoute(nl, { dst, gw, oif: link.index, priority: r.priority, table: r.table, scope: r.scope ?? RT_SCOPE_UNIVERSE });
     } catch (e) {
-      throw new Error(`failed to add route '${r.dst} via ${gw ?? '<nil>'} dev ${ifName} metric ${r.priority ?? 0}': ${(e as Error).message}`);
+      throw new Error(`failed to add route '${r.dst} via ${gw ? formatIP(gw) : '<nil>'} dev ${ifName} metric ${r.priority ?? 0}': ${(e as Error).message}`);
     }
   }
 }
@@ -122,31 +139,25 @@ export function validateExpectedInterfaceIPs(nl: NetlinkSocket, ifName: string, 
   } catch {
     throw new Error(`Cannot find container link ${ifName}`);
   }
-  const have = new Set(listAddrs(nl, { link }).map((a) => canonical(a.cidr)));
-  for (const ip of ips) {
-    if (!have.has(canonical(ip.address))) throw new Error(`Failed to match addr ${ip.address} on interface ${ifName}`);
-    const prefix = formatCIDR(networkOf(parseCIDR(ip.address)!));
-    const found = listRoutes(nl, { family: afOf(ip.address), table: RT_TABLE_MAIN }).some((r) => canonical(r.dst) === canonical(prefix));
-    if (!found) throw new Error(`Failed to find Gateway ${ip.gateway ?? '<nil>'} for interface ${ifName}`);
+  const have = listAddrs(nl, { link });
+  for (const ipc of ips) {
+    const addr = cidr(ipc.address);
+    if (!have.some((a) => sameNet(a.ipnet, addr))) throw new Error(`Failed to match addr ${ipc.address} on interface ${ifName}`);
+    const prefix = networkOf(addr);
+    const found = listRoutes(nl, { family: afOf(addr.ip.family), table: RT_TABLE_MAIN }).some((r) => sameNet(r.dst, prefix));
+    if (!found) throw new Error(`Failed to find Gateway ${ipc.gateway ?? '<nil>'} for interface ${ifName}`);
   }
 }
 
 /** Every result route is in the main table (a default route matches on destination only, as in the reference). */
 export function validateExpectedRoutes(nl: NetlinkSocket, routes: Route[]): void {
   for (const r of routes) {
-    const dst = canonical(formatCIDR(networkOf(parseCIDR(r.dst)!)));
-    const isDefault = dst === '0.0.0.0/0' || dst === '::/0';
-    const found = listRoutes(nl, { family: afOf(r.dst), table: RT_TABLE_MAIN }).some(
-      (x) => canonical(x.dst) === dst && (isDefault || !r.gw || (x.gw !== undefined && canonical(x.gw) === canonical(r.gw))),
+    const dst = networkOf(cidr(r.dst));
+    const gw = r.gw ? ip(r.gw) : undefined;
+    const isDefault = dst.prefix === 0;
+    const found = listRoutes(nl, { family: afOf(dst.ip.family), table: RT_TABLE_MAIN }).some(
+      (x) => sameNet(x.dst, dst) && (isDefault || !gw || (x.gw !== undefined && ipEqual(x.gw, gw))),
     );
     if (!found) throw new Error(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
   }
-}
-
-/** One spelling per address ("fd00:0::2/64" and "fd00::2/64" compare equal). */
-function canonical(s: string): string {
-  const slash = s.indexOf('/');
-  const n = parseCIDR(slash < 0 ? `${s}/${familyOf(s) === 6 ? 128 : 32}` : s);
-  if (!n) return s;
-  return slash < 0 ? formatCIDR(n).split('/')[0]! : formatCIDR(n);
 }

@@ -5,6 +5,7 @@ import { calcGateways } from '../../plugins/bridge/gateway';
 import { vidRanges } from '../../plugins/bridge/vlan';
 import { CniError } from '../../shared/cni/errors';
 import type { Result } from '../../shared/cni/types';
+import { formatCIDR } from '../../shared/ip';
 
 const load = (conf: Record<string, unknown>, args = '') => loadBridgeConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf }, args, cniVersion: '1.0.0' });
 
@@ -120,8 +121,8 @@ describe('calcGateways', () => {
     const g = calcGateways(r, { isGateway: true, isDefaultGateway: false });
     expect(r.ips![0]!.gateway).toBe('198.18.0.1');
     expect(r.ips![1]!.gateway).toBe('fd00:18::fe'); // IPAM's gateway is kept
-    expect(g[4].gateways).toEqual(['198.18.0.1/24']);
-    expect(g[6].gateways).toEqual(['fd00:18::fe/64']);
+    expect(g[4].gateways.map(formatCIDR)).toEqual(['198.18.0.1/24']);
+    expect(g[6].gateways.map(formatCIDR)).toEqual(['fd00:18::fe/64']);
   });
 
   test('isDefaultGateway adds one default route per family', () => {

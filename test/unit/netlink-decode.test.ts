@@ -8,7 +8,11 @@ import { decodeAddr } from '../../shared/linux/netlink/addr';
 import { decodeBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
 import { decodeLink } from '../../shared/linux/netlink/link';
 import { attr, attrU16, ifinfomsg, nested, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
-import { decodeRoute } from '../../shared/linux/netlink/route';
+import { decodeRoute, type Route } from '../../shared/linux/netlink/route';
+import { formatCIDR, formatIP } from '../../shared/ip';
+
+// Decoded addresses are shared/ip values; printed here to compare with what iproute2 printed.
+const printRoute = (r: Route) => ({ ...r, dst: formatCIDR(r.dst), ...(r.gw ? { gw: formatIP(r.gw) } : {}), ...(r.src ? { src: formatIP(r.src) } : {}) });
 
 // Kernel 6.18 replies captured with `strace -e trace=recvmsg -e read=3` around `ip -d link show`,
 // `ip addr show`, `ip route show table all` in scratch netns (see the setup comment above each test).
@@ -251,7 +255,7 @@ describe('decodeLink on an RTM_GETLINK dump', () => {
 describe('decodeAddr on an RTM_GETADDR dump', () => {
   test('host side: v4 with label/broadcast/secondary, v6 nodad and tentative link-local', () => {
     const a = dump('dumpaddr').map(decodeAddr);
-    expect(a.map((x) => [x.index, x.cidr, x.scope, x.broadcast ?? null, x.tentative])).toEqual([
+    expect(a.map((x) => [x.index, formatCIDR(x.ipnet), x.scope, x.broadcast ? formatIP(x.broadcast) : null, x.tentative])).toEqual([
       [2, '198.18.0.1/24', 0, null, false],
       [2, '198.18.0.9/24', 0, '198.18.0.255', false],
       [2, 'fd00:1::1/64', 0, null, false],
@@ -266,7 +270,7 @@ describe('decodeAddr on an RTM_GETADDR dump', () => {
 
   test('pod side: eth0 address and a link-local still in DAD', () => {
     const a = dump('dumpaddr2').map(decodeAddr);
-    expect(a.map((x) => [x.index, x.family, x.ip, x.prefixLen, x.tentative])).toEqual([
+    expect(a.map((x) => [x.index, x.family, formatIP(x.ipnet.ip), x.ipnet.prefix, x.tentative])).toEqual([
       [3, 2, '198.18.0.2', 24, false],
       [3, 10, 'fe80::ff:fe00:2', 64, true],
     ]);
@@ -274,7 +278,7 @@ describe('decodeAddr on an RTM_GETADDR dump', () => {
 });
 
 describe('decodeRoute on an RTM_GETROUTE dump (all tables)', () => {
-  const routes = dump('dumproute').map(decodeRoute);
+  const routes = dump('dumproute').map(decodeRoute).map(printRoute);
 
   test('main-table IPv4 routes with gateway, metric, mtu, advmss, protocol, scope', () => {
     const main4 = routes.filter((r) => r.family === 2 && r.table === 254);

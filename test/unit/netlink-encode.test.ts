@@ -5,6 +5,11 @@ import { buildBridgeVlan, buildListBridgeVlans } from '../../shared/linux/netlin
 import { buildAddBridge, buildAddVeth, buildDeleteLink, buildGetLink, buildSetBridgePort, buildSetLink } from '../../shared/linux/netlink/link';
 import { buildRoute } from '../../shared/linux/netlink/route';
 import { attr, attrStr, attrU32, nlmsg, parseAttrs, parseMessages } from '../../shared/linux/netlink/message';
+import { parseCIDR, parseIP, type IP, type IPNet } from '../../shared/ip';
+
+// Callers parse text once at the edge; the encoders take shared/ip values.
+const net = (s: string): IPNet => parseCIDR(s)!;
+const ip = (s: string): IP => parseIP(s)!;
 
 // Requests captured from iproute2 6.1 (`strace -e trace=sendmsg,sendto -e write=3`) inside scratch netns.
 // Byte 8..11 (nlmsg_seq) differ per run and are zeroed before comparing.
@@ -158,23 +163,23 @@ describe('bridge vlan requests match iproute2', () => {
 
 describe('address requests match iproute2', () => {
   test('ip addr add 198.18.0.1/24 dev nlbr0 (no broadcast requested)', () => {
-    expect(hex(buildAddAddr(BR, '198.18.0.1/24', { broadcast: false }))).toBe(captured('addr4'));
+    expect(hex(buildAddAddr(BR, net('198.18.0.1/24'), { broadcast: false }))).toBe(captured('addr4'));
   });
   test('default IPv4 broadcast equals iproute2 `brd +` (vishvananda/netlink computes it too)', () => {
-    expect(hex(buildAddAddr(BR, '198.18.0.9/24'))).toBe(captured('addr4brd'));
+    expect(hex(buildAddAddr(BR, net('198.18.0.9/24')))).toBe(captured('addr4brd'));
   });
   test('no broadcast for /31 and /32', () => {
-    const a = parseAttrs(parseMessages(buildAddAddr(BR, '198.18.0.0/31'))[0]!.payload, 8);
+    const a = parseAttrs(parseMessages(buildAddAddr(BR, net('198.18.0.0/31')))[0]!.payload, 8);
     expect(a.has(4)).toBe(false);
   });
   test('ip addr add fd00:1::1/64 dev nlbr0 nodad', () => {
-    expect(hex(buildAddAddr(BR, 'fd00:1::1/64', { noDad: true }))).toBe(captured('addr6'));
+    expect(hex(buildAddAddr(BR, net('fd00:1::1/64'), { noDad: true }))).toBe(captured('addr6'));
   });
   test('replace uses NLM_F_REPLACE instead of NLM_F_EXCL', () => {
-    expect(parseMessages(buildAddAddr(BR, '198.18.0.1/24', { replace: true }))[0]!.flags).toBe(0x1 | 0x4 | 0x400 | 0x100);
+    expect(parseMessages(buildAddAddr(BR, net('198.18.0.1/24'), { replace: true }))[0]!.flags).toBe(0x1 | 0x4 | 0x400 | 0x100);
   });
   test('delete names the address and prefix', () => {
-    const m = parseMessages(buildDeleteAddr(BR, '198.18.0.1/24'))[0]!;
+    const m = parseMessages(buildDeleteAddr(BR, net('198.18.0.1/24')))[0]!;
     expect(m.type).toBe(21);
     expect(hex(m.payload.subarray(0, 8))).toBe('0218000002000000');
   });
@@ -182,28 +187,28 @@ describe('address requests match iproute2', () => {
 
 describe('route requests match iproute2', () => {
   test('ip route add 198.19.0.0/16 via 198.18.0.1 dev nlbr0 metric 100 mtu 1300 advmss 1200', () => {
-    const r = { dst: '198.19.0.0/16', gw: '198.18.0.1', oif: BR, priority: 100, mtu: 1300, advmss: 1200 };
+    const r = { dst: net('198.19.0.0/16'), gw: ip('198.18.0.1'), oif: BR, priority: 100, mtu: 1300, advmss: 1200 };
     expect(hex(buildRoute('add', r))).toBe(captured('route4'));
   });
   test('table >= 256 goes in RTA_TABLE with rtm_table UNSPEC', () => {
-    expect(hex(buildRoute('add', { dst: '198.19.0.0/16', gw: '198.18.0.1', oif: BR, table: 1000 }))).toBe(captured('route4t'));
+    expect(hex(buildRoute('add', { dst: net('198.19.0.0/16'), gw: ip('198.18.0.1'), oif: BR, table: 1000 }))).toBe(captured('route4t'));
   });
   test('ip route add default via fd00:1::2 dev nlbr0', () => {
-    expect(hex(buildRoute('add', { dst: '::/0', gw: 'fd00:1::2', oif: BR }))).toBe(captured('route6'));
-    expect(hex(buildRoute('add', { gw: 'fd00:1::2', oif: BR }))).toBe(captured('route6'));
+    expect(hex(buildRoute('add', { dst: net('::/0'), gw: ip('fd00:1::2'), oif: BR }))).toBe(captured('route6'));
+    expect(hex(buildRoute('add', { gw: ip('fd00:1::2'), oif: BR }))).toBe(captured('route6'));
   });
   test('a route without gateway gets scope link', () => {
-    expect(hex(buildRoute('add', { dst: '198.20.0.0/16', oif: BR }))).toBe(captured('route4link'));
+    expect(hex(buildRoute('add', { dst: net('198.20.0.0/16'), oif: BR }))).toBe(captured('route4link'));
   });
   test('ip route replace .. proto static scope global', () => {
-    const r = { dst: '198.19.0.0/16', gw: '198.18.0.1', oif: BR, protocol: 4, scope: 0 };
+    const r = { dst: net('198.19.0.0/16'), gw: ip('198.18.0.1'), oif: BR, protocol: 4, scope: 0 };
     expect(hex(buildRoute('replace', r))).toBe(captured('routerepl'));
   });
   test('ip route del 198.19.0.0/16 table 1000 (scope nowhere matches any)', () => {
-    expect(hex(buildRoute('delete', { dst: '198.19.0.0/16', table: 1000 }))).toBe(captured('routedel'));
+    expect(hex(buildRoute('delete', { dst: net('198.19.0.0/16'), table: 1000 }))).toBe(captured('routedel'));
   });
   test('destination host bits are masked', () => {
-    const a = parseAttrs(parseMessages(buildRoute('add', { dst: '198.19.7.7/16', oif: 1 }))[0]!.payload, 12);
+    const a = parseAttrs(parseMessages(buildRoute('add', { dst: net('198.19.7.7/16'), oif: 1 }))[0]!.payload, 12);
     expect([...a.get(1)!]).toEqual([198, 19, 0, 0]);
   });
   test('a route needs a family', () => {

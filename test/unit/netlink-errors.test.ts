@@ -4,10 +4,13 @@
 import { NetlinkError, isExists, isNotFound } from '../../shared/linux/netlink/errors';
 import { errnoMessage } from '../../shared/linux/netlink/errno';
 import { addVeth, deleteLink, getLink, listLinks, setLinkUp } from '../../shared/linux/netlink/link';
-import { addAddr, deleteAddr } from '../../shared/linux/netlink/addr';
-import { attr, attrStr, ifinfomsg, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
+import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
+import { listRoutes } from '../../shared/linux/netlink/route';
+import { attr, attrStr, ifaddrmsg, ifinfomsg, nlmsg, parseMessages, rtmsg } from '../../shared/linux/netlink/message';
 import { NetlinkSocket, decodeError } from '../../shared/linux/netlink/socket';
-import { formatIp, formatMac, parseCidr, parseIp, parseMac } from '../../shared/linux/netlink/ipaddr';
+import { ipFromBytes, ipToBytes } from '../../shared/linux/netlink/ipaddr';
+import { formatCIDR, formatIP, parseCIDR, parseIP } from '../../shared/ip';
+import { formatMAC, normalizeMAC, parseMAC } from '../../shared/mac';
 import { sysctlPath } from '../../shared/linux/sysctl';
 
 interface Fake {
@@ -108,7 +111,7 @@ describe('NetlinkError messages read like the reference', () => {
     mockKernel.reply = (req) => [errorReply(req, 22, 'Invalid VLAN id')];
     const nl = NetlinkSocket.open();
     try {
-      addAddr(nl, { index: 3, name: 'eth0' }, '198.18.0.2/24');
+      addAddr(nl, { index: 3, name: 'eth0' }, parseCIDR('198.18.0.2/24')!);
       throw new Error('no error');
     } catch (e) {
       expect((e as NetlinkError).extack).toBe('Invalid VLAN id');
@@ -126,7 +129,7 @@ describe('NetlinkError messages read like the reference', () => {
 
   test('delete address sends the ACK flag and succeeds on ACK', () => {
     mockKernel.reply = (req) => [ack(req)];
-    deleteAddr(NetlinkSocket.open(), 3, '198.18.0.2/24');
+    deleteAddr(NetlinkSocket.open(), 3, parseCIDR('198.18.0.2/24')!);
     expect(mockKernel.sent[0]!.readUInt16LE(6) & 0x4).toBe(0x4);
   });
 
@@ -199,35 +202,71 @@ describe('socket request loop', () => {
   });
 });
 
-describe('address text helpers', () => {
+describe('dumps of other address families are skipped, not decoded as IPs', () => {
+  const done = (req: Buffer) => answer(req, 3, 0x2, Buffer.alloc(4));
+  test('listAddrs passes over an AF_MCTP address (1 byte) and returns the IPv4 one', () => {
+    mockKernel.reply = (req) => [
+      answer(req, 20, 0x2, ifaddrmsg({ family: 45, prefixLen: 0, index: 3 }), attr(2, Uint8Array.of(8))),
+      answer(req, 20, 0x2, ifaddrmsg({ family: 2, prefixLen: 24, index: 3 }), attr(2, Uint8Array.of(198, 18, 0, 2))),
+      done(req),
+    ];
+    const a = listAddrs(NetlinkSocket.open());
+    expect(a.map((x) => formatCIDR(x.ipnet))).toEqual(['198.18.0.2/24']);
+  });
+  test('listRoutes passes over a multicast routing (RTNL_FAMILY_IPMR) entry', () => {
+    mockKernel.reply = (req) => [
+      answer(req, 24, 0x2, rtmsg({ family: 128, dstLen: 32, table: 254 }), attr(1, Uint8Array.of(239, 1, 1, 1))),
+      answer(req, 24, 0x2, rtmsg({ family: 2, dstLen: 16, table: 254 }), attr(1, Uint8Array.of(198, 19, 0, 0))),
+      done(req),
+    ];
+    expect(listRoutes(NetlinkSocket.open()).map((r) => formatCIDR(r.dst))).toEqual(['198.19.0.0/16']);
+  });
+});
+
+describe('IP values <-> netlink address bytes', () => {
   test.each([
-    ['198.18.0.1', '198.18.0.1'],
-    ['fd00::1', 'fd00::1'],
+    ['198.18.0.1', 2, [198, 18, 0, 1]],
+    ['fd00::1', 10, [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]],
+    ['::', 10, new Array(16).fill(0)],
+  ])('%s is family %d bytes %j and back', (text, af, bytes) => {
+    const ip = parseIP(text)!;
+    expect([...ipToBytes(ip)]).toEqual(bytes);
+    expect(formatIP(ipFromBytes(af, Uint8Array.from(bytes)))).toBe(text);
+  });
+  test.each([
     ['fd00:0:0:1:0:0:0:1', 'fd00:0:0:1::1'],
     ['fd00:1:0:0:1:0:0:0', 'fd00:1:0:0:1::'],
-    ['::', '::'],
     ['fe80::ff:fe00:5', 'fe80::ff:fe00:5'],
     ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'],
-  ])('%s formats as %s (RFC 5952)', (input, out) => {
-    expect(formatIp(parseIp(input).bytes)).toBe(out);
+  ])('%s round-trips through bytes as %s (RFC 5952)', (input, out) => {
+    expect(formatIP(ipFromBytes(10, ipToBytes(parseIP(input)!)))).toBe(out);
   });
-  test('an IPv4-mapped address is IPv4 (Go To4(), as the reference netlink library picks the family)', () => {
-    expect(parseIp('::ffff:198.18.0.1')).toEqual({ family: 2, bytes: Uint8Array.from([198, 18, 0, 1]) });
+  test('an IPv4-mapped address parses as IPv4 (Go To4(), as the reference netlink library picks the family)', () => {
+    expect([...ipToBytes(parseIP('::ffff:198.18.0.1')!)]).toEqual([198, 18, 0, 1]);
   });
-  test('16 mapped bytes from the kernel print as ::ffff:a.b.c.d, like iproute2', () => {
-    expect(formatIp(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1]))).toBe('::ffff:198.18.0.1');
+  test('16 mapped bytes from the kernel stay IPv6 and print as ::ffff:a.b.c.d, like iproute2', () => {
+    const ip = ipFromBytes(10, Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1]));
+    expect(ip.family).toBe(6);
+    expect(formatIP(ip)).toBe('::ffff:198.18.0.1');
   });
-  test.each(['1.2.3', '256.1.1.1', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'fd00::1::2', 'x'])('rejects %s', (bad) => {
-    expect(() => parseIp(bad)).toThrow('invalid IP address');
+  test('bytes of the wrong length or family are refused', () => {
+    expect(() => ipFromBytes(2, new Uint8Array(16))).toThrow('invalid IPv4 address length 16');
+    expect(() => ipFromBytes(10, new Uint8Array(4))).toThrow('invalid IPv6 address length 4');
+    expect(() => ipFromBytes(28, new Uint8Array(4))).toThrow('address family 28 is not IPv4 or IPv6');
   });
-  test('CIDR keeps host bits; bare IP is a host prefix', () => {
-    expect(parseCidr('198.18.0.7/24').prefixLen).toBe(24);
-    expect(parseCidr('fd00::1').prefixLen).toBe(128);
-    expect(() => parseCidr('198.18.0.7/33')).toThrow('invalid CIDR');
+  test('CIDR keeps host bits', () => {
+    expect(formatCIDR(parseCIDR('198.18.0.7/24')!)).toBe('198.18.0.7/24');
   });
-  test('MAC round trip', () => {
-    expect(formatMac(parseMac('02:AA:00:00:0b:01'))).toBe('02:aa:00:00:0b:01');
-    expect(() => parseMac('02:aa:00')).toThrow('invalid MAC');
+});
+
+describe('MAC text rule (shared/mac)', () => {
+  test('round trip prints lower-case colon hex', () => {
+    expect(formatMAC(parseMAC('02:AA:00:00:0b:01')!)).toBe('02:aa:00:00:0b:01');
+    expect(normalizeMAC('0A-58-C6-12-00-02')).toBe('0a:58:c6:12:00:02');
+  });
+  test.each(['02:aa:00', '02:aa:00:00:0b:01:02', '02:aa:00:00:0b:1', 'zz:aa:00:00:0b:01', '02aa.0000.0b01', ''])('rejects %j', (bad) => {
+    expect(parseMAC(bad)).toBeNull();
+    expect(normalizeMAC(bad)).toBeNull();
   });
 });
 

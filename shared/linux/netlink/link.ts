@@ -45,7 +45,7 @@ import {
 } from './constants';
 import { ENODEV } from './errno';
 import { NetlinkError, isNotFound, type LinkRef, refName } from './errors';
-import { formatMac, parseMac } from './ipaddr';
+import { formatMAC, parseMAC } from '../../mac';
 import {
   IFINFOMSG_LEN,
   type NlMsg,
@@ -111,8 +111,8 @@ export function decodeLink(m: NlMsg): Link {
     name: a.has(IFLA_IFNAME) ? attrString(a.get(IFLA_IFNAME)!) : '',
     kind: '',
     slaveKind: '',
-    mac: mac ? formatMac(mac) : '',
-    permMac: perm ? formatMac(perm) : '',
+    mac: mac ? formatMAC(mac) : '',
+    permMac: perm ? formatMAC(perm) : '',
     mtu: u32(a.get(IFLA_MTU)) ?? 0,
     flags: hdr.flags,
     up: (hdr.flags & IFF_UP) !== 0,
@@ -194,10 +194,17 @@ export interface BridgeSpec extends CommonCreate {
   vlanFiltering?: boolean;
 }
 
+/** IFLA_ADDRESS bytes of a MAC string (shared/mac's rule); throws on a malformed one. */
+function macBytes(mac: string): Uint8Array {
+  const b = parseMAC(mac);
+  if (!b) throw new Error(`invalid MAC address "${mac}"`);
+  return b;
+}
+
 function commonAttrs(o: CommonCreate): Buffer[] {
   const out: Buffer[] = [];
   if (o.mtu) out.push(attrU32(IFLA_MTU, o.mtu));
-  if (o.mac) out.push(attr(IFLA_ADDRESS, parseMac(o.mac)));
+  if (o.mac) out.push(attr(IFLA_ADDRESS, macBytes(o.mac)));
   if (o.master) out.push(attrU32(IFLA_MASTER, o.master));
   return out;
 }
@@ -300,7 +307,7 @@ export function buildSetLink(ref: LinkRef, c: LinkChanges): Buffer {
   attrs.push(...name);
   if (c.name !== undefined && typeof ref !== 'string') attrs.push(attrStr(IFLA_IFNAME, c.name));
   if (c.mtu !== undefined) attrs.push(attrU32(IFLA_MTU, c.mtu));
-  if (c.mac !== undefined) attrs.push(attr(IFLA_ADDRESS, parseMac(c.mac)));
+  if (c.mac !== undefined) attrs.push(attr(IFLA_ADDRESS, macBytes(c.mac)));
   if (c.master !== undefined) attrs.push(attrU32(IFLA_MASTER, c.master ?? 0));
   if (c.netnsFd !== undefined) attrs.push(attrU32(IFLA_NET_NS_FD, c.netnsFd));
   return nlmsg(RTM_NEWLINK, REQ, hdr, ...attrs);

@@ -29,19 +29,21 @@ import {
   RT_TABLE_MAIN,
   RT_TABLE_UNSPEC,
 } from './constants';
-import { formatIp, maskIp, parseCidr, parseIp } from './ipaddr';
+import { afOf, familyOfAf, ipFromBytes, ipToBytes } from './ipaddr';
 import { RTMSG_LEN, type NlMsg, attr, attrU32, decodeRtmsg, nested, nlmsg, parseAttrs, rtmsg, u32 } from './message';
 import type { NetlinkSocket } from './socket';
+import { formatCIDR, formatIP, networkOf, type IP, type IPNet } from '../../ip';
 
 export interface Route {
+  /** AF_INET or AF_INET6 */
   family: number;
-  /** "net/len"; "0.0.0.0/0" or "::/0" for a default route */
-  dst: string;
-  gw?: string;
+  /** destination as the kernel keeps it (network address); 0.0.0.0/0 or ::/0 for a default route */
+  dst: IPNet;
+  gw?: IP;
   /** output ifindex */
   oif?: number;
   /** preferred source (RTA_PREFSRC) */
-  src?: string;
+  src?: IP;
   table: number;
   scope: number;
   protocol: number;
@@ -52,11 +54,11 @@ export interface Route {
 }
 
 export interface RouteSpec {
-  /** "net/len"; omitted or "0.0.0.0/0" / "::/0" = default route */
-  dst?: string;
-  gw?: string;
+  /** destination (host bits are masked off); omitted or prefix 0 = default route */
+  dst?: IPNet;
+  gw?: IP;
   oif?: number;
-  src?: string;
+  src?: IP;
   /** default main (254) */
   table?: number;
   /** default: link if there is no gateway, else universe (iproute2's rule) */
@@ -69,17 +71,17 @@ export interface RouteSpec {
   advmss?: number;
 }
 
+/** AF_INET/AF_INET6 of the route: of its destination, else its gateway, else its source. */
 function familyOf(r: RouteSpec): number {
-  if (r.dst) return parseCidr(r.dst).family;
-  if (r.gw) return parseIp(r.gw).family;
-  if (r.src) return parseIp(r.src).family;
-  throw new Error('route needs a destination or a gateway to know its family');
+  const ip = r.dst?.ip ?? r.gw ?? r.src;
+  if (!ip) throw new Error('route needs a destination or a gateway to know its family');
+  return afOf(ip.family);
 }
 
 /** Human form for error messages: "198.19.0.0/16 via 198.18.0.1 dev 4 table 1000". */
 export function describeRoute(r: RouteSpec): string {
-  const parts = [r.dst ?? 'default'];
-  if (r.gw) parts.push(`via ${r.gw}`);
+  const parts = [r.dst ? formatCIDR(r.dst) : 'default'];
+  if (r.gw) parts.push(`via ${formatIP(r.gw)}`);
   if (r.oif) parts.push(`dev ${r.oif}`);
   if (r.table && r.table !== RT_TABLE_MAIN) parts.push(`table ${r.table}`);
   return parts.join(' ');
@@ -93,12 +95,11 @@ export function buildRoute(verb: Verb, r: RouteSpec): Buffer {
   const attrs: Buffer[] = [];
   let dstLen = 0;
   if (r.dst) {
-    const d = parseCidr(r.dst);
-    dstLen = d.prefixLen;
-    if (dstLen > 0) attrs.push(attr(RTA_DST, maskIp(d.bytes, dstLen)));
+    dstLen = r.dst.prefix;
+    if (dstLen > 0) attrs.push(attr(RTA_DST, ipToBytes(networkOf(r.dst).ip)));
   }
-  if (r.src) attrs.push(attr(RTA_PREFSRC, parseIp(r.src).bytes));
-  if (r.gw) attrs.push(attr(RTA_GATEWAY, parseIp(r.gw).bytes));
+  if (r.src) attrs.push(attr(RTA_PREFSRC, ipToBytes(r.src)));
+  if (r.gw) attrs.push(attr(RTA_GATEWAY, ipToBytes(r.gw)));
   if (r.priority !== undefined) attrs.push(attrU32(RTA_PRIORITY, r.priority));
   const table = r.table ?? RT_TABLE_MAIN;
   // Tables >= 256 do not fit rtm_table: the header says UNSPEC and RTA_TABLE carries it.
@@ -144,25 +145,26 @@ export function deleteRoute(nl: NetlinkSocket, r: RouteSpec): void {
   nl.request(buildRoute('delete', r), 'deleting route', describeRoute(r));
 }
 
+/** An RTM_NEWROUTE message of family AF_INET/AF_INET6 as a Route; throws for other families. */
 export function decodeRoute(m: NlMsg): Route {
   const h = decodeRtmsg(m.payload);
   const a = parseAttrs(m.payload, RTMSG_LEN);
-  const zero = h.family === AF_INET6 ? '::' : '0.0.0.0';
   const dst = a.get(RTA_DST);
   const r: Route = {
     family: h.family,
-    dst: `${dst ? formatIp(dst) : zero}/${h.dstLen}`,
+    // No RTA_DST: the default route, whose address is the family's zero.
+    dst: { ip: dst ? ipFromBytes(h.family, dst) : { family: familyOfAf(h.family), value: 0n }, prefix: h.dstLen },
     table: u32(a.get(RTA_TABLE)) ?? h.table,
     scope: h.scope,
     protocol: h.protocol,
     type: h.type,
   };
   const gw = a.get(RTA_GATEWAY);
-  if (gw) r.gw = formatIp(gw);
+  if (gw) r.gw = ipFromBytes(h.family, gw);
   const oif = u32(a.get(RTA_OIF));
   if (oif !== undefined) r.oif = oif;
   const src = a.get(RTA_PREFSRC);
-  if (src) r.src = formatIp(src);
+  if (src) r.src = ipFromBytes(h.family, src);
   const prio = u32(a.get(RTA_PRIORITY));
   if (prio !== undefined) r.priority = prio;
   const metrics = a.get(RTA_METRICS);
@@ -187,18 +189,22 @@ export interface RouteFilter {
   oif?: number;
 }
 
-/** Routes of the netns (IPv4 and/or IPv6), filtered here rather than by kernel strict checking. */
+/**
+ * Routes of the netns (IPv4 and/or IPv6), filtered here rather than by kernel strict checking.
+ * Other families in the dump (multicast routing tables, MPLS) are skipped before decoding.
+ */
 export function listRoutes(nl: NetlinkSocket, f: RouteFilter = {}): Route[] {
   const table = f.table ?? RT_TABLE_MAIN;
   return nl
     .request(buildListRoutes(f.family ?? 0), 'listing routes')
-    .filter((m) => m.type === RTM_NEWROUTE)
+    .filter((m) => m.type === RTM_NEWROUTE && isIPFamily(decodeRtmsg(m.payload).family))
     .map(decodeRoute)
     .filter(
       (r) =>
-        (r.family === AF_INET || r.family === AF_INET6) &&
         (!f.family || r.family === f.family) &&
         (table === 'all' || r.table === table) &&
         (f.oif === undefined || r.oif === f.oif),
     );
 }
+
+const isIPFamily = (af: number): boolean => af === AF_INET || af === AF_INET6;
