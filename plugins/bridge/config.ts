@@ -5,7 +5,9 @@ import { loadArgs } from '../../shared/cni/args';
 import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
 import type { CmdArgs } from '../../shared/cni/skel';
+import { ifNameProblem } from '../../shared/cni/ifname';
 import type { DNS } from '../../shared/cni/types';
+import { normalizeMAC } from '../../shared/mac';
 
 /** The schema for this config: only the keys it has are built (sparseObject). */
 function bridgeConfSchema(raw: unknown) {
@@ -103,20 +105,18 @@ export function collectVlanTrunk(trunk: Trunk | null | undefined): number[] {
   return [...vids].sort((a, b) => a - b);
 }
 
-const IFNAME_BAD = /[/:\s]/;
-const MAC_RE = /^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/;
-
 function checkMac(field: string, mac: string): string {
-  if (!MAC_RE.test(mac)) throw configError(field, mac, 'not a MAC address (expected 6 hex pairs like 0a:58:c6:12:00:02)');
-  return mac.toLowerCase().replace(/-/g, ':');
+  const normal = normalizeMAC(mac);
+  if (!normal) throw configError(field, mac, 'not a MAC address (expected 6 hex pairs like 0a:58:c6:12:00:02)');
+  return normal;
 }
 
 /** Parses stdin config and CNI_ARGS (MAC=, with the IgnoreUnknown rule). */
 export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>): BridgeConf {
   const c = parseConfig(bridgeConfSchema(a.conf), a.conf);
   const bridge = c.bridge ?? 'cni0';
-  if (bridge === '' || bridge.length > 15 || bridge === '.' || bridge === '..' || IFNAME_BAD.test(bridge))
-    throw configError('bridge', bridge, 'not a valid interface name (1-15 characters, no "/", ":" or whitespace)');
+  const badName = ifNameProblem(bridge);
+  if (badName) throw configError('bridge', bridge, badName);
   const vlan = c.vlan ?? 0;
   if (vlan < 0 || vlan > 4094) throw invalid(`invalid VLAN ID ${vlan} (must be between 0 and 4094)`);
   const vlans = collectVlanTrunk(c.vlanTrunk);

@@ -14,6 +14,7 @@ import {
 } from './errors';
 import { atLeast, checkSupported, configVersion, CURRENT_VERSION, SUPPORTED_VERSIONS, versionInfo } from './version';
 import { formatResult, type Result } from './types';
+import { ifNameProblem } from './ifname';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -74,15 +75,8 @@ export function validateContainerID(id: string): void {
 }
 
 export function validateIfName(name: string): void {
-  const bad = (why: string): never => {
-    throw new CniError(ErrInvalidEnvironmentVariables, `invalid CNI_IFNAME ${JSON.stringify(name)}: ${why}`);
-  };
-  if (name.length === 0) bad('interface name is empty');
-  // IFNAMSIZ counts bytes (the Go check is len() of the UTF-8 string), not UTF-16 units.
-  if (Buffer.byteLength(name, 'utf8') > 15) bad('interface name is too long (at most 15 bytes)');
-  if (name === '.' || name === '..') bad('interface name is . or ..');
-  // Go's unicode.IsSpace also counts U+0085 (NEL), which JavaScript's \s does not.
-  if (/[/:\s\u0085]/.test(name)) bad('interface name contains / or : or whitespace characters');
+  const why = ifNameProblem(name);
+  if (why) throw new CniError(ErrInvalidEnvironmentVariables, `invalid CNI_IFNAME ${JSON.stringify(name)}: ${why}`);
 }
 
 export function validateNetworkName(name: unknown): string {

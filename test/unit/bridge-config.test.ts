@@ -54,6 +54,9 @@ describe('loadBridgeConf', () => {
     [{ mtu: 1.5 }, 'field "mtu" = 1.5'],
     [{ bridge: 'x'.repeat(16) }, 'field "bridge"'],
     [{ bridge: '' }, 'field "bridge" = ""'],
+    // the CNI_IFNAME rule (shared/cni/ifname): bytes, not characters, and Go's whitespace
+    [{ bridge: 'éééééééé' }, 'field "bridge" = "éééééééé": interface name is too long (at most 15 bytes)'],
+    [{ bridge: 'br\u0085x' }, 'interface name contains / or : or whitespace characters'],
     [{ runtimeConfig: { mac: 'zz' } }, 'field "runtimeConfig.mac" = "zz"'],
   ])('%j -> code 7 %s', (conf, msg) => {
     const e = errorOf(() => load(conf));
