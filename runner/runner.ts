@@ -2,6 +2,7 @@
 // Configurations"): ADD in order with prevResult chaining, DEL in reverse with the cached result,
 // CHECK, GC and STATUS; the result cache is written after a successful ADD and removed after DEL.
 import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
+import { validAttachmentsConf, type GCAttachment } from '../shared/cni/gc';
 import { findInPath } from '../shared/cni/invoke';
 import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
 import { formatResult, parseResult, type Result } from '../shared/cni/types';
@@ -20,10 +21,7 @@ export interface RuntimeConf {
   capabilityArgs?: Record<string, unknown>; // filtered by each plugin's capabilities into runtimeConfig
 }
 
-export interface GCAttachment {
-  containerID: string;
-  ifname: string;
-}
+export type { GCAttachment } from '../shared/cni/gc';
 
 export interface RunnerOptions {
   path: string[]; // CNI_PATH directories
@@ -205,8 +203,7 @@ export class Runner {
       }
     }
     if (atLeast(Runner.version(list), '1.1.0')) {
-      // libcni also sends the name the spec-v1.1.0 tag used (cni#1101).
-      const extra = { 'cni.dev/valid-attachments': valid, 'cni.dev/attachments': valid };
+      const extra = validAttachmentsConf(valid);
       for (const p of list.plugins) {
         try {
           await this.exec('GC', p, Runner.stdin(list, p, null, null, extra), null);

@@ -1,7 +1,7 @@
 // host-local IPAM: leases addresses from range sets into a per-node store (the reference's
 // plugins/ipam/host-local). Each verb: load config → open store → lock → do the thing.
 import { CniError, ErrInternal, ErrIOFailure, ErrPluginNotAvailable, wrapError } from '../../shared/cni/errors';
-import { configError } from '../../shared/cni/config';
+import { parseValidAttachments } from '../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import type { IPConfig, Result } from '../../shared/cni/types';
 import { formatIP, ipEqual, type IP } from '../../shared/ip';
@@ -86,27 +86,10 @@ function cmdCheck(args: CmdArgs): void {
   if (!found) throw new CniError(ErrInternal, `host-local: Failed to find address added by container ${args.containerID}`);
 }
 
-interface Attachment {
-  containerID: string;
-  ifname: string;
-}
-
-/** cni.dev/valid-attachments (spec 1.1 GC), or the older cni.dev/attachments. */
-function validAttachments(conf: Record<string, unknown>): Attachment[] {
-  const key = 'cni.dev/valid-attachments' in conf ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
-  const raw = conf[key] ?? [];
-  if (!Array.isArray(raw)) throw configError(key, raw, 'expected a list of {containerID, ifname}');
-  return raw.map((a, i) => {
-    const o = a as Record<string, unknown> | null;
-    if (typeof o !== 'object' || o === null || typeof o.containerID !== 'string' || typeof o.ifname !== 'string')
-      throw configError(`${key}[${i}]`, a, 'expected {"containerID": string, "ifname": string}');
-    return { containerID: o.containerID.trim(), ifname: o.ifname };
-  });
-}
-
 function cmdGC(args: CmdArgs): void {
   const conf = loadIPAMConfig(args.conf, args.args);
-  const valid = validAttachments(args.conf);
+  // Lease files keep IDs trimmed (the reference's store does): compare trimmed.
+  const valid = parseValidAttachments(args.conf).map((a) => ({ ...a, containerID: a.containerID.trim() }));
   const keys = new Set(valid.map((a) => `${a.containerID}\r\n${a.ifname}`));
   const ids = new Set(valid.map((a) => a.containerID));
   // Legacy ID-only leases match on the ID; lock and last_reserved_ip.* are not leases.

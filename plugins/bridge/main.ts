@@ -2,6 +2,7 @@
 // bridge → veth → VLANs → spoof check → IPAM → pod addresses → gateway → masquerade → result.
 import { closeSync } from 'node:fs';
 import { CniError, ErrPluginNotAvailable } from '../../shared/cni/errors';
+import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
 import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/netfilter/masquerade';
@@ -257,23 +258,10 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
   }
 }
 
-interface GcAttachment {
-  containerID?: unknown;
-  ifname?: unknown;
-}
-
-function validAttachments(conf: Record<string, unknown>): Attachment[] {
-  const raw = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'];
-  if (!Array.isArray(raw)) return [];
-  return (raw as GcAttachment[])
-    .filter((x) => typeof x?.containerID === 'string' && typeof x?.ifname === 'string')
-    .map((x) => ({ containerID: x.containerID as string, ifname: x.ifname as string }));
-}
-
 /** Spec 1.1 GC: forward to IPAM, then sweep masquerade and spoof-check rules of stale attachments; collect errors. */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
-  const valid = validAttachments(a.conf);
+  const valid = parseValidAttachments(a.conf); // a malformed list fails here, before anything is swept
   const errors: string[] = [];
   const attempt = async (what: string, f: () => unknown): Promise<void> => {
     try {

@@ -242,4 +242,18 @@ describe('ipMasq', () => {
     // host-local got the GC too: only pod 1's lease is left.
     expect(lab.leases()).toEqual(['198.18.0.2']);
   });
+
+  test('GC with a cni.dev/valid-attachments that is not a list is code 7 and sweeps nothing', async () => {
+    lab = await Lab.create(1);
+    const conf = { ...lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: 'iptables' }), cniVersion: '1.1.0' };
+    expect((await lab.call('ADD', conf)).exitCode).toBe(0);
+    const before = await sh(lab.host, ['iptables-save', '-t', 'nat']);
+    expect(before).toMatch(/CNI-[0-9a-f]{24}/);
+    const gc = await lab.call('GC', { ...conf, 'cni.dev/valid-attachments': 'all' }, { pod: '' });
+    expect(gc.exitCode).not.toBe(0);
+    expect(gc.json.code).toBe(7);
+    expect(gc.json.msg).toContain('cni.dev/valid-attachments');
+    expect((await sh(lab.host, ['iptables-save', '-t', 'nat'])).match(/CNI-[0-9a-f]{24}/g)).toEqual(before.match(/CNI-[0-9a-f]{24}/g));
+    expect(lab.leases()).toEqual(['198.18.0.2']);
+  });
 });
