@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goMarshal, goString } from './gojson';
-import { formatResult, parseResult, type Result } from '../shared/cni/types';
+import { formatResult, parseResult, resultVersion, type Result } from '../shared/cni/types';
 
 export const CNI_CACHE_V1 = 'cniCacheV1';
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
@@ -128,8 +128,7 @@ export function readCachedResult(cacheDir: string, net: string, containerID: str
   const entry = decodeEntry(text);
   const raw: unknown = entry ? entry.result : JSON.parse(text);
   if (!isObj(raw)) return null;
-  const from = typeof raw.cniVersion === 'string' && raw.cniVersion ? raw.cniVersion : version;
-  return parseResult(raw, from);
+  return parseResult(raw, resultVersion(raw, version));
 }
 
 /** Every cniCacheV1 entry of `net` (what GC compares with the valid attachments). */

@@ -5,7 +5,7 @@ import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
 import { validAttachmentsConf, type GCAttachment } from '../shared/cni/gc';
 import { findInPath } from '../shared/cni/invoke';
 import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
-import { formatResult, parseResult, type Result } from '../shared/cni/types';
+import { formatResult, parseResult, resultVersion, type Result } from '../shared/cni/types';
 import { atLeast } from '../shared/cni/version';
 import { DEFAULT_CACHE_DIR, listCached, readCachedResult, removeCache, writeCache, type Attachment } from './cache';
 import type { NetworkConfList, PluginConf } from './conf';
@@ -121,8 +121,7 @@ export class Runner {
         } catch {
           throw new CniError(ErrInvalidNetworkConfig, `plugin returned no valid result JSON: ${JSON.stringify(out.trim().slice(0, 200))}`);
         }
-        const rv = typeof raw === 'object' && raw !== null && typeof (raw as { cniVersion?: unknown }).cniVersion === 'string' ? (raw as { cniVersion: string }).cniVersion : ver;
-        result = parseResult(raw, rv || ver);
+        result = parseResult(raw, resultVersion(raw, ver));
       } catch (e) {
         throw wrap(p, 'add', e);
       }

@@ -5,7 +5,7 @@ import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrDecodingFailure, ErrInternal, ErrInvalidNetworkConfig } from './errors';
 import { runPlugin, type CmdArgs, type Env, type Outcome, type Plugin, type Verb } from './skel';
-import { parseResult, type Result } from './types';
+import { parseResult, resultVersion, type Result } from './types';
 import { configVersion } from './version';
 
 /**
@@ -93,10 +93,7 @@ export async function delegateAdd(type: string, a: CmdArgs): Promise<Result> {
   } catch {
     throw new CniError(ErrDecodingFailure, `plugin "${type}" returned unparsable result ${JSON.stringify(stdout.slice(0, 200))}`);
   }
-  // Parse in the version the delegate says it printed (libcni's fixupResultVersion): an older IPAM
-  // plugin may answer a 1.0.0 config in 0.4.0 or 0.2.0 shape. Only an absent version means the config's.
-  const own = typeof raw === 'object' && raw !== null ? (raw as { cniVersion?: unknown }).cniVersion : undefined;
-  return parseResult(raw, typeof own === 'string' && own !== '' ? own : configVersion(a.conf));
+  return parseResult(raw, resultVersion(raw, configVersion(a.conf)));
 }
 
 export const delegateDel = async (type: string, a: CmdArgs): Promise<void> => void (await delegate('DEL', type, a));

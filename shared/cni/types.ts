@@ -124,6 +124,17 @@ function list(v: unknown, what: string): unknown[] {
   return v;
 }
 
+/**
+ * The version a printed result is in: its own `cniVersion` when that is a non-empty string, else
+ * `fallback` (the version of the config it answers). libcni's rule for a plugin's stdout
+ * (fixupResultVersion) and for cached results: an older IPAM plugin may answer a 1.0.0 config in
+ * 0.4.0 or 0.2.0 shape, and only a result that names no version is taken to be in the config's.
+ */
+export function resultVersion(raw: unknown, fallback: string): string {
+  const own = isObj(raw) ? raw.cniVersion : undefined;
+  return typeof own === 'string' && own !== '' ? own : fallback;
+}
+
 /** Parses a result printed in `version` (e.g. an IPAM plugin's stdout or a prevResult) into the current shape. */
 export function parseResult(raw: unknown, version: string): Result {
   checkSupported(version);

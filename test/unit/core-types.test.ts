@@ -1,6 +1,6 @@
 // Result types for every spec version and conversion between them (shared/types.ts), checked against
 // ground truth from the reference Go library (core-go-conversions.json, made by core-go-conversions.go.txt).
-import { convertResult, formatResult, parseResult, type Result } from '../../shared/cni/types';
+import { convertResult, formatResult, parseResult, resultVersion, type Result } from '../../shared/cni/types';
 import { CniError } from '../../shared/cni/errors';
 import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
 import fixtures from './core-go-conversions.json';
@@ -194,5 +194,17 @@ describe('parseResult per version (IPAM answers and prevResult) → the current 
   });
   test('an unsupported version → code 1', () => {
     expect(() => parseResult({}, '0.9.0')).toThrow(expect.objectContaining({ code: 1, message: 'incompatible CNI versions' }));
+  });
+});
+
+describe('resultVersion: which version a printed result is in', () => {
+  test.each([
+    [{ cniVersion: '0.4.0', ips: [] }, '1.0.0', '0.4.0'],
+    [{ cniVersion: '', ips: [] }, '1.0.0', '1.0.0'],
+    [{ ips: [] }, '0.2.0', '0.2.0'],
+    [{ cniVersion: 4 }, '1.1.0', '1.1.0'],
+    ['not an object', '1.0.0', '1.0.0'],
+  ])('%j answering a %s config is read as %s', (raw, fallback, want) => {
+    expect(resultVersion(raw, fallback)).toBe(want);
   });
 });
