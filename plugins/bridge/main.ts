@@ -5,6 +5,8 @@ import { CniError, ErrPluginNotAvailable } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
+import { parsePrevResult, requirePrevResult } from '../../shared/plugin/prev-result';
+import { Rollback } from '../../shared/plugin/rollback';
 import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/netfilter/masquerade';
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/linux/netlink/link';
@@ -13,7 +15,7 @@ import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/linux/n
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
 import { sysctlSet } from '../../shared/linux/sysctl';
-import { formatResult, parseResult, type Result } from '../../shared/cni/types';
+import { formatResult, type Result } from '../../shared/cni/types';
 import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
@@ -24,23 +26,6 @@ import { ensureVlanInterface, setupPortVlans } from './vlan';
 const PORT_UP_TIMEOUT_MS = 2550; // the reference's total of 0+50+500+1000+1000 ms of sleeps
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
-/** Compensating actions for a failed ADD, run newest first; their own failures are only logged. */
-class Rollback {
-  private readonly steps: Array<() => unknown> = [];
-  push(step: () => unknown): void {
-    this.steps.push(step);
-  }
-  async run(): Promise<void> {
-    for (const s of this.steps.reverse()) {
-      try {
-        await s();
-      } catch (e) {
-        process.stderr.write(`bridge: cleanup after failed ADD: ${errText(e)}\n`);
-      }
-    }
-  }
-}
 
 function openPodNetns(path: string): { fd: number; nl: NetlinkSocket } {
   try {
@@ -61,7 +46,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   checkAddRules(conf);
   const attachment: Attachment = { containerID: a.containerID, ifname: a.ifName };
   const host = openNetlink();
-  const rollback = new Rollback();
+  const rollback = new Rollback((e) => process.stderr.write(`bridge: cleanup after failed ADD: ${errText(e)}\n`));
   let pod: { fd: number; nl: NetlinkSocket } | undefined;
   try {
     const br = ensureBridge(host, conf);
@@ -204,11 +189,10 @@ function waitPortUp(nl: NetlinkSocket, port: Link): Link {
 
 /** Addresses from prevResult, if any and parsable: they narrow the masquerade sweep to the pod's families. */
 function prevAddresses(conf: BridgeConf, version: string): string[] | undefined {
-  if (conf.prevResult === undefined) return undefined;
   try {
-    return parseResult(conf.prevResult, version).ips?.map((ip) => ip.address);
+    return parsePrevResult(conf.prevResult, version)?.ips?.map((ip) => ip.address);
   } catch {
-    return undefined;
+    return undefined; // DEL must not fail on a prevResult it only uses as a hint
   }
 }
 
@@ -248,8 +232,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
   try {
     // An L2-only network has no IPAM to ask (the reference calls CHECK with an empty type and fails).
     if (conf.ipamType) await delegateCheck(conf.ipamType, a);
-    if (conf.prevResult === undefined) throw new Error('Required prevResult missing');
-    const prev = parseResult(conf.prevResult, a.cniVersion);
+    const prev = requirePrevResult(conf.prevResult, a.cniVersion);
     checkBridge({ host, pod: pod.nl, podPath: a.netns, ifName: a.ifName, conf, prev });
   } finally {
     host.close();
