@@ -134,6 +134,9 @@ export function parseCIDR(s: string): IPNet | null {
 
 export const ipEqual = (a: IP, b: IP): boolean => a.family === b.family && a.value === b.value;
 
+/** Same address and prefix length (host bits count: 198.18.0.5/24 is not 198.18.0.0/24). */
+export const ipNetEqual = (a: IPNet, b: IPNet): boolean => a.prefix === b.prefix && ipEqual(a.ip, b.ip);
+
 export function mask(f: Family, prefix: number): bigint {
   const host = BigInt(bits(f) - prefix);
   return maxValue(f) ^ ((1n << host) - 1n);

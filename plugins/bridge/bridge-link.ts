@@ -1,5 +1,5 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
-import { contains, formatCIDR, ipEqual, networkOf, type IPNet } from '../../shared/ip';
+import { contains, formatCIDR, ipNetEqual, networkOf, type IPNet } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
 import { afOf } from '../../shared/linux/netlink/ipaddr';
@@ -93,7 +93,7 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, want: IPNet, forceAddr
   const wantStr = formatCIDR(want);
   for (const a of listAddrs(nl, { link, family: afOf(want.ip.family) })) {
     const have = a.ipnet;
-    if (have.prefix === want.prefix && ipEqual(have.ip, want.ip)) return;
+    if (ipNetEqual(have, want)) return;
     const overlaps = contains(networkOf(have), want.ip) || contains(networkOf(want), have.ip);
     if (want.ip.family === 4 || overlaps) {
       if (!forceAddress) throw new Error(`"${link.name}" already has an IP address different from ${wantStr}`);

@@ -1,6 +1,6 @@
 // Gateway maths on the IPAM result (the reference's calcGateways): which addresses go on the bridge,
 // which default routes the pod gets.
-import { addTo, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../../shared/ip';
+import { addTo, formatIP, ipNetEqual, networkOf, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../../shared/ip';
 import { CniError, ErrInternal } from '../../shared/cni/errors';
 import type { Result } from '../../shared/cni/types';
 import type { BridgeConf } from './config';
@@ -59,5 +59,5 @@ export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' 
 function sameNet(a: string, b: string): boolean {
   const x = parseCIDR(a);
   const y = parseCIDR(b);
-  return !!x && !!y && x.prefix === y.prefix && ipEqual(networkOf(x).ip, networkOf(y).ip);
+  return !!x && !!y && ipNetEqual(networkOf(x), networkOf(y));
 }

@@ -1,7 +1,7 @@
 // Applying an IPAM result to an interface inside a pod (the reference's pkg/ipam ConfigureIface) and
 // checking it is still there (pkg/ip ValidateExpectedInterfaceIPs / ValidateExpectedRoute).
 // Call these inside withNetns(pod) with a socket of that netns: the IPv6 sysctls go through /proc/sys.
-import { formatCIDR, formatIP, ipEqual, networkOf, parseCIDR, parseIP, type IP, type IPNet } from '../ip';
+import { formatCIDR, formatIP, ipEqual, ipNetEqual, networkOf, parseCIDR, parseIP, type IP, type IPNet } from '../ip';
 import { addAddr, listAddrs } from '../linux/netlink/addr';
 import { AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
 import { afOf } from '../linux/netlink/ipaddr';
@@ -26,8 +26,6 @@ function ip(s: string): IP {
   if (!a) throw new Error(`invalid IP address ${JSON.stringify(s)}`);
   return a;
 }
-
-const sameNet = (a: IPNet, b: IPNet): boolean => a.prefix === b.prefix && ipEqual(a.ip, b.ip);
 
 function enableIPv6(ifName: string): void {
   for (const iface of ['lo', ifName]) {
@@ -142,9 +140,9 @@ export function validateExpectedInterfaceIPs(nl: NetlinkSocket, ifName: string, 
   const have = listAddrs(nl, { link });
   for (const ipc of ips) {
     const addr = cidr(ipc.address);
-    if (!have.some((a) => sameNet(a.ipnet, addr))) throw new Error(`Failed to match addr ${ipc.address} on interface ${ifName}`);
+    if (!have.some((a) => ipNetEqual(a.ipnet, addr))) throw new Error(`Failed to match addr ${ipc.address} on interface ${ifName}`);
     const prefix = networkOf(addr);
-    const found = listRoutes(nl, { family: afOf(addr.ip.family), table: RT_TABLE_MAIN }).some((r) => sameNet(r.dst, prefix));
+    const found = listRoutes(nl, { family: afOf(addr.ip.family), table: RT_TABLE_MAIN }).some((r) => ipNetEqual(r.dst, prefix));
     if (!found) throw new Error(`Failed to find Gateway ${ipc.gateway ?? '<nil>'} for interface ${ifName}`);
   }
 }
@@ -156,7 +154,7 @@ export function validateExpectedRoutes(nl: NetlinkSocket, routes: Route[]): void
     const gw = r.gw ? ip(r.gw) : undefined;
     const isDefault = dst.prefix === 0;
     const found = listRoutes(nl, { family: afOf(dst.ip.family), table: RT_TABLE_MAIN }).some(
-      (x) => sameNet(x.dst, dst) && (isDefault || !gw || (x.gw !== undefined && ipEqual(x.gw, gw))),
+      (x) => ipNetEqual(x.dst, dst) && (isDefault || !gw || (x.gw !== undefined && ipEqual(x.gw, gw))),
     );
     if (!found) throw new Error(`Expected Route ${JSON.stringify({ dst: r.dst, gw: r.gw })} not found in routing table`);
   }

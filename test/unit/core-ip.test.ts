@@ -1,5 +1,5 @@
 // IP math (shared/ip.ts) against Go's net package: parsing, formatting (net.IP.String), CIDRs.
-import { addTo, compareIP, contains, formatCIDR, formatIP, familyOf, ipEqual, lastAddress, networkOf, parseCIDR, parseIP, prefixToMask4 } from '../../shared/ip';
+import { addTo, compareIP, contains, formatCIDR, formatIP, familyOf, ipEqual, ipNetEqual, lastAddress, networkOf, parseCIDR, parseIP, prefixToMask4 } from '../../shared/ip';
 
 // [input, Go net.ParseIP(input).String() or null, family by To4()] — generated with Go 1.19.
 const GO_PARSE_IP: Array<[string, string | null, number | null]> = [
@@ -144,4 +144,17 @@ describe('arithmetic', () => {
     [31, '255.255.255.254'],
     [32, '255.255.255.255'],
   ])('prefixToMask4(%i) = %s', (p, m) => expect(prefixToMask4(p)).toBe(m));
+});
+
+test('ipNetEqual: same address and prefix; host bits and family count', () => {
+  const n = (s: string) => parseCIDR(s)!;
+  expect(ipNetEqual(n('fd00:0::5/64'), n('fd00::5/64'))).toBe(true);
+  expect(ipNetEqual(n('198.18.0.5/24'), n('198.18.0.0/24'))).toBe(false);
+  expect(ipNetEqual(n('198.18.0.5/24'), n('198.18.0.5/25'))).toBe(false);
+  expect(ipNetEqual(n('0.0.0.0/0'), n('::/0'))).toBe(false);
+});
+
+test('an IPv6 value holding an IPv4-mapped address (from netlink bytes) prints as ::ffff:a.b.c.d', () => {
+  expect(formatIP({ family: 6, value: 0xffffc6120001n })).toBe('::ffff:198.18.0.1');
+  expect(formatIP({ family: 6, value: 0xc6120001n })).toBe('::c612:1'); // IPv4-compatible is not mapped
 });
