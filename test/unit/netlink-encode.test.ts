@@ -168,6 +168,9 @@ describe('address requests match iproute2', () => {
   test('default IPv4 broadcast equals iproute2 `brd +` (vishvananda/netlink computes it too)', () => {
     expect(hex(buildAddAddr(BR, net('198.18.0.9/24')))).toBe(captured('addr4brd'));
   });
+  test('an explicit broadcast IP encodes as iproute2 `brd 198.18.0.255`', () => {
+    expect(hex(buildAddAddr(BR, net('198.18.0.9/24'), { broadcast: ip('198.18.0.255') }))).toBe(captured('addr4brd'));
+  });
   test('no broadcast for /31 and /32', () => {
     const a = parseAttrs(parseMessages(buildAddAddr(BR, net('198.18.0.0/31')))[0]!.payload, 8);
     expect(a.has(4)).toBe(false);
