@@ -2,13 +2,13 @@
 // Configurations"): ADD in order with prevResult chaining, DEL in reverse with the cached result,
 // CHECK, GC and STATUS; the result cache is written after a successful ADD and removed after DEL.
 import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
+import { processExecutor, type Executor } from '../shared/cni/exec';
 import { findInPath } from '../shared/cni/invoke';
 import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
 import { formatResult, parseResult, type Result } from '../shared/cni/types';
 import { atLeast } from '../shared/cni/version';
 import { DEFAULT_CACHE_DIR, listCached, readCachedResult, removeCache, writeCache, type Attachment } from './cache';
 import type { NetworkConfList, PluginConf } from './conf';
-import { execPlugin } from './exec';
 import { goMarshal } from './gojson';
 
 /** The attachment a verb is about (libcni RuntimeConf). */
@@ -30,7 +30,9 @@ export interface RunnerOptions {
   cacheDir?: string; // default: env CNI_CACHEDIR, else /var/lib/cni
   timeoutMs?: number; // per plugin execution; default 60 s
   env?: NodeJS.ProcessEnv; // base environment for plugins; default process.env
-  onStderr?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void; // each plugin's stderr (also quoted in its error when stdout is empty)
+  executor?: Executor; // how plugins run; default: exec each one (processExecutor)
+  signal?: AbortSignal; // cancels the plugin running when it fires (the operation fails)
 }
 
 /** A failed list operation. `code` is the failing plugin's CNI error code when there is one. */
@@ -62,9 +64,11 @@ export class Runner {
   private readonly cacheDir: string;
   private readonly timeoutMs: number;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly executor: Executor;
 
   constructor(private readonly o: RunnerOptions) {
     this.env = o.env ?? process.env;
+    this.executor = o.executor ?? processExecutor;
     this.cacheDir = o.cacheDir || this.env.CNI_CACHEDIR || DEFAULT_CACHE_DIR;
     this.timeoutMs = o.timeoutMs ?? 60_000;
   }
@@ -107,7 +111,9 @@ export class Runner {
       CNI_IFNAME: rt?.ifName ?? '',
       CNI_PATH: this.o.path.join(':'),
     };
-    return execPlugin({ file, env, stdin, timeoutMs: this.timeoutMs, onStderr: this.o.onStderr });
+    // stderr is always captured: libcni quotes it when a plugin fails without an error on stdout.
+    const onStderr = this.o.onStderr ?? ((): void => {});
+    return this.executor.exec({ file, env, stdin, timeoutMs: this.timeoutMs, signal: this.o.signal, onStderr });
   }
 
   async addNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<Result> {
