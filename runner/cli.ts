@@ -8,8 +8,8 @@ import { resolve } from 'node:path';
 import { parseCniArgs } from '../shared/cni/args';
 import { CniError } from '../shared/cni/errors';
 import { writeAll } from '../shared/cni/skel';
-import { formatResult } from '../shared/cni/types';
 import { ConfError, loadConfList } from './conf';
+import { printResult } from './result';
 import { Runner, RunnerError, type RuntimeConf } from './runner';
 
 export const DEFAULT_NET_DIR = '/etc/cni/net.d';
@@ -94,7 +94,7 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
     switch (c) {
       case 'add': {
         const result = await runner.addNetworkList(list, rt);
-        io.stdout(JSON.stringify(formatResult(result, list.cniVersion || '0.1.0'), null, 4) + '\n');
+        io.stdout(printResult(result)); // as the real cnitool: Result.Print, no newline after it
         break;
       }
       case 'check':

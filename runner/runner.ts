@@ -5,11 +5,11 @@ import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
 import { processExecutor, type Executor } from '../shared/cni/exec';
 import { findInPath } from '../shared/cni/invoke';
 import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
-import { formatResult, parseResult, type Result } from '../shared/cni/types';
 import { atLeast } from '../shared/cni/version';
 import { DEFAULT_CACHE_DIR, listCached, readCachedResult, removeCache, writeCache, type Attachment } from './cache';
 import type { NetworkConfList, PluginConf } from './conf';
 import { goMarshal } from './gojson';
+import { decodeResult, resultMap, type PluginResult } from './result';
 
 /** The attachment a verb is about (libcni RuntimeConf). */
 export interface RuntimeConf {
@@ -86,9 +86,10 @@ export class Runner {
   }
 
   /** What libcni sends on stdin: the plugin object + name, cniVersion, prevResult, runtimeConfig. */
-  private static stdin(list: NetworkConfList, p: PluginConf, prev: Result | null, rt: RuntimeConf | null, extra?: Record<string, unknown>): Buffer {
+  private static stdin(list: NetworkConfList, p: PluginConf, prev: PluginResult | null, rt: RuntimeConf | null, extra?: Record<string, unknown>): Buffer {
     const conf: Record<string, unknown> = { ...p.raw, name: list.name, cniVersion: list.cniVersion };
-    if (prev) conf.prevResult = formatResult(prev, Runner.version(list));
+    // libcni injects the result struct as it is (ADD: in the version the previous plugin printed).
+    if (prev) conf.prevResult = prev.value;
     if (rt) {
       // runtimeConfig = the capabilities this plugin enables ∩ what the caller passed (spec §3).
       const rc: Record<string, unknown> = {};
@@ -116,10 +117,14 @@ export class Runner {
     return this.executor.exec({ file, env, stdin, timeoutMs: this.timeoutMs, signal: this.o.signal, onStderr });
   }
 
-  async addNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<Result> {
+  /**
+   * ADD: the final result in the version its plugin printed it, as libcni holds it (result.ts), so
+   * that printing and caching never depend on a conversion.
+   */
+  async addNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<PluginResult> {
     Runner.validate(list, rt);
     const ver = Runner.version(list);
-    let result: Result | null = null;
+    let result: PluginResult | null = null;
     for (const p of list.plugins) {
       try {
         const out = await this.exec('ADD', p, Runner.stdin(list, p, result, rt), rt);
@@ -129,15 +134,14 @@ export class Runner {
         } catch {
           throw new CniError(ErrInvalidNetworkConfig, `plugin returned no valid result JSON: ${JSON.stringify(out.trim().slice(0, 200))}`);
         }
-        const rv = typeof raw === 'object' && raw !== null && typeof (raw as { cniVersion?: unknown }).cniVersion === 'string' ? (raw as { cniVersion: string }).cniVersion : ver;
-        result = parseResult(raw, rv || ver);
+        result = decodeResult(raw, ver);
       } catch (e) {
         throw wrap(p, 'add', e);
       }
     }
     if (!result) throw new RunnerError(`network "${list.name}" has no plugins`);
     try {
-      writeCache(this.cacheDir, list.name, attachment(rt), list.bytes, result, ver);
+      writeCache(this.cacheDir, list.name, attachment(rt), list.bytes, resultMap(result));
     } catch (e) {
       throw new RunnerError(`failed to set network ${JSON.stringify(list.name)} cached result: ${(e as Error).message}`);
     }
@@ -145,7 +149,7 @@ export class Runner {
   }
 
   /** The cached final result in the list's version, or null (missing, or unreadable: dropped). */
-  cachedResult(list: NetworkConfList, rt: RuntimeConf): Result | null {
+  cachedResult(list: NetworkConfList, rt: RuntimeConf): PluginResult | null {
     Runner.validate(list, rt);
     return readCachedResult(this.cacheDir, list.name, rt.containerID, rt.ifName, Runner.version(list));
   }
@@ -155,7 +159,7 @@ export class Runner {
     const ver = Runner.version(list);
     if (!atLeast(ver, '0.4.0')) throw new RunnerError(`configuration version ${JSON.stringify(ver)} does not support the CHECK command`);
     if (list.disableCheck) return;
-    let cached: Result | null;
+    let cached: PluginResult | null;
     try {
       cached = readCachedResult(this.cacheDir, list.name, rt.containerID, rt.ifName, ver);
     } catch (e) {
@@ -173,7 +177,7 @@ export class Runner {
   async delNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<void> {
     Runner.validate(list, rt);
     const ver = Runner.version(list);
-    let cached: Result | null = null;
+    let cached: PluginResult | null = null;
     // prevResult on DEL came with 0.4.0; a corrupt entry is dropped, DEL must still run (spec §1.6).
     if (atLeast(ver, '0.4.0')) {
       try {
