@@ -41,8 +41,9 @@ export class RunnerError extends Error {
   constructor(
     message: string,
     readonly code?: number,
+    options?: { cause?: unknown }, // the plugin's error (an AggregateError of them when several failed)
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -57,7 +58,7 @@ function errText(e: unknown): { text: string; code?: number } {
 
 function wrap(p: PluginConf, verb: string, e: unknown): RunnerError {
   const { text, code } = errText(e);
-  return new RunnerError(`plugin ${describe(p)} failed (${verb}): ${text}`, code);
+  return new RunnerError(`plugin ${describe(p)} failed (${verb}): ${text}`, code, { cause: e });
 }
 
 export class Runner {
@@ -186,13 +187,19 @@ export class Runner {
         cached = null;
       }
     }
+    // Unlike libcni, a plugin that is missing or fails does not stop DEL (issue 10): the others
+    // still release what they hold (a bridge's veth, leases, masquerade rules), then every failure
+    // is reported together and the cache entry stays for the runtime's retry.
+    const failures: RunnerError[] = [];
     for (const p of [...list.plugins].reverse()) {
       try {
         await this.exec('DEL', p, Runner.stdin(list, p, cached, rt), rt);
       } catch (e) {
-        throw wrap(p, 'delete', e);
+        failures.push(wrap(p, 'delete', e));
       }
     }
+    if (failures.length === 1) throw failures[0]!;
+    if (failures.length > 1) throw new RunnerError(failures.map((f) => f.message).join('; '), failures[0]!.code, { cause: new AggregateError(failures) });
     removeCache(this.cacheDir, list.name, rt.containerID, rt.ifName);
   }
 

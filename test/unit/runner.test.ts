@@ -7,6 +7,7 @@ import { confListFromBytes, ConfError, loadConfList, selectVersion } from '../..
 import { decodeEntry, encodeEntry, cacheFile } from '../../runner/cache';
 import { goMarshal } from '../../runner/gojson';
 import { decodeResult, printResult, resultMap } from '../../runner/result';
+import { CniError } from '../../shared/cni/errors';
 import { Runner, RunnerError } from '../../runner/runner';
 import { cnitool, containerIDFor } from '../../runner/cli';
 
@@ -205,6 +206,26 @@ describe('list execution', () => {
     // again, with nothing cached: still runs every plugin, without prevResult
     await runner.delNetworkList(l, rt);
     expect(logs().slice(2).map((c) => [c.file, c.conf.prevResult])).toEqual([['chained-DEL', undefined], ['main-DEL', undefined]]);
+  });
+
+  test('DEL goes on past a missing or failing plugin, runs every DEL in reverse, then reports each failure and keeps the cache', async () => {
+    const ok = list([{ type: 'main' }, { type: 'chained' }]);
+    await runner.addNetworkList(ok, rt);
+    rmSync(log, { recursive: true });
+    mkdirSync(log);
+    const l = list([{ type: 'main' }, { type: 'nothere' }, { type: 'failing', name: 'x' }, { type: 'chained' }]);
+    const e = await runner.delNetworkList(l, rt).catch((x: unknown) => x);
+    expect(logs().map((c) => c.file)).toEqual(['chained-DEL', 'failing-DEL', 'main-DEL']);
+    expect(e).toBeInstanceOf(RunnerError);
+    expect((e as RunnerError).message).toBe(`plugin type="failing" name="x" failed (delete): busy; try later; plugin type="nothere" failed (delete): failed to find plugin "nothere" in path [${bin}]`);
+    expect((e as RunnerError).code).toBe(11);
+    expect(((e as RunnerError).cause as AggregateError).errors).toHaveLength(2);
+    expect(existsSync(cacheFile(cache, 'net', 'ctr1', 'eth0'))).toBe(true); // the runtime retries DEL with it
+    // a single failure is reported as it is, its plugin's error as the cause
+    const one = await runner.delNetworkList(list([{ type: 'main' }, { type: 'nothere' }]), rt).catch((x: unknown) => x);
+    expect((one as RunnerError).message).toBe(`plugin type="nothere" failed (delete): failed to find plugin "nothere" in path [${bin}]`);
+    expect((one as RunnerError).cause).toBeInstanceOf(CniError);
+    expect(logs().pop()!.file).toBe('main-DEL');
   });
 
   test('a corrupt cache entry does not block DEL; a 0.3.1 list gets no prevResult on DEL', async () => {
