@@ -308,7 +308,6 @@ describe('list execution', () => {
     const io = { env: { NETCONFPATH: dir, CNI_PATH: bin, CNI_CACHEDIR: cache, LOG: log, PATH: process.env.PATH }, stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
     expect(await cnitool(['--help'], io)).toBe(0);
     expect(out.join('')).toMatch(/cnitool add +<net> <netns>/);
-    expect(await cnitool(['add'], io)).toBe(1);
     write(join(dir, 'n.conflist'), { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'main' }] });
     expect(await cnitool(['add', 'nope', '/proc/self/ns/net'], io)).toBe(1);
     expect(err.pop()).toBe(`no net configuration with name "nope" in ${dir}\n`);
@@ -316,8 +315,29 @@ describe('list execution', () => {
     expect(err.pop()).toBe('network namespace "/var/run/netns/rn-does-not-exist" does not exist\n');
     expect(await cnitool(['add', 'net', '/proc/self/ns/net'], { ...io, env: { ...io.env, CAP_ARGS: '[1]' } })).toBe(1);
     expect(err.pop()).toMatch(/invalid CAP_ARGS "\[1\]": expected a JSON object/);
-    expect(await cnitool(['frob', 'net', 'x'], io)).toBe(1);
-    expect(err.pop()).toMatch(/unknown command "frob"/);
+  });
+
+  test('cnitool: a missing <net> or <netns>, an extra argument or an unknown command is one usage-style line, exit 1', async () => {
+    const err: string[] = [];
+    const out: string[] = [];
+    const io = { env: { NETCONFPATH: dir, CNI_PATH: bin, CNI_CACHEDIR: cache, LOG: log, PATH: process.env.PATH }, stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
+    write(join(dir, 'n.conflist'), { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'main' }] });
+    const cases: Array<[string[], string]> = [
+      [['add', 'net'], 'cnitool add: missing <netns> (usage: cnitool add <net> <netns>)\n'],
+      [['del'], 'cnitool del: missing <net> and <netns> (usage: cnitool del <net> <netns>)\n'],
+      [['check', 'net', '/proc/self/ns/net', 'eth1'], 'cnitool check: unexpected argument "eth1" (usage: cnitool check <net> <netns>)\n'],
+      [['frob', 'net', 'x'], 'cnitool: unknown command "frob" (usage: cnitool add|check|del|gc|status <net> <netns>)\n'],
+      [['frob'], 'cnitool: unknown command "frob" (usage: cnitool add|check|del|gc|status <net> <netns>)\n'],
+    ];
+    for (const [argv, line] of cases) {
+      expect([argv, await cnitool(argv, io)]).toEqual([argv, 1]);
+      expect(err.splice(0)).toEqual([line]);
+    }
+    expect(out).toEqual([]);
+    expect(logs()).toEqual([]); // no plugin ran
+    // no arguments at all: the whole usage, as the real cnitool
+    expect(await cnitool([], io)).toBe(1);
+    expect(err.join('')).toMatch(/cnitool add +<net> <netns>/);
   });
 });
 
