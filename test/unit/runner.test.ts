@@ -173,6 +173,9 @@ describe('list execution', () => {
     expect(a!.env).toBe('ctr1 eth0 /ns K=V');
     expect(b!.file).toBe('chained-ADD');
     expect(b!.conf.prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }], dns: {} });
+    // libcni injects the result struct into the config map: struct field order inside, sorted keys around it
+    const stdin = readFileSync(join(log, readdirSync(log).find((f) => f.endsWith('chained-ADD.json'))!), 'utf8');
+    expect(stdin).toBe('{"cniVersion":"1.0.0","name":"net","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/ns"}],"ips":[{"interface":0,"address":"198.18.0.2/24"}],"dns":{}},"type":"chained"}');
     expect(b!.conf.runtimeConfig).toBeUndefined();
     // cache written after the whole list succeeded, 0600 in a 0700 dir
     const f = cacheFile(cache, 'net', 'ctr1', 'eth0');
