@@ -2,7 +2,9 @@
 // /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
 import { basename } from 'node:path';
 import { pluginMain, type Plugin } from './shared/cni/skel';
-import { setInProcessResolver } from './shared/cni/invoke';
+import { inProcessExecutor } from './shared/cni/invoke';
+import { processExecutor } from './shared/cni/exec';
+import { isOwnExecutable } from './shared/cni/own-executable';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
@@ -24,7 +26,6 @@ function usage(): string {
 }
 
 async function main(): Promise<void> {
-  setInProcessResolver((name) => plugins[name]);
   let name = basename(process.argv0);
   let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
@@ -47,7 +48,9 @@ async function main(): Promise<void> {
     process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);
     process.exit(2);
   }
-  await pluginMain(plugin);
+  // Our own plugins found in CNI_PATH (links or copies of this executable) run in-process.
+  const executor = inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);
+  await pluginMain(plugin, { executor });
 }
 
 // --bytecode rejects top-level await, so the entry is a plain call.

@@ -4,7 +4,8 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { goMarshal, goString } from './gojson';
-import { formatResult, parseResult, resultVersion, type Result } from '../shared/cni/types';
+import { resultVersion } from '../shared/cni/types';
+import { resultAsVersion, type PluginResult } from './result';
 
 export const CNI_CACHE_V1 = 'cniCacheV1';
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
@@ -33,16 +34,6 @@ export function cacheFile(cacheDir: string, net: string, containerID: string, if
   return join(cacheDir, 'results', `${net}-${containerID}-${ifName}`);
 }
 
-/**
- * The result as Go marshals the libcni result struct of that version: every version's struct has a
- * non-pointer `dns` field, and `omitempty` never drops a struct, so an empty `"dns":{}` is always there.
- */
-function cachedResult(r: Result, version: string): Record<string, unknown> {
-  const o = formatResult(r, version);
-  if (!('dns' in o)) o.dns = {};
-  return o;
-}
-
 /** The exact bytes libcni (≥ 1.2) writes: struct fields in declaration order, maps with sorted keys. */
 export function encodeEntry(e: CacheEntry): string {
   const parts = [
@@ -59,7 +50,8 @@ export function encodeEntry(e: CacheEntry): string {
   return `{${parts.join(',')}}`;
 }
 
-export function writeCache(cacheDir: string, net: string, a: Attachment, config: Buffer, result: Result, version: string): void {
+/** Writes the entry for an ADD; `result` is the final result as a map (result.ts resultMap). */
+export function writeCache(cacheDir: string, net: string, a: Attachment, config: Buffer, result: Record<string, unknown>): void {
   const file = cacheFile(cacheDir, net, a.containerID, a.ifName);
   const entry: CacheEntry = {
     kind: CNI_CACHE_V1,
@@ -70,7 +62,7 @@ export function writeCache(cacheDir: string, net: string, a: Attachment, config:
     netns: a.netns,
     cniArgs: a.args,
     capabilityArgs: a.capabilityArgs,
-    result: cachedResult(result, version),
+    result,
   };
   mkdirSync(join(cacheDir, 'results'), { recursive: true, mode: 0o700 });
   // temp + rename: a reader (containerd, a concurrent DEL) never sees half a file.
@@ -115,10 +107,11 @@ export function decodeEntry(text: string): CacheEntry | null {
 }
 
 /**
- * The cached final result, converted to `version` (what plugins get as prevResult on DEL/CHECK).
- * A legacy cache file is a bare result. Missing → null; unreadable or unconvertible → throws.
+ * The cached final result, converted to `version` as libcni's GetAsVersion does (what plugins get as
+ * prevResult on DEL/CHECK). A legacy cache file is a bare result. Missing → null; unreadable or
+ * unconvertible → throws.
  */
-export function readCachedResult(cacheDir: string, net: string, containerID: string, ifName: string, version: string): Result | null {
+export function readCachedResult(cacheDir: string, net: string, containerID: string, ifName: string, version: string): PluginResult | null {
   let text: string;
   try {
     text = readFileSync(cacheFile(cacheDir, net, containerID, ifName), 'utf8');
@@ -128,7 +121,8 @@ export function readCachedResult(cacheDir: string, net: string, containerID: str
   const entry = decodeEntry(text);
   const raw: unknown = entry ? entry.result : JSON.parse(text);
   if (!isObj(raw)) return null;
-  return parseResult(raw, resultVersion(raw, version));
+  const from = resultVersion(raw, version);
+  return resultAsVersion(raw, from, version);
 }
 
 /** Every cniCacheV1 entry of `net` (what GC compares with the valid attachments). */

@@ -8,8 +8,8 @@ import { resolve } from 'node:path';
 import { parseCniArgs } from '../shared/cni/args';
 import { CniError } from '../shared/cni/errors';
 import { writeAll } from '../shared/cni/skel';
-import { formatResult } from '../shared/cni/types';
 import { ConfError, loadConfList } from './conf';
+import { printResult } from './result';
 import { Runner, RunnerError, type RuntimeConf } from './runner';
 
 export const DEFAULT_NET_DIR = '/etc/cni/net.d';
@@ -55,15 +55,19 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
     io.stdout(usage(exe));
     return 0;
   }
-  if (argv.length < 3) {
+  if (argv.length === 0) {
     io.stderr(usage(exe));
     return 1;
   }
-  const [cmd, net, nsArg] = argv as [string, string, string];
-  if (!(COMMANDS as readonly string[]).includes(cmd)) {
-    io.stderr(`${exe}: unknown command ${JSON.stringify(cmd)}\n${usage(exe)}`);
+  // One line saying what is wrong and how the command is used, exit 1 (the usage is --help's).
+  const misuse = (what: string, cmd?: string): number => {
+    io.stderr(`${cmd ? `${exe} ${cmd}` : exe}: ${what} (usage: ${exe} ${cmd ?? COMMANDS.join('|')} <net> <netns>)\n`);
     return 1;
-  }
+  };
+  const [cmd, net, nsArg, ...extra] = argv as [string, ...Array<string | undefined>];
+  if (!(COMMANDS as readonly string[]).includes(cmd)) return misuse(`unknown command ${JSON.stringify(cmd)}`);
+  if (net === undefined || nsArg === undefined) return misuse(`missing ${net === undefined ? '<net> and <netns>' : '<netns>'}`, cmd);
+  if (extra.length) return misuse(`unexpected argument ${JSON.stringify(extra[0])}`, cmd);
   const fail = (msg: string): number => {
     io.stderr(`${msg}\n`);
     return 1;
@@ -94,7 +98,7 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
     switch (c) {
       case 'add': {
         const result = await runner.addNetworkList(list, rt);
-        io.stdout(JSON.stringify(formatResult(result, list.cniVersion || '0.1.0'), null, 4) + '\n');
+        io.stdout(printResult(result)); // as the real cnitool: Result.Print, no newline after it
         break;
       }
       case 'check':

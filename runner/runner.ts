@@ -3,14 +3,14 @@
 // CHECK, GC and STATUS; the result cache is written after a successful ADD and removed after DEL.
 import { CniError, ErrInvalidNetworkConfig } from '../shared/cni/errors';
 import { validAttachmentsConf, type GCAttachment } from '../shared/cni/gc';
+import { processExecutor, type Executor } from '../shared/cni/exec';
 import { findInPath } from '../shared/cni/invoke';
 import { validateContainerID, validateIfName, validateNetworkName, type Verb } from '../shared/cni/skel';
-import { formatResult, parseResult, resultVersion, type Result } from '../shared/cni/types';
 import { atLeast } from '../shared/cni/version';
 import { DEFAULT_CACHE_DIR, listCached, readCachedResult, removeCache, writeCache, type Attachment } from './cache';
 import type { NetworkConfList, PluginConf } from './conf';
-import { execPlugin } from './exec';
 import { goMarshal } from './gojson';
+import { decodeResult, resultMap, type PluginResult } from './result';
 
 /** The attachment a verb is about (libcni RuntimeConf). */
 export interface RuntimeConf {
@@ -28,7 +28,9 @@ export interface RunnerOptions {
   cacheDir?: string; // default: env CNI_CACHEDIR, else /var/lib/cni
   timeoutMs?: number; // per plugin execution; default 60 s
   env?: NodeJS.ProcessEnv; // base environment for plugins; default process.env
-  onStderr?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void; // each plugin's stderr (also quoted in its error when stdout is empty)
+  executor?: Executor; // how plugins run; default: exec each one (processExecutor)
+  signal?: AbortSignal; // cancels the plugin running when it fires (the operation fails)
 }
 
 /** A failed list operation. `code` is the failing plugin's CNI error code when there is one. */
@@ -37,8 +39,9 @@ export class RunnerError extends Error {
   constructor(
     message: string,
     readonly code?: number,
+    options?: { cause?: unknown }, // the plugin's error (an AggregateError of them when several failed)
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -53,16 +56,18 @@ function errText(e: unknown): { text: string; code?: number } {
 
 function wrap(p: PluginConf, verb: string, e: unknown): RunnerError {
   const { text, code } = errText(e);
-  return new RunnerError(`plugin ${describe(p)} failed (${verb}): ${text}`, code);
+  return new RunnerError(`plugin ${describe(p)} failed (${verb}): ${text}`, code, { cause: e });
 }
 
 export class Runner {
   private readonly cacheDir: string;
   private readonly timeoutMs: number;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly executor: Executor;
 
   constructor(private readonly o: RunnerOptions) {
     this.env = o.env ?? process.env;
+    this.executor = o.executor ?? processExecutor;
     this.cacheDir = o.cacheDir || this.env.CNI_CACHEDIR || DEFAULT_CACHE_DIR;
     this.timeoutMs = o.timeoutMs ?? 60_000;
   }
@@ -80,9 +85,10 @@ export class Runner {
   }
 
   /** What libcni sends on stdin: the plugin object + name, cniVersion, prevResult, runtimeConfig. */
-  private static stdin(list: NetworkConfList, p: PluginConf, prev: Result | null, rt: RuntimeConf | null, extra?: Record<string, unknown>): Buffer {
+  private static stdin(list: NetworkConfList, p: PluginConf, prev: PluginResult | null, rt: RuntimeConf | null, extra?: Record<string, unknown>): Buffer {
     const conf: Record<string, unknown> = { ...p.raw, name: list.name, cniVersion: list.cniVersion };
-    if (prev) conf.prevResult = formatResult(prev, Runner.version(list));
+    // libcni injects the result struct as it is (ADD: in the version the previous plugin printed).
+    if (prev) conf.prevResult = prev.value;
     if (rt) {
       // runtimeConfig = the capabilities this plugin enables ∩ what the caller passed (spec §3).
       const rc: Record<string, unknown> = {};
@@ -105,13 +111,19 @@ export class Runner {
       CNI_IFNAME: rt?.ifName ?? '',
       CNI_PATH: this.o.path.join(':'),
     };
-    return execPlugin({ file, env, stdin, timeoutMs: this.timeoutMs, onStderr: this.o.onStderr });
+    // stderr is always captured: libcni quotes it when a plugin fails without an error on stdout.
+    const onStderr = this.o.onStderr ?? ((): void => {});
+    return this.executor.exec({ file, env, stdin, timeoutMs: this.timeoutMs, signal: this.o.signal, onStderr });
   }
 
-  async addNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<Result> {
+  /**
+   * ADD: the final result in the version its plugin printed it, as libcni holds it (result.ts), so
+   * that printing and caching never depend on a conversion.
+   */
+  async addNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<PluginResult> {
     Runner.validate(list, rt);
     const ver = Runner.version(list);
-    let result: Result | null = null;
+    let result: PluginResult | null = null;
     for (const p of list.plugins) {
       try {
         const out = await this.exec('ADD', p, Runner.stdin(list, p, result, rt), rt);
@@ -121,14 +133,14 @@ export class Runner {
         } catch {
           throw new CniError(ErrInvalidNetworkConfig, `plugin returned no valid result JSON: ${JSON.stringify(out.trim().slice(0, 200))}`);
         }
-        result = parseResult(raw, resultVersion(raw, ver));
+        result = decodeResult(raw, ver);
       } catch (e) {
         throw wrap(p, 'add', e);
       }
     }
     if (!result) throw new RunnerError(`network "${list.name}" has no plugins`);
     try {
-      writeCache(this.cacheDir, list.name, attachment(rt), list.bytes, result, ver);
+      writeCache(this.cacheDir, list.name, attachment(rt), list.bytes, resultMap(result));
     } catch (e) {
       throw new RunnerError(`failed to set network ${JSON.stringify(list.name)} cached result: ${(e as Error).message}`);
     }
@@ -136,7 +148,7 @@ export class Runner {
   }
 
   /** The cached final result in the list's version, or null (missing, or unreadable: dropped). */
-  cachedResult(list: NetworkConfList, rt: RuntimeConf): Result | null {
+  cachedResult(list: NetworkConfList, rt: RuntimeConf): PluginResult | null {
     Runner.validate(list, rt);
     return readCachedResult(this.cacheDir, list.name, rt.containerID, rt.ifName, Runner.version(list));
   }
@@ -146,7 +158,7 @@ export class Runner {
     const ver = Runner.version(list);
     if (!atLeast(ver, '0.4.0')) throw new RunnerError(`configuration version ${JSON.stringify(ver)} does not support the CHECK command`);
     if (list.disableCheck) return;
-    let cached: Result | null;
+    let cached: PluginResult | null;
     try {
       cached = readCachedResult(this.cacheDir, list.name, rt.containerID, rt.ifName, ver);
     } catch (e) {
@@ -164,7 +176,7 @@ export class Runner {
   async delNetworkList(list: NetworkConfList, rt: RuntimeConf): Promise<void> {
     Runner.validate(list, rt);
     const ver = Runner.version(list);
-    let cached: Result | null = null;
+    let cached: PluginResult | null = null;
     // prevResult on DEL came with 0.4.0; a corrupt entry is dropped, DEL must still run (spec §1.6).
     if (atLeast(ver, '0.4.0')) {
       try {
@@ -173,13 +185,19 @@ export class Runner {
         cached = null;
       }
     }
+    // Unlike libcni, a plugin that is missing or fails does not stop DEL (issue 10): the others
+    // still release what they hold (a bridge's veth, leases, masquerade rules), then every failure
+    // is reported together and the cache entry stays for the runtime's retry.
+    const failures: RunnerError[] = [];
     for (const p of [...list.plugins].reverse()) {
       try {
         await this.exec('DEL', p, Runner.stdin(list, p, cached, rt), rt);
       } catch (e) {
-        throw wrap(p, 'delete', e);
+        failures.push(wrap(p, 'delete', e));
       }
     }
+    if (failures.length === 1) throw failures[0]!;
+    if (failures.length > 1) throw new RunnerError(failures.map((f) => f.message).join('; '), failures[0]!.code, { cause: new AggregateError(failures) });
     removeCache(this.cacheDir, list.name, rt.containerID, rt.ifName);
   }
 

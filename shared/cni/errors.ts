@@ -17,8 +17,9 @@ export class CniError extends Error {
     readonly code: number,
     msg: string,
     readonly details: string = '',
+    options?: { cause?: unknown }, // the error this one stands for (kept for logs and callers, never printed)
   ) {
-    super(msg);
+    super(msg, options);
     this.name = 'CniError';
   }
 

@@ -1,36 +1,35 @@
 // Delegation to another plugin found in CNI_PATH (the reference's pkg/invoke + pkg/ipam):
-// same environment with CNI_COMMAND replaced, the complete stdin config, stderr forwarded.
-import { spawn } from 'node:child_process';
-import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+// same environment with CNI_COMMAND replaced, the complete stdin config, stderr forwarded. The
+// plugin runs through the Executor the caller was given (CmdArgs.executor).
+import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrDecodingFailure, ErrInternal, ErrInvalidNetworkConfig } from './errors';
-import { runPlugin, type CmdArgs, type Env, type Outcome, type Plugin, type Verb } from './skel';
+import { pluginFailure, type Executor, type ExecRequest } from './exec';
+import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from './skel';
 import { parseResult, resultVersion, type Result } from './types';
 import { configVersion } from './version';
 
 /**
- * The seam for running our own plugins in-process: when the executable found in CNI_PATH is our
- * own multi-call binary, the entry point resolves the plugin name here and we skip a process start.
+ * An Executor that runs our own plugins in-process and execs everything else with `fallback`.
+ * `resolve(file)` returns the plugin when `file` is ours (main.ts: our executable, by identity,
+ * under a plugin's name). In-process, the plugin gets this same executor for its own delegations;
+ * nothing is written to stdout and nothing exits; `timeoutMs` does not apply (our code cannot be
+ * killed mid-change), and `signal` is checked before the plugin starts. A failure is the plugin's
+ * own CniError, cause included.
  */
-let inProcess: ((name: string) => Plugin | undefined) | undefined;
-export function setInProcessResolver(r: typeof inProcess): void {
-  inProcess = r;
-}
-
-let ownExecutable: string | null | undefined;
-function isOwnExecutable(file: string): boolean {
-  if (ownExecutable === undefined) {
-    try {
-      ownExecutable = realpathSync(process.execPath);
-    } catch {
-      ownExecutable = null;
-    }
-  }
-  try {
-    return ownExecutable !== null && realpathSync(file) === ownExecutable;
-  } catch {
-    return false;
-  }
+export function inProcessExecutor(resolve: (file: string) => Plugin | undefined, fallback: Executor): Executor {
+  const self: Executor = {
+    async exec(r: ExecRequest): Promise<string> {
+      const plugin = resolve(r.file);
+      if (!plugin) return fallback.exec(r);
+      if (r.signal?.aborted) throw new CniError(ErrInternal, `${r.label ?? 'netplugin'} ${r.file} was cancelled`, '', { cause: r.signal.reason });
+      const out = await runPlugin(plugin, r.env, () => r.stdin, { executor: self });
+      if (out.stderr) r.onStderr?.(Buffer.from(out.stderr));
+      if (out.exitCode === 0) return out.stdout;
+      throw out.error ?? pluginFailure(r.label ?? 'netplugin', `exit code ${out.exitCode}`, out.stdout, out.stderr);
+    },
+  };
+  return self;
 }
 
 export function findInPath(plugin: string, cniPath: string): string {
@@ -51,38 +50,10 @@ export function findInPath(plugin: string, cniPath: string): string {
   throw new CniError(ErrInvalidNetworkConfig, `failed to find plugin "${plugin}" in path [${dirs.join(' ')}]`);
 }
 
-function execPlugin(file: string, env: Env, stdin: Buffer): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env: env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', 'inherit'] });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.on('error', (e) => reject(new CniError(ErrInternal, `failed to exec ${file}: ${e.message}`)));
-    child.on('close', (code) => resolve({ exitCode: code ?? 1, stdout: Buffer.concat(chunks).toString('utf8'), stderr: '' }));
-    child.stdin.on('error', () => {}); // a plugin may exit without reading stdin
-    child.stdin.end(stdin);
-  });
-}
-
-/** A delegated plugin's stdout on failure: its error JSON, or a clear message about what it printed. */
-function errorFrom(type: string, out: Outcome): CniError {
-  try {
-    const e = JSON.parse(out.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
-    if (typeof e.code === 'number' && typeof e.msg === 'string')
-      return new CniError(e.code, e.msg, typeof e.details === 'string' ? e.details : '');
-  } catch {
-    /* fall through */
-  }
-  const what = out.stdout.trim() ? `unparsable output ${JSON.stringify(out.stdout.trim().slice(0, 200))}` : 'no output';
-  return new CniError(ErrInternal, `plugin "${type}" failed with exit code ${out.exitCode} and ${what}`);
-}
-
 async function delegate(verb: Verb, type: string, a: CmdArgs): Promise<string> {
   const file = findInPath(type, a.path);
   const env: Env = { ...a.env, CNI_COMMAND: verb };
-  const plugin = isOwnExecutable(file) ? inProcess?.(type) : undefined;
-  const out = plugin ? await runPlugin(plugin, env, () => a.stdinData) : await execPlugin(file, env, a.stdinData);
-  if (out.exitCode !== 0) throw errorFrom(type, out);
-  return out.stdout;
+  return a.executor.exec({ file, env, stdin: a.stdinData, label: `plugin ${JSON.stringify(type)}` });
 }
 
 export async function delegateAdd(type: string, a: CmdArgs): Promise<Result> {

@@ -15,6 +15,7 @@ import {
 import { atLeast, checkSupported, configVersion, CURRENT_VERSION, SUPPORTED_VERSIONS, versionInfo } from './version';
 import { formatResult, type Result } from './types';
 import { ifNameProblem } from './ifname';
+import { processExecutor, type Executor } from './exec';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -33,6 +34,7 @@ export interface CmdArgs {
   conf: Record<string, unknown>; // the stdin JSON; plugins parse their own schema from it
   cniVersion: string; // the config's version (0.1.0 when absent)
   env: Env; // passed on unchanged to delegated plugins
+  executor: Executor; // runs delegated plugins (invoke.ts): exec, or in-process for our own
 }
 
 type Handler<T> = (args: CmdArgs) => T | Promise<T>;
@@ -55,6 +57,11 @@ export interface Outcome {
   exitCode: number;
   stdout: string;
   stderr: string;
+  error?: CniError; // on failure: what stdout reports, with its cause (for in-process callers)
+}
+
+export interface RunOptions {
+  executor?: Executor; // for the handlers' delegations; default: exec every plugin (processExecutor)
 }
 
 const REQUIRED: Record<Exclude<Verb, 'VERSION'>, string[]> = {
@@ -117,7 +124,7 @@ function versionGate(command: Verb, v: string): void {
  * Runs one invocation with an explicit environment and stdin. Pure apart from what the handlers do,
  * so the multi-call entry point, in-process IPAM delegation and unit tests all share it.
  */
-export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffer): Promise<Outcome> {
+export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffer, opts: RunOptions = {}): Promise<Outcome> {
   let errVersion = CURRENT_VERSION;
   try {
     const command = env.CNI_COMMAND;
@@ -162,6 +169,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
       conf: confObj,
       cniVersion,
       env,
+      executor: opts.executor ?? processExecutor,
     };
     if (verb === 'ADD' || verb === 'DEL' || verb === 'CHECK') {
       validateContainerID(a.containerID);
@@ -191,13 +199,13 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     return { exitCode: 0, stdout: '', stderr: '' };
   } catch (e) {
     const err = asCniError(e);
-    return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '' };
+    return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '', error: err };
   }
 }
 
 /** The process entry: real env, real stdin, print, exit. */
-export async function pluginMain(plugin: Plugin): Promise<never> {
-  const out = await runPlugin(plugin, process.env, () => readFileSync(0));
+export async function pluginMain(plugin: Plugin, opts: RunOptions = {}): Promise<never> {
+  const out = await runPlugin(plugin, process.env, () => readFileSync(0), opts);
   // Synchronous writes: the process exits right after, and a buffered pipe write could be lost.
   if (out.stderr) writeAll(2, out.stderr);
   if (out.stdout) writeAll(1, out.stdout);

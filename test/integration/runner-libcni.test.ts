@@ -188,6 +188,31 @@ describe.each(PATHS)('cnitool only (libcni 1.1.2 has no GC/STATUS), with $label'
       for (const ctr of c.ctrs) expect(await sh(ctr, 'ip', '-o', 'link')).not.toContain('eth0');
     }));
 
+  // Issue 10 item 4: libcni stops DEL at the missing plugin and the bridge's DEL never runs.
+  test('DEL goes on past a missing plugin: the bridge\'s veths, lease and masquerade rules are removed, the missing plugin is reported', () =>
+    withCtx(path, 1, async (c) => {
+      const list = bridgeTuning(c, { ipMasq: true });
+      list.plugins[1] = { type: 'rn-not-installed' } as (typeof list.plugins)[number];
+      writeList(c, '10-net.conflist', list);
+      const ctr = c.ctrs[0]!;
+      const notFound = `failed to find plugin "rn-not-installed" in path [${c.cniPath.split(':').join(' ')}]`;
+      const nat = async (): Promise<string> => (await sh(c.host, 'iptables-save', '-t', 'nat')) + (await sh(c.host, 'nft', 'list', 'ruleset'));
+      const add = await run(ours, c, 'add', 'rn-net', ctr);
+      expect(add).toMatchObject({ code: 1, stderr: `plugin type="rn-not-installed" failed (add): ${notFound}` });
+      // what the bridge made before the list failed: the runtime owes a DEL
+      expect(ipamFiles(c)).toEqual(['198.18.20.2']);
+      expect(await nat()).toContain('198.18.20.2');
+      expect(await sh(c.host, 'ip', '-o', 'link', 'show', 'type', 'veth')).toContain('veth');
+      expect(await sh(ctr, 'ip', '-o', 'link')).toContain('eth0');
+
+      const del = await run(ours, c, 'del', 'rn-net', ctr);
+      expect(del).toMatchObject({ code: 1, stderr: `plugin type="rn-not-installed" failed (delete): ${notFound}` });
+      expect(ipamFiles(c)).toEqual([]);
+      expect(await nat()).not.toContain('198.18.20.2');
+      expect(await sh(c.host, 'ip', '-o', 'link', 'show', 'type', 'veth')).toBe('');
+      expect(await sh(ctr, 'ip', '-o', 'link')).not.toContain('eth0');
+    }));
+
   test('add on a missing netns is a clear error', () =>
     withCtx(path, 0, async (c) => {
       writeList(c, '10-net.conflist', bridgeTuning(c));

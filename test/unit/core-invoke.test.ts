@@ -4,7 +4,10 @@
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, setInProcessResolver } from '../../shared/cni/invoke';
+import { basename, join as pjoin } from 'node:path';
+import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, inProcessExecutor } from '../../shared/cni/invoke';
+import { processExecutor, type Executor } from '../../shared/cni/exec';
+import { isOwnExecutable } from '../../shared/cni/own-executable';
 import { CniError } from '../../shared/cni/errors';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 
@@ -53,7 +56,6 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  setInProcessResolver(undefined);
   rmSync(join(dir, '..'), { recursive: true, force: true });
 });
 
@@ -83,6 +85,7 @@ function cmdArgs(over: Partial<CmdArgs> = {}, conf: Record<string, unknown> = CO
     conf,
     cniVersion: String(conf.cniVersion),
     env,
+    executor: processExecutor,
     ...over,
   };
 }
@@ -165,11 +168,11 @@ describe('delegateAdd', () => {
   });
   test('garbage with a failing exit → code 999 naming plugin, exit code and output', async () => {
     const e = await rejection(delegateAdd('garbage-fail', cmdArgs()));
-    expect([e.code, e.message]).toEqual([999, 'plugin "garbage-fail" failed with exit code 2 and unparsable output "panic: runtime error"']);
+    expect([e.code, e.message]).toEqual([999, 'plugin "garbage-fail" failed (exit code 2) but its output is not a CNI error: "panic: runtime error"']);
   });
-  test('nothing with a failing exit → code 999 "no output"', async () => {
+  test('nothing with a failing exit → code 999 "no error message"', async () => {
     const e = await rejection(delegateAdd('silent-fail', cmdArgs()));
-    expect([e.code, e.message]).toEqual([999, 'plugin "silent-fail" failed with exit code 1 and no output']);
+    expect([e.code, e.message]).toEqual([999, 'plugin "silent-fail" failed with no error message (exit code 1)']);
   });
   test.each([
     ['garbage-ok', 'plugin "garbage-ok" returned unparsable result "not json at all\\n"'],
@@ -212,8 +215,8 @@ describe('DEL, CHECK, GC and STATUS are delegated with their own CNI_COMMAND', (
   });
 });
 
-describe('in-process seam: the binary found is our own executable', () => {
-  test('runs the registered plugin in-process with the delegated env and stdin', async () => {
+describe('in-process executor: the binary found is our own executable', () => {
+  test('runs the resolved plugin in-process with the delegated env and stdin; other plugins are exec\'d', async () => {
     expect(realpathSync(join(dir, 'self-ipam'))).toBe(realpathSync(process.execPath));
     const seen: CmdArgs[] = [];
     const plugin: Plugin = {
@@ -228,34 +231,105 @@ describe('in-process seam: the binary found is our own executable', () => {
         check: (a) => void seen.push(a),
         gc: (a) => void seen.push(a),
         status: () => {
-          throw new CniError(50, 'not ready');
+          throw new CniError(50, 'not ready', '', { cause: new Error('backend down') });
         },
       },
     };
     const asked: string[] = [];
-    setInProcessResolver((name) => {
-      asked.push(name);
-      return name === 'self-ipam' ? plugin : undefined;
-    });
+    // what main.ts passes: our executable (by identity) under one of our plugin names
+    const executor = inProcessExecutor((file) => {
+      if (!isOwnExecutable(file)) return undefined;
+      asked.push(basename(file));
+      return basename(file) === 'self-ipam' ? plugin : undefined;
+    }, processExecutor);
+    const a = cmdArgs({ executor });
+    expect(await delegateAdd('self-ipam', a)).toEqual({ cniVersion: '1.1.0', ips: [{ address: '198.18.0.10/24' }] });
+    expect(asked).toEqual(['self-ipam']);
+    expect(seen[0]!.command).toBe('ADD');
+    expect(seen[0]!.stdinData.equals(a.stdinData)).toBe(true);
+    expect(seen[0]!.env.EXTRA_VAR).toBe('kept');
+    expect(seen[0]!.executor).toBe(executor); // its own delegations go through the same executor
+    await delegateDel('self-ipam', cmdArgs({ command: 'DEL', executor }));
+    expect(seen[1]!.command).toBe('DEL');
+    // the core's rules apply in-process too: GC needs a 1.1.0 config
+    const gc = await rejection(delegateGC('self-ipam', cmdArgs({ command: 'GC', executor })));
+    expect([gc.code, gc.message]).toEqual([1, 'config version does not allow GC']);
+    // the plugin's own error object arrives, cause kept
+    const st = await rejection(delegateStatus('self-ipam', cmdArgs({ command: 'STATUS', executor }, { ...CONF, cniVersion: '1.1.0' })));
+    expect([st.code, st.message, (st.cause as Error).message]).toEqual([50, 'not ready', 'backend down']);
+    // a plugin that is not ours is exec'd by the fallback
+    await delegateAdd('ok-ipam', a);
+    expect(asked).not.toContain('ok-ipam');
+    expect(recorded('ok-ipam').env.CNI_COMMAND).toBe('ADD');
+  });
+
+  test('safe inside a long-running caller: no process.exit, nothing written to stdout', async () => {
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => {
+      throw new Error('process.exit called');
+    }) as never);
+    const write = jest.spyOn(process.stdout, 'write');
+    const plugin: Plugin = { name: 'self-ipam', about: 'x', funcs: { add: () => ({ cniVersion: '1.1.0' }), del: () => undefined, check: () => undefined } };
+    const executor = inProcessExecutor((file) => (isOwnExecutable(file) ? plugin : undefined), processExecutor);
     try {
-      const a = cmdArgs();
-      expect(await delegateAdd('self-ipam', a)).toEqual({ cniVersion: '1.1.0', ips: [{ address: '198.18.0.10/24' }] });
-      expect(asked).toEqual(['self-ipam']);
-      expect(seen[0]!.command).toBe('ADD');
-      expect(seen[0]!.stdinData.equals(a.stdinData)).toBe(true);
-      expect(seen[0]!.env.EXTRA_VAR).toBe('kept');
-      await delegateDel('self-ipam', cmdArgs({ command: 'DEL' }));
-      expect(seen[1]!.command).toBe('DEL');
-      // the core's rules apply in-process too: GC needs a 1.1.0 config
-      const gc = await rejection(delegateGC('self-ipam', cmdArgs({ command: 'GC' })));
-      expect([gc.code, gc.message]).toEqual([1, 'config version does not allow GC']);
-      const st = await rejection(delegateStatus('self-ipam', cmdArgs({ command: 'STATUS' }, { ...CONF, cniVersion: '1.1.0' })));
-      expect([st.code, st.message]).toEqual([50, 'not ready']);
-      // a plugin that is not ours is still exec'd even with a resolver installed
-      await delegateAdd('ok-ipam', a);
-      expect(asked).not.toContain('ok-ipam');
+      await delegateAdd('self-ipam', cmdArgs({ executor }));
+      const e = await rejection(delegateAdd('self-ipam', cmdArgs({ executor }, { ...CONF, cniVersion: '9.9.9' })));
+      expect(e.code).toBe(1);
+      expect(exit).not.toHaveBeenCalled();
+      expect(write).not.toHaveBeenCalled();
     } finally {
-      setInProcessResolver(undefined);
+      exit.mockRestore();
+      write.mockRestore();
     }
+  });
+
+  test('a cancelled call does not start the plugin', async () => {
+    const add = jest.fn(() => ({ cniVersion: '1.1.0' }));
+    const plugin: Plugin = { name: 'self-ipam', about: 'x', funcs: { add, del: () => undefined, check: () => undefined } };
+    const executor = inProcessExecutor(() => plugin, processExecutor);
+    const e = await executor.exec({ file: 'x', env: {}, stdin: Buffer.from('{}'), signal: AbortSignal.abort(new Error('pod gone')) }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(CniError);
+    expect(((e as CniError).cause as Error).message).toBe('pod gone');
+    expect(add).not.toHaveBeenCalled();
+  });
+});
+
+describe('processExecutor', () => {
+  const run = (body: string, over: Partial<Parameters<Executor['exec']>[0]> = {}) => {
+    script(dir, 'ex', body);
+    return processExecutor.exec({ file: pjoin(dir, 'ex'), env: { PATH: process.env.PATH }, stdin: Buffer.from('{}'), ...over });
+  };
+  test('stdout on exit 0; stderr to onStderr and quoted when stdout is empty', async () => {
+    expect(await run('echo \'{"cniVersion":"1.0.0"}\'')).toBe('{"cniVersion":"1.0.0"}\n');
+    const chunks: string[] = [];
+    const e = await run('echo oops >&2; exit 1', { onStderr: (c) => void chunks.push(c.toString()) }).catch((x: unknown) => x);
+    expect((e as CniError).message).toBe('netplugin failed (exit code 1): "oops"');
+    expect(chunks.join('')).toBe('oops\n');
+  });
+  test('a run past timeoutMs is killed: code 999 naming the limit', async () => {
+    const t0 = Date.now();
+    const e = await run('sleep 5', { timeoutMs: 200, label: 'plugin "ex"' }).catch((x: unknown) => x);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect([(e as CniError).code, (e as CniError).message]).toEqual([999, `plugin "ex" ${pjoin(dir, 'ex')} did not finish within 200 ms and was killed`]);
+  });
+  test('an AbortSignal kills the run; the reason is the cause', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('runtime shutting down')), 100);
+    const t0 = Date.now();
+    const e = await run('sleep 5', { signal: ac.signal }).catch((x: unknown) => x);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect((e as CniError).message).toMatch(/was cancelled: runtime shutting down$/);
+    expect(((e as CniError).cause as Error).message).toBe('runtime shutting down');
+  });
+  test('a spawn failure keeps the errno error as cause', async () => {
+    script(dir, 'bad-interp', '', 0o755);
+    writeFileSync(join(dir, 'bad-interp'), '#!/nonexistent/interpreter\n');
+    const e = await processExecutor.exec({ file: join(dir, 'bad-interp'), env: {}, stdin: Buffer.alloc(0) }).catch((x: unknown) => x);
+    expect((e as CniError).message).toMatch(/^failed to exec netplugin .*bad-interp: /);
+    expect(((e as CniError).cause as NodeJS.ErrnoException).code).toBe('ENOENT');
+  });
+  test('a child left behind holding our pipes does not hold up the result', async () => {
+    const t0 = Date.now();
+    expect(await run('(sleep 5 &); echo \'{"cniVersion":"1.0.0"}\'', { onStderr: () => {} })).toBe('{"cniVersion":"1.0.0"}\n');
+    expect(Date.now() - t0).toBeLessThan(3000);
   });
 });

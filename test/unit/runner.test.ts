@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { confListFromBytes, ConfError, loadConfList, selectVersion } from '../../runner/conf';
 import { decodeEntry, encodeEntry, cacheFile } from '../../runner/cache';
 import { goMarshal } from '../../runner/gojson';
+import { decodeResult, printResult, resultMap } from '../../runner/result';
+import { CniError } from '../../shared/cni/errors';
 import { Runner, RunnerError } from '../../runner/runner';
 import { cnitool, containerIDFor } from '../../runner/cli';
 
@@ -163,13 +165,17 @@ describe('list execution', () => {
   test('ADD runs in order with name/cniVersion injected, prevResult chained and runtimeConfig filtered by capabilities', async () => {
     const l = list([{ type: 'main', capabilities: { mac: true, ips: true, portMappings: false } }, { type: 'chained' }]);
     const r = await runner.addNetworkList(l, rt);
-    expect(r.ips).toEqual([{ interface: 0, address: '198.18.0.2/24' }]);
+    expect(r.version).toBe('1.0.0');
+    expect(JSON.parse(JSON.stringify(r.value)).ips).toEqual([{ interface: 0, address: '198.18.0.2/24' }]);
     const [a, b] = logs();
     expect(a!.file).toBe('main-ADD');
     expect(a!.conf).toEqual({ type: 'main', name: 'net', cniVersion: '1.0.0', capabilities: { mac: true, ips: true, portMappings: false }, runtimeConfig: { mac: 'aa:bb:cc:dd:ee:ff' } });
     expect(a!.env).toBe('ctr1 eth0 /ns K=V');
     expect(b!.file).toBe('chained-ADD');
-    expect(b!.conf.prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }] });
+    expect(b!.conf.prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }], dns: {} });
+    // libcni injects the result struct into the config map: struct field order inside, sorted keys around it
+    const stdin = readFileSync(join(log, readdirSync(log).find((f) => f.endsWith('chained-ADD.json'))!), 'utf8');
+    expect(stdin).toBe('{"cniVersion":"1.0.0","name":"net","prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/ns"}],"ips":[{"interface":0,"address":"198.18.0.2/24"}],"dns":{}},"type":"chained"}');
     expect(b!.conf.runtimeConfig).toBeUndefined();
     // cache written after the whole list succeeded, 0600 in a 0700 dir
     const f = cacheFile(cache, 'net', 'ctr1', 'eth0');
@@ -181,6 +187,15 @@ describe('list execution', () => {
     expect(entry.result).toEqual({ cniVersion: '1.0.0', dns: {}, interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }] });
   });
 
+  test('an IP-less 0.2.0 result is chained, cached and returned as libcni does (no conversion that could fail)', async () => {
+    fakePlugin(bin, 'lo', `echo '{"cniVersion":"0.2.0","interfaces":[{"name":"lo"}],"ips":[{"interface":0,"address":"127.0.0.1/8"}],"dns":{}}'`);
+    const l = list([{ type: 'lo' }, { type: 'chained' }], { cniVersion: '0.2.0' });
+    const r = await runner.addNetworkList(l, rt);
+    expect(printResult(r)).toBe('{\n    "cniVersion": "0.2.0",\n    "dns": {}\n}');
+    expect(logs()[1]!.conf.prevResult).toEqual({ cniVersion: '0.2.0', dns: {} });
+    expect(decodeEntry(readFileSync(cacheFile(cache, 'net', 'ctr1', 'eth0'), 'utf8'))!.result).toEqual({ cniVersion: '0.2.0', dns: {} });
+  });
+
   test('DEL runs in reverse with the cached result as prevResult, then removes the cache entry', async () => {
     const l = list([{ type: 'main' }, { type: 'chained' }]);
     await runner.addNetworkList(l, rt);
@@ -189,11 +204,31 @@ describe('list execution', () => {
     await runner.delNetworkList(l, rt);
     const calls = logs();
     expect(calls.map((c) => c.file)).toEqual(['chained-DEL', 'main-DEL']);
-    expect(calls[1]!.conf.prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }] });
+    expect(calls[1]!.conf.prevResult).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/ns' }], ips: [{ interface: 0, address: '198.18.0.2/24' }], dns: {} });
     expect(existsSync(cacheFile(cache, 'net', 'ctr1', 'eth0'))).toBe(false);
     // again, with nothing cached: still runs every plugin, without prevResult
     await runner.delNetworkList(l, rt);
     expect(logs().slice(2).map((c) => [c.file, c.conf.prevResult])).toEqual([['chained-DEL', undefined], ['main-DEL', undefined]]);
+  });
+
+  test('DEL goes on past a missing or failing plugin, runs every DEL in reverse, then reports each failure and keeps the cache', async () => {
+    const ok = list([{ type: 'main' }, { type: 'chained' }]);
+    await runner.addNetworkList(ok, rt);
+    rmSync(log, { recursive: true });
+    mkdirSync(log);
+    const l = list([{ type: 'main' }, { type: 'nothere' }, { type: 'failing', name: 'x' }, { type: 'chained' }]);
+    const e = await runner.delNetworkList(l, rt).catch((x: unknown) => x);
+    expect(logs().map((c) => c.file)).toEqual(['chained-DEL', 'failing-DEL', 'main-DEL']);
+    expect(e).toBeInstanceOf(RunnerError);
+    expect((e as RunnerError).message).toBe(`plugin type="failing" name="x" failed (delete): busy; try later; plugin type="nothere" failed (delete): failed to find plugin "nothere" in path [${bin}]`);
+    expect((e as RunnerError).code).toBe(11);
+    expect(((e as RunnerError).cause as AggregateError).errors).toHaveLength(2);
+    expect(existsSync(cacheFile(cache, 'net', 'ctr1', 'eth0'))).toBe(true); // the runtime retries DEL with it
+    // a single failure is reported as it is, its plugin's error as the cause
+    const one = await runner.delNetworkList(list([{ type: 'main' }, { type: 'nothere' }]), rt).catch((x: unknown) => x);
+    expect((one as RunnerError).message).toBe(`plugin type="nothere" failed (delete): failed to find plugin "nothere" in path [${bin}]`);
+    expect((one as RunnerError).cause).toBeInstanceOf(CniError);
+    expect(logs().pop()!.file).toBe('main-DEL');
   });
 
   test('a corrupt cache entry does not block DEL; a 0.3.1 list gets no prevResult on DEL', async () => {
@@ -276,7 +311,6 @@ describe('list execution', () => {
     const io = { env: { NETCONFPATH: dir, CNI_PATH: bin, CNI_CACHEDIR: cache, LOG: log, PATH: process.env.PATH }, stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
     expect(await cnitool(['--help'], io)).toBe(0);
     expect(out.join('')).toMatch(/cnitool add +<net> <netns>/);
-    expect(await cnitool(['add'], io)).toBe(1);
     write(join(dir, 'n.conflist'), { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'main' }] });
     expect(await cnitool(['add', 'nope', '/proc/self/ns/net'], io)).toBe(1);
     expect(err.pop()).toBe(`no net configuration with name "nope" in ${dir}\n`);
@@ -284,7 +318,53 @@ describe('list execution', () => {
     expect(err.pop()).toBe('network namespace "/var/run/netns/rn-does-not-exist" does not exist\n');
     expect(await cnitool(['add', 'net', '/proc/self/ns/net'], { ...io, env: { ...io.env, CAP_ARGS: '[1]' } })).toBe(1);
     expect(err.pop()).toMatch(/invalid CAP_ARGS "\[1\]": expected a JSON object/);
-    expect(await cnitool(['frob', 'net', 'x'], io)).toBe(1);
-    expect(err.pop()).toMatch(/unknown command "frob"/);
+  });
+
+  test('cnitool: a missing <net> or <netns>, an extra argument or an unknown command is one usage-style line, exit 1', async () => {
+    const err: string[] = [];
+    const out: string[] = [];
+    const io = { env: { NETCONFPATH: dir, CNI_PATH: bin, CNI_CACHEDIR: cache, LOG: log, PATH: process.env.PATH }, stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
+    write(join(dir, 'n.conflist'), { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'main' }] });
+    const cases: Array<[string[], string]> = [
+      [['add', 'net'], 'cnitool add: missing <netns> (usage: cnitool add <net> <netns>)\n'],
+      [['del'], 'cnitool del: missing <net> and <netns> (usage: cnitool del <net> <netns>)\n'],
+      [['check', 'net', '/proc/self/ns/net', 'eth1'], 'cnitool check: unexpected argument "eth1" (usage: cnitool check <net> <netns>)\n'],
+      [['frob', 'net', 'x'], 'cnitool: unknown command "frob" (usage: cnitool add|check|del|gc|status <net> <netns>)\n'],
+      [['frob'], 'cnitool: unknown command "frob" (usage: cnitool add|check|del|gc|status <net> <netns>)\n'],
+    ];
+    for (const [argv, line] of cases) {
+      expect([argv, await cnitool(argv, io)]).toEqual([argv, 1]);
+      expect(err.splice(0)).toEqual([line]);
+    }
+    expect(out).toEqual([]);
+    expect(logs()).toEqual([]); // no plugin ran
+    // no arguments at all: the whole usage, as the real cnitool
+    expect(await cnitool([], io)).toBe(1);
+    expect(err.join('')).toMatch(/cnitool add +<net> <netns>/);
+  });
+});
+
+describe('results as libcni holds them (runner/result.ts, issue 10 item 3)', () => {
+  test('kept in the version the plugin printed: 0.4.0 IPs without "version" stay "", unknown fields go, addresses are Go text', () => {
+    const r = decodeResult({ cniVersion: '0.4.0', extra: 1, interfaces: [{ name: 'lo', mtu: 9000 }], ips: [{ interface: 0, address: '2001:DB8:0:0::1/64', gateway: '2001:db8::0:1' }] }, '1.0.0');
+    expect(r.version).toBe('0.4.0');
+    expect(goMarshal(r.value)).toBe('{"cniVersion":"0.4.0","interfaces":[{"name":"lo"}],"ips":[{"version":"","interface":0,"address":"2001:db8::1/64","gateway":"2001:db8::1"}],"dns":{}}');
+  });
+  test('no cniVersion: read in the config version (0.1.0 when the list has none)', () => {
+    expect(decodeResult({ ip4: { ip: '198.18.0.2/24' } }, '0.1.0')).toMatchObject({ version: '0.1.0' });
+    expect(goMarshal(decodeResult({ ip4: { ip: '198.18.0.2/24' } }, '0.1.0').value)).toBe('{"cniVersion":"0.1.0","ip4":{"ip":"198.18.0.2/24"},"dns":{}}');
+  });
+  test('a 0.2.0 result without IPs is a valid result (what libcni makes of the reference loopback\'s output)', () => {
+    const r = decodeResult({ cniVersion: '0.2.0', interfaces: [{ name: 'lo' }], ips: [{ address: '127.0.0.1/8' }] }, '0.2.0');
+    expect(printResult(r)).toBe('{\n    "cniVersion": "0.2.0",\n    "dns": {}\n}');
+    expect(resultMap(r)).toEqual({ cniVersion: '0.2.0', dns: {} });
+  });
+  test('1.0.0 and 1.1.0 always carry "dns":{}; only 1.1.0 keeps the fields spec 1.1.0 added', () => {
+    const raw = { interfaces: [{ name: 'eth0', mtu: 1400, socketPath: '/s' }], routes: [{ dst: '0.0.0.0/0', mtu: 1400, table: 0 }] };
+    expect(goMarshal(decodeResult({ ...raw, cniVersion: '1.0.0' }, '1.0.0').value)).toBe('{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"routes":[{"dst":"0.0.0.0/0"}],"dns":{}}');
+    expect(goMarshal(decodeResult({ ...raw, cniVersion: '1.1.0' }, '1.1.0').value)).toBe('{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","mtu":1400,"socketPath":"/s"}],"routes":[{"dst":"0.0.0.0/0","mtu":1400,"table":0}],"dns":{}}');
+  });
+  test('an invalid result is still refused', () => {
+    expect(() => decodeResult({ cniVersion: '1.0.0', ips: [{ address: 'nonsense' }] }, '1.0.0')).toThrow('ips[0].address must be an address with a prefix length');
   });
 });
