@@ -43,14 +43,21 @@ function errnoOf(e: unknown): number {
   return typeof n === 'number' ? Math.abs(n) : 0;
 }
 
+// O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer forever (issue 10 item 12: a
+// FIFO as CNI_NETNS hung the plugin). It changes nothing for an nsfs file; the fstatfs check below
+// then refuses the FIFO, a device or a regular file as "not a network namespace".
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
+
 /**
- * Opens a netns path read-only and checks it is an nsfs file. Returns the fd (caller closes it with
- * fs.closeSync); usable as IFLA_NET_NS_FD or for setns.
+ * Opens a netns path read-only, without blocking on whatever file it names, and checks it is an
+ * nsfs file. Returns the fd (caller closes it with fs.closeSync); usable as IFLA_NET_NS_FD or for
+ * setns. Throws NetnsNotFoundError (ENOENT/ENOTDIR), NotNetnsError (any other kind of file), or
+ * NetnsError (other open/fstatfs failures, errno kept).
  */
 export function openNetnsFd(path: string): number {
   let fd: number;
   try {
-    fd = fs.openSync(path, 'r');
+    fd = fs.openSync(path, OPEN_FLAGS);
   } catch (e) {
     const errno = errnoOf(e);
     if (errno === ENOENT || errno === ENOTDIR) throw new NetnsNotFoundError(path);
