@@ -102,24 +102,24 @@ function fromData(d: ErrorData): Error {
 
 /**
  * The worker thread's side: answers each request by running the job inside its netns. After a
- * NetnsRestoreError the thread is in the wrong namespace for good: it answers that request and stops.
+ * NetnsRestoreError the thread is in the wrong namespace for good: it runs nothing more and answers
+ * every later request with that error, until NetnsWorker (told by the first answer) terminates it.
  */
 export function serveNetnsJobs(): void {
   const port = parentPort;
   if (!port || !isNetnsWorkerThread()) throw new Error('serveNetnsJobs() outside a netns worker thread');
+  let poisoned: ErrorData | undefined;
   port.on('message', (req: Request) => {
-    let reply: Reply;
-    let fatal = false;
+    if (poisoned) return port.postMessage({ id: req.id, ok: false, error: poisoned } satisfies Reply);
     try {
       const run = jobs.get(req.job);
       if (!run) throw new Error(`unknown netns job "${req.job}" (not defined in the worker's modules)`);
-      reply = { id: req.id, ok: true, value: withNetns(req.netns, () => run(req.args) as never) };
+      port.postMessage({ id: req.id, ok: true, value: withNetns(req.netns, () => run(req.args) as never) } satisfies Reply);
     } catch (e) {
-      fatal = e instanceof NetnsRestoreError;
-      reply = { id: req.id, ok: false, error: toData(e) };
+      const error = toData(e);
+      if (e instanceof NetnsRestoreError) poisoned = error;
+      port.postMessage({ id: req.id, ok: false, error } satisfies Reply);
     }
-    port.postMessage(reply);
-    if (fatal) port.close(); // the thread ends; NetnsWorker starts a fresh one for the next job
   });
 }
 

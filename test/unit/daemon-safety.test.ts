@@ -16,6 +16,7 @@ import { attrStr, attrU8, ifinfomsg, nlmsg } from '../../shared/linux/netlink/me
 import { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { AsyncNetnsWorkError, NetnsNotFoundError, NetnsRestoreError, NotNetnsError, withNetns } from '../../shared/linux/netns';
 import { SysctlError, sysctlGet } from '../../shared/linux/sysctl';
+import { NetnsJobError, NetnsWorker, defineNetnsJob, isNetnsWorkerThread, serveNetnsJobs } from '../../shared/linux/netns-worker';
 import { NetfilterError, mustRunToolAsync, runToolAsync } from '../../shared/netfilter/tool';
 
 // ---- the fake libc ----------------------------------------------------------------------------
@@ -65,6 +66,59 @@ jest.mock('../../shared/linux/libc', () => {
       new DataView(addr.buffer).setUint32(8, d.groups, true);
       return d.data.length;
     },
+  };
+});
+
+// ---- a fake node:worker_threads: the "thread" runs in this one, joined by message queues --------
+// Enough to test NetnsWorker's protocol here (results, rebuilt errors, a fatal error ending the
+// thread); the real bun Worker runs in test/integration/netns-worker.test.ts.
+const mockWT = { isMainThread: true, workerData: null as unknown, parentPort: null as unknown, started: 0 };
+jest.mock('node:worker_threads', () => {
+  const { EventEmitter: Emitter } = jest.requireActual('node:events');
+  class FakeWorker extends Emitter {
+    private alive = true;
+    private readonly port: InstanceType<typeof Emitter> & { postMessage(m: unknown): void; close(): void };
+    constructor(_entry: string, opts: { workerData: unknown }) {
+      super();
+      mockWT.started++;
+      const port = new Emitter() as FakeWorker['port'];
+      port.postMessage = (m: unknown) => setImmediate(() => this.alive && this.emit('message', structuredClone(m)));
+      port.close = () => this.end(0);
+      this.port = port;
+      // "Load the entry module" in the new thread: it sees itself as a netns worker and serves.
+      Object.assign(mockWT, { isMainThread: false, workerData: opts.workerData, parentPort: port });
+      try {
+        jest.requireActual('../../shared/linux/netns-worker').serveNetnsJobs();
+      } finally {
+        Object.assign(mockWT, { isMainThread: true, workerData: null, parentPort: null });
+      }
+    }
+    postMessage(m: unknown): void {
+      setImmediate(() => this.alive && this.port.emit('message', structuredClone(m)));
+    }
+    ref(): void {}
+    unref(): void {}
+    private end(code: number): void {
+      if (!this.alive) return;
+      this.alive = false;
+      setImmediate(() => this.emit('exit', code));
+    }
+    terminate(): Promise<number> {
+      this.end(1);
+      return Promise.resolve(1);
+    }
+  }
+  return {
+    get isMainThread() {
+      return mockWT.isMainThread;
+    },
+    get workerData() {
+      return mockWT.workerData;
+    },
+    get parentPort() {
+      return mockWT.parentPort;
+    },
+    Worker: FakeWorker,
   };
 });
 
@@ -395,5 +449,69 @@ describe('netlink: waitForLinkAsync waits for a link state with the event loop f
     const nl = NetlinkSocket.open();
     expect(waitForLink(nl, 'veth0', (l) => l.operstate === 'up', 100).name).toBe('veth0');
     nl.close();
+  });
+});
+
+describe('NetnsWorker: netns jobs on a thread of their own', () => {
+  const inNs = defineNetnsJob('unit:echo', (x: { n: number }) => ({ doubled: x.n * 2, setns: mockLibc.setnsCalls.length }));
+  const failsNetlink = defineNetnsJob('unit:netlink-fails', (name: string) => {
+    throw new NetlinkError('getting link', name, 19);
+  });
+  const failsCni = defineNetnsJob('unit:cni-fails', (_: null) => {
+    throw new CniError(ErrTryAgainLater, 'busy', 'details');
+  });
+  const failsOther = defineNetnsJob('unit:other-fails', (_: null) => {
+    throw new RangeError('out of range');
+  });
+  beforeEach(() => (mockWT.started = 0));
+
+  test('the job runs inside withNetns on the worker and its result comes back', async () => {
+    const w = new NetnsWorker('entry.js');
+    await expect(w.run(inNs, NS, { n: 21 })).resolves.toEqual({ doubled: 42, setns: 1 });
+    expect(mockLibc.setnsCalls).toHaveLength(2); // entered, switched back
+    await w.close();
+  });
+
+  test('errors come back as their classes: NetlinkError (isNotFound), CniError (code), others by name and kind', async () => {
+    const w = new NetnsWorker('entry.js');
+    const nl = await w.run(failsNetlink, NS, 'nope0').catch((e: unknown) => e);
+    expect(nl).toBeInstanceOf(NetlinkError);
+    expect(isNotFound(nl)).toBe(true);
+    expect((nl as Error).message).toBe('getting link nope0: no such device');
+    const cni = await w.run(failsCni, NS, null).catch((e: unknown) => e);
+    expect(cni).toBeInstanceOf(CniError);
+    expect([(cni as CniError).code, (cni as CniError).details]).toEqual([ErrTryAgainLater, 'details']);
+    const other = await w.run(failsOther, NS, null).catch((e: unknown) => e);
+    expect(other).toBeInstanceOf(NetnsJobError);
+    expect([(other as Error).name, (other as Error).message, (other as NetnsJobError).kind]).toEqual(['RangeError', 'out of range', 'other']);
+    const missing = await w.run(inNs, '/nonexistent/netns', { n: 1 }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(NetnsNotFoundError);
+    expect(mockWT.started).toBe(1); // one thread served them all
+    await w.close();
+  });
+
+  test('a fatal NetnsRestoreError ends that thread; the next job gets a fresh one', async () => {
+    const w = new NetnsWorker('entry.js');
+    mockLibc.setnsResults = [0, -1]; // the first job cannot switch back
+    const fatal = await w.run(inNs, NS, { n: 1 }).catch((e: unknown) => e);
+    expect(fatal).toBeInstanceOf(NetnsRestoreError);
+    await expect(w.run(inNs, NS, { n: 2 })).resolves.toMatchObject({ doubled: 4 });
+    expect(mockWT.started).toBe(2);
+    await w.close();
+  });
+
+  test('closing the worker rejects jobs still pending; async jobs are refused when defined', async () => {
+    const w = new NetnsWorker('entry.js');
+    const p = w.run(inNs, NS, { n: 1 });
+    await w.close();
+    await expect(p).rejects.toThrow('netns worker closed');
+    const AsyncFunction = eval('(async () => {}).constructor') as new (body: string) => () => Promise<void>;
+    expect(() => defineNetnsJob('unit:async', new AsyncFunction('') as never)).toThrow(AsyncNetnsWorkError);
+    expect(() => defineNetnsJob('unit:echo', () => 1)).toThrow('defined twice');
+  });
+
+  test('only a thread started by NetnsWorker serves jobs', () => {
+    expect(isNetnsWorkerThread()).toBe(false);
+    expect(() => serveNetnsJobs()).toThrow('outside a netns worker thread');
   });
 });
