@@ -45,8 +45,9 @@ export class NotNetnsError extends NetnsError {
 /**
  * This thread could not switch back to its own network namespace after netns work. Fatal: anything
  * this thread runs from now on acts in the wrong namespace. The Go reference abandons the OS thread
- * (runtime.LockOSThread without unlock); we cannot, so whoever owns the thread must end it: the
- * process entry (main.ts) exits, a netns worker (netns-worker.ts) terminates itself. Never retried.
+ * (runtime.LockOSThread without unlock); we cannot, so whoever owns the thread must end it: a plugin
+ * reports it as its CNI error and exits (main.ts exits on one that escapes), NetnsWorker terminates
+ * its worker thread (netns-worker.ts). `fatal` marks it for callers that cannot import this module.
  */
 export class NetnsRestoreError extends Error {
   readonly kind: ErrorKind = 'other';
@@ -60,10 +61,10 @@ export class NetnsRestoreError extends Error {
 /** withNetns was given work that is not synchronous (an async function or one returning a thenable). kind 'invalid'. */
 export class AsyncNetnsWorkError extends TypeError {
   readonly kind: ErrorKind = 'invalid';
-  constructor(path: string, when: 'before' | 'after') {
+  constructor(where: string, when: 'before' | 'after') {
     super(
-      `withNetns("${path}"): the callback ${when === 'before' ? 'is an async function' : 'returned a promise'}; ` +
-        'netns work must be synchronous (an await would resume outside the namespace); use runInNetnsWorker for async callers',
+      `withNetns(${where}): the callback ${when === 'before' ? 'is an async function' : 'returned a promise'}; ` +
+        'netns work must be synchronous (an await would resume outside the namespace); async callers use a NetnsWorker',
     );
     this.name = 'AsyncNetnsWorkError';
   }
@@ -119,6 +120,11 @@ export type SyncNetnsWork<T> = () => T & (T extends { then: (...args: never[]) =
 
 const ASYNC_CONSTRUCTORS = new Set(['AsyncFunction', 'AsyncGeneratorFunction']);
 
+/** True for a native `async` function (its constructor is AsyncFunction): refused before it runs. */
+export function isAsyncFunction(fn: unknown): boolean {
+  return ASYNC_CONSTRUCTORS.has((fn as { constructor?: { name?: string } } | null | undefined)?.constructor?.name ?? '');
+}
+
 /**
  * Runs `fn` synchronously inside the network namespace at `path` (on this thread) and always
  * switches back. Returns what `fn` returns.
@@ -129,7 +135,7 @@ const ASYNC_CONSTRUCTORS = new Set(['AsyncFunction', 'AsyncGeneratorFunction']);
  */
 export function withNetns<T>(path: string, fn: SyncNetnsWork<T>): T {
   // Refused before opening anything: nothing of an async function may run in the namespace.
-  if (ASYNC_CONSTRUCTORS.has((fn as { constructor?: { name?: string } }).constructor?.name ?? '')) throw new AsyncNetnsWorkError(path, 'before');
+  if (isAsyncFunction(fn)) throw new AsyncNetnsWorkError(JSON.stringify(path), 'before');
   const target = openNetnsFd(path);
   try {
     const self = fs.openSync(SELF_NETNS, 'r');
@@ -145,7 +151,7 @@ export function withNetns<T>(path: string, fn: SyncNetnsWork<T>): T {
       if (typeof then === 'function') {
         // Already back in our netns; the work's continuation runs outside it, so it is refused.
         then.call(result, undefined, () => undefined);
-        throw new AsyncNetnsWorkError(path, 'after');
+        throw new AsyncNetnsWorkError(JSON.stringify(path), 'after');
       }
       return result;
     } finally {

@@ -95,6 +95,13 @@ describe('NetnsWorker in a compiled executable', () => {
     expect(out.links.sort()).toEqual(['lo', 'nwa0', 'nwb0']);
   });
 
+  test('waitForLinkAsync sees the kernel\'s link event while a timer on the same loop makes it happen', () => {
+    expect(out.waitAsync.up).toBe(true);
+    expect(out.waitAsync.firedAt).toBeGreaterThanOrEqual(100);
+    expect(out.waitAsync.doneAt).toBeGreaterThanOrEqual(out.waitAsync.firedAt);
+    expect(out.waitAsync.doneAt).toBeLessThan(1000); // woken by the event, not by the 3 s timeout
+  });
+
   test('errors come back as their classes with kinds, and the worker goes on after them', () => {
     expect(out.missing).toMatchObject({ name: 'NetlinkError', kind: 'not-found', isNotFound: true });
     expect(out.missing.message).toContain('nope0');

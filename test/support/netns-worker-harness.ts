@@ -3,8 +3,8 @@
 // Usage: harness <target netns path>; prints one JSON object of observations on stdout.
 import { statSync } from 'node:fs';
 import { isNotFound } from '../../shared/linux/netlink/errors';
-import { getLink, listLinks } from '../../shared/linux/netlink/link';
-import { withNetlink } from '../../shared/linux/netlink/socket';
+import { getLink, listLinks, setLinkUp, waitForLinkAsync } from '../../shared/linux/netlink/link';
+import { openNetlink, withNetlink } from '../../shared/linux/netlink/socket';
 import { defineNetnsJob, isNetnsWorkerThread, NetnsWorker, serveNetnsJobs } from '../../shared/linux/netns-worker';
 import { NetnsNotFoundError } from '../../shared/linux/netns';
 import { errorKind } from '../../shared/linux/netlink/errno';
@@ -38,8 +38,31 @@ async function main(): Promise<void> {
   const notSyncErr = await w.run(notSync, target, null).catch(describeError);
   const afterErrors = await w.run(whereAmI, target, 0);
   await w.close();
-  const out = { mainBefore, mainAfter: threadNetns(), target: statSync(target).ino, held, again, afterErrors, samples, links, missing, badPath, notSync: notSyncErr };
+  const waitAsync = await linkUpWhileWaiting(target);
+  const out = { waitAsync, mainBefore, mainAfter: threadNetns(), target: statSync(target).ino, held, again, afterErrors, samples, links, missing, badPath, notSync: notSyncErr };
   process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+/**
+ * waitForLinkAsync on the real kernel: a timer sets nwa0 up 100 ms into the wait. It can fire only
+ * if the wait leaves the event loop free; a blocking wait would time out after 3 s instead.
+ */
+async function linkUpWhileWaiting(target: string): Promise<Record<string, unknown>> {
+  const nl = openNetlink(target);
+  const other = openNetlink(target);
+  try {
+    const t0 = Date.now();
+    let firedAt = -1;
+    setTimeout(() => {
+      firedAt = Date.now() - t0;
+      setLinkUp(other, 'nwa0');
+    }, 100);
+    const link = await waitForLinkAsync(nl, 'nwa0', (l) => l.up, 3000).catch(describeError);
+    return { up: 'up' in link ? link.up : link, firedAt, doneAt: Date.now() - t0 };
+  } finally {
+    nl.close();
+    other.close();
+  }
 }
 
 if (isNetnsWorkerThread()) serveNetnsJobs();

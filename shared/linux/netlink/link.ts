@@ -361,8 +361,9 @@ export function setBridgePort(nl: NetlinkSocket, port: { index: number; name: st
 /**
  * Waits until `ready(link)` holds for the link `ref`, re-checking on every RTM_NEWLINK event for it
  * (RTNLGRP_LINK) instead of sleeping (the reference sleeps 0/50/500/1000/1000 ms for the host
- * veth's operstate); blocks this thread while it waits. Returns the link in its ready state. Throws WaitTimeoutError
- * after `timeoutMs` ms, NetlinkError ENODEV if the link goes away, NetlinkError for socket failures.
+ * veth's operstate); blocks this thread while it waits. Returns the link in its ready state.
+ * Throws WaitTimeoutError after `timeoutMs` ms, NetlinkError ENODEV if the link goes away,
+ * NetlinkError for socket failures.
  */
 export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) => boolean, timeoutMs: number): Link {
   nl.subscribe(RTNLGRP_LINK);
@@ -382,7 +383,11 @@ export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) =>
   }
 }
 
-/** waitForLink for long-running processes: the same wait, with the event loop free (NetlinkSocket.nextEventAsync). */
+/**
+ * waitForLink for long-running processes: the same wait and errors, with the event loop free
+ * (NetlinkSocket.nextEventAsync). The socket's subscription is the wait's own: one wait per socket
+ * at a time, and no other use of `nl` until it settles.
+ */
 export async function waitForLinkAsync(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) => boolean, timeoutMs: number): Promise<Link> {
   nl.subscribe(RTNLGRP_LINK);
   try {
