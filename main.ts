@@ -8,6 +8,7 @@ import { isOwnExecutable } from './shared/cni/own-executable';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
+import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
 
 /** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
 const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
@@ -53,5 +54,12 @@ async function main(): Promise<void> {
   await pluginMain(plugin, { executor });
 }
 
-// --bytecode rejects top-level await, so the entry is a plain call.
-void main();
+// --bytecode rejects top-level await, so the entry is a plain call. A NetnsWorker thread loads this
+// same module (shared/linux/netns-worker.ts) and serves netns jobs instead. An error no verb turned
+// into a CNI error (a fatal NetnsRestoreError above all: this thread is in the wrong netns) ends the process.
+if (isNetnsWorkerThread()) serveNetnsJobs();
+else
+  main().catch((e: unknown) => {
+    process.stderr.write(`${SELF}: fatal: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });

@@ -17,7 +17,7 @@ export class CniError extends Error {
     readonly code: number,
     msg: string,
     readonly details: string = '',
-    options?: { cause?: unknown }, // the error this one stands for (kept for logs and callers, never printed)
+    options?: ErrorOptions, // { cause }: the error this one reports, kept for logs and callers
   ) {
     super(msg, options);
     this.name = 'CniError';
@@ -30,15 +30,15 @@ export class CniError extends Error {
   }
 }
 
-/** Wraps an unexpected exception as code 999 with a one-line message (never a stack trace). */
+/** Wraps an unexpected exception as code 999 with a one-line message (never a stack trace); the exception is its `cause`. */
 export function asCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  return new CniError(ErrInternal, msg.split('\n')[0] || 'internal error');
+  return new CniError(ErrInternal, msg.split('\n')[0] || 'internal error', '', { cause: e });
 }
 
-/** Prefixes the message of an error with context, keeping its code ("failed to allocate for range 0: ..."). */
+/** Prefixes the message of an error with context, keeping its code ("failed to allocate for range 0: ...") and `e` as `cause`. */
 export function wrapError(e: unknown, context: string): CniError {
   const c = asCniError(e);
-  return new CniError(c.code, `${context}: ${c.message}`, c.details);
+  return new CniError(c.code, `${context}: ${c.message}`, c.details, { cause: e });
 }

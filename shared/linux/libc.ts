@@ -4,7 +4,7 @@
 // The library is opened on first use, so importing this module costs nothing (and jest, which maps
 // bun:ffi to a throwing stub, can import modules that import this one as long as it never calls in).
 import { dlopen, ptr, read } from 'bun:ffi';
-import { EINTR, errnoMessage } from './netlink/errno';
+import { EINTR, errnoMessage, kindOfErrno, type ErrorKind } from './netlink/errno';
 
 export { errnoMessage } from './netlink/errno';
 
@@ -31,14 +31,16 @@ export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
 export const POLLIN = 0x1;
 
-/** A failed syscall: `<op>: <strerror>` with the errno kept for callers that branch on it. */
+/** A failed syscall: `<op>: <strerror>` with the (positive) errno and its kind for callers that branch on it. */
 export class SyscallError extends Error {
+  readonly kind: ErrorKind;
   constructor(
     readonly op: string,
     readonly errno: number,
   ) {
     super(`${op}: ${errnoMessage(errno)}`);
     this.name = 'SyscallError';
+    this.kind = kindOfErrno(errno);
   }
 }
 

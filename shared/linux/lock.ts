@@ -1,9 +1,13 @@
 // The store's `lock` file, flock(2)ed exactly like the reference's go-filemutex so both plugins
 // exclude each other on one node. Unlike the reference, the wait is bounded (plugins#561: thousands
-// of processes piled up on one lock): bun has no async flock, so LOCK_NB is polled with a short
-// back-off until the bound, then code 11 (try again later).
+// of processes piled up on one lock): there is no async flock, so LOCK_NB is polled with a short
+// back-off until the bound, then code 11 (try again later). lock() sleeps between polls (a
+// short-lived plugin has nothing else to do); acquire() waits with timers, so a long-running
+// process's event loop goes on while another process holds the lock.
 import { closeSync, constants, openSync } from 'node:fs';
 import { CniError, ErrInternal, ErrTryAgainLater } from '../cni/errors';
+import { SyscallError } from './libc';
+import { EWOULDBLOCK, errnoMessage } from './netlink/errno';
 
 export interface Flocker {
   flock(fd: number, op: number): number; // 0 or -errno
@@ -12,36 +16,60 @@ export interface Flocker {
   LOCK_UN: number;
 }
 
-const EWOULDBLOCK = 11;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleepMs = (ms: number): void => void Atomics.wait(sleeper, 0, 0, ms);
+const MAX_DELAY_MS = 50;
 
 export class FileLock {
   private fd = -1;
   private held = false;
 
+  /** `timeoutMs`: how long lock()/acquire() wait for another holder before failing with code 11. */
   constructor(
     private readonly path: string,
     private readonly flocker: Flocker,
     private readonly timeoutMs: number,
   ) {}
 
-  lock(): void {
+  /** One LOCK_NB attempt: true if taken, false if another process holds it; throws CniError 999 (cause: SyscallError) otherwise. */
+  private tryLock(): boolean {
     // Node opens with O_CLOEXEC already. The reference opens it O_CREAT|O_RDONLY with mode 0750.
     if (this.fd < 0) this.fd = openSync(this.path, constants.O_CREAT | constants.O_RDONLY, 0o750);
     const { flock, LOCK_EX, LOCK_NB } = this.flocker;
+    const r = flock(this.fd, LOCK_EX | LOCK_NB);
+    if (r === 0) return (this.held = true);
+    if (r === -EWOULDBLOCK) return false;
+    throw new CniError(ErrInternal, `failed to lock ${this.path}: ${errnoMessage(r)}`, '', { cause: new SyscallError('flock', -r) });
+  }
+
+  private timedOut(): CniError {
+    return new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path}`, 'another host-local call holds it; try again later (ipam.lockTimeoutMs)');
+  }
+
+  /**
+   * Takes the lock, blocking this thread between polls (1, 2, 4 … 50 ms) for at most timeoutMs.
+   * Throws CniError 11 on timeout, CniError 999 if flock fails otherwise.
+   */
+  lock(): void {
     const deadline = Date.now() + this.timeoutMs;
-    for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-      const r = flock(this.fd, LOCK_EX | LOCK_NB);
-      if (r === 0) {
-        this.held = true;
-        return;
-      }
-      if (r !== -EWOULDBLOCK) throw new CniError(ErrInternal, `failed to lock ${this.path}: errno ${-r}`);
+    for (let delay = 1; !this.tryLock(); delay = Math.min(delay * 2, MAX_DELAY_MS)) {
       const left = deadline - Date.now();
-      if (left <= 0)
-        throw new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path}`, 'another host-local call holds it; try again later (ipam.lockTimeoutMs)');
+      if (left <= 0) throw this.timedOut();
       sleepMs(Math.min(delay, left));
+    }
+  }
+
+  /**
+   * lock() for long-running processes: the same polls and bound, waiting with timers instead of
+   * blocking. flock excludes other open files, not callers sharing this one, so while this object
+   * holds the lock a second acquire() on it waits for unlock() like any other process would.
+   */
+  async acquire(): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    for (let delay = 1; this.held || !this.tryLock(); delay = Math.min(delay * 2, MAX_DELAY_MS)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw this.timedOut();
+      await new Promise((r) => setTimeout(r, Math.min(delay, left)));
     }
   }
 

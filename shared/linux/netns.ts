@@ -1,36 +1,40 @@
 // Entering a network namespace in-process, the way the reference's pkg/ns does it (ns_linux.go):
 // validate the path is an nsfs file, setns() this thread, run the work, always switch back.
-// setns only affects the calling thread; Bun runs JS and synchronous I/O on one thread, so the
-// work must be synchronous — an await inside would resume outside the namespace.
+// setns only affects the calling thread, and JS resumes an `await` on whatever netns the thread is
+// in then, so the work must be synchronous. In a long-running process, netns work runs either
+// strictly synchronously here or on a thread of its own (netns-worker.ts), never across an await.
 import * as fs from 'node:fs';
 import { CLONE_NEWNET, fstatfsType, setns } from './libc';
-import { EINVAL, ENOENT, ENOTDIR, errnoMessage } from './netlink/errno';
+import { EINVAL, ENOENT, ENOTDIR, errnoMessage, errnoOf, kindOfErrno, type ErrorKind } from './netlink/errno';
 
 const NSFS_MAGIC = 0x6e736673;
 const PROC_SUPER_MAGIC = 0x9fa0; // /proc/<pid>/ns/net on kernels before nsfs (< 3.19)
 const SELF_NETNS = '/proc/thread-self/ns/net';
 
-/** Any failure to open or enter a network namespace. */
+/** Any failure to open or enter a network namespace; `errno` positive (0 if none), `cause` the fs error if any. */
 export class NetnsError extends Error {
+  readonly kind: ErrorKind;
   constructor(
     readonly path: string,
     message: string,
     readonly errno = 0,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = 'NetnsError';
+    this.kind = kindOfErrno(errno);
   }
 }
 
-/** The netns path does not exist (reference: NSPathNotExistErr); DEL treats this as "already gone". */
+/** The netns path does not exist (reference: NSPathNotExistErr); DEL treats this as "already gone". kind 'not-found'. */
 export class NetnsNotFoundError extends NetnsError {
-  constructor(path: string) {
-    super(path, `netns "${path}" does not exist`, ENOENT);
+  constructor(path: string, options?: ErrorOptions) {
+    super(path, `netns "${path}" does not exist`, ENOENT, options);
     this.name = 'NetnsNotFoundError';
   }
 }
 
-/** The path exists but is not a network namespace (reference: NSPathNotNSErr). */
+/** The path exists but is not a network namespace (reference: NSPathNotNSErr). kind 'invalid'. */
 export class NotNetnsError extends NetnsError {
   constructor(path: string) {
     super(path, `"${path}" is not a network namespace`, EINVAL);
@@ -38,23 +42,53 @@ export class NotNetnsError extends NetnsError {
   }
 }
 
-function errnoOf(e: unknown): number {
-  const n = (e as { errno?: unknown }).errno;
-  return typeof n === 'number' ? Math.abs(n) : 0;
+/**
+ * This thread could not switch back to its own network namespace after netns work. Fatal: anything
+ * this thread runs from now on acts in the wrong namespace. The Go reference abandons the OS thread
+ * (runtime.LockOSThread without unlock); we cannot, so whoever owns the thread must end it: a plugin
+ * reports it as its CNI error and exits (main.ts exits on one that escapes), NetnsWorker terminates
+ * its worker thread (netns-worker.ts). `fatal` marks it for callers that cannot import this module.
+ */
+export class NetnsRestoreError extends Error {
+  readonly kind: ErrorKind = 'other';
+  readonly fatal = true;
+  constructor(readonly errno: number) {
+    super(`cannot return to the original network namespace: ${errnoMessage(errno)}`);
+    this.name = 'NetnsRestoreError';
+  }
 }
 
+/** withNetns was given work that is not synchronous (an async function or one returning a thenable). kind 'invalid'. */
+export class AsyncNetnsWorkError extends TypeError {
+  readonly kind: ErrorKind = 'invalid';
+  constructor(where: string, when: 'before' | 'after') {
+    super(
+      `withNetns(${where}): the callback ${when === 'before' ? 'is an async function' : 'returned a promise'}; ` +
+        'netns work must be synchronous (an await would resume outside the namespace); async callers use a NetnsWorker',
+    );
+    this.name = 'AsyncNetnsWorkError';
+  }
+}
+
+// O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer forever (issue 10 item 12: a
+// FIFO as CNI_NETNS hung the plugin). It changes nothing for an nsfs file; the fstatfs check below
+// then refuses the FIFO, a device or a regular file as "not a network namespace".
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
+
 /**
- * Opens a netns path read-only and checks it is an nsfs file. Returns the fd (caller closes it with
- * fs.closeSync); usable as IFLA_NET_NS_FD or for setns.
+ * Opens a netns path read-only, without blocking on whatever file it names, and checks it is an
+ * nsfs file. Returns the fd (caller closes it with fs.closeSync); usable as IFLA_NET_NS_FD or for
+ * setns. Throws NetnsNotFoundError (ENOENT/ENOTDIR), NotNetnsError (any other kind of file), or
+ * NetnsError (other open/fstatfs failures, errno kept).
  */
 export function openNetnsFd(path: string): number {
   let fd: number;
   try {
-    fd = fs.openSync(path, 'r');
+    fd = fs.openSync(path, OPEN_FLAGS);
   } catch (e) {
     const errno = errnoOf(e);
-    if (errno === ENOENT || errno === ENOTDIR) throw new NetnsNotFoundError(path);
-    throw new NetnsError(path, `opening netns "${path}": ${errnoMessage(errno)}`, errno);
+    if (errno === ENOENT || errno === ENOTDIR) throw new NetnsNotFoundError(path, { cause: e });
+    throw new NetnsError(path, `opening netns "${path}": ${errnoMessage(errno)}`, errno, { cause: e });
   }
   const magic = fstatfsType(fd);
   if (magic !== NSFS_MAGIC && magic !== PROC_SUPER_MAGIC) {
@@ -72,21 +106,36 @@ export function enterNetnsFd(fd: number, path: string): void {
   if (r < 0) throw new NetnsError(path, `entering netns "${path}": ${errnoMessage(r)}`, -r);
 }
 
-function restoreOrDie(selfFd: number): void {
+function restore(selfFd: number): void {
   const r = setns(selfFd, CLONE_NEWNET);
-  if (r < 0) {
-    // Continuing would create links/addresses in the wrong namespace; the Go reference abandons the
-    // OS thread in this case. We have one JS thread, so the process must end.
-    process.stderr.write(`fatal: cannot return to the original network namespace: ${errnoMessage(r)}\n`);
-    process.exit(1);
-  }
+  if (r < 0) throw new NetnsRestoreError(-r);
 }
 
 /**
- * Runs `fn` synchronously inside the network namespace at `path` and always switches back.
- * Throws NetnsNotFoundError / NotNetnsError for a bad path, and refuses async callbacks.
+ * The type-level guard: a callback whose return type is a promise or any other thenable does not
+ * type-check (`withNetns(p, async () => ...)` is a compile error). This is the first line of
+ * defence; the runtime checks in withNetns catch what the types cannot see (`any`, casts, JS callers).
  */
-export function withNetns<T>(path: string, fn: () => T): T {
+export type SyncNetnsWork<T> = () => T & (T extends { then: (...args: never[]) => unknown } ? never : unknown);
+
+const ASYNC_CONSTRUCTORS = new Set(['AsyncFunction', 'AsyncGeneratorFunction']);
+
+/** True for a native `async` function (its constructor is AsyncFunction): refused before it runs. */
+export function isAsyncFunction(fn: unknown): boolean {
+  return ASYNC_CONSTRUCTORS.has((fn as { constructor?: { name?: string } } | null | undefined)?.constructor?.name ?? '');
+}
+
+/**
+ * Runs `fn` synchronously inside the network namespace at `path` (on this thread) and always
+ * switches back. Returns what `fn` returns.
+ * Throws NetnsNotFoundError / NotNetnsError / NetnsError for a bad path; AsyncNetnsWorkError for an
+ * async function before anything runs, or (after switching back) for a callback that returned a
+ * thenable, whose rejection is then swallowed; NetnsRestoreError (fatal, the thread must end) if
+ * it cannot switch back. Errors thrown by `fn` propagate unchanged after switching back.
+ */
+export function withNetns<T>(path: string, fn: SyncNetnsWork<T>): T {
+  // Refused before opening anything: nothing of an async function may run in the namespace.
+  if (isAsyncFunction(fn)) throw new AsyncNetnsWorkError(JSON.stringify(path), 'before');
   const target = openNetnsFd(path);
   try {
     const self = fs.openSync(SELF_NETNS, 'r');
@@ -96,10 +145,13 @@ export function withNetns<T>(path: string, fn: () => T): T {
       try {
         result = fn();
       } finally {
-        restoreOrDie(self);
+        restore(self);
       }
-      if (result !== null && typeof (result as { then?: unknown })?.then === 'function') {
-        throw new Error('withNetns: callback returned a promise; netns work must be synchronous');
+      const then = (result as { then?: unknown } | null | undefined)?.then;
+      if (typeof then === 'function') {
+        // Already back in our netns; the work's continuation runs outside it, so it is refused.
+        then.call(result, undefined, () => undefined);
+        throw new AsyncNetnsWorkError(JSON.stringify(path), 'after');
       }
       return result;
     } finally {

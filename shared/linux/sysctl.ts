@@ -2,18 +2,22 @@
 // forwarding). /proc/sys/net resolves to the netns of the thread that opens the file, so these
 // work inside withNetns.
 import * as fs from 'node:fs';
-import { errnoMessage } from './netlink/errno';
+import { EINVAL, EIO, errnoMessage, errnoOf, kindOfErrno, type ErrorKind } from './netlink/errno';
 
 const ROOT = '/proc/sys/';
 
+/** A sysctl could not be read or written: positive errno, its kind (ENOENT: 'not-found'), the fs error as `cause`. */
 export class SysctlError extends Error {
+  readonly kind: ErrorKind;
   constructor(
     readonly key: string,
     readonly op: 'reading' | 'writing',
     readonly errno: number,
+    options?: ErrorOptions,
   ) {
-    super(`${op} sysctl ${key}: ${errnoMessage(errno)}`);
+    super(`${op} sysctl ${key}: ${errnoMessage(errno)}`, options);
     this.name = 'SysctlError';
+    this.kind = kindOfErrno(errno);
   }
 }
 
@@ -31,33 +35,28 @@ export function sysctlPath(key: string): string {
     const m = PER_IFACE.exec(k);
     k = m ? `net/${m[1]}/${m[2]}/${m[3]}/${m[4]}` : k.split('.').join('/');
   }
-  if (k.split('/').some((c) => c === '..' || c === '')) throw new SysctlError(key, 'reading', 22);
+  if (k.split('/').some((c) => c === '..' || c === '')) throw new SysctlError(key, 'reading', EINVAL);
   return ROOT + k;
 }
 
-function errnoOf(e: unknown): number {
-  const n = (e as { errno?: unknown }).errno;
-  return typeof n === 'number' ? Math.abs(n) : 5;
-}
-
-/** Reads a sysctl, without the trailing newline. */
+/** Reads a sysctl, without the trailing newline. Throws SysctlError. */
 export function sysctlGet(key: string): string {
   const path = sysctlPath(key);
   try {
     return fs.readFileSync(path, 'utf8').replace(/\n$/, '');
   } catch (e) {
-    throw new SysctlError(key, 'reading', errnoOf(e));
+    throw new SysctlError(key, 'reading', errnoOf(e, EIO), { cause: e });
   }
 }
 
-/** Writes a sysctl only if its current value differs. Returns true if it wrote. */
+/** Writes a sysctl only if its current value differs. Returns true if it wrote. Throws SysctlError. */
 export function sysctlSet(key: string, value: string | number): boolean {
   const want = String(value);
   if (sysctlGet(key).trim() === want.trim()) return false;
   try {
     fs.writeFileSync(sysctlPath(key), want);
   } catch (e) {
-    throw new SysctlError(key, 'writing', errnoOf(e));
+    throw new SysctlError(key, 'writing', errnoOf(e, EIO), { cause: e });
   }
   return true;
 }

@@ -91,3 +91,52 @@ export function errnoMessage(errno: number): string {
   const e = Math.abs(errno);
   return MESSAGES[e] ?? `errno ${e}`;
 }
+
+/**
+ * What a caller can do about a failure, the same across the Linux layer (netlink, netns, sysctl,
+ * syscalls, netfilter tools): DEL treats 'not-found' as done, ADD 'exists' as already there, a
+ * daemon retries 'try-again'. Every error class of shared/linux and shared/netfilter has a `kind`.
+ */
+export type ErrorKind = 'not-found' | 'exists' | 'try-again' | 'permission' | 'invalid' | 'other';
+
+const KINDS: Record<number, ErrorKind> = {
+  [ENOENT]: 'not-found',
+  [ENOTDIR]: 'not-found', // a path component is not a directory: the object is not there either
+  [ENODEV]: 'not-found',
+  [ENXIO]: 'not-found',
+  [ESRCH]: 'not-found',
+  [EEXIST]: 'exists',
+  [EAGAIN]: 'try-again',
+  [EINTR]: 'try-again',
+  [EBUSY]: 'try-again',
+  [ENOBUFS]: 'try-again',
+  [ETIMEDOUT]: 'try-again',
+  [EPERM]: 'permission',
+  [EACCES]: 'permission',
+  [EINVAL]: 'invalid',
+  [ERANGE]: 'invalid',
+  [ENAMETOOLONG]: 'invalid',
+  [EMSGSIZE]: 'invalid',
+  [EOPNOTSUPP]: 'invalid',
+  [EAFNOSUPPORT]: 'invalid',
+  [EPROTONOSUPPORT]: 'invalid',
+};
+
+/** The kind of an errno (positive or negative), e.g. 17 (EEXIST) -> 'exists'; unknown -> 'other'. */
+export function kindOfErrno(errno: number): ErrorKind {
+  return KINDS[Math.abs(errno)] ?? 'other';
+}
+
+/** The `kind` an error carries (any error of the Linux layer has one), else 'other'. */
+export function errorKind(e: unknown): ErrorKind {
+  const k = (e as { kind?: unknown } | null | undefined)?.kind;
+  return typeof k === 'string' && k in KIND_NAMES ? (k as ErrorKind) : 'other';
+}
+
+const KIND_NAMES: Record<ErrorKind, true> = { 'not-found': true, exists: true, 'try-again': true, permission: true, invalid: true, other: true };
+
+/** The positive errno of a node:fs / child_process error (Node and Bun report it negative), else `fallback`. */
+export function errnoOf(e: unknown, fallback = 0): number {
+  const n = (e as { errno?: unknown } | null | undefined)?.errno;
+  return typeof n === 'number' && n !== 0 ? Math.abs(n) : fallback;
+}

@@ -1,9 +1,12 @@
 // The one error type of the netlink layer: which operation, on which object, and the kernel's errno
 // (plus the kernel's extended-ack text when it sent one). Messages read like the reference's
 // wrapped Go errors: "creating veth vethab12cd34: file exists".
-import { EADDRNOTAVAIL, EEXIST, ENODEV, ENOENT, ESRCH, errnoMessage } from './errno';
+import { EADDRNOTAVAIL, errnoMessage, kindOfErrno, type ErrorKind } from './errno';
 
 export class NetlinkError extends Error {
+  /** What the errno means to a caller (see ErrorKind); isNotFound/isExists read it. */
+  readonly kind: ErrorKind;
+
   constructor(
     /** e.g. "creating veth", "deleting link", "adding route" */
     readonly op: string,
@@ -16,22 +19,22 @@ export class NetlinkError extends Error {
   ) {
     super(`${op}${object ? ` ${object}` : ''}: ${errnoMessage(errno)}${extack ? ` (${extack})` : ''}`);
     this.name = 'NetlinkError';
+    // Deleting an address that is not there answers EADDRNOTAVAIL, not ENOENT.
+    this.kind = errno === EADDRNOTAVAIL && op.startsWith('deleting') ? 'not-found' : kindOfErrno(errno);
   }
 }
 
 /**
- * The object is missing: link (ENODEV), route (ESRCH), address being deleted (EADDRNOTAVAIL),
+ * A netlink object is missing: link (ENODEV), route (ESRCH), address being deleted (EADDRNOTAVAIL),
  * or a generic ENOENT. DEL paths treat these as success.
  */
 export function isNotFound(e: unknown): boolean {
-  if (!(e instanceof NetlinkError)) return false;
-  if (e.errno === ENODEV || e.errno === ENOENT || e.errno === ESRCH) return true;
-  return e.errno === EADDRNOTAVAIL && e.op.startsWith('deleting');
+  return e instanceof NetlinkError && e.kind === 'not-found';
 }
 
-/** The object already exists (EEXIST), e.g. a bridge created by an earlier ADD. */
+/** A netlink object already exists (EEXIST), e.g. a bridge created by an earlier ADD. */
 export function isExists(e: unknown): boolean {
-  return e instanceof NetlinkError && e.errno === EEXIST;
+  return e instanceof NetlinkError && e.kind === 'exists';
 }
 
 /** A link reference for messages: a name, an index, or a decoded link. */

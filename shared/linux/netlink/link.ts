@@ -366,9 +366,11 @@ export function setBridgePort(nl: NetlinkSocket, port: { index: number; name: st
 }
 
 /**
- * Waits until `ready(link)` holds, re-checking on every RTM_NEWLINK event for that link
- * (RTNLGRP_LINK) instead of sleeping; the reference sleeps 0/50/500/1000/1000 ms for the host
- * veth's operstate. Returns the link; on timeout throws with the last state seen.
+ * Waits until `ready(link)` holds for the link `ref`, re-checking on every RTM_NEWLINK event for it
+ * (RTNLGRP_LINK) instead of sleeping (the reference sleeps 0/50/500/1000/1000 ms for the host
+ * veth's operstate); blocks this thread while it waits. Returns the link in its ready state.
+ * Throws WaitTimeoutError after `timeoutMs` ms, NetlinkError ENODEV if the link goes away,
+ * NetlinkError for socket failures.
  */
 export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) => boolean, timeoutMs: number): Link {
   nl.subscribe(RTNLGRP_LINK);
@@ -380,15 +382,7 @@ export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) =>
     while (!ready(link)) {
       const left = deadline - Date.now();
       if (left <= 0) throw new WaitTimeoutError(link, timeoutMs);
-      const ev = nl.nextEvent(left);
-      const lost = nl.takeLostEvents();
-      if (!lost && (!ev || decodeIfinfomsg(ev.payload).index !== link.index)) continue;
-      try {
-        link = getLink(nl, link.index);
-      } catch (e) {
-        if (isNotFound(e)) throw new NetlinkError('waiting for link', link.name, ENODEV);
-        throw e;
-      }
+      link = afterEvent(nl, link, nl.nextEvent(left));
     }
     return link;
   } finally {
@@ -396,8 +390,42 @@ export function waitForLink(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) =>
   }
 }
 
-/** waitForLink ran out of time; carries the last state seen for the caller's message. */
+/**
+ * waitForLink for long-running processes: the same wait and errors, with the event loop free
+ * (NetlinkSocket.nextEventAsync). The socket's subscription is the wait's own: one wait per socket
+ * at a time, and no other use of `nl` until it settles.
+ */
+export async function waitForLinkAsync(nl: NetlinkSocket, ref: LinkRef, ready: (l: Link) => boolean, timeoutMs: number): Promise<Link> {
+  nl.subscribe(RTNLGRP_LINK);
+  try {
+    let link = getLink(nl, ref);
+    const deadline = Date.now() + timeoutMs;
+    while (!ready(link)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new WaitTimeoutError(link, timeoutMs);
+      link = afterEvent(nl, link, await nl.nextEventAsync(left));
+    }
+    return link;
+  } finally {
+    nl.unsubscribe();
+  }
+}
+
+/** The link's state after a wake-up: read afresh if the event was about it (or events were lost), else unchanged. */
+function afterEvent(nl: NetlinkSocket, link: Link, ev: NlMsg | undefined): Link {
+  const lost = nl.takeLostEvents();
+  if (!lost && (!ev || decodeIfinfomsg(ev.payload).index !== link.index)) return link;
+  try {
+    return getLink(nl, link.index);
+  } catch (e) {
+    if (isNotFound(e)) throw new NetlinkError('waiting for link', link.name, ENODEV);
+    throw e;
+  }
+}
+
+/** waitForLink ran out of time; carries the last state seen for the caller's message. kind 'try-again'. */
 export class WaitTimeoutError extends Error {
+  readonly kind = 'try-again' as const;
   constructor(
     readonly link: Link,
     readonly timeoutMs: number,

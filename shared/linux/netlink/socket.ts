@@ -47,6 +47,7 @@ const DUMP_RETRIES = 5;
 // a reply that was dropped (see request()) instead of hanging the pod's ADD forever.
 const REPLY_TIMEOUT_MS = 5000;
 const GET_RETRIES = 5;
+const EVENT_POLL_MAX_MS = 20; // longest sleep between polls of nextEventAsync
 
 function sockaddrNl(groups = 0): Uint8Array {
   const b = new Uint8Array(12);
@@ -238,10 +239,26 @@ export class NetlinkSocket {
     return l;
   }
 
-  /** Next multicast event of a subscribed group, or undefined after `timeoutMs` (or after a loss). */
+  /**
+   * Next multicast event of a subscribed group, or undefined after `timeoutMs` (or after a loss).
+   * Blocks this thread in poll(2) while it waits.
+   */
   nextEvent(timeoutMs: number): NlMsg | undefined {
+    return this.eventSocket().readEvent(timeoutMs);
+  }
+
+  /**
+   * nextEvent() for long-running processes: polls the socket without waiting (poll timeout 0) and
+   * sleeps on a timer between polls (1, 2, 4 … 20 ms), so the event loop runs while it waits; an
+   * event is seen at most EVENT_POLL_MAX_MS late.
+   */
+  nextEventAsync(timeoutMs: number): Promise<NlMsg | undefined> {
+    return this.eventSocket().readEventAsync(timeoutMs);
+  }
+
+  private eventSocket(): NetlinkSocket {
     if (!this.events) throw new Error('nextEvent() without subscribe()');
-    return this.events.readEvent(timeoutMs);
+    return this.events;
   }
 
   private readEvent(timeoutMs: number): NlMsg | undefined {
@@ -254,16 +271,38 @@ export class NetlinkSocket {
       const ev = pollOne(this.fd, POLLIN, left);
       if (ev < 0) throw new NetlinkError('waiting for netlink events', '', -ev);
       if (ev === 0) return undefined;
-      const n = recvFrom(this.fd, this.buf, MSG_TRUNC, this.from);
-      if (n === -ENOBUFS) {
-        this.lostEvents = true;
-        return undefined;
-      }
-      if (n < 0) throw new NetlinkError('reading netlink events', '', -n);
-      if (new DataView(this.from.buffer).getUint32(8, true) !== 0) {
-        this.queued.push(...parseMessages(this.buf, Math.min(n, this.buf.length)));
-      }
+      if (!this.receiveEvents()) return undefined;
     }
+  }
+
+  private async readEventAsync(timeoutMs: number): Promise<NlMsg | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (let delay = 1; ; ) {
+      const q = this.queued.shift();
+      if (q) return q;
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      const ev = pollOne(this.fd, POLLIN, 0);
+      if (ev < 0) throw new NetlinkError('waiting for netlink events', '', -ev);
+      if (ev === 0) {
+        await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+        delay = Math.min(delay * 2, EVENT_POLL_MAX_MS);
+      } else if (!this.receiveEvents()) return undefined;
+    }
+  }
+
+  /** Reads one ready datagram into the event queue; false if events were lost (ENOBUFS, noted in lostEvents). */
+  private receiveEvents(): boolean {
+    const n = recvFrom(this.fd, this.buf, MSG_TRUNC, this.from);
+    if (n === -ENOBUFS) {
+      this.lostEvents = true;
+      return false;
+    }
+    if (n < 0) throw new NetlinkError('reading netlink events', '', -n);
+    if (new DataView(this.from.buffer).getUint32(8, true) !== 0) {
+      this.queued.push(...parseMessages(this.buf, Math.min(n, this.buf.length)));
+    }
+    return true;
   }
 }
 
