@@ -11,7 +11,11 @@
 //     throw e;
 //   }
 
-/** Compensating actions, run newest first; a failing step is reported and the rest still run. */
+/**
+ * Compensating actions, run newest first; a failing step is reported and the rest still run, unless
+ * it failed fatally (`fatal: true`, e.g. NetnsRestoreError): the thread is then in an unknown
+ * network namespace, and further steps would change the wrong one.
+ */
 export class Rollback {
   private steps: Array<() => unknown> = [];
 
@@ -32,7 +36,10 @@ export class Rollback {
         await s();
       } catch (e) {
         this.onError(e);
+        if (isFatal(e)) return;
       }
     }
   }
 }
+
+const isFatal = (e: unknown): boolean => typeof e === 'object' && e !== null && (e as { fatal?: unknown }).fatal === true;

@@ -1,6 +1,7 @@
 // Plugin helpers (shared/plugin): the rollback of a failed ADD and prevResult loading, which the
 // bridge uses and the next plugins are meant to.
 import { CniError } from '../../shared/cni/errors';
+import { NetnsRestoreError } from '../../shared/linux/netns';
 import { parsePrevResult, requirePrevResult } from '../../shared/plugin/prev-result';
 import { Rollback } from '../../shared/plugin/rollback';
 
@@ -30,6 +31,21 @@ describe('Rollback', () => {
     await rb.run();
     await rb.run();
     expect(n).toBe(1);
+  });
+
+  test('stops after a fatal failure (the thread is in an unknown netns): older steps do not run', async () => {
+    const done: string[] = [];
+    const errors: unknown[] = [];
+    const rb = new Rollback((e) => errors.push(e));
+    rb.push(() => done.push('veth'));
+    rb.push(() => {
+      throw new NetnsRestoreError(1);
+    });
+    rb.push(() => done.push('masq'));
+    await rb.run();
+    expect(done).toEqual(['masq']);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(NetnsRestoreError);
   });
 });
 
