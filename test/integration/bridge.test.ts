@@ -181,11 +181,42 @@ describe('ipMasq', () => {
     return out;
   }
 
-  test('without ipMasq the outside is unreachable (no route back)', async () => {
+  /** Counts echo requests arriving in the outside netns by source (iptables counters there): from
+   * the pod subnet, and from the host's uplink address (what masquerade rewrites to). */
+  async function echoSources(out: string): Promise<() => Promise<{ pods: number; host: number }>> {
+    const from = { pods: '198.18.0.0/24', host: '198.19.0.1/32' };
+    for (const src of Object.values(from)) await execa('ip', ['netns', 'exec', out, 'iptables', '-A', 'INPUT', '-s', src, '-p', 'icmp', '--icmp-type', 'echo-request']);
+    return async () => {
+      const saved = await sh(out, ['iptables-save', '-c', '-t', 'filter']);
+      const count = (src: string): number => Number(new RegExp(`^\\[(\\d+):\\d+\\] -A INPUT -s ${src.replace(/\./g, '\\.')} -p icmp`, 'm').exec(saved)?.[1] ?? NaN);
+      return { pods: count(from.pods), host: count(from.host) };
+    };
+  }
+
+  test("without ipMasq the outside sees the pod's own address and answers only with a route back; with ipMasq it sees the host's and needs none", async () => {
     lab = await Lab.create(1);
-    await withOutside();
-    expect((await lab.call('ADD', lab.conf({ isDefaultGateway: true }))).exitCode).toBe(0);
-    expect(await ping(lab.pods[0]!, '198.19.0.2')).toBe(false);
+    const out = await withOutside();
+    const pod = lab.pods[0]!;
+    const conf = (extra: Record<string, unknown> = {}): Record<string, unknown> => lab.conf({ isDefaultGateway: true, ...extra });
+    expect((await lab.call('ADD', conf())).exitCode).toBe(0);
+    const seen = await echoSources(out);
+
+    // The path works: with a route back to the pod subnet the pod reaches the outside through the
+    // host's routing, and the outside sees the pod's own address.
+    await execa('ip', ['-n', out, 'route', 'add', '198.18.0.0/24', 'via', '198.19.0.1']);
+    expect(await ping(pod, '198.19.0.2')).toBe(true);
+    expect(await seen()).toEqual({ pods: 1, host: 0 });
+
+    // Without the route back the request still arrives, but the reply has nowhere to go.
+    await execa('ip', ['-n', out, 'route', 'del', '198.18.0.0/24']);
+    expect(await ping(pod, '198.19.0.2')).toBe(false);
+    expect(await seen()).toEqual({ pods: 2, host: 0 });
+
+    // Only masquerade changes: the same path, still no route back, and the outside sees the host.
+    expect((await lab.call('DEL', conf())).exitCode).toBe(0);
+    expect((await lab.call('ADD', conf({ ipMasq: true, ipMasqBackend: 'iptables' }))).exitCode).toBe(0);
+    expect(await ping(pod, '198.19.0.2')).toBe(true);
+    expect(await seen()).toEqual({ pods: 2, host: 1 });
   });
 
   test.each(['iptables', 'nftables'] as const)('%s backend: outside reachable; DEL (even without netns) removes the rules', async (backend) => {
