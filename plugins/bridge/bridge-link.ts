@@ -4,6 +4,7 @@ import { formatCIDR, networkOf, parseCIDR, contains } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
 import { AF_INET, AF_INET6 } from '../../shared/linux/netlink/constants';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
+import { formatMac } from '../../shared/linux/netlink/ipaddr';
 import { addBridge, getLink, listLinks, setLink, type Link } from '../../shared/linux/netlink/link';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { sysctlSet } from '../../shared/linux/sysctl';
@@ -92,10 +93,10 @@ function createBridge(nl: NetlinkSocket, c: BridgeConf): { br: Link; created: bo
 }
 
 /** A random locally administered unicast MAC (what the kernel's eth_random_addr makes). */
-export function randomMac(): string {
+function randomMac(): string {
   const b = randomBytes(6);
   b[0] = (b[0]! & 0xfe) | 0x02;
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
+  return formatMac(b);
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
