@@ -48,8 +48,8 @@ interface JestJson {
   testResults: Array<{ name: string; message: string; assertionResults: Array<{ fullName: string; status: string; failureMessages: string[] }> }>;
 }
 
-// Emulated (TCG) guests are ~10x slower than the host: boot ~6 s, the tests ~1-2 min.
-const TIMEOUT_MS = 600_000;
+// Emulated (TCG) guests are ~10x slower than the host: boot ~6 s, the tests 2-7 min (a shared machine).
+const TIMEOUT_MS = 900_000;
 
 vmTest(
   'bridge-keys VLAN tests and the VLAN conf-examples pass in a VM with Debian 12 kernel (bridge vlan_filtering)',
@@ -62,7 +62,7 @@ vmTest(
       [
         // The probe of both suites must find vlan_filtering here, or the run below skips.
         'ip netns add vm-probe && ip -n vm-probe link add probe type bridge vlan_filtering 1 && echo "@@ vlan_filtering ok"; ip netns del vm-probe',
-        `exec node node_modules/.bin/jest --ci --runInBand --colors=false ${SUITES.join(' ')} ` +
+        `exec node node_modules/.bin/jest --ci --runInBand --colors=false --verbose ${SUITES.join(' ')} ` +
           '-t "$VLAN_TESTS" --json --outputFile="$VM_JOB/result.json"',
       ].join('\n'),
       {
