@@ -1,9 +1,11 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
+import { randomBytes } from 'node:crypto';
 import { contains, formatCIDR, ipNetEqual, networkOf, type IPNet } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
 import { afOf } from '../../shared/linux/netlink/ipaddr';
-import { addBridge, getLink, setLink, type Link } from '../../shared/linux/netlink/link';
+import { addBridge, getLink, listLinks, setLink, type Link } from '../../shared/linux/netlink/link';
+import { formatMAC } from '../../shared/mac';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { sysctlSet } from '../../shared/linux/sysctl';
 import type { BridgeConf } from './config';
@@ -33,7 +35,8 @@ export function bridgeByName(nl: NetlinkSocket, name: string): Link {
 /**
  * Creates the bridge if missing (MTU and vlan_filtering only apply at creation, as in the reference),
  * sets promisc, accept_ra=0, up, and pins its MAC so it no longer follows the lowest port MAC
- * (k8s#30783; the reference pins only in gateway mode).
+ * (k8s#30783; the reference pins only in gateway mode). A bridge we create gets its MAC in the
+ * create message, which also sets the STP bridge id from it; an existing one is pinned by pinMac.
  */
 export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
   const fail = (why: string): never => {
@@ -42,8 +45,11 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
   // Look first: the bridge exists on every ADD but a node's first, and a refused RTM_NEWLINK costs a
   // round trip (the reference adds, then looks). Two first ADDs racing both add; one gets EEXIST.
   let br: Link;
+  let created = false;
   try {
-    br = findBridge(nl, c.bridge) ?? createBridge(nl, c);
+    const found = findBridge(nl, c.bridge);
+    if (found) br = found;
+    else ({ br, created } = createBridge(nl, c));
   } catch (e) {
     return fail(msg(e));
   }
@@ -53,7 +59,7 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
     /* the reference ignores this error too (IPv6 may be disabled) */
   }
   const promisc = c.promiscMode && !br.promisc;
-  const change = promisc || !br.up;
+  let change = promisc || !br.up;
   if (change) {
     try {
       setLink(nl, br, { ...(promisc ? { promisc: true } : {}), up: true });
@@ -62,27 +68,59 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
       fail(msg(e));
     }
   }
-  pinMac(nl, br);
-  // Setting the MAC to itself changes nothing a Link shows: read back only what setLink changed.
+  if (!created) change = pinMac(nl, br) || change;
+  // Setting the MAC to itself changes nothing a Link shows: read back only what changed.
   return change ? getLink(nl, br.index) : br;
 }
 
-function createBridge(nl: NetlinkSocket, c: BridgeConf): Link {
+/** Creates the bridge with a MAC of its own; `created` is false when a concurrent ADD made it first. */
+function createBridge(nl: NetlinkSocket, c: BridgeConf): { br: Link; created: boolean } {
+  let created = true;
   try {
-    addBridge(nl, { name: c.bridge, mtu: c.mtu || undefined, vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined });
+    addBridge(nl, {
+      name: c.bridge,
+      mtu: c.mtu || undefined,
+      // Given at creation, the address is "set" (pinned) and the kernel's br_dev_newlink copies it
+      // into the STP bridge id; set afterwards to itself, the bridge id would stay 8000.0:0:0:0:0:0.
+      mac: randomMac(),
+      vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined,
+    });
   } catch (e) {
     if (!isExists(e)) throw new Error(`could not add "${c.bridge}": ${msg(e)}`);
+    created = false;
   }
-  return bridgeByName(nl, c.bridge);
+  return { br: bridgeByName(nl, c.bridge), created };
 }
 
-/** Sets the bridge's MAC to itself (addr_assign_type becomes "set"). */
-export function pinMac(nl: NetlinkSocket, br: Link): void {
+/** A random locally administered unicast MAC (what the kernel's eth_random_addr makes). */
+function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  return formatMAC(b);
+}
+
+const ZERO_MAC = '00:00:00:00:00:00';
+
+/**
+ * Pins the MAC of a bridge we did not create (addr_assign_type becomes "set"). Usually that is its
+ * own MAC again; a fresh random one when keeping it would leave the bridge wrong for good and no
+ * neighbour can have cached it: all-zero (a bridge whose last port left while unpinned, e.g. the
+ * reference's non-gateway bridge), or an empty bridge whose STP bridge id does not carry its MAC
+ * (the kernel only updates the id when the address changes). Returns whether the MAC changed.
+ */
+export function pinMac(nl: NetlinkSocket, br: Link): boolean {
+  let mac = br.mac;
+  if (mac === ZERO_MAC || (br.bridgeIdMac !== undefined && br.bridgeIdMac !== mac && !hasPorts(nl, br))) mac = randomMac();
   try {
-    setLink(nl, br, { mac: br.mac });
+    setLink(nl, br, { mac });
   } catch (e) {
     throw new Error(`could not set bridge's mac: ${msg(e)}`);
   }
+  return mac !== br.mac;
+}
+
+function hasPorts(nl: NetlinkSocket, br: Link): boolean {
+  return listLinks(nl).some((l) => l.masterIndex === br.index);
 }
 
 /**

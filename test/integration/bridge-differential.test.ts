@@ -1,6 +1,7 @@
 // Differential: our bridge against the Go reference (/usr/lib/cni/bridge, 1.1.1: CNI up to 1.0.0) on
 // the same configs in twin namespaces. Results (MACs and veth names normalised) and the pod's
-// addresses and routes must be identical.
+// addresses and routes must be identical; link state (veth qlen, STP bridge id, the bridge MAC after
+// the last port left) equal or differing only where the README says why.
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { ipj, Lab, REFERENCE_BRIDGE } from './bridge-harness';
@@ -48,6 +49,39 @@ async function hostBridge(host: string): Promise<Json> {
   };
 }
 
+const ZERO_MAC = '00:00:00:00:00:00';
+
+/** The MAC inside an `ip -d` STP id ("8000.2:a:3b:0:0:1", bytes without leading zeros). */
+const idMac = (id: string): string =>
+  id
+    .split('.')[1]!
+    .split(':')
+    .map((b) => b.padStart(2, '0'))
+    .join(':');
+
+/** The bridge's MAC and whether its STP bridge id carries that MAC (as the kernel keeps it). */
+async function bridgeLink(host: string): Promise<{ mac: string; idCarriesMac: boolean }> {
+  const br = (await ipj(host, '-d', 'link', 'show', 'cni0'))[0];
+  return { mac: br.address, idCarriesMac: idMac(br.linkinfo.info_data.bridge_id) === br.address };
+}
+
+/** tx queue length of the host veth (the bridge's port) and of the pod's eth0; `ip -j` omits 0. */
+async function vethQlens(host: string, pod: string): Promise<{ host: number; pod: number }> {
+  const port = (await ipj(host, 'link', 'show', 'master', 'cni0'))[0];
+  const eth0 = (await ipj(pod, 'link', 'show', 'eth0'))[0];
+  return { host: port.txqlen ?? 0, pod: eth0.txqlen ?? 0 };
+}
+
+/** What this kernel gives a veth created without a queue length (`ip link add type veth`). */
+async function kernelDefaultVethQlen(ns: string): Promise<number> {
+  await execa('ip', ['-n', ns, 'link', 'add', 'name', 'qprobe0', 'type', 'veth', 'peer', 'name', 'qprobe1']);
+  try {
+    return (await ipj(ns, 'link', 'show', 'qprobe0'))[0].txqlen ?? 0;
+  } finally {
+    await execa('ip', ['-n', ns, 'link', 'del', 'qprobe0']);
+  }
+}
+
 const nat = async (host: string): Promise<string> =>
   (await execa('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'])).stdout
     .split('\n')
@@ -93,6 +127,17 @@ maybe('differential against the reference bridge', () => {
       expect(await podState(ours.pods[0]!)).toEqual(await podState(theirs.pods[0]!));
       expect(await hostBridge(ours.host)).toEqual(await hostBridge(theirs.host));
       if ((extra as Json).ipMasq) expect(await nat(ours.host)).toBe(await nat(theirs.host));
+      // Link state. The STP bridge id carries the bridge MAC on both (ours used to keep 0:0:0:0:0:0).
+      // Veth queue length: ours is the kernel's default, as upstream's since plugins#1100; Debian's
+      // 1.1.1 sends a zero-valued TxQLen for both ends.
+      const gateway = Boolean((extra as Json).isGateway || (extra as Json).isDefaultGateway);
+      const [brA, brB] = [await bridgeLink(ours.host), await bridgeLink(theirs.host)];
+      expect([brA.idCarriesMac, brB.idCarriesMac]).toEqual([true, true]);
+      if (a.json.interfaces) expect([brA.mac, brB.mac]).toEqual([a.json.interfaces[0].mac, b.json.interfaces[0].mac]); // not in 0.2.0
+      const qlen = await kernelDefaultVethQlen(ours.host);
+      expect(qlen).toBeGreaterThan(0);
+      expect(await vethQlens(ours.host, ours.pods[0]!)).toEqual({ host: qlen, pod: qlen });
+      expect(await vethQlens(theirs.host, theirs.pods[0]!)).toEqual({ host: 0, pod: 0 });
       if (v !== '0.2.0') {
         const prevA = { ...build(ours), prevResult: a.json };
         const prevB = { ...build(theirs), prevResult: b.json };
@@ -110,15 +155,54 @@ maybe('differential against the reference bridge', () => {
       expect([da.exitCode, da.stdout]).toEqual([db.exitCode, db.stdout]);
       expect(ours.leases()).toEqual(theirs.leases());
       if ((extra as Json).ipMasq) expect(await nat(ours.host)).toBe(await nat(theirs.host));
+      // The last port has left. Ours keeps its pinned MAC (and bridge id) in every mode; the
+      // reference pins only gateway bridges, so its other bridges fall back to an all-zero MAC.
+      expect(await bridgeLink(ours.host)).toEqual(brA);
+      expect(await bridgeLink(theirs.host)).toEqual(gateway ? brB : { mac: ZERO_MAC, idCarriesMac: true });
     });
   }
 
-  test('same error for an unknown IPAM type and for a non-bridge link named like the bridge', async () => {
+  test('ours adopts the all-zero-MAC bridge a reference DEL leaves: a real MAC, pinned, in the bridge id', async () => {
+    ours = await Lab.create(1);
+    const conf = ours.conf();
+    expect((await ours.call('ADD', conf, { cniPath: '/usr/lib/cni', binary: REFERENCE_BRIDGE })).exitCode).toBe(0);
+    expect((await ours.call('DEL', conf, { cniPath: '/usr/lib/cni', binary: REFERENCE_BRIDGE })).exitCode).toBe(0);
+    expect((await bridgeLink(ours.host)).mac).toBe(ZERO_MAC);
+    const a = await ours.call('ADD', conf, { cniPath: '/usr/lib/cni' });
+    expect(a.exitCode).toBe(0);
+    const mac = a.json.interfaces[0].mac;
+    expect(mac).not.toBe(ZERO_MAC);
+    expect(await bridgeLink(ours.host)).toEqual({ mac, idCarriesMac: true });
+    expect((await ours.call('DEL', conf, { cniPath: '/usr/lib/cni' })).exitCode).toBe(0);
+    expect(await bridgeLink(ours.host)).toEqual({ mac, idCarriesMac: true });
+  });
+
+  test('unknown IPAM type: same error text (code 7, reference 999); ours leaves no veth, the reference leaks its pair', async () => {
+    ours = await Lab.create(1);
+    theirs = await Lab.create(1);
+    const conf = (lab: Lab): Json => lab.conf({ ipam: { type: 'no-such-ipam' } });
+    const a = await ours.call('ADD', conf(ours), { cniPath: '/usr/lib/cni' });
+    const b = await theirs.call('ADD', conf(theirs), { cniPath: '/usr/lib/cni', binary: REFERENCE_BRIDGE });
+    expect(b.json.msg).toBe('failed to find plugin "no-such-ipam" in path [/usr/lib/cni]');
+    // Same words; our code is 7 (invalid network config: the config names a plugin that is not
+    // there), the reference's 999 (its delegation error carries no code).
+    expect({ exit: a.exitCode, code: a.json.code, msg: a.json.msg }).toEqual({ exit: b.exitCode, code: 7, msg: b.json.msg });
+    expect(b.json.code).toBe(999);
+    const veths = async (lab: Lab): Promise<number[]> => [
+      (await ipj(lab.host, 'link', 'show', 'type', 'veth')).length,
+      (await ipj(lab.pods[0]!, 'link', 'show', 'type', 'veth')).length,
+    ];
+    // The reference returns from the failed IPAM call with the veth pair already made: it leaks it.
+    expect({ ours: await veths(ours), theirs: await veths(theirs) }).toEqual({ ours: [0, 0], theirs: [1, 1] });
+  });
+
+  test('same error for a non-bridge link named like the bridge', async () => {
     ours = await Lab.create(1);
     theirs = await Lab.create(1);
     for (const lab of [ours, theirs]) await execa('ip', ['-n', lab.host, 'link', 'add', 'cni0', 'type', 'veth', 'peer', 'name', 'cni0p']);
     const a = await ours.call('ADD', ours.conf(), { cniPath: '/usr/lib/cni' });
     const b = await theirs.call('ADD', theirs.conf(), { cniPath: '/usr/lib/cni', binary: REFERENCE_BRIDGE });
+    expect(b.json.msg).toBe('failed to create bridge "cni0": "cni0" already exists but is not a bridge');
     expect({ code: a.json.code, msg: a.json.msg }).toEqual({ code: b.json.code, msg: b.json.msg });
   });
 });

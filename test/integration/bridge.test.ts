@@ -169,6 +169,56 @@ describe('bridge L3 (IPv4 + IPv6, isDefaultGateway)', () => {
   });
 });
 
+describe('bridge MAC and STP bridge id', () => {
+  const ZERO_MAC = '00:00:00:00:00:00';
+  /** The bridge's MAC, and the MAC inside its STP bridge id ("8000.2:a:3b:0:0:1" -> 02:0a:3b:00:00:01). */
+  async function bridgeMacs(host: string): Promise<{ mac: string; idMac: string }> {
+    const br = (await ipj(host, '-d', 'link', 'show', 'cni0'))[0];
+    const idMac = String(br.linkinfo.info_data.bridge_id).split('.')[1]!.split(':').map((b) => b.padStart(2, '0')).join(':');
+    return { mac: br.address, idMac };
+  }
+
+  test('a bridge we create carries its MAC in the STP bridge id and keeps it after the last port left', async () => {
+    lab = await Lab.create(1);
+    const a = await lab.call('ADD', lab.conf());
+    expect(a.exitCode).toBe(0);
+    const mac = a.json.interfaces[0].mac;
+    expect(await bridgeMacs(lab.host)).toEqual({ mac, idMac: mac });
+    expect((await lab.call('DEL', lab.conf())).exitCode).toBe(0);
+    expect(await bridgeMacs(lab.host)).toEqual({ mac, idMac: mac });
+  });
+
+  test('an adopted empty bridge whose bridge id lacks its MAC gets a new pinned MAC the id carries', async () => {
+    lab = await Lab.create(1);
+    // `ip link add type bridge` gives a random MAC and bridge id 8000.0:0:0:0:0:0 until a port joins.
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'name', 'cni0', 'type', 'bridge']);
+    const made = await bridgeMacs(lab.host);
+    expect(made.idMac).toBe(ZERO_MAC);
+    const a = await lab.call('ADD', lab.conf());
+    expect(a.exitCode).toBe(0);
+    const mac = a.json.interfaces[0].mac;
+    expect(mac).not.toBe(made.mac);
+    expect(await bridgeMacs(lab.host)).toEqual({ mac, idMac: mac });
+    expect((await lab.call('DEL', lab.conf())).exitCode).toBe(0);
+    expect(await bridgeMacs(lab.host)).toEqual({ mac, idMac: mac });
+  });
+
+  test('an adopted bridge with a port keeps its MAC, bridge id or not (neighbours know that MAC)', async () => {
+    lab = await Lab.create(1);
+    // What pinning a MAC to itself leaves (earlier cnikit): MAC pinned, bridge id still zero, a port.
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'name', 'cni0', 'type', 'bridge']);
+    const { mac } = await bridgeMacs(lab.host);
+    await execa('ip', ['-n', lab.host, 'link', 'set', 'cni0', 'address', mac]);
+    await execa('ip', ['-n', lab.host, 'link', 'add', 'name', 'port0', 'type', 'veth', 'peer', 'name', 'port1']);
+    await execa('ip', ['-n', lab.host, 'link', 'set', 'port0', 'master', 'cni0']);
+    expect(await bridgeMacs(lab.host)).toEqual({ mac, idMac: ZERO_MAC });
+    const a = await lab.call('ADD', lab.conf());
+    expect(a.exitCode).toBe(0);
+    expect(a.json.interfaces[0].mac).toBe(mac);
+    expect((await bridgeMacs(lab.host)).mac).toBe(mac);
+  });
+});
+
 describe('ipMasq', () => {
   /** An "outside" netns behind an uplink of the host, with no route back to the pod subnet. */
   async function withOutside(): Promise<string> {
@@ -181,11 +231,42 @@ describe('ipMasq', () => {
     return out;
   }
 
-  test('without ipMasq the outside is unreachable (no route back)', async () => {
+  /** Counts echo requests arriving in the outside netns by source (iptables counters there): from
+   * the pod subnet, and from the host's uplink address (what masquerade rewrites to). */
+  async function echoSources(out: string): Promise<() => Promise<{ pods: number; host: number }>> {
+    const from = { pods: '198.18.0.0/24', host: '198.19.0.1/32' };
+    for (const src of Object.values(from)) await execa('ip', ['netns', 'exec', out, 'iptables', '-A', 'INPUT', '-s', src, '-p', 'icmp', '--icmp-type', 'echo-request']);
+    return async () => {
+      const saved = await sh(out, ['iptables-save', '-c', '-t', 'filter']);
+      const count = (src: string): number => Number(new RegExp(`^\\[(\\d+):\\d+\\] -A INPUT -s ${src.replace(/\./g, '\\.')} -p icmp`, 'm').exec(saved)?.[1] ?? NaN);
+      return { pods: count(from.pods), host: count(from.host) };
+    };
+  }
+
+  test("without ipMasq the outside sees the pod's own address and answers only with a route back; with ipMasq it sees the host's and needs none", async () => {
     lab = await Lab.create(1);
-    await withOutside();
-    expect((await lab.call('ADD', lab.conf({ isDefaultGateway: true }))).exitCode).toBe(0);
-    expect(await ping(lab.pods[0]!, '198.19.0.2')).toBe(false);
+    const out = await withOutside();
+    const pod = lab.pods[0]!;
+    const conf = (extra: Record<string, unknown> = {}): Record<string, unknown> => lab.conf({ isDefaultGateway: true, ...extra });
+    expect((await lab.call('ADD', conf())).exitCode).toBe(0);
+    const seen = await echoSources(out);
+
+    // The path works: with a route back to the pod subnet the pod reaches the outside through the
+    // host's routing, and the outside sees the pod's own address.
+    await execa('ip', ['-n', out, 'route', 'add', '198.18.0.0/24', 'via', '198.19.0.1']);
+    expect(await ping(pod, '198.19.0.2')).toBe(true);
+    expect(await seen()).toEqual({ pods: 1, host: 0 });
+
+    // Without the route back the request still arrives, but the reply has nowhere to go.
+    await execa('ip', ['-n', out, 'route', 'del', '198.18.0.0/24']);
+    expect(await ping(pod, '198.19.0.2')).toBe(false);
+    expect(await seen()).toEqual({ pods: 2, host: 0 });
+
+    // Only masquerade changes: the same path, still no route back, and the outside sees the host.
+    expect((await lab.call('DEL', conf())).exitCode).toBe(0);
+    expect((await lab.call('ADD', conf({ ipMasq: true, ipMasqBackend: 'iptables' }))).exitCode).toBe(0);
+    expect(await ping(pod, '198.19.0.2')).toBe(true);
+    expect(await seen()).toEqual({ pods: 2, host: 1 });
   });
 
   test.each(['iptables', 'nftables'] as const)('%s backend: outside reachable; DEL (even without netns) removes the rules', async (backend) => {

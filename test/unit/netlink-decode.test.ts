@@ -227,8 +227,9 @@ describe('decodeLink on an RTM_GETLINK dump', () => {
     ]);
   });
 
-  test('bridge: mac, mtu, flags, operstate, vlan_filtering', () => {
-    expect(links[1]).toMatchObject({ mac: '02:00:00:00:00:05', mtu: 1450, up: true, lowerUp: true, promisc: false, operstate: 'up', masterIndex: 0, vlanFiltering: false });
+  test('bridge: mac, mtu, flags, operstate, vlan_filtering, STP bridge id (`bridge_id 8000.2:0:0:0:0:5`)', () => {
+    expect(links[1]).toMatchObject({ mac: '02:00:00:00:00:05', mtu: 1450, up: true, lowerUp: true, promisc: false, operstate: 'up', masterIndex: 0, vlanFiltering: false, bridgeIdMac: '02:00:00:00:00:05' });
+    expect(links[2]!.bridgeIdMac).toBeUndefined(); // not a bridge
   });
 
   test('veth: master, peer ifindex (IFLA_LINK) and peer netns id, bridge-port data', () => {

@@ -87,6 +87,7 @@ export const IFLA_INFO_SLAVE_KIND = 4;
 export const IFLA_INFO_SLAVE_DATA = 5;
 export const VETH_INFO_PEER = 1;
 export const IFLA_BR_VLAN_FILTERING = 7;
+export const IFLA_BR_BRIDGE_ID = 11; // struct ifla_bridge_id { u8 prio[2]; u8 addr[6]; }
 
 export const IFLA_BRPORT_STATE = 1;
 export const IFLA_BRPORT_MODE = 4; // hairpin

@@ -11,6 +11,7 @@ import {
   IFLA_BRPORT_ISOLATED,
   IFLA_BRPORT_MODE,
   IFLA_BRPORT_STATE,
+  IFLA_BR_BRIDGE_ID,
   IFLA_BR_VLAN_FILTERING,
   IFLA_EXT_MASK,
   IFLA_IFNAME,
@@ -96,6 +97,9 @@ export interface Link {
   linkNetnsId?: number;
   /** IFLA_BR_VLAN_FILTERING of a bridge */
   vlanFiltering?: boolean;
+  /** MAC part of a bridge's STP bridge id (IFLA_BR_BRIDGE_ID); the kernel keeps it equal to the
+   * bridge MAC except after a MAC set to itself (br_set_mac_address skips an unchanged address) */
+  bridgeIdMac?: string;
   /** bridge-port attributes of a bridge port (IFLA_INFO_SLAVE_DATA) */
   bridgePort?: BridgePortInfo;
 }
@@ -131,8 +135,11 @@ export function decodeLink(m: NlMsg): Link {
     if (li.has(IFLA_INFO_SLAVE_KIND)) link.slaveKind = attrString(li.get(IFLA_INFO_SLAVE_KIND)!);
     const data = li.get(IFLA_INFO_DATA);
     if (link.kind === 'bridge' && data) {
-      const v = u8(parseAttrs(data).get(IFLA_BR_VLAN_FILTERING));
+      const br = parseAttrs(data);
+      const v = u8(br.get(IFLA_BR_VLAN_FILTERING));
       if (v !== undefined) link.vlanFiltering = v !== 0;
+      const id = br.get(IFLA_BR_BRIDGE_ID);
+      if (id && id.length >= 8) link.bridgeIdMac = formatMAC(id.subarray(2, 8));
     }
     const slave = li.get(IFLA_INFO_SLAVE_DATA);
     if (link.slaveKind === 'bridge' && slave) {
