@@ -59,7 +59,34 @@ export function findSetOverlap(sets: readonly RangeSet[]): { a: [number, number]
   return o ? { a: where[o[0]]!, b: where[o[1]]! } : null;
 }
 
-export const rangeFor = (set: RangeSet, ip: IP): Range | undefined => set.find((r) => inRange(r, ip));
+// Each set's ranges by start, built on first lookup (a set is never changed once canonical).
+const byStart = new WeakMap<RangeSet, Range[]>();
+
+/**
+ * The range of `set` holding `ip`, if any. Binary search over the ranges by start, O(log n): a
+ * canonical set's ranges do not overlap, so only the last one starting at or before `ip` can hold
+ * it. STATUS and stale-lease reclaim look up every lease, and a set may have up to MAX_RANGES
+ * (config.ts) ranges.
+ */
+export function rangeFor(set: RangeSet, ip: IP): Range | undefined {
+  let sorted = byStart.get(set);
+  if (!sorted) {
+    sorted = [...set].sort((a, b) => compareIP(a.rangeStart, b.rangeStart));
+    byStart.set(set, sorted);
+  }
+  let lo = 0;
+  let hi = sorted.length - 1;
+  let at = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareIP(sorted[mid]!.rangeStart, ip) <= 0) {
+      at = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  const r = sorted[at];
+  return r && inRange(r, ip) ? r : undefined;
+}
 
 export const setContains = (set: RangeSet, ip: IP): boolean => rangeFor(set, ip) !== undefined;
 

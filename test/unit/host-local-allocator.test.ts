@@ -2,7 +2,7 @@
 // round robin from start / middle / end, wrap across ranges, gateway skipped, requested IPs,
 // exhaustion, duplicates, IPv6 128-bit arithmetic, stale-lease reclaim.
 import { IPAllocator, iterate } from '../../ipam/host-local/allocator';
-import { canonicalizeRangeSet, type RangeSet } from '../../ipam/host-local/range-set';
+import { canonicalizeRangeSet, rangeFor, type RangeSet } from '../../ipam/host-local/range-set';
 import { inRange, rangeCapacity } from '../../ipam/host-local/range';
 import { FakeStore } from '../../ipam/host-local/testing/fake-store';
 import { formatIP, parseCIDR, parseIP } from '../../shared/ip';
@@ -191,5 +191,26 @@ describe('STATUS and ADD agree: capacity equals what the iterator hands out', ()
     const a = new IPAllocator(s, store, 0);
     for (let i = 0n; i < cap; i++) a.get(`c${i}`, 'eth0');
     expect(() => a.get('one-more', 'eth0')).toThrow('no IP addresses available');
+  });
+});
+
+describe('rangeFor: binary search over a set of up to 4,096 ranges', () => {
+  // Ranges out of address order, with gaps, a custom start/end and a gateway outside its range.
+  const rs: R[] = Array.from({ length: 4096 }, (_, i) => {
+    const k = (i * 2654435761) % 4096; // a permutation of 0..4095
+    return { subnet: `10.${k >> 6}.${(k & 63) * 4}.0/24`, rangeStart: `10.${k >> 6}.${(k & 63) * 4}.10`, rangeEnd: `10.${k >> 6}.${(k & 63) * 4}.20` };
+  });
+  const s = set(...rs);
+
+  test('finds the same range as a linear scan, for addresses inside, between and outside ranges', () => {
+    const probes = ['10.0.0.10', '10.0.0.20', '10.0.0.9', '10.0.0.21', '10.63.252.15', '10.63.253.15', '9.255.255.255', '11.0.0.0', '10.17.40.11', 'fd00::1'];
+    for (let i = 0; i < 2000; i++) probes.push(`10.${i % 64}.${(i * 7) % 256}.${(i * 13) % 256}`);
+    for (const p of probes) expect(rangeFor(s, ip(p))).toBe(s.find((r) => inRange(r, ip(p))));
+  });
+
+  test('100,000 lookups take well under a second', () => {
+    const t0 = performance.now();
+    for (let i = 0; i < 100_000; i++) rangeFor(s, { family: 4, value: 0x0a000000n + BigInt(i * 97) });
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 });
