@@ -1,9 +1,11 @@
 // host-local config: the reference's LoadIPAMConfig / Canonicalize rules and messages
 // (backend/allocator/config_test.go, range_test.go, range_set_test.go), as code 7 naming field and value.
 import { loadIPAMConfig } from '../../ipam/host-local/config';
-import { formatIP } from '../../shared/ip';
+import { formatIP, parseIP } from '../../shared/ip';
 import { CniError } from '../../shared/cni/errors';
 import type { RangeSet } from '../../ipam/host-local/range-set';
+import { iterate } from '../../ipam/host-local/allocator';
+import { rangeCapacity } from '../../ipam/host-local/range';
 
 const net = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   cniVersion: '1.0.0',
@@ -281,6 +283,74 @@ describe('validation cost: sort-based overlap checks and bounds on what a config
     const [c, ms] = timed(() => loadIPAMConfig(net({ subnet: '10.0.0.0/16' }, { args: { cni: { ips: ips(512) } }, runtimeConfig: { ips: ips(512) } }), ''));
     expect(c.requestedIPs).toHaveLength(512); // the same 512 twice: deduplicated
     expect(ms).toBeLessThan(1000);
+  });
+
+});
+
+describe('seeded fuzz of range fields near the edges: code 7 or a range that satisfies every rule', () => {
+  // mulberry32: a small seeded PRNG, so a failure reproduces.
+  let seed = 0x5eed10;
+  const rnd = (): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const V4 = ['0.0.0.0', '198.18.12.0', '255.255.255.0', '255.255.255.252'];
+  const V6 = ['::', 'fd00::', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00'];
+  const text = (f: 4 | 6, v: bigint): string => formatIP({ family: f, value: v });
+
+  function randomRange(): Record<string, string> {
+    const f: 4 | 6 = rnd() < 0.6 ? 4 : 6;
+    const bitsN = f === 4 ? 32 : 128;
+    const max = (1n << BigInt(bitsN)) - 1n;
+    const base = parseIP(pick(f === 4 ? V4 : V6))!.value;
+    const prefix = bitsN - Math.floor(rnd() * 9); // /24../32 or /120../128
+    const size = 1n << BigInt(bitsN - prefix);
+    const net = base & ~(size - 1n) & max;
+    const near = (): string => {
+      if (rnd() < 0.05) return f === 4 ? 'fd00::1' : '198.18.0.1'; // the other family
+      const off = BigInt(Math.floor(rnd() * (Number(size) + 4))) - 2n; // from 2 before to 2 after the subnet
+      const v = net + off;
+      return text(f, v < 0n ? 0n : v > max ? max : v);
+    };
+    const r: Record<string, string> = { subnet: `${text(f, rnd() < 0.1 ? net + 1n : net)}/${prefix}` };
+    if (rnd() < 0.6) r.rangeStart = near();
+    if (rnd() < 0.6) r.rangeEnd = near();
+    if (rnd() < 0.4) r.gateway = near();
+    return r;
+  }
+
+  test('3,000 random ranges: each is refused with code 7 naming a field of it, or canonical and walked inside its bounds', () => {
+    let accepted = 0;
+    const bad: unknown[] = []; // collected, so one expect reports every counterexample
+    const FIELD = /^invalid config: field "ipam\.ranges\[0\]\[0\]\.(subnet|rangeStart|rangeEnd|gateway)" = "[^"]+": /;
+    for (let i = 0; i < 3000; i++) {
+      const range = randomRange();
+      let sets: RangeSet[];
+      try {
+        sets = loadIPAMConfig(net({ ranges: [[range]] }), '').ranges;
+      } catch (e) {
+        const m = e instanceof CniError ? e.message : String(e);
+        if (!(e instanceof CniError) || e.code !== 7 || !FIELD.test(m) || ENGINE_TEXT.test(m)) bad.push({ range, error: m });
+        continue;
+      }
+      accepted++;
+      const r = sets[0]![0]!;
+      const f = r.subnet.ip.family;
+      const size = 1n << BigInt((f === 4 ? 32 : 128) - r.subnet.prefix);
+      const network = r.subnet.ip.value;
+      const lastUsable = network + size - (f === 4 ? 2n : 1n);
+      const ordered = network < r.rangeStart.value && r.rangeStart.value <= r.rangeEnd.value && r.rangeEnd.value <= lastUsable;
+      const gwIn = r.gateway.family === f && r.gateway.value >= network && r.gateway.value < network + size;
+      const walked = [...iterate(sets[0]!, null)];
+      const inside = walked.every(({ ip }) => ip.family === f && ip.value >= r.rangeStart.value && ip.value <= r.rangeEnd.value);
+      if (!ordered || !gwIn || !inside || BigInt(walked.length) !== rangeCapacity(r)) bad.push({ range, ordered, gwIn, inside, walked: walked.length });
+    }
+    expect(bad).toEqual([]);
+    expect(accepted).toBeGreaterThan(300); // the generator reaches both outcomes
+    expect(accepted).toBeLessThan(2700);
   });
 
 });
