@@ -83,9 +83,9 @@ export function* iterate(set: RangeSet, lastReserved: IP | null): Generator<{ ip
   let first = 0; // the range the walk starts in, and the offset in it
   let from = 0n;
   const at = lastReserved ? set.findIndex((r) => inRange(r, lastReserved)) : -1;
-  if (at >= 0) {
+  if (lastReserved && at >= 0) {
     first = at;
-    from = lastReserved!.value - set[at]!.rangeStart.value + 1n;
+    from = lastReserved.value - set[at]!.rangeStart.value + 1n;
   }
   // That range from `from`, every other range in order, then that range's part before `from`.
   for (let k = 0; k <= set.length; k++) {

@@ -176,13 +176,13 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
     if (rangeCount > MAX_RANGES) throw tooMany(o.path, o.raw.length, rangeCount, 'range', `at most ${MAX_RANGES} ranges in all range sets`);
   }
 
-  const rangeAt = (o: (typeof origins)[number], j: number): Path => (o.legacy ? o.path : [...o.path, j]);
+  const pathOf = (o: (typeof origins)[number], j: number): Path => (o.legacy ? o.path : [...o.path, j]);
   const ranges = origins.map((o, i): RangeSet => {
     try {
-      return canonicalizeRangeSet(o.raw.map((r, j) => rawRange(r, rangeAt(o, j))));
+      return canonicalizeRangeSet(o.raw.map((r, j) => rawRange(r, pathOf(o, j))));
     } catch (e) {
       if (!(e instanceof RangeRuleError)) throw e;
-      const p = e.field ? [...rangeAt(o, e.rangeIndex), e.field] : o.path;
+      const p = e.field ? [...pathOf(o, e.rangeIndex), e.field] : o.path;
       const value = e.field ? o.raw[e.rangeIndex]?.[e.field] : o.raw;
       throw configError(p, value, `invalid range set ${i}: ${e.message}`);
     }
@@ -195,7 +195,7 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
   if (o) {
     const [[i, a], [j, b]] = [o.a, o.b];
     const later = origins[j]!;
-    throw configError(rangeAt(later, b), later.raw[b], `range set ${i} overlaps with ${j}: ${rangeString(ranges[i]![a]!)} and ${rangeString(ranges[j]![b]!)}`);
+    throw configError(pathOf(later, b), later.raw[b], `range set ${i} overlaps with ${j}: ${rangeString(ranges[i]![a]!)} and ${rangeString(ranges[j]![b]!)}`);
   }
 
   return {
