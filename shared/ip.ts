@@ -162,6 +162,33 @@ export function addTo(ip: IP, delta: bigint): IP | null {
   return { family: ip.family, value: v };
 }
 
+/**
+ * The address `i` places into network `n`: from its network address for i >= 0, back from its last
+ * address for i < 0 (-1n is the last), like Python's ipaddress `network[i]`. Never null: an `i`
+ * outside the network is a caller's bug and throws RangeError.
+ */
+export function addressAt(n: IPNet, i: bigint): IP {
+  const first = networkOf(n).ip;
+  const last = lastAddress(n);
+  return spanAt(first, last, i >= 0n ? i : last.value - first.value + 1n + i);
+}
+
+/** How many addresses the inclusive span [first, last] holds: 0n when last < first or the families differ. */
+export function spanSize(first: IP, last: IP): bigint {
+  if (first.family !== last.family || last.value < first.value) return 0n;
+  return last.value - first.value + 1n;
+}
+
+/**
+ * The address `off` after `first` in the inclusive span [first, last], for 0n <= off < spanSize.
+ * Iterating offsets instead of stepping with addTo can never leave the span or the family's
+ * address space; an offset outside it is a caller's bug and throws RangeError.
+ */
+export function spanAt(first: IP, last: IP, off: bigint): IP {
+  if (off < 0n || off >= spanSize(first, last)) throw new RangeError(`offset ${off} outside ${formatIP(first)}-${formatIP(last)}`);
+  return { family: first.family, value: first.value + off };
+}
+
 export const compareIP = (a: IP, b: IP): number => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0);
 
 export const formatCIDR = (n: IPNet): string => `${formatIP(n.ip)}/${n.prefix}`;

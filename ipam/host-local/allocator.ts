@@ -1,7 +1,8 @@
 // Allocation from one range set against a Store (the reference's backend/allocator/allocator.go).
 // Pure: no disk, no clock; the caller holds the store's lock.
-import { addTo, formatIP, ipEqual, type IP } from '../../shared/ip';
+import { formatIP, ipEqual, type IP } from '../../shared/ip';
 import type { IPConfig } from '../../shared/cni/types';
+import { inRange, rangeAt, rangeSize, type Range } from './range';
 import { rangeFor, setContains, setString, notInSet, type RangeSet } from './range-set';
 import type { Store } from './store';
 
@@ -73,35 +74,27 @@ export class IPAllocator {
 /**
  * The reference's RangeIter: round robin starting just after the last reserved address when it is
  * still in the set (else at the first range's start), crossing ranges in order and wrapping,
- * skipping each range's gateway, ending when it comes back to where it started.
+ * skipping each range's gateway, ending with the last reserved address itself. Walks bigint offsets
+ * inside each [rangeStart, rangeEnd], so every address comes once and none lies outside its range,
+ * whatever the range says (issue 10: a range whose start was after its end was walked past its end).
  */
-export function* iterate(set: RangeSet, lastReserved: IP | null): Generator<{ ip: IP; range: RangeSet[number] }> {
-  let idx = 0;
-  let cur: IP | null = null;
-  let start: IP | null = null;
-  if (lastReserved && setContains(set, lastReserved)) {
-    idx = set.findIndex((r) => rangeFor([r], lastReserved));
-    cur = lastReserved;
-  } else {
-    start = set[0]!.rangeStart;
+export function* iterate(set: RangeSet, lastReserved: IP | null): Generator<{ ip: IP; range: Range }> {
+  if (set.length === 0) return;
+  let first = 0; // the range the walk starts in, and the offset in it
+  let from = 0n;
+  const at = lastReserved ? set.findIndex((r) => inRange(r, lastReserved)) : -1;
+  if (lastReserved && at >= 0) {
+    first = at;
+    from = lastReserved.value - set[at]!.rangeStart.value + 1n;
   }
-  for (;;) {
-    let r = set[idx]!;
-    if (cur === null) {
-      cur = r.rangeStart;
-      start = cur;
-    } else {
-      if (ipEqual(cur, r.rangeEnd)) {
-        idx = (idx + 1) % set.length;
-        r = set[idx]!;
-        cur = r.rangeStart;
-      } else {
-        cur = addTo(cur, 1n)!;
-      }
-      if (start === null) start = cur;
-      else if (ipEqual(cur, start)) return;
+  // That range from `from`, every other range in order, then that range's part before `from`.
+  for (let k = 0; k <= set.length; k++) {
+    const range = set[(first + k) % set.length]!;
+    const lo = k === 0 ? from : 0n;
+    const hi = k === set.length ? from : rangeSize(range);
+    for (let off = lo; off < hi; off++) {
+      const ip = rangeAt(range, off);
+      if (!ipEqual(ip, range.gateway)) yield { ip, range };
     }
-    if (ipEqual(cur, r.gateway)) continue;
-    yield { ip: cur, range: r };
   }
 }

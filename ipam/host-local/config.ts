@@ -2,18 +2,27 @@
 // canonicalisation and checks. Every failure is code 7 naming the field and its value.
 import * as z from 'zod/mini';
 import { isAbsolute } from 'node:path';
-import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { configError, fieldName, opt, parseConfig, sparseObject } from '../../shared/cni/config';
 import { loadArgs } from '../../shared/cni/args';
-import { CniError, ErrInvalidEnvironmentVariables } from '../../shared/cni/errors';
+import { CniError, ErrInvalidEnvironmentVariables, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
 import { atLeast } from '../../shared/cni/version';
 import { formatIP, parseCIDR, parseIP, type IP, type IPNet } from '../../shared/ip';
 import type { Route } from '../../shared/cni/types';
-import { RangeRuleError, type RawRange } from './range';
-import { canonicalizeRangeSet, setFamily, setsOverlap, type RangeSet } from './range-set';
+import { RangeRuleError, rangeString, type RawRange } from './range';
+import { canonicalizeRangeSet, findSetOverlap, setFamily, type RangeSet } from './range-set';
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 
+// Bounds on what one config may ask for (issue 10: 5,000 ranges took 10.8 s to validate, 100,000
+// requested IPs 5 s). Each is far above real use and keeps validation to milliseconds:
+// - a range set puts one address on the pod's interface: 256 sets is far beyond any multi-homing;
+// - real sets have a few ranges (one per node-local pool); 4,096 in all sets together;
+// - each requested IP needs a set of its own, so more than MAX_RANGE_SETS distinct ones always fail;
+//   1,024 entries leaves room for the same IP repeated across CNI_ARGS, args and runtimeConfig.
+export const MAX_RANGE_SETS = 256;
+export const MAX_RANGES = 4096;
+export const MAX_REQUESTED_IPS = 1024;
 
 const str = () => opt(z.string());
 
@@ -71,7 +80,7 @@ export interface IPAMConfig {
   lockTimeoutMs: number;
 }
 
-type Path = Array<string | number>;
+type Path = ReadonlyArray<string | number>;
 
 function ipField(path: Path, v: string | null | undefined): IP | undefined {
   if (v === undefined || v === null || v === '') return undefined; // Go: empty text = no IP
@@ -132,28 +141,48 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
   const cniVersion = n.cniVersion || '0.1.0';
 
   const requested: IP[] = [];
+  const seen = new Set<string>();
+  let asked = 0;
   const want = (ip: IP | null, path: Path | string, v: string): void => {
     if (!ip) throw typeof path === 'string' ? envError(v) : configError(path, v, `cannot understand ip: ${v}`);
-    if (!requested.some((x) => x.family === ip.family && x.value === ip.value)) requested.push(ip);
+    const key = `${ip.family}/${ip.value}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    requested.push(ip);
   };
   const envIP = loadArgs(cniArgs, ['IP']).IP;
-  if (envIP) want(requestedIP(envIP), 'CNI_ARGS', envIP);
-  (n.args?.cni?.ips ?? []).forEach((s, i) => want(requestedIP(s), ['args', 'cni', 'ips', i], s));
-  (n.runtimeConfig?.ips ?? []).forEach((s, i) => want(requestedIP(s), ['runtimeConfig', 'ips', i], s));
+  if (envIP) {
+    asked = 1;
+    want(requestedIP(envIP), 'CNI_ARGS', envIP);
+  }
+  for (const [path, list] of [[['args', 'cni', 'ips'], n.args?.cni?.ips ?? []], [['runtimeConfig', 'ips'], n.runtimeConfig?.ips ?? []]] as const) {
+    asked += list.length; // counted before any is parsed: a huge list costs nothing
+    if (asked > MAX_REQUESTED_IPS) throw tooMany(path, list.length, asked, 'entry', `at most ${MAX_REQUESTED_IPS} requested IPs in all`);
+    list.forEach((s, i) => want(requestedIP(s), [...path, i], s));
+  }
 
   const origins: Array<{ path: Path; raw: RawRangeJSON[]; legacy: boolean }> = [];
-  (n.runtimeConfig?.ipRanges ?? []).forEach((set, i) => origins.push({ path: ['runtimeConfig', 'ipRanges', i], raw: set, legacy: false }));
-  if (ipam.subnet) origins.push({ path: ['ipam'], raw: [ipam], legacy: true });
-  (ipam.ranges ?? []).forEach((set, i) => origins.push({ path: ['ipam', 'ranges', i], raw: set, legacy: false }));
+  const addSets = (path: Path, sets: RawRangeJSON[][], legacy = false): void => {
+    sets.forEach((set, i) => origins.push({ path: legacy ? path : [...path, i], raw: set, legacy }));
+    if (origins.length > MAX_RANGE_SETS) throw tooMany(path, sets.length, origins.length, 'range set', `at most ${MAX_RANGE_SETS} range sets in all`);
+  };
+  addSets(['runtimeConfig', 'ipRanges'], n.runtimeConfig?.ipRanges ?? []);
+  if (ipam.subnet) addSets(['ipam'], [[ipam]], true);
+  addSets(['ipam', 'ranges'], ipam.ranges ?? []);
   if (origins.length === 0) throw configError('ipam.ranges', ipam.ranges ?? undefined, 'no IP ranges specified');
+  let rangeCount = 0;
+  for (const o of origins) {
+    rangeCount += o.raw.length;
+    if (rangeCount > MAX_RANGES) throw tooMany(o.path, o.raw.length, rangeCount, 'range', `at most ${MAX_RANGES} ranges in all range sets`);
+  }
 
+  const pathOf = (o: (typeof origins)[number], j: number): Path => (o.legacy ? o.path : [...o.path, j]);
   const ranges = origins.map((o, i): RangeSet => {
-    const at = (j: number): Path => (o.legacy ? o.path : [...o.path, j]);
     try {
-      return canonicalizeRangeSet(o.raw.map((r, j) => rawRange(r, at(j))));
+      return canonicalizeRangeSet(o.raw.map((r, j) => rawRange(r, pathOf(o, j))));
     } catch (e) {
       if (!(e instanceof RangeRuleError)) throw e;
-      const p = e.field ? [...at(e.rangeIndex), e.field] : o.path;
+      const p = e.field ? [...pathOf(o, e.rangeIndex), e.field] : o.path;
       const value = e.field ? o.raw[e.rangeIndex]?.[e.field] : o.raw;
       throw configError(p, value, `invalid range set ${i}: ${e.message}`);
     }
@@ -162,9 +191,12 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
   const v4 = ranges.filter((s) => setFamily(s) === 4).length;
   if ((v4 > 1 || ranges.length - v4 > 1) && !atLeast(cniVersion, '0.3.0'))
     throw configError('cniVersion', cniVersion, `CNI version ${cniVersion} does not support more than 1 address per family`);
-  for (let i = 0; i < ranges.length; i++)
-    for (let j = i + 1; j < ranges.length; j++)
-      if (setsOverlap(ranges[i]!, ranges[j]!)) throw configError(origins[j]!.path, origins[j]!.raw, `range set ${i} overlaps with ${j}`);
+  const o = findSetOverlap(ranges);
+  if (o) {
+    const [[i, a], [j, b]] = [o.a, o.b];
+    const later = origins[j]!;
+    throw configError(pathOf(later, b), later.raw[b], `range set ${i} overlaps with ${j}: ${rangeString(ranges[i]![a]!)} and ${rangeString(ranges[j]![b]!)}`);
+  }
 
   return {
     name: n.name,
@@ -177,6 +209,13 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
     reclaimStaleLeases: ipam.reclaimStaleLeases ?? true,
     lockTimeoutMs: ipam.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
   };
+}
+
+/** A list past its bound: names the field and the bound, not the (huge) value. */
+function tooMany(path: Path, count: number, total: number, noun: 'entry' | 'range' | 'range set', bound: string): CniError {
+  const what = count === 1 ? noun : noun === 'entry' ? 'entries' : `${noun}s`;
+  const all = total > count ? `, ${total} in all` : '';
+  return new CniError(ErrInvalidNetworkConfig, `invalid config: field "${fieldName(path)}" has ${count} ${what}${all}: ${bound}`);
 }
 
 function envError(v: string): CniError {

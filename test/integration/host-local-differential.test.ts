@@ -139,4 +139,80 @@ maybe('differential against the reference host-local', () => {
       }
     });
   });
+
+  // Edge configs, run through both on fresh stores: where the reference is right, both accept (with
+  // the same result) or both refuse (ours with code 7); where ours refuses on purpose, the title says so.
+  type Ranges = Array<Array<Record<string, string>>>;
+  const edge = (dataDir: string, ranges: Ranges) => ({ cniVersion: '1.0.0', name: 'dnet', ipam: { type: 'host-local', dataDir, ranges } });
+
+  test.each<[string, Ranges]>([
+    ['rangeStart = rangeEnd', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.7', rangeEnd: '198.18.0.7' }]]],
+    ['rangeEnd = broadcast-1 (the IPv4 default)', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.250', rangeEnd: '198.18.0.254' }]]],
+    ['IPv6 rangeEnd = the last address (no broadcast)', [[{ subnet: 'fd00:18::/126', rangeStart: 'fd00:18::3', rangeEnd: 'fd00:18::3' }]]],
+    ['gateway in the subnet, outside the range', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.10', rangeEnd: '198.18.0.20', gateway: '198.18.0.254' }]]],
+    ['gateway = rangeStart is skipped', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.10', rangeEnd: '198.18.0.20', gateway: '198.18.0.10' }]]],
+    ['two ranges sharing a subnet without sharing addresses', [[{ subnet: '198.18.0.0/24', rangeEnd: '198.18.0.100' }, { subnet: '198.18.0.0/24', rangeStart: '198.18.0.101' }]]],
+    ['top of the IPv4 space: 255.255.255.252/30', [[{ subnet: '255.255.255.252/30', gateway: '255.255.255.254' }]]],
+  ])('both accept, with the same result: %s', async (_title, ranges) => {
+    await withNetns(['hl-diff'], async ([host]) => {
+      const ours = await call(host!, 'ours', 'ADD', edge(newDataDir(), ranges), 'e1');
+      const ref = await call(host!, 'ref', 'ADD', edge(newDataDir(), ranges), 'e1');
+      expect(ref.exitCode).toBe(0);
+      expect(normal(ours)).toEqual(normal(ref));
+    });
+  });
+
+  test.each<[string, Ranges]>([
+    ['issue 10: rangeStart after rangeEnd (.20-.10)', [[{ subnet: '198.18.12.0/24', rangeStart: '198.18.12.20', rangeEnd: '198.18.12.10' }]]],
+    ['rangeStart outside the subnet', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.1.5' }]]],
+    ['rangeEnd outside the subnet', [[{ subnet: '198.18.0.0/24', rangeEnd: '198.18.1.5' }]]],
+    ['rangeStart of the other family', [[{ subnet: '198.18.0.0/24', rangeStart: 'fd00::5' }]]],
+    ['IPv6 rangeStart after rangeEnd', [[{ subnet: 'fd00:18::/64', rangeStart: 'fd00:18::20', rangeEnd: 'fd00:18::10' }]]],
+    ['a /31 is too small', [[{ subnet: '198.18.0.0/31' }]]],
+    ['host bits set', [[{ subnet: '198.18.0.1/24' }]]],
+    ['overlapping ranges in a set', [[{ subnet: '198.18.0.0/24' }, { subnet: '198.18.0.0/25' }]]],
+    ['overlapping range sets', [[{ subnet: '198.18.0.0/24' }], [{ subnet: '198.18.0.0/26' }]]],
+    ['mixed families in a set', [[{ subnet: '198.18.0.0/24' }, { subnet: 'fd00:18::/64' }]]],
+  ])('both refuse, ours with code 7: %s', async (_title, ranges) => {
+    await withNetns(['hl-diff'], async ([host]) => {
+      const ref = await call(host!, 'ref', 'ADD', edge(newDataDir(), ranges), 'e1');
+      const ours = await call(host!, 'ours', 'ADD', edge(newDataDir(), ranges), 'e1');
+      expect(ref.exitCode).toBe(1);
+      expect([ours.exitCode, ours.json.code]).toEqual([1, 7]);
+      expect(ours.json.msg).toMatch(/^invalid config: field "ipam\.ranges\[\d\](\[\d\])?(\.\w+)?" = /);
+    });
+  });
+
+  test.each<[string, Ranges, string, string]>([
+    ['the network address as rangeStart (the reference hands it out)', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.0' }]], 'rangeStart', '198.18.0.0/24'],
+    ['the broadcast address as rangeStart (the reference hands it out)', [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.255' }]], 'rangeStart', '198.18.0.255/24'],
+    ['the broadcast address as rangeEnd', [[{ subnet: '198.18.0.0/24', rangeEnd: '198.18.0.255' }]], 'rangeEnd', '198.18.0.2/24'],
+    ['the IPv6 network address as rangeStart (the reference hands it out)', [[{ subnet: 'fd00:18::/64', rangeStart: 'fd00:18::' }]], 'rangeStart', 'fd00:18::/64'],
+    ['a gateway outside the subnet (newer references refuse it too)', [[{ subnet: '198.18.0.0/24', gateway: '198.18.1.1' }]], 'gateway', '198.18.0.1/24'],
+    ['a gateway of the other family', [[{ subnet: '198.18.0.0/24', gateway: 'fd00::1' }]], 'gateway', '198.18.0.1/24'],
+    ['issue 10: broadcast rangeStart and gateway of 255.255.255.252/30 (the reference returns the address "<nil>")', [[{ subnet: '255.255.255.252/30', rangeStart: '255.255.255.255', gateway: '255.255.255.255' }]], 'rangeStart', '<nil>'],
+  ])('ours is stricter on purpose, the reference accepts: %s', async (_title, ranges, field, refAddress) => {
+    await withNetns(['hl-diff'], async ([host]) => {
+      const ref = await call(host!, 'ref', 'ADD', edge(newDataDir(), ranges), 'e1');
+      const dataDir = newDataDir();
+      const ours = await call(host!, 'ours', 'ADD', edge(dataDir, ranges), 'e1');
+      expect(ref.exitCode).toBe(0);
+      expect(ref.json.ips[0].address).toBe(refAddress);
+      expect([ours.exitCode, ours.json.code]).toEqual([1, 7]);
+      expect(ours.json.msg).toContain(`invalid config: field "ipam.ranges[0][0].${field}" = ${JSON.stringify(ranges[0]![0]![field])}: `);
+      expect(ours.json.msg).not.toMatch(/null|undefined|is not an object|evaluating/);
+      expect(existsSync(join(dataDir, 'dnet'))).toBe(false); // refused before the store is touched
+    });
+  });
+
+  test('issue 10: STATUS and ADD agree on the inverted range .20-.10 (was: STATUS code 50 while ADD handed out .20)', async () => {
+    await withNetns(['hl-diff'], async ([host]) => {
+      const ranges = [[{ subnet: '198.18.12.0/24', rangeStart: '198.18.12.20', rangeEnd: '198.18.12.10' }]];
+      const conf = { ...edge(newDataDir(), ranges), cniVersion: '1.1.0' };
+      const add = await call(host!, 'ours', 'ADD', conf, 'e1');
+      const status = await call(host!, 'ours', 'STATUS', conf, 'e1');
+      expect([add.exitCode, add.json.code]).toEqual([1, 7]);
+      expect([status.exitCode, status.json.code, status.json.msg]).toEqual([1, 7, add.json.msg]);
+    });
+  });
 });

@@ -1,5 +1,5 @@
 // IP math (shared/ip.ts) against Go's net package: parsing, formatting (net.IP.String), CIDRs.
-import { addTo, compareIP, contains, formatCIDR, formatIP, familyOf, ipEqual, ipNetEqual, lastAddress, networkOf, parseCIDR, parseIP, prefixToMask4 } from '../../shared/ip';
+import { addTo, addressAt, compareIP, contains, formatCIDR, formatIP, familyOf, ipEqual, ipNetEqual, lastAddress, networkOf, parseCIDR, parseIP, prefixToMask4, spanAt, spanSize } from '../../shared/ip';
 
 // [input, Go net.ParseIP(input).String() or null, family by To4()] — generated with Go 1.19.
 const GO_PARSE_IP: Array<[string, string | null, number | null]> = [
@@ -157,4 +157,39 @@ test('ipNetEqual: same address and prefix; host bits and family count', () => {
 test('an IPv6 value holding an IPv4-mapped address (from netlink bytes) prints as ::ffff:a.b.c.d', () => {
   expect(formatIP({ family: 6, value: 0xffffc6120001n })).toBe('::ffff:198.18.0.1');
   expect(formatIP({ family: 6, value: 0xc6120001n })).toBe('::c612:1'); // IPv4-compatible is not mapped
+});
+
+describe('arithmetic that cannot yield null: addressAt, spanSize, spanAt', () => {
+  const ip = (s: string) => parseIP(s)!;
+  const net = (s: string) => parseCIDR(s)!;
+
+  test.each([
+    ['198.18.0.0/24', 0n, '198.18.0.0'],
+    ['198.18.0.0/24', 1n, '198.18.0.1'],
+    ['198.18.0.0/24', -1n, '198.18.0.255'],
+    ['198.18.0.0/24', -2n, '198.18.0.254'],
+    ['255.255.255.252/30', -1n, '255.255.255.255'],
+    ['fd00::/64', -1n, 'fd00::ffff:ffff:ffff:ffff'],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126', 3n, 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  ])('addressAt(%s, %s) = %s', (n, i, want) => expect(formatIP(addressAt(net(n), i))).toBe(want));
+
+  test('addressAt outside the network throws RangeError, never returns null', () => {
+    expect(() => addressAt(net('255.255.255.252/30'), 4n)).toThrow(RangeError);
+    expect(() => addressAt(net('198.18.0.0/24'), -257n)).toThrow(RangeError);
+  });
+
+  test('spanSize: inclusive, 0 when out of order or across families', () => {
+    expect(spanSize(ip('198.18.0.10'), ip('198.18.0.20'))).toBe(11n);
+    expect(spanSize(ip('198.18.0.10'), ip('198.18.0.10'))).toBe(1n);
+    expect(spanSize(ip('198.18.0.20'), ip('198.18.0.10'))).toBe(0n);
+    expect(spanSize(ip('0.0.0.1'), ip('::2'))).toBe(0n);
+    expect(spanSize(ip('::'), ip('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'))).toBe(1n << 128n);
+  });
+
+  test('spanAt stays inside the span: the last offset is the end, one more throws', () => {
+    expect(formatIP(spanAt(ip('255.255.255.254'), ip('255.255.255.255'), 1n))).toBe('255.255.255.255');
+    expect(() => spanAt(ip('255.255.255.254'), ip('255.255.255.255'), 2n)).toThrow(RangeError);
+    expect(() => spanAt(ip('198.18.0.1'), ip('198.18.0.9'), -1n)).toThrow(RangeError);
+    expect(() => spanAt(ip('198.18.0.20'), ip('198.18.0.10'), 0n)).toThrow(RangeError);
+  });
 });

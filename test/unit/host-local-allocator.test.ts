@@ -2,7 +2,8 @@
 // round robin from start / middle / end, wrap across ranges, gateway skipped, requested IPs,
 // exhaustion, duplicates, IPv6 128-bit arithmetic, stale-lease reclaim.
 import { IPAllocator, iterate } from '../../ipam/host-local/allocator';
-import { canonicalizeRangeSet, type RangeSet } from '../../ipam/host-local/range-set';
+import { canonicalizeRangeSet, rangeFor, type RangeSet } from '../../ipam/host-local/range-set';
+import { inRange, rangeCapacity } from '../../ipam/host-local/range';
 import { FakeStore } from '../../ipam/host-local/testing/fake-store';
 import { formatIP, parseCIDR, parseIP } from '../../shared/ip';
 
@@ -137,5 +138,79 @@ describe('IPAllocator.get', () => {
     const store = new FakeStore([['198.18.0.9', 'old']]);
     store.stale.add('198.18.0.9');
     expect(new IPAllocator(set({ subnet: '198.18.0.0/24' }), store, 0, { reclaimStale: true }).get('new', 'eth0', ip('198.18.0.9')).address).toBe('198.18.0.9/24');
+  });
+});
+
+describe('iteration stays inside [rangeStart, rangeEnd] whatever the range says (issue 10)', () => {
+  const v4 = (s: string) => parseIP(s)!;
+  // Hand-made ranges that canonicalisation refuses: the iterator must still never leave them or throw.
+  const raw = (subnet: string, start: string, end: string, gw: string): RangeSet => [
+    { subnet: parseCIDR(subnet)!, rangeStart: v4(start), rangeEnd: v4(end), gateway: v4(gw) },
+  ];
+
+  test('rangeStart after rangeEnd at the top of the address space yields nothing (was a null dereference)', () => {
+    const s = raw('255.255.255.252/30', '255.255.255.255', '255.255.255.254', '255.255.255.255');
+    expect([...iterate(s, null)]).toEqual([]);
+    expect([...iterate(s, v4('255.255.255.254'))]).toEqual([]);
+  });
+
+  test('rangeStart after rangeEnd (issue: .20-.10 handed out .20, .21, .22) yields nothing', () => {
+    expect([...iterate(raw('198.18.12.0/24', '198.18.12.20', '198.18.12.10', '198.18.12.1'), null)]).toEqual([]);
+  });
+
+  test('a range ending at the last address of the family wraps without stepping past it', () => {
+    const s = raw('255.255.255.252/30', '255.255.255.254', '255.255.255.255', '255.255.255.253');
+    expect([...iterate(s, v4('255.255.255.255'))].map((x) => formatIP(x.ip))).toEqual(['255.255.255.254', '255.255.255.255']);
+    expect([...iterate(s, v4('255.255.255.254'))].map((x) => formatIP(x.ip))).toEqual(['255.255.255.255', '255.255.255.254']);
+  });
+
+  test('IPv6 at the top of the address space: ::fffe, ::ffff and no wrap to ::', () => {
+    const top = parseIP('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff')!;
+    const s: RangeSet = [{ subnet: parseCIDR('ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126')!, rangeStart: parseIP('ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe')!, rangeEnd: top, gateway: parseIP('ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd')! }];
+    expect([...iterate(s, top)].map((x) => formatIP(x.ip))).toEqual(['ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff']);
+  });
+});
+
+describe('STATUS and ADD agree: capacity equals what the iterator hands out', () => {
+  test.each([
+    [[{ subnet: '198.18.0.0/29' }]],
+    [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.7', rangeEnd: '198.18.0.7' }]],
+    [[{ subnet: '198.18.0.0/24', rangeStart: '198.18.0.1', rangeEnd: '198.18.0.1' }]], // only the gateway: 0
+    [[{ subnet: '198.18.0.0/29', gateway: '198.18.0.6' }, { subnet: '198.18.1.0/30' }]],
+    [[{ subnet: '198.18.0.0/28', rangeStart: '198.18.0.4', rangeEnd: '198.18.0.9', gateway: '198.18.0.14' }]],
+    [[{ subnet: '255.255.255.252/30' }]],
+    [[{ subnet: 'fd00::/125' }, { subnet: 'fd00:1::/126', rangeEnd: 'fd00:1::3' }]],
+  ])('%j', (rs) => {
+    const s = set(...rs);
+    const cap = s.reduce((n, r) => n + rangeCapacity(r), 0n);
+    const handed = [...iterate(s, null)];
+    expect(BigInt(handed.length)).toBe(cap);
+    for (const { ip: a, range } of handed) expect(inRange(range, a)).toBe(true);
+    // The allocator hands out exactly that many, then reports the set full.
+    const store = new FakeStore();
+    const a = new IPAllocator(s, store, 0);
+    for (let i = 0n; i < cap; i++) a.get(`c${i}`, 'eth0');
+    expect(() => a.get('one-more', 'eth0')).toThrow('no IP addresses available');
+  });
+});
+
+describe('rangeFor: binary search over a set of up to 4,096 ranges', () => {
+  // Ranges out of address order, with gaps, a custom start/end and a gateway outside its range.
+  const rs: R[] = Array.from({ length: 4096 }, (_, i) => {
+    const k = (i * 2654435761) % 4096; // a permutation of 0..4095
+    return { subnet: `10.${k >> 6}.${(k & 63) * 4}.0/24`, rangeStart: `10.${k >> 6}.${(k & 63) * 4}.10`, rangeEnd: `10.${k >> 6}.${(k & 63) * 4}.20` };
+  });
+  const s = set(...rs);
+
+  test('finds the same range as a linear scan, for addresses inside, between and outside ranges', () => {
+    const probes = ['10.0.0.10', '10.0.0.20', '10.0.0.9', '10.0.0.21', '10.63.252.15', '10.63.253.15', '9.255.255.255', '11.0.0.0', '10.17.40.11', 'fd00::1'];
+    for (let i = 0; i < 2000; i++) probes.push(`10.${i % 64}.${(i * 7) % 256}.${(i * 13) % 256}`);
+    for (const p of probes) expect(rangeFor(s, ip(p))).toBe(s.find((r) => inRange(r, ip(p))));
+  });
+
+  test('100,000 lookups take well under a second', () => {
+    const t0 = performance.now();
+    for (let i = 0; i < 100_000; i++) rangeFor(s, { family: 4, value: 0x0a000000n + BigInt(i * 97) });
+    expect(performance.now() - t0).toBeLessThan(1000);
   });
 });
