@@ -142,16 +142,23 @@ test('a reference-format store of 2,000 leases is indexed once, then looked up w
   expect(readdirSync(join(dataDir, 'net', '.cnikit', 'by-key'))).toHaveLength(1999);
 });
 
-test('isStale: made before this boot and not recorded as made in this boot', () => {
+test('isStale: only a lease our index recorded in another boot; unknown boot (reference, lost index) never; clocks never', () => {
   const dir = join(dataDir, 'net');
-  const s = open({ bootTimeMs: Date.now() - 1000, bootId: 'boot-now' });
-  s.reserve('ours', 'eth0', ip('198.18.0.2'), '0');
-  writeFileSync(join(dir, '198.18.0.3'), 'old\r\neth0');
-  const past = new Date(Date.now() - 3600_000);
-  utimesSync(join(dir, '198.18.0.3'), past, past);
-  utimesSync(join(dir, '198.18.0.2'), past, past); // clock jumped; but the index knows it is this boot's
-  const leases = Object.fromEntries(s.leases().map((l) => [formatIP(l.ip), s.isStale(l)]));
-  expect(leases).toEqual({ '198.18.0.2': false, '198.18.0.3': true });
+  let s = open({ bootId: 'boot-a' });
+  s.reserve('earlier', 'eth0', ip('198.18.0.2'), '0');
+  s.reserve('ours', 'eth0', ip('198.18.0.4'), '0');
+  done(s);
+  s = open({ bootId: 'boot-b' });
+  s.reserve('now', 'eth0', ip('198.18.0.5'), '0');
+  writeFileSync(join(dir, '198.18.0.3'), 'reference\r\neth0', { mode: 0o600 }); // no index record
+  const past = new Date(Date.now() - 10 * 365 * 86400_000); // mtimes say nothing: the clock can step
+  for (const a of ['198.18.0.3', '198.18.0.5']) utimesSync(join(dir, a), past, past);
+  const stale = (st: DiskStore) => Object.fromEntries(st.leases().map((l) => [formatIP(l.ip), st.isStale(l)]));
+  expect(stale(s)).toEqual({ '198.18.0.2': true, '198.18.0.3': false, '198.18.0.4': true, '198.18.0.5': false });
+  done(s);
+  rmSync(join(dir, '.cnikit'), { recursive: true }); // index lost: every boot is unknown
+  s = open({ bootId: 'boot-c' });
+  expect(Object.values(stale(s))).toEqual([false, false, false, false]);
   done(s);
 });
 
