@@ -179,8 +179,10 @@ export class DiskStore implements Store {
       if (!this.store.createExclusive(name, `${owner.id}${LINE_BREAK}${ifname}`, { mode: 0o600 })) return false;
       try {
         // The reference rewrites this in place; a rename gives the same bytes without a torn file.
-        // Its directory fsync also makes the new lease's name durable.
-        this.store.writeAtomic(LAST_IP_PREFIX + rangeID, name, { mode: 0o600 });
+        // Only a hint where to start (unreadable = start of the range): not fsync'd itself, but the
+        // directory fsync makes the new lease's name durable before ADD reports it.
+        this.store.writeAtomic(LAST_IP_PREFIX + rangeID, name, { mode: 0o600, durable: false });
+        this.store.sync();
       } catch (e) {
         this.store.unlink(name); // a failed ADD leaves nothing
         throw e;
