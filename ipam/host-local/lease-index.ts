@@ -21,10 +21,10 @@
 // as our last write can go unseen; the lease files still decide every allocation, and GC (which
 // reads the lease files) releases anything the index missed.
 import { createHash } from 'node:crypto';
-import { isSafeName, type PinnedDir } from '../../shared/linux/files';
+import { FileError, isSafeName, type PinnedDir } from '../../shared/linux/files';
 
-const STATE_MAGIC = 'cnikit-index v2';
-const KEY_MAGIC = 'cnikit-lease-index v2';
+const STATE_MAGIC = 'cnikit-index v2'; // v2: the stamp ends with the boot ID
+const KEY_MAGIC = 'cnikit-lease-index v1';
 const MAX_KEY_FILE = 64 * 1024; // one attachment holds a handful of addresses
 /** Marks a lease whose boot we do not know (rebuilt from a lease file): never reclaimed. */
 export const UNKNOWN_BOOT = '-';
@@ -163,8 +163,9 @@ export class LeaseIndex {
   private lookup(name: string): IndexEntry[] {
     const hit = this.cache.get(name);
     if (hit || this.complete) return hit ?? [];
-    const f = this.keys.readWithStat(name, MAX_KEY_FILE);
+    const f = this.readOurs(this.keys, name, MAX_KEY_FILE);
     let e: IndexEntry[] | null = [];
+    if (f === 'bad') throw new Corrupt(name);
     if (f) {
       if (this.sealedAt !== null && f.stat.ctimeNs > this.sealedAt) throw new Corrupt(name);
       e = decode(f.data.toString('utf8'));
@@ -211,8 +212,26 @@ export class LeaseIndex {
     this.dirty = false;
   }
 
+  /**
+   * One of our small files: null when missing, 'bad' when something else is planted there (a FIFO,
+   * a symlink, a huge file): treated like a garbled file. Other errors (EIO, EACCES) are thrown.
+   */
+  private readOurs(dir: PinnedDir, name: string, max: number): { data: Buffer; stat: { ctimeNs: bigint } } | null | 'bad' {
+    try {
+      return dir.readWithStat(name, max);
+    } catch (e) {
+      if (e instanceof FileError && ['ENOTREG', 'ELOOP', 'EFBIG'].includes(e.code)) return 'bad';
+      throw e;
+    }
+  }
+
+  private readState(): { data: Buffer; stat: { ctimeNs: bigint } } | null {
+    const f = this.readOurs(this.own, 'state', 4096);
+    return f === 'bad' ? null : f;
+  }
+
   private stateMatches(): boolean {
-    const f = this.own.readWithStat('state', 4096);
+    const f = this.readState();
     if (!f || f.data.toString('utf8') !== `${STATE_MAGIC} ${this.stamp()}\n`) return false;
     // A key file added or removed after the state was written: not by us.
     if (this.keys.stat().ctimeNs > f.stat.ctimeNs) return false;
@@ -228,8 +247,8 @@ export class LeaseIndex {
    * after the last state we wrote (then they are unknown).
    */
   rebuild(owners: Owner[]): void {
-    const prev = this.own.readWithStat('state', 4096);
-    const trustedUpTo = prev ? prev.stat.ctimeNs : null; 
+    const prev = this.readState();
+    const trustedUpTo = prev ? prev.stat.ctimeNs : this.sealedAt; 
     this.cache.clear();
     this.own.unlink('state');
     this.dirty = true; // seal() records the directory as it is once the caller is done
@@ -243,7 +262,8 @@ export class LeaseIndex {
     }
     for (const name of this.keys.list()) if (!want.has(name)) this.keys.unlink(name); // temp files too
     for (const [name, w] of want) {
-      const f = this.keys.readWithStat(name, MAX_KEY_FILE);
+      const read = this.readOurs(this.keys, name, MAX_KEY_FILE);
+      const f = read === 'bad' ? null : read; // replaced by the rename below
       const trusted = f !== null && (trustedUpTo === null || f.stat.ctimeNs <= trustedUpTo);
       const have = (f && decode(f.data.toString('utf8'))) || [];
       const entries = w.ips.map((ip) => ({ ip, bootId: (trusted && have.find((e) => e.ip === ip)?.bootId) || UNKNOWN_BOOT }));

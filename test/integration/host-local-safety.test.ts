@@ -147,7 +147,7 @@ describe('faults: nothing lost, nothing duplicated', () => {
   test.each([
     ['emptied (`: >`)', ''],
     ['garbled', 'garbage\n\0\0'],
-    ['rewritten well-formed, listing another address', 'cnikit-lease-index v2\n198.18.0.77 -\n'],
+    ['rewritten well-formed, listing another address', 'cnikit-lease-index v1\n198.18.0.77 -\n'],
   ])('an index key file %s is not trusted: a second ADD for c1/eth0 is refused as a duplicate, DEL frees the lease', async (_, text) => {
     expect((await hl('ADD', conf(), 'c1')).exitCode).toBe(0);
     await new Promise((r) => setTimeout(r, 20)); // a later clock tick than the index's own writes
