@@ -70,10 +70,19 @@ function readBounded(openPath: string, shownPath: string, maxBytes: number, foll
   try {
     const stat = fstatSync(fd, { bigint: true });
     if (!stat.isFile()) throw new FileError('ENOTREG', shownPath, 'is not a regular file');
-    // One byte more than allowed tells "exactly maxBytes" from "larger".
-    const buf = Buffer.alloc(Math.min(Number(stat.size), maxBytes) + 1);
+    // One byte more than allowed tells "exactly maxBytes" from "larger". st_size is only a hint
+    // (0 for /proc files, or the file grows): the buffer grows up to that bound.
+    const limit = maxBytes + 1;
+    let buf = Buffer.alloc(Math.min(Math.max(Number(stat.size) + 1, 4096), limit));
     let n = 0;
-    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += r;
+    for (let r; (r = readSync(fd, buf, n, buf.length - n, null)) > 0; ) {
+      n += r;
+      if (n < buf.length) continue;
+      if (buf.length === limit) break;
+      const bigger = Buffer.alloc(Math.min(buf.length * 2, limit));
+      buf.copy(bigger, 0, 0, n);
+      buf = bigger;
+    }
     if (n > maxBytes) throw new FileError('EFBIG', shownPath, `is larger than ${maxBytes} bytes`);
     return { data: buf.subarray(0, n), stat };
   } catch (e) {

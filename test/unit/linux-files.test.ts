@@ -161,6 +161,13 @@ describe('readRegularFile', () => {
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
+  test('st_size is only a hint: /proc files (size 0) are read whole, a file larger than its first buffer too', () => {
+    expect(readRegularFile('/proc/self/status', 1 << 20).toString()).toContain('Pid:');
+    writeFileSync(join(root, 'big'), 'x'.repeat(100_000));
+    expect(readRegularFile(join(root, 'big'), 100_000)).toHaveLength(100_000);
+    expect(code(() => readRegularFile(join(root, 'big'), 99_999))).toBe('EFBIG');
+  });
+
   test('follows a symlink only when asked; bounded', () => {
     symlinkSync(join(outside, 'victim'), join(root, 'link'));
     expect(code(() => readRegularFile(join(root, 'link'), 100))).toBe('ELOOP');
