@@ -7,9 +7,11 @@
 // (not to a path), so `<that>/<name>` is looked up in the pinned directory even if someone renames
 // it or replaces a path component with a symlink afterwards: the same guarantee as openat. With a
 // validated name (one component: no '/', NUL, '.' or '..') and O_NOFOLLOW/O_EXCL on the final
-// component, or calls that never follow it (unlink, rename, mkdir, link), no symlink planted in the
-// directory is ever followed. Both Node and bun pass these flags through to open(2).
-import { closeSync, constants as C, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync, writeSync, type BigIntStats, type Stats } from 'node:fs';
+// component, or calls that never follow it (unlink, rename, mkdir), no symlink planted in the
+// directory is ever followed. Both Node and bun pass these flags through to open(2). It needs /proc
+// mounted, which a CNI plugin (it enters netns through /proc paths too) always has. Safe across
+// threads: /proc/self is the process, and the fd table is shared.
+import { closeSync, constants as C, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync, writeSync, type BigIntStats, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
 const NOFOLLOW_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
@@ -264,17 +266,6 @@ export class PinnedDir {
       rethrow(e, 'cannot replace', this.shown(name));
     }
     if (durable) this.sync();
-  }
-
-  /** Hard-links `from` to the new name `to` (link(2) never follows `from`); false when `to` exists. */
-  link(from: string, to: string): boolean {
-    try {
-      linkSync(this.at(from), this.at(to));
-      return true;
-    } catch (e) {
-      if (errnoOf(e) === 'EEXIST') return false;
-      rethrow(e, 'cannot link', this.shown(to));
-    }
   }
 
   /** Renames within the directory (never follows either name). */

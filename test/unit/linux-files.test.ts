@@ -144,6 +144,18 @@ describe('PinnedDir', () => {
     d.close();
   });
 
+  test('rename replaces a symlink at the new name instead of following it', () => {
+    const d = PinnedDir.open(root);
+    writeFileSync(join(root, 'a'), 'A');
+    symlinkSync(join(outside, 'victim'), join(root, 'b'));
+    d.rename('a', 'b');
+    victimIntact();
+    expect(readdirSync(root)).toEqual(['b']);
+    expect(readFileSync(join(root, 'b'), 'utf8')).toBe('A');
+    expect(code(() => d.rename('a', 'c'))).toBe('ENOENT');
+    d.close();
+  });
+
   test('cleanupTemp removes only our `.*.tmp` leftovers', () => {
     const d = PinnedDir.open(root);
     for (const n of ['.a.0123.tmp', '.state.cnikit-tmp', 'lease.tmp', 'keep']) writeFileSync(join(root, n), '');
