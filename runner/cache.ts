@@ -1,11 +1,12 @@
 // The result cache, byte-compatible with libcni's cniCacheV1 (cni:libcni/api.go cacheAdd): one file
 // `<cacheDir>/results/<net>-<containerID>-<ifname>` per attachment, mode 0600 in a 0700 dir, so
 // containerd, the real cnitool and our cnitool can read each other's entries.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { goMarshal, goString } from './gojson';
 import { resultVersion } from '../shared/cni/types';
 import { resultAsVersion, type PluginResult } from './result';
+import { writeFileAtomic } from '../shared/linux/files';
 
 export const CNI_CACHE_V1 = 'cniCacheV1';
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
@@ -65,15 +66,8 @@ export function writeCache(cacheDir: string, net: string, a: Attachment, config:
     result,
   };
   mkdirSync(join(cacheDir, 'results'), { recursive: true, mode: 0o700 });
-  // temp + rename: a reader (containerd, a concurrent DEL) never sees half a file.
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, encodeEntry(entry), { mode: 0o600 });
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  // A reader (containerd, a concurrent DEL) never sees half a file; a planted symlink is not followed.
+  writeFileAtomic(file, encodeEntry(entry), { mode: 0o600 });
 }
 
 export function removeCache(cacheDir: string, net: string, containerID: string, ifName: string): void {

@@ -59,15 +59,17 @@ export class IPAllocator {
     return null;
   }
 
-  /** plugins#252: leases older than this boot belong to no live pod (netns do not survive reboots). */
+  /**
+   * plugins#252: a lease from an earlier boot belongs to no live pod (netns do not survive reboots).
+   * Issue 10: frees one such lease, no more than this allocation needs; returns how many (0 or 1).
+   */
   private reclaimStale(): number {
-    let n = 0;
     for (const l of this.store.leases())
       if (setContains(this.set, l.ip) && this.store.isStale(l)) {
         this.store.release(l.ip);
-        n++;
+        return 1;
       }
-    return n;
+    return 0;
   }
 }
 

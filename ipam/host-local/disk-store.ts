@@ -1,16 +1,27 @@
 // The on-disk store, byte-compatible with the reference's backend/disk: <dataDir>/<network>/<ip>
 // files created O_EXCL 0600 holding "<containerID>\r\n<ifname>", last_reserved_ip.<set> holding the
 // bare address, and a flock(2)ed `lock` file. Lookups go through the LeaseIndex instead of a walk.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+//
+// Whoever can write into the store directory must not make us touch anything outside it (issue 10):
+// the directory is opened once without following symlinks and every entry is reached through that
+// fd with O_NOFOLLOW/O_EXCL (shared/linux/files.ts); owners read from lease files are validated
+// like CNI_CONTAINERID/CNI_IFNAME before they name an index file; a lease file that is not a small
+// regular file, or whose owner is not valid, still blocks its address but is never indexed.
+import { closeSync, constants as C, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/linux/libc';
+import { CniError, ErrIOFailure } from '../../shared/cni/errors';
+import { validateContainerID, validateIfName } from '../../shared/cni/skel';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
+import { FileError, PinnedDir } from '../../shared/linux/files';
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/linux/libc';
 import { FileLock, type Flocker } from '../../shared/linux/lock';
-import { LeaseIndex, writeAtomic, type Owner } from './lease-index';
+import { LeaseIndex, UNKNOWN_BOOT, type Owner } from './lease-index';
 import type { Lease, Store } from './store';
 
 export const LAST_IP_PREFIX = 'last_reserved_ip.';
 const LINE_BREAK = '\r\n';
+const MAX_LEASE_FILE = 4096; // "<id>\r\n<ifname>": an ID of a few hundred bytes at most
+const MAX_LAST_IP_FILE = 64;
 
 const libcFlocker: Flocker = { flock, LOCK_EX, LOCK_NB, LOCK_UN };
 
@@ -18,7 +29,6 @@ export interface DiskStoreOptions {
   lockTimeoutMs: number;
   flocker?: Flocker; // unit tests (no bun:ffi under jest)
   bootId?: string; // tests: pretend to be another boot
-  bootTimeMs?: number;
 }
 
 /** "<id>\r\n<ifname>" or, written by old versions, "<id>" alone. */
@@ -28,72 +38,125 @@ export function parseLeaseContent(text: string): { id: string; ifname: string } 
   return i < 0 ? { id: t, ifname: '' } : { id: t.slice(0, i), ifname: t.slice(i + LINE_BREAK.length) };
 }
 
-export function readBootId(): string {
+/**
+ * True when a lease file's owner may name an index file: the ID passes the CNI_CONTAINERID rule and
+ * the interface name the CNI_IFNAME rule, or is '' (legacy ID-only lease). Lease contents are
+ * anyone's who can write the store, so they are checked like environment input.
+ */
+export function isValidOwner(id: string, ifname: string): boolean {
   try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || '-';
+    validateContainerID(id);
+    if (ifname !== '') validateIfName(ifname);
+    return true;
   } catch {
-    return '-';
+    return false;
   }
 }
 
-/** Wall-clock time of this boot, from /proc/stat btime. */
-export function readBootTimeMs(): number {
-  const m = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
-  if (!m) throw new Error('no btime in /proc/stat');
-  return Number(m[1]) * 1000;
+/** This boot's ID (/proc/sys/kernel/random/boot_id); UNKNOWN_BOOT when it cannot be read. */
+export function readBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || UNKNOWN_BOOT;
+  } catch {
+    return UNKNOWN_BOOT;
+  }
+}
+
+/** A store I/O failure as a CNI error (code 5) naming the file and the errno. */
+function ioError(e: unknown): CniError {
+  if (e instanceof CniError) return e;
+  return new CniError(ErrIOFailure, e instanceof FileError ? e.message : `host-local store: ${(e as Error).message}`);
+}
+
+/** A lease file as scanned: its owner, and whether that owner may be used as a key. */
+interface ScannedLease extends Owner {
+  valid: boolean;
 }
 
 export class DiskStore implements Store {
   readonly dir: string;
-  private readonly fileLock: FileLock;
-  private readonly index: LeaseIndex;
+  private readonly store: PinnedDir;
+  private lockFd = -1;
+  private fileLock: FileLock | null = null;
+  private index: LeaseIndex | null | undefined; // undefined: not opened yet; null: unavailable
   private bootIdCache: string | undefined;
-  private bootTimeCache: number | undefined;
   // An fs error in the middle of a change may leave a lease the index does not list: never seal then.
   private broken = false;
 
+  /** Opens (creating with mode 0755) <dataDir>/<network>; throws FileError when that is not a directory. */
   constructor(
     network: string,
     dataDir: string,
     private readonly opts: DiskStoreOptions,
   ) {
     this.dir = join(dataDir, network);
-    // Created once, up front: making it later would itself change the store directory's mtime.
-    // One stat on every call but a network's first (two recursive mkdirs cost four syscalls).
-    const own = join(this.dir, '.cnikit');
-    if (!existsSync(own)) {
-      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-      mkdirSync(own, { recursive: true, mode: 0o700 });
+    let store: PinnedDir;
+    try {
+      // The store directory itself is not followed if it is a symlink; dataDir (the admin's) is.
+      store = PinnedDir.open(this.dir, { create: 0o755 });
+    } catch (e) {
+      if ((e as FileError).code !== 'ENOENT') throw e;
+      mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+      store = PinnedDir.open(this.dir, { create: 0o755 });
     }
-    this.fileLock = new FileLock(join(this.dir, 'lock'), opts.flocker ?? libcFlocker, opts.lockTimeoutMs);
-    this.index = new LeaseIndex(this.dir);
+    this.store = store;
+    // Made up front (one lstat on every later call): making it later, e.g. in STATUS's probe,
+    // would itself change the store directory's mtime and force an index rebuild.
+    if (!store.lstat('.cnikit'))
+      try {
+        mkdirSync(store.at('.cnikit'), 0o700);
+      } catch {
+        /* raced, or not writable: LeaseIndex.open decides */
+      }
   }
 
   lock(): void {
-    this.fileLock.lock();
+    const shown = join(this.dir, 'lock');
+    try {
+      // Opened here, never following a planted symlink; FileLock reopens that very file.
+      if (this.lockFd < 0) this.lockFd = this.store.open('lock', C.O_CREAT | C.O_RDONLY, 0o750);
+      this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, this.opts.flocker ?? libcFlocker, this.opts.lockTimeoutMs);
+      this.fileLock.lock();
+    } catch (e) {
+      if (e instanceof CniError) throw new CniError(e.code, e.message.replace(`/proc/self/fd/${this.lockFd}`, shown), e.details);
+      throw ioError(e);
+    }
   }
 
   unlock(): void {
-    if (!this.broken) this.index.seal();
-    this.index.forget();
-    this.fileLock.unlock();
+    if (this.index) {
+      if (!this.broken) this.index.seal();
+      this.index.forget();
+    }
+    this.fileLock?.unlock();
   }
 
   close(): void {
-    this.fileLock.close();
+    this.fileLock?.close();
+    this.fileLock = null;
+    if (this.lockFd >= 0) closeSync(this.lockFd);
+    this.lockFd = -1;
+    this.index?.close();
+    this.index = undefined;
+    this.store.close();
   }
 
   private bootId(): string {
     return (this.bootIdCache ??= this.opts.bootId ?? readBootId());
   }
 
-  private leasePath(ip: string): string {
-    return join(this.dir, ip);
+  /** The index for this lock session, made trustworthy first; null when it is unavailable. */
+  private fresh(): LeaseIndex | null {
+    if (this.index === undefined) this.index = LeaseIndex.open(this.store, () => this.stamp());
+    if (!this.index) return null;
+    this.index.ensureFresh(() => this.scan().filter((o) => o.valid));
+    return this.index.ok ? this.index : null;
   }
 
-  private fresh(): LeaseIndex {
-    this.index.ensureFresh(() => this.scan());
-    return this.index;
+  /** What .cnikit/state must say for the index to be reused: this directory as it is, in this boot. */
+  private stamp(): string {
+    const st = this.store.stat();
+    return `${st.dev} ${st.ino} ${st.mtimeNs} ${this.bootId()}`;
   }
 
   /** Runs a change; if the filesystem fails half-way, the index is left unsealed (rebuilt next call). */
@@ -102,60 +165,64 @@ export class DiskStore implements Store {
       return fn();
     } catch (e) {
       this.broken = true;
-      throw e;
+      throw ioError(e);
     }
   }
 
   reserve(id: string, ifname: string, ip: IP, rangeID: string): boolean {
-    return this.change(() => this.reserveUnguarded(id, ifname, ip, rangeID));
-  }
-
-  private reserveUnguarded(id: string, ifname: string, ip: IP, rangeID: string): boolean {
-    const name = formatIP(ip);
-    const owner = { id: id.trim(), ifname, ip: name };
-    const index = this.fresh();
-    index.beginChange();
-    let fd: number;
-    try {
-      fd = openSync(this.leasePath(name), 'wx', 0o600);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw e;
-    }
-    try {
-      writeSync(fd, `${owner.id}${LINE_BREAK}${ifname}`);
-      closeSync(fd);
-    } catch (e) {
-      rmSync(this.leasePath(name), { force: true });
-      throw e;
-    }
-    // The reference rewrites this in place; a rename gives the same bytes without a torn file.
-    writeAtomic(join(this.dir, LAST_IP_PREFIX + rangeID), name, 0o600);
-    index.add(owner, this.bootId());
-    return true;
+    return this.change(() => {
+      const name = formatIP(ip);
+      const owner = { id: id.trim(), ifname, ip: name };
+      const index = this.fresh();
+      index?.beginChange();
+      // fsync'd: on a full disk the write or the fsync fails here (and the file is removed), not later.
+      if (!this.store.createExclusive(name, `${owner.id}${LINE_BREAK}${ifname}`, { mode: 0o600 })) return false;
+      try {
+        // The reference rewrites this in place; a rename gives the same bytes without a torn file.
+        // Only a hint where to start (unreadable = start of the range): not fsync'd itself, but the
+        // directory fsync makes the new lease's name durable before ADD reports it.
+        this.store.writeAtomic(LAST_IP_PREFIX + rangeID, name, { mode: 0o600, durable: false });
+        this.store.sync();
+      } catch (e) {
+        this.store.unlink(name); // a failed ADD leaves nothing
+        throw e;
+      }
+      index?.add(owner, this.bootId()); // best effort: without it the lease's boot is unknown
+      return true;
+    });
   }
 
   lastReservedIP(rangeID: string): IP | null {
     try {
-      return parseIP(readFileSync(join(this.dir, LAST_IP_PREFIX + rangeID), 'utf8'));
+      const b = this.store.read(LAST_IP_PREFIX + rangeID, MAX_LAST_IP_FILE);
+      return b ? parseIP(b.toString('utf8')) : null;
     } catch {
-      return null;
+      return null; // not a small regular file: only a hint for where to start
     }
   }
 
-  /** The owner written in a lease file, or null when the file is gone. */
-  private ownerOf(ip: string): { id: string; ifname: string } | null {
+  /**
+   * The owner written in a lease file; null when there is no lease file, or the name is not a small
+   * regular file (a planted symlink or FIFO: it blocks the address, we never read through it).
+   */
+  private ownerOf(ip: string): ScannedLease | null {
+    let b: Buffer | null;
     try {
-      return parseLeaseContent(readFileSync(this.leasePath(ip), 'utf8'));
-    } catch {
-      return null;
+      b = this.store.read(ip, MAX_LEASE_FILE);
+    } catch (e) {
+      if (e instanceof FileError && (e.code === 'ENOTREG' || e.code === 'ELOOP' || e.code === 'EFBIG')) return null;
+      throw e;
     }
+    if (!b) return null;
+    const o = parseLeaseContent(b.toString('utf8'));
+    return { ...o, ip, valid: isValidOwner(o.id, o.ifname) };
   }
 
-  /** Index entries of (id, ifname) whose lease files still say so. */
+  /** Leases of (id, ifname) (validated by the caller): the index's entries whose lease files still say so, else a walk. */
   private held(id: string, ifname: string): string[] {
-    return this.fresh()
-      .entries(id, ifname)
+    const entries = this.fresh()?.entries(id, ifname);
+    if (!entries) return this.scan().filter((o) => o.id === id && o.ifname === ifname).map((o) => o.ip);
+    return entries
       .map((e) => e.ip)
       .filter((ip) => {
         const o = this.ownerOf(ip);
@@ -168,89 +235,99 @@ export class DiskStore implements Store {
     return [...this.held(t, ifname), ...this.held(t, '')].map((s) => parseIP(s)).filter((x): x is IP => x !== null);
   }
 
-  /** The reference's ReleaseByID: the (id, ifname) leases, or when there are none the ID-only ones. */
+  /**
+   * The reference's ReleaseByID: the (id, ifname) leases, or when there are none the ID-only ones.
+   * Needs no free space: lease files are unlinked; index updates that fail are left to a rebuild.
+   */
   releaseByID(id: string, ifname: string): void {
-    this.change(() => this.releaseByIDUnguarded(id, ifname));
+    this.change(() => {
+      const t = id.trim();
+      let ips = this.held(t, ifname);
+      let owner = ifname;
+      if (ips.length === 0) {
+        ips = this.held(t, '');
+        owner = '';
+      }
+      for (const ip of ips) this.unlinkLease({ id: t, ifname: owner, ip });
+      // Whatever the key file still lists is stale (the lease was released or re-owned elsewhere).
+      const index = this.fresh();
+      if (index?.entries(t, owner)?.length) index.set(t, owner, []);
+    });
   }
 
-  private releaseByIDUnguarded(id: string, ifname: string): void {
-    const t = id.trim();
-    let ips = this.held(t, ifname);
-    let owner = ifname;
-    if (ips.length === 0) {
-      ips = this.held(t, '');
-      owner = '';
-    }
-    for (const ip of ips) this.unlinkLease({ id: t, ifname: owner, ip });
-    // Whatever the key file still lists is stale (the lease was released or re-owned elsewhere).
-    if (this.index.entries(t, owner).length) this.index.set(t, owner, []);
-  }
-
-  private unlinkLease(o: Owner): void {
-    this.index.beginChange();
-    rmSync(this.leasePath(o.ip), { force: true });
-    this.index.remove(o);
+  private unlinkLease(o: Owner, valid = true): void {
+    const index = this.fresh();
+    index?.beginChange();
+    this.store.unlink(o.ip);
+    if (valid) index?.remove(o);
   }
 
   release(ip: IP): void {
     const name = formatIP(ip);
-    const owner = this.ownerOf(name);
-    if (!owner) return;
-    this.fresh();
-    this.change(() => this.unlinkLease({ ...owner, ip: name }));
+    this.change(() => {
+      const owner = this.ownerOf(name);
+      if (owner) this.unlinkLease(owner, owner.valid);
+    });
   }
 
   leaseAt(ip: IP): Lease | null {
     const o = this.ownerOf(formatIP(ip));
-    return o ? { ip, ...o } : null;
+    return o ? { ip, id: o.id, ifname: o.ifname } : null;
   }
 
   /** One readdir and one read per lease: the source of truth (rebuild, GC, STATUS). */
-  private scan(): Owner[] {
-    const out: Owner[] = [];
-    for (const name of readdirSync(this.dir)) {
+  private scan(): ScannedLease[] {
+    const out: ScannedLease[] = [];
+    for (const name of this.store.list()) {
       if (name === 'lock' || name.startsWith('.') || name.startsWith(LAST_IP_PREFIX) || !parseIP(name)) continue;
       const o = this.ownerOf(name);
-      if (o) out.push({ ...o, ip: name });
+      if (o) out.push(o);
     }
     return out;
   }
 
+  /** Every lease file, whatever its owner says (GC releases those whose owner is not valid). */
   leases(): Lease[] {
     return this.scan().map((o) => ({ ip: parseIP(o.ip)!, id: o.id, ifname: o.ifname }));
   }
 
-  /** plugins#252: made before this boot (mtime < btime), and not recorded by us as made in this boot. */
+  /**
+   * plugins#252, issue 10: stale only when our index recorded the lease as made in another boot.
+   * No record (the reference wrote it, the index was lost or rebuilt) means an unknown boot: never
+   * stale. Wall-clock times (mtime vs btime) are not evidence: the clock can step.
+   */
   isStale(lease: Lease): boolean {
     const name = formatIP(lease.ip);
-    let mtimeMs: number;
-    try {
-      mtimeMs = statSync(this.leasePath(name)).mtimeMs;
-    } catch {
-      return false;
-    }
-    const boot = (this.bootTimeCache ??= this.opts.bootTimeMs ?? readBootTimeMs());
-    if (mtimeMs >= boot) return false;
-    const rec = this.fresh().entries(lease.id, lease.ifname).find((e) => e.ip === name);
-    return !(rec && rec.bootId === this.bootId());
+    if (!isValidOwner(lease.id, lease.ifname)) return false;
+    const rec = this.fresh()
+      ?.entries(lease.id, lease.ifname)
+      ?.find((e) => e.ip === name);
+    if (!rec || rec.bootId === UNKNOWN_BOOT || this.bootId() === UNKNOWN_BOOT) return false;
+    if (rec.bootId === this.bootId()) return false;
+    const now = this.ownerOf(name); // and the lease file still says the same owner
+    return now !== null && now.id === lease.id && now.ifname === lease.ifname;
   }
 
   /** For STATUS: can we create a file in the store? */
   writable(): boolean {
     // Inside .cnikit: a probe in the store directory itself would change its mtime (index rebuild).
-    const probe = join(this.dir, '.cnikit', 'probe');
+    let own: PinnedDir | undefined;
     try {
-      writeAtomic(probe, '', 0o600);
-      rmSync(probe, { force: true });
+      own = this.store.subdir('.cnikit', { create: 0o700, replace: true });
+      own.writeAtomic('probe', '', { durable: false });
+      own.unlink('probe');
       return true;
     } catch {
       return false;
+    } finally {
+      own?.close();
     }
   }
 
   /** Addresses leased now, with the index left alone (STATUS). */
   leasedAddresses(): IP[] {
-    return readdirSync(this.dir)
+    return this.store
+      .list()
       .filter((n) => n !== 'lock' && !n.startsWith('.') && !n.startsWith(LAST_IP_PREFIX))
       .map((n) => parseIP(n))
       .filter((x): x is IP => x !== null);

@@ -113,11 +113,20 @@ function cmdStatus(args: CmdArgs): void {
     const leased = store.leasedAddresses();
     conf.ranges.forEach((set, idx) => {
       if (freeIn(set, leased) > 0n) return;
-      const reclaimable = conf.reclaimStaleLeases && store.leases().some((l) => setContains(set, l.ip) && store.isStale(l));
-      if (!reclaimable) throw new CniError(ErrPluginNotAvailable, `no IP addresses available in range set ${idx}: ${setString(set)}`);
+      if (!conf.reclaimStaleLeases || !earlierBootLeaseIn(store, set)) throw new CniError(ErrPluginNotAvailable, `no IP addresses available in range set ${idx}: ${setString(set)}`);
     });
   } finally {
     store.close();
+  }
+}
+
+/** Whether ADD could reclaim a lease from an earlier boot in `set` (under the lock: it reads the index). */
+function earlierBootLeaseIn(store: DiskStore, set: RangeSet): boolean {
+  store.lock();
+  try {
+    return store.leases().some((l) => setContains(set, l.ip) && store.isStale(l));
+  } finally {
+    store.unlock();
   }
 }
 

@@ -27,6 +27,6 @@ export interface Store {
   leaseAt(ip: IP): Lease | null;
   /** Releases one address whatever its owner. */
   release(ip: IP): void;
-  /** True when the lease cannot belong to a live pod: it was made before the current boot. */
+  /** True only when the lease provably cannot belong to a live pod: recorded as made in an earlier boot. */
   isStale(lease: Lease): boolean;
 }

@@ -134,6 +134,16 @@ describe('IPAllocator.get', () => {
     expect(() => new IPAllocator(s, on, 0, { reclaimStale: true }).get('new2', 'eth0')).toThrow('no IP addresses available');
   });
 
+  test('reclaim frees no more than the allocation needs: one stale lease per exhausted set', () => {
+    const s = set({ subnet: '198.18.0.0/29', rangeEnd: '198.18.0.4' });
+    const store = new FakeStore([['198.18.0.2', 'old1'], ['198.18.0.3', 'old2'], ['198.18.0.4', 'old3']]);
+    for (const a of ['198.18.0.2', '198.18.0.3', '198.18.0.4']) store.stale.add(a);
+    const got = new IPAllocator(s, store, 0, { reclaimStale: true }).get('new', 'eth0').address;
+    const kept = [...store.ipMap.entries()].filter(([, o]) => o.id.startsWith('old')).map(([a]) => a);
+    expect(kept).toHaveLength(2);
+    expect(kept).not.toContain(got.split('/')[0]);
+  });
+
   test('a stale lease on a requested IP is reclaimed', () => {
     const store = new FakeStore([['198.18.0.9', 'old']]);
     store.stale.add('198.18.0.9');

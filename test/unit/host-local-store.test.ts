@@ -1,7 +1,7 @@
 // The on-disk store: the reference's bytes and modes, its release rules (legacy ID-only files), and
 // the lease index (rebuilt when the reference or anyone changes the store behind its back, entries
 // checked against the lease files, a kill between changes leaves "rebuild next time").
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskStore, parseLeaseContent } from '../../ipam/host-local/disk-store';
@@ -116,16 +116,17 @@ test('a kill between changes (no sealed state) means the next call rebuilds from
   done(s2);
 });
 
-test('a filesystem error half-way through a change leaves the index unsealed, so DEL still finds the lease', () => {
+test('a filesystem error half-way through ADD removes the new lease and leaves the index unsealed (rebuilt next call)', () => {
   const dir = join(dataDir, 'net');
   const s = open();
   require('node:fs').mkdirSync(join(dir, 'last_reserved_ip.0')); // the rename over it will fail
-  expect(() => s.reserve('c1', 'eth0', ip('198.18.0.2'), '0')).toThrow();
+  expect(() => s.reserve('c1', 'eth0', ip('198.18.0.2'), '0')).toThrow(`${dir}/last_reserved_ip.0: cannot replace: EISDIR`);
+  expect(existsSync(join(dir, '198.18.0.2'))).toBe(false);
   done(s);
   expect(existsSync(join(dir, '.cnikit', 'state'))).toBe(false);
+  expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   const s2 = open();
-  s2.releaseByID('c1', 'eth0');
-  expect(existsSync(join(dir, '198.18.0.2'))).toBe(false);
+  expect(s2.getByID('c1', 'eth0')).toEqual([]);
   done(s2);
 });
 
@@ -142,16 +143,23 @@ test('a reference-format store of 2,000 leases is indexed once, then looked up w
   expect(readdirSync(join(dataDir, 'net', '.cnikit', 'by-key'))).toHaveLength(1999);
 });
 
-test('isStale: made before this boot and not recorded as made in this boot', () => {
+test('isStale: only a lease our index recorded in another boot; unknown boot (reference, lost index) never; clocks never', () => {
   const dir = join(dataDir, 'net');
-  const s = open({ bootTimeMs: Date.now() - 1000, bootId: 'boot-now' });
-  s.reserve('ours', 'eth0', ip('198.18.0.2'), '0');
-  writeFileSync(join(dir, '198.18.0.3'), 'old\r\neth0');
-  const past = new Date(Date.now() - 3600_000);
-  utimesSync(join(dir, '198.18.0.3'), past, past);
-  utimesSync(join(dir, '198.18.0.2'), past, past); // clock jumped; but the index knows it is this boot's
-  const leases = Object.fromEntries(s.leases().map((l) => [formatIP(l.ip), s.isStale(l)]));
-  expect(leases).toEqual({ '198.18.0.2': false, '198.18.0.3': true });
+  let s = open({ bootId: 'boot-a' });
+  s.reserve('earlier', 'eth0', ip('198.18.0.2'), '0');
+  s.reserve('ours', 'eth0', ip('198.18.0.4'), '0');
+  done(s);
+  s = open({ bootId: 'boot-b' });
+  s.reserve('now', 'eth0', ip('198.18.0.5'), '0');
+  writeFileSync(join(dir, '198.18.0.3'), 'reference\r\neth0', { mode: 0o600 }); // no index record
+  const past = new Date(Date.now() - 10 * 365 * 86400_000); // mtimes say nothing: the clock can step
+  for (const a of ['198.18.0.3', '198.18.0.5']) utimesSync(join(dir, a), past, past);
+  const stale = (st: DiskStore) => Object.fromEntries(st.leases().map((l) => [formatIP(l.ip), st.isStale(l)]));
+  expect(stale(s)).toEqual({ '198.18.0.2': true, '198.18.0.3': false, '198.18.0.4': true, '198.18.0.5': false });
+  done(s);
+  rmSync(join(dir, '.cnikit'), { recursive: true }); // index lost: every boot is unknown
+  s = open({ bootId: 'boot-c' });
+  expect(Object.values(stale(s))).toEqual([false, false, false, false]);
   done(s);
 });
 
@@ -160,5 +168,50 @@ test('writable() probes without touching the store directory', () => {
   const m = statSync(s.dir).mtimeMs;
   expect(s.writable()).toBe(true);
   expect(statSync(s.dir).mtimeMs).toBe(m);
+  done(s);
+});
+
+test('a lease whose owner is not a valid container ID / interface name blocks its address but never names an index file', () => {
+  const dir = join(dataDir, 'net');
+  let s = open();
+  s.reserve('c1', 'eth0', ip('198.18.0.2'), '0');
+  done(s);
+  for (const [a, text] of [['198.18.0.3', '..\r\n/../../../../etc/x'], ['198.18.0.4', 'ok\r\neth0/../x'], ['198.18.0.5', '-lead\r\neth0'], ['198.18.0.6', 'c\r\n..']])
+    writeFileSync(join(dir, a), text, { mode: 0o600 });
+  s = open();
+  expect(s.reserve('c2', 'eth0', ip('198.18.0.3'), '0')).toBe(false);
+  expect(s.getByID('c1', 'eth0').map(formatIP)).toEqual(['198.18.0.2']);
+  expect(s.leases().map((l) => formatIP(l.ip)).sort()).toEqual(['198.18.0.2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6']);
+  s.release(ip('198.18.0.3')); // GC's way: the lease file goes, nothing else
+  done(s);
+  expect(existsSync(join(dir, '198.18.0.3'))).toBe(false);
+  expect(readdirSync(join(dir, '.cnikit', 'by-key'))).toEqual(['c1+eth0']);
+});
+
+test('index files replaced by a FIFO or a symlink are treated as garbled (rebuilt), never read through or blocked on', () => {
+  const dir = join(dataDir, 'net');
+  let s = open();
+  s.reserve('c1', 'eth0', ip('198.18.0.2'), '0');
+  done(s);
+  const own = join(dir, '.cnikit');
+  rmSync(join(own, 'by-key', 'c1+eth0'));
+  require('node:child_process').execFileSync('mkfifo', [join(own, 'by-key', 'c1+eth0')]);
+  rmSync(join(own, 'state'));
+  symlinkSync('/etc/hostname', join(own, 'state'));
+  s = open();
+  expect(s.getByID('c1', 'eth0').map(formatIP)).toEqual(['198.18.0.2']);
+  done(s);
+  expect(lstatSync(join(own, 'state')).isFile()).toBe(true);
+  expect(lstatSync(join(own, 'by-key', 'c1+eth0')).isFile()).toBe(true);
+});
+
+test('boot IDs recorded by the previous index format (v1 key files) are kept across the upgrade', () => {
+  const dir = join(dataDir, 'net');
+  mkdirSync(join(dir, '.cnikit', 'by-key'), { recursive: true });
+  writeFileSync(join(dir, '198.18.0.2'), 'c1\r\neth0', { mode: 0o600 });
+  writeFileSync(join(dir, '.cnikit', 'by-key', 'c1+eth0'), 'cnikit-lease-index v1\n198.18.0.2 boot-old\n');
+  writeFileSync(join(dir, '.cnikit', 'state'), 'cnikit-index v1 1 2 3\n'); // written last, as v1 did
+  const s = open({ bootId: 'boot-new' });
+  expect(s.leases().map((l) => s.isStale(l))).toEqual([true]);
   done(s);
 });
