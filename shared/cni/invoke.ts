@@ -7,6 +7,7 @@ import { CniError, ErrDecodingFailure, ErrInternal, ErrInvalidNetworkConfig } fr
 import { runPlugin, type CmdArgs, type Env, type Outcome, type Plugin, type Verb } from './skel';
 import { parseResult, type Result } from './types';
 import { configVersion } from './version';
+import { isSameBuild } from '../self';
 
 /**
  * The seam for running our own plugins in-process: when the executable found in CNI_PATH is our
@@ -18,6 +19,7 @@ export function setInProcessResolver(r: typeof inProcess): void {
 }
 
 let ownExecutable: string | null | undefined;
+/** Our own executable: a link to it, or a copy (same build ID, shared/self.ts): run in-process. */
 function isOwnExecutable(file: string): boolean {
   if (ownExecutable === undefined) {
     try {
@@ -27,10 +29,11 @@ function isOwnExecutable(file: string): boolean {
     }
   }
   try {
-    return ownExecutable !== null && realpathSync(file) === ownExecutable;
+    if (ownExecutable !== null && realpathSync(file) === ownExecutable) return true;
   } catch {
     return false;
   }
+  return isSameBuild(file);
 }
 
 export function findInPath(plugin: string, cniPath: string): string {
