@@ -6,6 +6,7 @@ import { setInProcessResolver } from './shared/cni/invoke';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
+import { versionLine } from './shared/self';
 
 /** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
 const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
@@ -17,6 +18,8 @@ function usage(): string {
     `${SELF}: CNI plugins in one executable (CNI protocol versions ${SUPPORTED_VERSIONS.join(', ')})`,
     `usage: ${SELF} <plugin>   (or invoke through a link named after the plugin)`,
     `       ${SELF} --list     (print the plugin names, one per line)`,
+    `       ${SELF} --version  (print the version and build ID; <plugin> --version and cnitool --version too)`,
+    `debugging: CNIKIT_LOG=debug logs each verb's steps with timings to stderr, CNIKIT_LOG_FILE=path to a file`,
     `plugins: ${Object.keys(plugins).join(', ')}`,
     `tools: ${Object.keys(tools).join(', ')}`,
     '',
@@ -33,6 +36,10 @@ async function main(): Promise<void> {
       process.stdout.write([...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n');
       return;
     }
+    if (arg === '--version') {
+      process.stdout.write(`${versionLine()}\n`);
+      return;
+    }
     if (!arg || arg === '--help' || arg === '-h') {
       process.stderr.write(usage());
       process.exit(arg ? 0 : 2);
@@ -47,7 +54,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);
     process.exit(2);
   }
-  await pluginMain(plugin);
+  await pluginMain(plugin, argv);
 }
 
 // --bytecode rejects top-level await, so the entry is a plain call.

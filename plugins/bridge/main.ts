@@ -10,6 +10,7 @@ import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Lin
 import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/linux/netns';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
+import type { Logger } from '../../shared/log';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
 import { sysctlSet } from '../../shared/linux/sysctl';
 import { formatResult, parseResult, type Result } from '../../shared/cni/types';
@@ -27,6 +28,7 @@ const errText = (e: unknown): string => (e instanceof Error ? e.message : String
 /** Compensating actions for a failed ADD, run newest first; their own failures are only logged. */
 class Rollback {
   private readonly steps: Array<() => unknown> = [];
+  constructor(private readonly log: Logger) {}
   push(step: () => unknown): void {
     this.steps.push(step);
   }
@@ -35,7 +37,7 @@ class Rollback {
       try {
         await s();
       } catch (e) {
-        process.stderr.write(`bridge: cleanup after failed ADD: ${errText(e)}\n`);
+        this.log.warn(`cleanup after failed ADD: ${errText(e)}`);
       }
     }
   }
@@ -60,7 +62,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   checkAddRules(conf);
   const attachment: Attachment = { containerID: a.containerID, ifname: a.ifName };
   const host = openNetlink();
-  const rollback = new Rollback();
+  const rollback = new Rollback(a.log);
   let pod: { fd: number; nl: NetlinkSocket } | undefined;
   try {
     const br = ensureBridge(host, conf);
@@ -233,7 +235,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     try {
       teardownSpoofCheck(spoofCheckID(a.containerID, a.ifName));
     } catch (e) {
-      process.stderr.write(`${errText(e)}\n`); // the reference only logs this
+      a.log.warn(errText(e)); // the reference only logs this
     }
   }
   // By container ID and rule comments, so it works without netns or addresses (plugins#810).

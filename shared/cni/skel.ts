@@ -14,6 +14,9 @@ import {
 } from './errors';
 import { atLeast, checkSupported, configVersion, CURRENT_VERSION, SUPPORTED_VERSIONS, versionInfo } from './version';
 import { formatResult, type Result } from './types';
+import { jsonSyntaxError } from './json';
+import { loggerFromEnv, type Logger } from '../log';
+import { versionLine } from '../self';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -32,6 +35,7 @@ export interface CmdArgs {
   conf: Record<string, unknown>; // the stdin JSON; plugins parse their own schema from it
   cniVersion: string; // the config's version (0.1.0 when absent)
   env: Env; // passed on unchanged to delegated plugins
+  log: Logger; // diagnostics (stderr or CNIKIT_LOG_FILE), never stdout
 }
 
 type Handler<T> = (args: CmdArgs) => T | Promise<T>;
@@ -108,8 +112,9 @@ function checkNetnsIsNotOurs(netns: string, env: Env): void {
     throw new CniError(ErrInvalidNetNS, `CNI_NETNS ${JSON.stringify(netns)} is the plugin's own network namespace`);
 }
 
-function aboutText(p: Plugin): string {
-  return `${p.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`;
+/** The bare invocation's text (the Go skel's about) and `<plugin> --version`'s. */
+export function aboutText(p: Plugin): string {
+  return `${p.name}: ${versionLine()}\n${p.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`;
 }
 
 function versionGate(command: Verb, v: string): void {
@@ -120,11 +125,13 @@ function versionGate(command: Verb, v: string): void {
 }
 
 /**
- * Runs one invocation with an explicit environment and stdin. Pure apart from what the handlers do,
- * so the multi-call entry point, in-process IPAM delegation and unit tests all share it.
+ * Runs one invocation with an explicit environment and stdin. Pure apart from what the handlers do
+ * and what `log` writes, so the multi-call entry point, in-process IPAM delegation and unit tests
+ * all share it. `log` defaults to the one CNIKIT_LOG/CNIKIT_LOG_FILE in `env` ask for.
  */
-export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffer): Promise<Outcome> {
+export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffer, log: Logger = loggerFromEnv(env, plugin.name)): Promise<Outcome> {
   let errVersion = CURRENT_VERSION;
+  const vlog = log.child(env.CNI_COMMAND || '-');
   try {
     const command = env.CNI_COMMAND;
     if (command === undefined || command === '') return { exitCode: 0, stdout: '', stderr: aboutText(plugin) };
@@ -143,11 +150,15 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     } catch (e) {
       throw new CniError(ErrIOFailure, `error reading from stdin: ${(e as Error).message}`);
     }
+    if (vlog.enabled('debug'))
+      vlog.debug(`containerID=${JSON.stringify(env.CNI_CONTAINERID ?? '')} netns=${JSON.stringify(env.CNI_NETNS ?? '')} ifName=${JSON.stringify(env.CNI_IFNAME ?? '')} stdin ${stdinData.length} bytes`);
     let conf: unknown;
+    const text = stdinData.toString('utf8');
     try {
-      conf = JSON.parse(stdinData.toString('utf8'));
-    } catch (e) {
-      throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', (e as Error).message);
+      conf = JSON.parse(text);
+    } catch {
+      // The engine's parser message is not ours to print (it differs between engines): say it ourselves.
+      throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', `invalid JSON: ${jsonSyntaxError(text)}`);
     }
     if (typeof conf !== 'object' || conf === null || Array.isArray(conf))
       throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', 'expected a JSON object');
@@ -168,6 +179,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
       conf: confObj,
       cniVersion,
       env,
+      log: vlog,
     };
     if (verb === 'ADD' || verb === 'DEL' || verb === 'CHECK') {
       validateContainerID(a.containerID);
@@ -178,38 +190,76 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     const f = plugin.funcs;
     switch (verb) {
       case 'ADD': {
-        const result = await f.add(a);
+        const result = await vlog.step('ADD', () => f.add(a));
         return { exitCode: 0, stdout: JSON.stringify(formatResult(result, cniVersion), null, 4) + '\n', stderr: '' };
       }
       case 'DEL':
-        await f.del(a);
+        await vlog.step('DEL', () => f.del(a));
         break;
       case 'CHECK':
-        await f.check(a);
+        await vlog.step('CHECK', () => f.check(a));
         break;
       case 'GC':
-        await f.gc?.(a);
+        await vlog.step('GC', () => f.gc?.(a));
         break;
       case 'STATUS':
-        await f.status?.(a);
+        await vlog.step('STATUS', () => f.status?.(a));
         break;
     }
     return { exitCode: 0, stdout: '', stderr: '' };
   } catch (e) {
     const err = asCniError(e);
+    if (err !== e && vlog.enabled('debug')) vlog.debug(`unexpected ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    vlog.debug(`error code ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
     return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '' };
   }
 }
 
-/** The process entry: real env, real stdin, print, exit. */
-export async function pluginMain(plugin: Plugin): Promise<never> {
-  const out = await runPlugin(plugin, process.env, () => readFileSync(0));
-  // Synchronous writes: the process exits right after, and a buffered pipe write could be lost.
-  if (out.stderr) writeAll(2, out.stderr);
-  if (out.stdout) writeAll(1, out.stdout);
-  process.exit(out.exitCode);
+/**
+ * The process entry. `<plugin> --version` prints the about text; otherwise one CNI invocation with
+ * the real environment and stdin. A result that cannot be written (stdout closed or a broken pipe)
+ * is an error exit (1) with one log line, never a stack trace: the runtime must not take a lost
+ * ADD result for success.
+ */
+export async function pluginMain(plugin: Plugin, argv: readonly string[] = []): Promise<never> {
+  if (argv[0] === '--version') process.exit(tryWriteAll(1, aboutText(plugin)) ? 1 : 0);
+  const log = loggerFromEnv(process.env, plugin.name);
+  const out = await runPlugin(plugin, process.env, () => readFileSync(0), log);
+  if (out.stderr) tryWriteAll(2, out.stderr);
+  let exitCode = out.exitCode;
+  if (out.stdout) {
+    const err = stdoutIsGone() ?? tryWriteAll(1, out.stdout);
+    if (err) {
+      log.warn(`cannot write the ${out.exitCode === 0 ? 'result' : 'error'} to stdout: ${err}`);
+      exitCode = 1;
+    }
+  }
+  process.exit(exitCode);
 }
 
+/**
+ * Why stdout cannot take our output, or null. The runtime gives a closed stdout /dev/null (opened
+ * close-on-exec, like Go's runtime does): an inherited fd 1 can never be close-on-exec, so such an
+ * fd 1 was opened by this process and a write there is lost.
+ */
+function stdoutIsGone(): string | null {
+  try {
+    const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync('/proc/self/fdinfo/1', 'latin1'))?.[1];
+    return flags !== undefined && (parseInt(flags, 8) & 0o2000000) !== 0 ? 'stdout was closed when the plugin started' : null;
+  } catch {
+    return null; // no /proc: nothing to learn, the write itself will tell
+  }
+}
+
+/** writeAll that reports a failure (its errno code) instead of throwing. */
+function tryWriteAll(fd: number, s: string): string | null {
+  try {
+    writeAll(fd, s);
+    return null;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'write failed';
+  }
+}
 /** Writes all of `s` synchronously (the process exits right after; a buffered pipe write could be lost). */
 export function writeAll(fd: number, s: string): void {
   const buf = Buffer.from(s);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, setInProcessResolver } from '../../shared/cni/invoke';
 import { CniError } from '../../shared/cni/errors';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
+import { silentLogger } from '../../shared/log';
 
 let dir: string; // CNI_PATH dir 1
 let dir2: string; // CNI_PATH dir 2
@@ -83,6 +84,7 @@ function cmdArgs(over: Partial<CmdArgs> = {}, conf: Record<string, unknown> = CO
     conf,
     cniVersion: String(conf.cniVersion),
     env,
+    log: silentLogger,
     ...over,
   };
 }
