@@ -29,9 +29,20 @@ export class CniError extends Error {
   }
 }
 
-/** Wraps an unexpected exception as code 999 with a one-line message (never a stack trace). */
+// Errors the JavaScript engine raises for a bug in our code ("null is not an object (evaluating
+// 'e.family')", "Cannot read properties of undefined"): their text is the engine's, differs between
+// engines, and tells a runtime's user nothing about their config. None of our code throws these kinds.
+const ENGINE_ERRORS: ReadonlyArray<new (...a: never[]) => Error> = [TypeError, ReferenceError, RangeError, SyntaxError, EvalError, URIError];
+
+/**
+ * Wraps an unexpected exception as code 999 with a one-line message, never a stack trace. An
+ * engine-raised error (TypeError, RangeError, ...) becomes "internal error (TypeError)": its text
+ * stays out of the CNI error (issue 10, item 12); the entry point logs it at debug (CNIKIT_LOG).
+ */
 export function asCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;
+  if (ENGINE_ERRORS.some((k) => e instanceof k))
+    return new CniError(ErrInternal, `internal error (${(e as Error).name}); CNIKIT_LOG=debug logs where`);
   const msg = e instanceof Error ? e.message : String(e);
   return new CniError(ErrInternal, msg.split('\n')[0] || 'internal error');
 }
