@@ -151,7 +151,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
       throw new CniError(ErrIOFailure, `error reading from stdin: ${(e as Error).message}`);
     }
     if (vlog.enabled('debug'))
-      vlog.debug(`containerID=${JSON.stringify(env.CNI_CONTAINERID ?? '')} netns=${JSON.stringify(env.CNI_NETNS ?? '')} ifName=${JSON.stringify(env.CNI_IFNAME ?? '')} stdin ${stdinData.length} bytes`);
+      vlog.debug(`containerID=${JSON.stringify(env.CNI_CONTAINERID ?? '')} netns=${JSON.stringify(env.CNI_NETNS ?? '')} ifName=${JSON.stringify(env.CNI_IFNAME ?? '')} stdin ${stdinData.length} bytes, ${performance.now().toFixed(1)} ms after exec`);
     let conf: unknown;
     const text = stdinData.toString('utf8');
     try {
@@ -234,6 +234,7 @@ export async function pluginMain(plugin: Plugin, argv: readonly string[] = []): 
       exitCode = 1;
     }
   }
+  if (log.enabled('debug')) log.debug(`exit ${exitCode}, ${performance.now().toFixed(1)} ms after exec`);
   process.exit(exitCode);
 }
 

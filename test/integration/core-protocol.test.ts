@@ -303,8 +303,9 @@ describe('debug logging (CNIKIT_LOG, CNIKIT_LOG_FILE)', () => {
     expect(r.exitCode).toBe(0);
     expect(r.json.ips[0].address).toMatch(/^198\.18\.8\.\d+\/24$/);
     const lines = r.stderr.trim().split('\n');
-    expect(lines[0]).toMatch(/^\S+Z host-local\[\d+\] ADD debug: containerID="core-log" netns="\/var\/run\/netns\/core-c-[0-9a-f]+" ifName="eth0" stdin \d+ bytes$/);
+    expect(lines[0]).toMatch(/^\S+Z host-local\[\d+\] ADD debug: containerID="core-log" netns="\/var\/run\/netns\/core-c-[0-9a-f]+" ifName="eth0" stdin \d+ bytes, \d+\.\d ms after exec$/);
     expect(lines).toContainEqual(expect.stringMatching(/ ADD debug: ADD: \d+\.\d ms$/));
+    expect(lines[lines.length - 1]).toMatch(/^\S+Z host-local\[\d+\] debug: exit 0, \d+\.\d ms after exec$/);
   });
   test('CNIKIT_LOG_FILE: the lines go to the file (0600), none to stderr', async () => {
     const file = join(dataDir, 'cnikit.log');

@@ -566,7 +566,7 @@ describe('Logger (shared/log.ts)', () => {
     expect(o.exitCode).toBe(0);
     expect(calls).toHaveLength(1);
     const text = lines.map((l) => l.replace(/^\S+ /, ''));
-    expect(text[0]).toMatch(/^p\[1\] DEL debug: containerID="ctr-1" netns="\/var\/run\/netns\/core-does-not-exist" ifName="eth0" stdin \d+ bytes\n$/);
+    expect(text[0]).toMatch(/^p\[1\] DEL debug: containerID="ctr-1" netns="\/var\/run\/netns\/core-does-not-exist" ifName="eth0" stdin \d+ bytes, \d+\.\d ms after exec\n$/);
     expect(text).toContain('p[1] DEL info: from the handler\n');
     expect(text).toContainEqual(expect.stringMatching(/^p\[1\] DEL debug: DEL: \d+\.\d ms\n$/));
   });
