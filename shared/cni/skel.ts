@@ -239,9 +239,9 @@ export async function pluginMain(plugin: Plugin, argv: readonly string[] = []): 
 }
 
 /**
- * Why stdout cannot take our output, or null. The runtime gives a closed stdout /dev/null (opened
- * close-on-exec, like Go's runtime does): an inherited fd 1 can never be close-on-exec, so such an
- * fd 1 was opened by this process and a write there is lost.
+ * Why stdout cannot take our output, or null. bun (like Go's runtime) puts /dev/null, opened
+ * close-on-exec, on a standard fd that was closed at exec: an inherited fd 1 can never be
+ * close-on-exec, so such an fd 1 was opened by this process and a write there would be lost.
  */
 function stdoutIsGone(): string | null {
   try {
@@ -261,6 +261,7 @@ function tryWriteAll(fd: number, s: string): string | null {
     return (e as NodeJS.ErrnoException).code ?? 'write failed';
   }
 }
+
 /** Writes all of `s` synchronously (the process exits right after; a buffered pipe write could be lost). */
 export function writeAll(fd: number, s: string): void {
   const buf = Buffer.from(s);
