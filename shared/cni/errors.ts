@@ -17,8 +17,9 @@ export class CniError extends Error {
     readonly code: number,
     msg: string,
     readonly details: string = '',
+    options?: { cause?: unknown }, // what went wrong underneath, for logs; never printed in the CNI error
   ) {
-    super(msg);
+    super(msg, options);
     this.name = 'CniError';
   }
 
@@ -35,20 +36,26 @@ export class CniError extends Error {
 const ENGINE_ERRORS: ReadonlyArray<new (...a: never[]) => Error> = [TypeError, ReferenceError, RangeError, SyntaxError, EvalError, URIError];
 
 /**
- * Wraps an unexpected exception as code 999 with a one-line message, never a stack trace. An
- * engine-raised error (TypeError, RangeError, ...) becomes "internal error (TypeError)": its text
- * stays out of the CNI error (issue 10, item 12); the entry point logs it at debug (CNIKIT_LOG).
+ * The one-line text of any thrown value for a CNI error message: an engine-raised error (TypeError,
+ * RangeError, ...) is "internal error (TypeError)", never the engine's own words; anything else its
+ * message's first line. Use it wherever an error's message is put into another message.
+ */
+export function errorMessage(e: unknown): string {
+  if (ENGINE_ERRORS.some((k) => e instanceof k)) return `internal error (${(e as Error).name}); CNIKIT_LOG=debug logs where`;
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n')[0] || 'internal error';
+}
+
+/**
+ * Wraps an unexpected exception as code 999 with `errorMessage`'s text, never a stack trace or engine
+ * text (issue 10, item 12); the entry point logs an engine error's original at debug (CNIKIT_LOG).
  */
 export function asCniError(e: unknown): CniError {
-  if (e instanceof CniError) return e;
-  if (ENGINE_ERRORS.some((k) => e instanceof k))
-    return new CniError(ErrInternal, `internal error (${(e as Error).name}); CNIKIT_LOG=debug logs where`);
-  const msg = e instanceof Error ? e.message : String(e);
-  return new CniError(ErrInternal, msg.split('\n')[0] || 'internal error');
+  return e instanceof CniError ? e : new CniError(ErrInternal, errorMessage(e), '', { cause: e });
 }
 
 /** Prefixes the message of an error with context, keeping its code ("failed to allocate for range 0: ..."). */
 export function wrapError(e: unknown, context: string): CniError {
   const c = asCniError(e);
-  return new CniError(c.code, `${context}: ${c.message}`, c.details);
+  return new CniError(c.code, `${context}: ${c.message}`, c.details, { cause: c });
 }

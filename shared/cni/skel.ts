@@ -209,7 +209,12 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     return { exitCode: 0, stdout: '', stderr: '' };
   } catch (e) {
     const err = asCniError(e);
-    if (err !== e && vlog.enabled('debug')) vlog.debug(`unexpected ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    if (vlog.enabled('debug')) {
+      // The CNI error carries no stack or engine text; the log gets the original underneath it.
+      let c: unknown = err;
+      while (c instanceof CniError && c.cause !== undefined) c = c.cause;
+      if (!(c instanceof CniError)) vlog.debug(`unexpected ${c instanceof Error ? (c.stack ?? c.message) : String(c)}`);
+    }
     vlog.debug(`error code ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
     return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '' };
   }

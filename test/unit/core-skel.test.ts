@@ -2,7 +2,7 @@
 // environment, stdin, version negotiation, result printing per version, error JSON.
 import * as z from 'zod/mini';
 import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/cni/skel';
-import { CniError } from '../../shared/cni/errors';
+import { CniError, errorMessage, wrapError } from '../../shared/cni/errors';
 import { formatResult, type Result } from '../../shared/cni/types';
 import { parseConfig } from '../../shared/cni/config';
 import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
@@ -576,5 +576,33 @@ describe('Logger (shared/log.ts)', () => {
     const o = await runPlugin(p, envFor('ADD'), () => conf(), log);
     expect(JSON.parse(o.stdout)).toEqual({ cniVersion: '1.1.0', code: 999, msg: 'internal error (TypeError); CNIKIT_LOG=debug logs where' });
     expect(lines.join('')).toMatch(/ADD debug: unexpected TypeError: Cannot read properties of null \(reading 'family'\)\\n\s+at /);
+  });
+  test('an engine error wrapped with context (wrapError) is logged through the cause chain too', async () => {
+    const { log, lines } = capture('debug');
+    const p = testPlugin({
+      add: () => {
+        try {
+          return (null as unknown as { family: Result }).family;
+        } catch (e) {
+          throw wrapError(e, 'failed to allocate for range 0');
+        }
+      },
+    }).plugin;
+    const o = await runPlugin(p, envFor('ADD'), () => conf(), log);
+    expect(JSON.parse(o.stdout).msg).toBe('failed to allocate for range 0: internal error (TypeError); CNIKIT_LOG=debug logs where');
+    expect(lines.join('')).toMatch(/ADD debug: unexpected TypeError: Cannot read properties of null \(reading 'family'\)/);
+  });
+});
+
+describe('errorMessage: any thrown value as one line of our words', () => {
+  test.each([
+    [new TypeError("null is not an object (evaluating 'e.family')"), 'internal error (TypeError); CNIKIT_LOG=debug logs where'],
+    [new RangeError('Maximum call stack size exceeded'), 'internal error (RangeError); CNIKIT_LOG=debug logs where'],
+    [new Error('EACCES: permission denied\nmore'), 'EACCES: permission denied'],
+    [new CniError(7, 'bad field'), 'bad field'],
+    ['a string', 'a string'],
+    [new Error(''), 'internal error'],
+  ])('%p → %j', (e, want) => {
+    expect(errorMessage(e)).toBe(want);
   });
 });
