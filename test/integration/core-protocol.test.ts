@@ -312,7 +312,7 @@ describe('debug logging (CNIKIT_LOG, CNIKIT_LOG_FILE)', () => {
     const r = await hostLocal({ CNIKIT_LOG: 'debug', CNIKIT_LOG_FILE: file });
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     const { readFileSync, statSync } = await import('node:fs');
-    expect(readFileSync(file, 'utf8')).toMatch(/ ADD debug: ADD: \d+\.\d ms\n$/);
+    expect(readFileSync(file, 'utf8')).toMatch(/ ADD debug: ADD: \d+\.\d ms\n.* debug: exit 0, \d+\.\d ms after exec\n$/);
     expect(statSync(file).mode & 0o777).toBe(0o600);
   });
   test('a failing verb logs its CNI error at debug', async () => {
