@@ -1,6 +1,6 @@
 // The protocol core every plugin runs under (the reference's pkg/skel): environment, stdin,
 // version negotiation, error JSON. A plugin only supplies its verbs.
-import { readFileSync, statSync, writeSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync, writeSync } from 'node:fs';
 import {
   CniError,
   asCniError,
@@ -243,6 +243,8 @@ export async function pluginMain(plugin: Plugin, argv: readonly string[] = []): 
   process.exit(exitCode);
 }
 
+const DEV_NULL = (1 << 8) | 3; // major 1, minor 3
+
 /**
  * Why stdout cannot take our output, or null. bun (like Go's runtime) puts /dev/null, opened
  * close-on-exec, on a standard fd that was closed at exec: an inherited fd 1 can never be
@@ -250,6 +252,8 @@ export async function pluginMain(plugin: Plugin, argv: readonly string[] = []): 
  */
 function stdoutIsGone(): string | null {
   try {
+    const st = fstatSync(1);
+    if (!st.isCharacterDevice() || st.rdev !== DEV_NULL) return null; // one fstat in the common case
     const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync('/proc/self/fdinfo/1', 'latin1'))?.[1];
     return flags !== undefined && (parseInt(flags, 8) & 0o2000000) !== 0 ? 'stdout was closed when the plugin started' : null;
   } catch {
