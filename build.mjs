@@ -69,15 +69,15 @@ async function compile() {
   execFileSync(bun, [...args, bundle, '--outfile', tmp], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  disableRuntimeEnv(tmp);
-  appendBuildId(tmp);
+  const data = readFileSync(tmp);
+  disableRuntimeEnv(tmp, data);
+  appendBuildId(tmp, data);
   renameSync(tmp, exe);
   return link(bin);
 }
 
-/** Makes the runtime embedded in `file` blind to RUNTIME_ENV_VARS; fails the build if it cannot. */
-function disableRuntimeEnv(file) {
-  const data = readFileSync(file);
+/** Makes the runtime embedded in `file` (its bytes in `data`) blind to RUNTIME_ENV_VARS; fails the build if it cannot. */
+function disableRuntimeEnv(file, data) {
   const fd = openSync(file, 'r+');
   try {
     for (const name of RUNTIME_ENV_VARS) {
@@ -85,16 +85,17 @@ function disableRuntimeEnv(file) {
       const at = data.indexOf(key);
       if (at < 0 || data.indexOf(key, at + 1) >= 0)
         throw new Error(`${file}: expected the bun runtime to hold the name ${name} once; this bun release lays its runtime out differently, so the build cannot disable ${name}`);
-      writeSync(fd, Buffer.alloc(1), 0, 1, at + 1);
+      data[at + 1] = 0;
+      writeSync(fd, data, at + 1, 1, at + 1);
     }
   } finally {
     closeSync(fd);
   }
 }
 
-/** Appends the trailer: magic + the first 128 bits (hex) of the SHA-256 of the executable's bytes. */
-function appendBuildId(file) {
-  const id = createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 32);
+/** Appends the trailer: magic + the first 128 bits (hex) of the SHA-256 of the executable's bytes (`data`). */
+function appendBuildId(file, data) {
+  const id = createHash('sha256').update(data).digest('hex').slice(0, 32);
   appendFileSync(file, TRAILER_MAGIC + id);
 }
 
