@@ -1,7 +1,8 @@
 // The one multi-call executable: dispatch on the name it was invoked as (a link per plugin in
 // /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
 import { basename } from 'node:path';
-import { pluginMain, type Plugin } from './shared/cni/skel';
+import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
+import { errorMessage } from './shared/cni/errors';
 import { setInProcessResolver } from './shared/cni/invoke';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
@@ -32,16 +33,10 @@ async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
     const arg = process.argv[2];
-    if (arg === '--list') {
-      process.stdout.write([...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n');
-      return;
-    }
-    if (arg === '--version') {
-      process.stdout.write(`${versionLine()}\n`);
-      return;
-    }
+    if (arg === '--list') process.exit(print(1, [...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n'));
+    if (arg === '--version') process.exit(print(1, `${versionLine()}\n`));
     if (!arg || arg === '--help' || arg === '-h') {
-      process.stderr.write(usage());
+      print(2, usage());
       process.exit(arg ? 0 : 2);
     }
     name = arg;
@@ -51,11 +46,25 @@ async function main(): Promise<void> {
   if (tool) process.exit(await tool(argv));
   const plugin: Plugin | undefined = plugins[name];
   if (!plugin) {
-    process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);
+    print(2, `${SELF}: unknown plugin "${name}"\n${usage()}`);
     process.exit(2);
   }
   await pluginMain(plugin, argv);
 }
 
-// --bytecode rejects top-level await, so the entry is a plain call.
-void main();
+/** Writes synchronously; 0, or 1 when the text could not be written (a closed pipe), quietly. */
+function print(fd: number, text: string): number {
+  try {
+    writeAll(fd, text);
+    return 0;
+  } catch {
+    return 1;
+  }
+}
+
+// --bytecode rejects top-level await, so the entry is a plain call. Whatever escapes (a tool whose
+// stdout is a closed pipe, a bug) is one line on stderr and exit 1, never bun's stack and source.
+main().catch((e: unknown) => {
+  print(2, `${basename(process.argv0)}: ${errorMessage(e)}\n`);
+  process.exit(1);
+});

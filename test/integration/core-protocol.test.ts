@@ -281,6 +281,16 @@ describe('a result that cannot be written', () => {
     expect(r.stdout).toBe('exit=1');
     expect(r.stderr).toMatch(/^\S+ bridge\[\d+\] warn: cannot write the result to stdout: stdout was closed when the plugin started$/);
   });
+  test.each([['cnikit', '--version'], ['cnikit', '--list'], ['cnitool', '--version'], ['bridge', '--version']])(
+    '%s %s into a pipe closed early: exit 1, at most one line, no stack trace or source',
+    async (name, arg) => {
+      const r = await execa('sh', ['-c', '{ sleep 0.3; "$0" "$1"; echo "exit=$?" >&2; } | true', join(binDir(), name), arg], { env: { PATH: process.env.PATH }, extendEnv: false, reject: false });
+      const lines = r.stderr.split('\n');
+      expect(lines[lines.length - 1]).toBe('exit=1');
+      expect(lines.length).toBeLessThanOrEqual(2);
+      expect(r.stderr).not.toMatch(/\bat |\$bunfs|\| /);
+    },
+  );
   test('stdout redirected to /dev/null by the caller is written as usual (exit 0)', async () => {
     const r = await execa('sh', ['-c', '"$0" > /dev/null; echo "exit=$?"', bridge()], { env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' }, extendEnv: false, reject: false });
     expect([r.stdout, r.stderr]).toEqual(['exit=0', '']);
