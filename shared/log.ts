@@ -1,6 +1,6 @@
 // Diagnostics for people, never for the runtime: a plugin's stdout is its CNI result, so log lines
 // go to stderr or to a file. Library code gets a Logger passed in (CmdArgs.log) and never writes to
-// stderr itself. The debug switch (README "Debugging"):
+// stderr itself. The debug switch (README, "Version and debugging"):
 //   CNIKIT_LOG=debug|info|warn|error|off   (default warn: only what the reference would also log)
 //   CNIKIT_LOG_FILE=/path                  append there (created 0600) instead of stderr
 import { constants, openSync, writeSync } from 'node:fs';
