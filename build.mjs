@@ -1,23 +1,52 @@
 #!/usr/bin/env node
 // Build: esbuild bundles main.ts, then `bun build --compile --bytecode` makes one executable
 // dist/bin/cnikit with a link per plugin name (bun's start is ~7 ms against Node's ~24 ms).
-//   node build.mjs                      build into dist/ (CNIKIT_DIST overrides)
-//   node build.mjs --install [--dir D]  build if needed, then install into D (default /opt/cni/bin)
+// Run `node build.mjs --help` for the command line.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const root = dirname(fileURLToPath(import.meta.url));
 const dist = resolve(process.env.CNIKIT_DIST || join(root, 'dist'));
 const bin = join(dist, 'bin');
 const exe = join(bin, 'cnikit');
 const bun = join(root, 'node_modules', '.bin', 'bun');
+const DEFAULT_DIR = '/opt/cni/bin';
+
+const HELP = `usage: node build.mjs [--install [--dir DIR]]
+  (no flags)       build dist/bin/cnikit and its links (CNIKIT_DIST=DIR builds into DIR/bin)
+  --install        build if there is no executable yet, then install into DIR: cnikit is copied
+                   (atomically) and every plugin and tool name becomes a symlink to it
+  --dir DIR        the install directory (default ${DEFAULT_DIR}); --dir=DIR works too
+  -h, --help       print this help and do nothing else
+npm scripts: npm run build; npm run install-plugins -- --dir DIR
+`;
+
+// The bun runtime's own environment variables that change what a compiled executable runs:
+// BUN_OPTIONS adds command-line flags (--preload x.js runs x.js first), BUN_INSPECT and
+// BUN_INSPECT_CONNECT_TO open a debugger that evaluates anything, BUN_INSPECT_PRELOAD preloads a
+// module, BUN_BE_BUN turns the executable into the bun CLI. bun has no build flag to turn them off
+// (only .env and bunfig.toml autoloading have one), so the build disables them in the runtime it
+// embeds: each is looked up by its NUL-terminated name with getenv(3), and a name whose first byte
+// is NUL matches no variable (glibc and musl return NULL for an empty name).
+const RUNTIME_ENV_VARS = ['BUN_OPTIONS', 'BUN_INSPECT', 'BUN_INSPECT_CONNECT_TO', 'BUN_INSPECT_PRELOAD', 'BUN_BE_BUN'];
+
+// The build-ID trailer; shared/self.ts reads it (same magic, same length).
+const TRAILER_MAGIC = '\ncnikit-build-id:';
+
+function usageError(msg) {
+  process.stderr.write(`build.mjs: ${msg} (see node build.mjs --help)\n`);
+  process.exit(2);
+}
 
 async function compile() {
   mkdirSync(bin, { recursive: true });
   const bundle = join(dist, 'cnikit.mjs');
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   await build({
     entryPoints: [join(root, 'main.ts')],
     bundle: true,
@@ -26,6 +55,7 @@ async function compile() {
     target: 'esnext',
     minify: true,
     external: ['bun:ffi'],
+    define: { __CNIKIT_VERSION__: JSON.stringify(version) },
     outfile: bundle,
     logLevel: 'warning',
   });
@@ -39,9 +69,34 @@ async function compile() {
   execFileSync(bun, [...args, bundle, '--outfile', tmp], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  const data = readFileSync(tmp);
+  disableRuntimeEnv(tmp, data);
+  appendBuildId(tmp, data);
   renameSync(tmp, exe);
-  rmSync(`${tmp}`, { force: true });
   return link(bin);
+}
+
+/** Makes the runtime embedded in `file` (its bytes in `data`) blind to RUNTIME_ENV_VARS; fails the build if it cannot. */
+function disableRuntimeEnv(file, data) {
+  const fd = openSync(file, 'r+');
+  try {
+    for (const name of RUNTIME_ENV_VARS) {
+      const key = Buffer.from(`\0${name}\0`);
+      const at = data.indexOf(key);
+      if (at < 0 || data.indexOf(key, at + 1) >= 0)
+        throw new Error(`${file}: expected the bun runtime to hold the name ${name} once; this bun release lays its runtime out differently, so the build cannot disable ${name}`);
+      data[at + 1] = 0;
+      writeSync(fd, data, at + 1, 1, at + 1);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Appends the trailer: magic + the first 128 bits (hex) of the SHA-256 of the executable's bytes (`data`). */
+function appendBuildId(file, data) {
+  const id = createHash('sha256').update(data).digest('hex').slice(0, 32);
+  appendFileSync(file, TRAILER_MAGIC + id);
 }
 
 /** Links every plugin name the executable reports to it, and removes links to names it no longer has. */
@@ -54,7 +109,7 @@ function link(dir) {
   }
   for (const n of names) {
     // Link under a temporary name, then rename over: an exec of /opt/cni/bin/<name> during an
-    // install (replacing the reference's binary, say) always finds a plugin.
+    // install (replacing the reference's binary, or an earlier copy of ours) always finds a plugin.
     const tmp = join(dir, `.${n}.${process.pid}`);
     if (isLink(tmp)) unlinkSync(tmp);
     symlinkSync('cnikit', tmp);
@@ -72,6 +127,9 @@ function isLink(p) {
   }
 }
 
+// One copy of the executable and a symlink per name: a copy per name would cost 112 MB each, and
+// hard links would keep the old executable alive under some names after an upgrade renames a new
+// cnikit into place.
 function install(dir) {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const tmp = join(dir, `.cnikit.${process.pid}`);
@@ -80,14 +138,30 @@ function install(dir) {
   return link(dir);
 }
 
-const args = process.argv.slice(2);
-if (args[0] === '--install') {
-  const i = args.indexOf('--dir');
-  const dir = resolve(i >= 0 ? args[i + 1] : '/opt/cni/bin');
+let opts;
+try {
+  opts = parseArgs({
+    options: {
+      install: { type: 'boolean' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  }).values;
+} catch (e) {
+  usageError(e.message);
+}
+if (opts.help) {
+  process.stdout.write(HELP);
+} else if (opts.install) {
+  if (opts.dir === '') usageError('--dir needs a directory');
+  const dir = resolve(opts.dir ?? DEFAULT_DIR);
   if (!existsSync(exe) || statSync(exe).size === 0) await compile();
   const names = install(dir);
   console.log(`installed ${join(dir, 'cnikit')} with links: ${names.join(' ')}`);
 } else {
+  if (opts.dir !== undefined) usageError('--dir is for --install');
   const names = await compile();
   console.log(`built ${exe} (${(statSync(exe).size / 1e6).toFixed(0)} MB) with links: ${names.join(' ')}`);
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 unset NODE_EXTRA_CA_CERTS
 
 if [ ! -x node_modules/.bin/esbuild ] || [ ! -x node_modules/.bin/bun ]; then
-  npm install --no-audit --no-fund --loglevel=error  # not `npm ci`: see .ci/run
+  npm ci --no-audit --no-fund --loglevel=error  # exactly the lock, as .ci/run
   node_modules/.bin/bun --version >/dev/null 2>&1 || (cd node_modules/bun && node install.js)
 fi
 command -v ip >/dev/null || { echo "demo needs iproute2 (apt-get install iproute2)" >&2; exit 1; }

@@ -1,14 +1,15 @@
 // The one multi-call executable: dispatch on the name it was invoked as (a link per plugin in
 // /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
 import { basename } from 'node:path';
-import { pluginMain, type Plugin } from './shared/cni/skel';
+import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
+import { errorMessage } from './shared/cni/errors';
 import { inProcessExecutor } from './shared/cni/invoke';
 import { processExecutor } from './shared/cni/exec';
-import { isOwnExecutable } from './shared/cni/own-executable';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
 import { plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
+import { isOwnExecutable, versionLine } from './shared/self';
 
 /** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
 const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
@@ -20,6 +21,8 @@ function usage(): string {
     `${SELF}: CNI plugins in one executable (CNI protocol versions ${SUPPORTED_VERSIONS.join(', ')})`,
     `usage: ${SELF} <plugin>   (or invoke through a link named after the plugin)`,
     `       ${SELF} --list     (print the plugin names, one per line)`,
+    `       ${SELF} --version  (print the version and build ID; <plugin> --version and cnitool --version too)`,
+    `debugging: CNIKIT_LOG=debug logs each verb's steps with timings to stderr, CNIKIT_LOG_FILE=path to a file`,
     `plugins: ${Object.keys(plugins).join(', ')}`,
     `tools: ${Object.keys(tools).join(', ')}`,
     '',
@@ -31,12 +34,10 @@ async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
     const arg = process.argv[2];
-    if (arg === '--list') {
-      process.stdout.write([...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n');
-      return;
-    }
+    if (arg === '--list') process.exit(print(1, [...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n'));
+    if (arg === '--version') process.exit(print(1, `${versionLine()}\n`));
     if (!arg || arg === '--help' || arg === '-h') {
-      process.stderr.write(usage());
+      print(2, usage());
       process.exit(arg ? 0 : 2);
     }
     name = arg;
@@ -46,20 +47,31 @@ async function main(): Promise<void> {
   if (tool) process.exit(await tool(argv));
   const plugin: Plugin | undefined = plugins[name];
   if (!plugin) {
-    process.stderr.write(`${SELF}: unknown plugin "${name}"\n${usage()}`);
+    print(2, `${SELF}: unknown plugin "${name}"\n${usage()}`);
     process.exit(2);
   }
   // Our own plugins found in CNI_PATH (links or copies of this executable) run in-process.
   const executor = inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);
-  await pluginMain(plugin, { executor });
+  await pluginMain(plugin, argv, { executor });
+}
+
+/** Writes synchronously; 0, or 1 when the text could not be written (a closed pipe), quietly. */
+function print(fd: number, text: string): number {
+  try {
+    writeAll(fd, text);
+    return 0;
+  } catch {
+    return 1;
+  }
 }
 
 // --bytecode rejects top-level await, so the entry is a plain call. A NetnsWorker thread loads this
-// same module (shared/linux/netns-worker.ts) and serves netns jobs instead. An error no verb turned
-// into a CNI error (a fatal NetnsRestoreError above all: this thread is in the wrong netns) ends the process.
+// same module (shared/linux/netns-worker.ts) and serves netns jobs instead. Whatever escapes main
+// (a fatal NetnsRestoreError above all: this thread is in the wrong netns; a tool whose stdout is a
+// closed pipe; a bug) is one line on stderr and exit 1, never bun's stack and source.
 if (isNetnsWorkerThread()) serveNetnsJobs();
 else
   main().catch((e: unknown) => {
-    process.stderr.write(`${SELF}: fatal: ${e instanceof Error ? e.message : String(e)}\n`);
+    print(2, `${basename(process.argv0)}: ${errorMessage(e)}\n`);
     process.exit(1);
   });

@@ -11,6 +11,7 @@ import { writeAll } from '../shared/cni/skel';
 import { ConfError, loadConfList } from './conf';
 import { printResult } from './result';
 import { Runner, RunnerError, type RuntimeConf } from './runner';
+import { versionLine } from '../shared/self';
 
 export const DEFAULT_NET_DIR = '/etc/cni/net.d';
 const COMMANDS = ['add', 'check', 'del', 'gc', 'status'] as const;
@@ -53,6 +54,10 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
   const exe = 'cnitool';
   if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
     io.stdout(usage(exe));
+    return 0;
+  }
+  if (argv[0] === '--version') {
+    io.stdout(`${exe}: ${versionLine()}\n`);
     return 0;
   }
   if (argv.length === 0) {

@@ -1,5 +1,6 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
 import { randomBytes } from 'node:crypto';
+import { errorMessage } from '../../shared/cni/errors';
 import { contains, formatCIDR, ipNetEqual, networkOf, type IPNet } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
@@ -10,7 +11,6 @@ import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import { sysctlSet } from '../../shared/linux/sysctl';
 import type { BridgeConf } from './config';
 
-const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** The bridge called `name`, or undefined when there is no such link; any other link is an error. */
 function findBridge(nl: NetlinkSocket, name: string): Link | undefined {
@@ -19,7 +19,7 @@ function findBridge(nl: NetlinkSocket, name: string): Link | undefined {
     l = getLink(nl, name);
   } catch (e) {
     if (isNotFound(e)) return undefined;
-    throw new Error(`could not lookup "${name}": ${msg(e)}`);
+    throw new Error(`could not lookup "${name}": ${errorMessage(e)}`, { cause: e });
   }
   if (l.kind !== 'bridge') throw new Error(`"${name}" already exists but is not a bridge`);
   return l;
@@ -51,7 +51,7 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
     if (found) br = found;
     else ({ br, created } = createBridge(nl, c));
   } catch (e) {
-    return fail(msg(e));
+    return fail(errorMessage(e));
   }
   try {
     sysctlSet(`net/ipv6/conf/${c.bridge}/accept_ra`, '0'); // we own the routes of this interface
@@ -64,8 +64,8 @@ export function ensureBridge(nl: NetlinkSocket, c: BridgeConf): Link {
     try {
       setLink(nl, br, { ...(promisc ? { promisc: true } : {}), up: true });
     } catch (e) {
-      if (promisc) fail(`could not set promiscuous mode on "${c.bridge}": ${msg(e)}`);
-      fail(msg(e));
+      if (promisc) fail(`could not set promiscuous mode on "${c.bridge}": ${errorMessage(e)}`);
+      fail(errorMessage(e));
     }
   }
   if (!created) change = pinMac(nl, br) || change;
@@ -86,7 +86,7 @@ function createBridge(nl: NetlinkSocket, c: BridgeConf): { br: Link; created: bo
       vlanFiltering: c.vlan !== 0 || c.vlanTrunk ? true : undefined,
     });
   } catch (e) {
-    if (!isExists(e)) throw new Error(`could not add "${c.bridge}": ${msg(e)}`);
+    if (!isExists(e)) throw new Error(`could not add "${c.bridge}": ${errorMessage(e)}`, { cause: e });
     created = false;
   }
   return { br: bridgeByName(nl, c.bridge), created };
@@ -114,7 +114,7 @@ export function pinMac(nl: NetlinkSocket, br: Link): boolean {
   try {
     setLink(nl, br, { mac });
   } catch (e) {
-    throw new Error(`could not set bridge's mac: ${msg(e)}`);
+    throw new Error(`could not set bridge's mac: ${errorMessage(e)}`, { cause: e });
   }
   return mac !== br.mac;
 }
@@ -138,7 +138,7 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, want: IPNet, forceAddr
       try {
         deleteAddr(nl, link, have);
       } catch (e) {
-        if (!isNotFound(e)) throw new Error(`could not remove IP address from "${link.name}": ${msg(e)}`);
+        if (!isNotFound(e)) throw new Error(`could not remove IP address from "${link.name}": ${errorMessage(e)}`, { cause: e });
       }
     }
   }
@@ -147,7 +147,7 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, want: IPNet, forceAddr
     // for 1-2 s (plugins#680); the bridge's own subnet is ours.
     addAddr(nl, link, want, { noDad: true });
   } catch (e) {
-    if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${msg(e)}`);
+    if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -157,6 +157,6 @@ export function enableForwarding(family: 4 | 6): void {
     if (family === 4) sysctlSet('net/ipv4/ip_forward', '1');
     else sysctlSet('net/ipv6/conf/all/forwarding', '1');
   } catch (e) {
-    throw new Error(`failed to enable forwarding: ${msg(e)}`);
+    throw new Error(`failed to enable forwarding: ${errorMessage(e)}`, { cause: e });
   }
 }

@@ -1,7 +1,7 @@
 // The bridge plugin's verbs (the reference's plugins/main/bridge). ADD reads top to bottom:
 // bridge → veth → VLANs → spoof check → IPAM → pod addresses → gateway → masquerade → result.
 import { closeSync } from 'node:fs';
-import { CniError, ErrPluginNotAvailable } from '../../shared/cni/errors';
+import { CniError, errorMessage, ErrPluginNotAvailable } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
@@ -25,7 +25,6 @@ import { ensureVlanInterface, setupPortVlans } from './vlan';
 
 const PORT_UP_TIMEOUT_MS = 2550; // the reference's total of 0+50+500+1000+1000 ms of sleeps
 
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 function openPodNetns(path: string): { fd: number; nl: NetlinkSocket } {
   try {
@@ -37,7 +36,7 @@ function openPodNetns(path: string): { fd: number; nl: NetlinkSocket } {
       throw e;
     }
   } catch (e) {
-    throw new Error(`failed to open netns "${path}": ${errText(e)}`);
+    throw new Error(`failed to open netns "${path}": ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -46,7 +45,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   checkAddRules(conf);
   const attachment: Attachment = { containerID: a.containerID, ifname: a.ifName };
   const host = openNetlink();
-  const rollback = new Rollback((e) => process.stderr.write(`bridge: cleanup after failed ADD: ${errText(e)}\n`));
+  const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
   let pod: { fd: number; nl: NetlinkSocket } | undefined;
   try {
     const br = ensureBridge(host, conf);
@@ -104,7 +103,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       try {
         setLinkUp(pod.nl, veth.container);
       } catch (e) {
-        throw new Error(`failed to set "${a.ifName}" up: ${errText(e)}`);
+        throw new Error(`failed to set "${a.ifName}" up: ${errorMessage(e)}`, { cause: e });
       }
     }
 
@@ -160,13 +159,13 @@ function configureGateways(nl: NetlinkSocket, br: Link, gateways: Record<4 | 6, 
           }
           ensureAddr(nl, link, gw, conf.forceAddress);
         } catch (e) {
-          throw new Error(`failed to set vlan interface for bridge with addr: ${errText(e)}`);
+          throw new Error(`failed to set vlan interface for bridge with addr: ${errorMessage(e)}`, { cause: e });
         }
       } else {
         try {
           ensureAddr(nl, br, gw, conf.forceAddress);
         } catch (e) {
-          throw new Error(`failed to set bridge addr: ${errText(e)}`);
+          throw new Error(`failed to set bridge addr: ${errorMessage(e)}`, { cause: e });
         }
       }
     }
@@ -218,7 +217,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     try {
       teardownSpoofCheck(spoofCheckID(a.containerID, a.ifName));
     } catch (e) {
-      process.stderr.write(`${errText(e)}\n`); // the reference only logs this
+      a.log.warn(errorMessage(e)); // the reference only logs this
     }
   }
   // By container ID and rule comments, so it works without netns or addresses (plugins#810).
@@ -250,7 +249,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     try {
       await f();
     } catch (e) {
-      errors.push(`${what}: ${errText(e)}`);
+      errors.push(`${what}: ${errorMessage(e)}`);
     }
   };
   if (conf.ipamType) await attempt('IPAM GC', () => delegateGC(conf.ipamType, a));
@@ -286,7 +285,7 @@ async function cmdStatus(a: CmdArgs): Promise<void> {
   try {
     withNetlink((nl) => getLink(nl, 'lo'));
   } catch (e) {
-    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${errText(e)}`);
+    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${errorMessage(e)}`, '', { cause: e });
   }
   if (conf.ipamType) await delegateStatus(conf.ipamType, a);
 }

@@ -30,11 +30,28 @@ export class CniError extends Error {
   }
 }
 
-/** Wraps an unexpected exception as code 999 with a one-line message (never a stack trace); the exception is its `cause`. */
-export function asCniError(e: unknown): CniError {
-  if (e instanceof CniError) return e;
+// Errors the JavaScript engine raises for a bug in our code ("null is not an object (evaluating
+// 'e.family')", "Cannot read properties of undefined"): their text is the engine's, differs between
+// engines, and tells a runtime's user nothing about their config. None of our code throws these kinds.
+const ENGINE_ERRORS: ReadonlyArray<new (...a: never[]) => Error> = [TypeError, ReferenceError, RangeError, SyntaxError, EvalError, URIError];
+
+/**
+ * The one-line text of any thrown value for a CNI error message: an engine-raised error (TypeError,
+ * RangeError, ...) is "internal error (TypeError)", never the engine's own words; anything else its
+ * message's first line. Use it wherever an error's message is put into another message.
+ */
+export function errorMessage(e: unknown): string {
+  if (ENGINE_ERRORS.some((k) => e instanceof k)) return `internal error (${(e as Error).name}); CNIKIT_LOG=debug logs where`;
   const msg = e instanceof Error ? e.message : String(e);
-  return new CniError(ErrInternal, msg.split('\n')[0] || 'internal error', '', { cause: e });
+  return msg.split('\n')[0] || 'internal error';
+}
+
+/**
+ * Wraps an unexpected exception as code 999 with `errorMessage`'s text, never a stack trace or engine
+ * text (issue 10, item 12); the entry point logs an engine error's original at debug (CNIKIT_LOG).
+ */
+export function asCniError(e: unknown): CniError {
+  return e instanceof CniError ? e : new CniError(ErrInternal, errorMessage(e), '', { cause: e });
 }
 
 /** Prefixes the message of an error with context, keeping its code ("failed to allocate for range 0: ...") and `e` as `cause`. */

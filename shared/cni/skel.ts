@@ -1,6 +1,6 @@
 // The protocol core every plugin runs under (the reference's pkg/skel): environment, stdin,
 // version negotiation, error JSON. A plugin only supplies its verbs.
-import { readFileSync, statSync, writeSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync, writeSync } from 'node:fs';
 import {
   CniError,
   asCniError,
@@ -16,6 +16,9 @@ import { atLeast, checkSupported, configVersion, CURRENT_VERSION, SUPPORTED_VERS
 import { formatResult, type Result } from './types';
 import { ifNameProblem } from './ifname';
 import { processExecutor, type Executor } from './exec';
+import { jsonSyntaxError } from './json';
+import { loggerFromEnv, type Logger } from '../log';
+import { versionLine } from '../self';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -35,6 +38,7 @@ export interface CmdArgs {
   cniVersion: string; // the config's version (0.1.0 when absent)
   env: Env; // passed on unchanged to delegated plugins
   executor: Executor; // runs delegated plugins (invoke.ts): exec, or in-process for our own
+  log: Logger; // diagnostics (stderr or CNIKIT_LOG_FILE), never stdout
 }
 
 type Handler<T> = (args: CmdArgs) => T | Promise<T>;
@@ -62,6 +66,7 @@ export interface Outcome {
 
 export interface RunOptions {
   executor?: Executor; // for the handlers' delegations; default: exec every plugin (processExecutor)
+  log?: Logger; // default: what CNIKIT_LOG/CNIKIT_LOG_FILE in the env ask for
 }
 
 const REQUIRED: Record<Exclude<Verb, 'VERSION'>, string[]> = {
@@ -109,8 +114,9 @@ function checkNetnsIsNotOurs(netns: string, env: Env): void {
     throw new CniError(ErrInvalidNetNS, `CNI_NETNS ${JSON.stringify(netns)} is the plugin's own network namespace`);
 }
 
-function aboutText(p: Plugin): string {
-  return `${p.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`;
+/** The bare invocation's text (the Go skel's about) and `<plugin> --version`'s. */
+export function aboutText(p: Plugin): string {
+  return `${p.name}: ${versionLine()}\n${p.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`;
 }
 
 function versionGate(command: Verb, v: string): void {
@@ -121,11 +127,14 @@ function versionGate(command: Verb, v: string): void {
 }
 
 /**
- * Runs one invocation with an explicit environment and stdin. Pure apart from what the handlers do,
- * so the multi-call entry point, in-process IPAM delegation and unit tests all share it.
+ * Runs one invocation with an explicit environment and stdin. Pure apart from what the handlers do
+ * and what `log` writes, so the multi-call entry point, in-process IPAM delegation and unit tests
+ * all share it. `log` defaults to the one CNIKIT_LOG/CNIKIT_LOG_FILE in `env` ask for.
  */
 export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffer, opts: RunOptions = {}): Promise<Outcome> {
+  const log = opts.log ?? loggerFromEnv(env, plugin.name);
   let errVersion = CURRENT_VERSION;
+  const vlog = log.child(env.CNI_COMMAND || '-');
   try {
     const command = env.CNI_COMMAND;
     if (command === undefined || command === '') return { exitCode: 0, stdout: '', stderr: aboutText(plugin) };
@@ -144,11 +153,15 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     } catch (e) {
       throw new CniError(ErrIOFailure, `error reading from stdin: ${(e as Error).message}`);
     }
+    if (vlog.enabled('debug'))
+      vlog.debug(`containerID=${JSON.stringify(env.CNI_CONTAINERID ?? '')} netns=${JSON.stringify(env.CNI_NETNS ?? '')} ifName=${JSON.stringify(env.CNI_IFNAME ?? '')} stdin ${stdinData.length} bytes, ${performance.now().toFixed(1)} ms after exec`);
     let conf: unknown;
+    const text = stdinData.toString('utf8');
     try {
-      conf = JSON.parse(stdinData.toString('utf8'));
-    } catch (e) {
-      throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', (e as Error).message);
+      conf = JSON.parse(text);
+    } catch {
+      // The engine's parser message is not ours to print (it differs between engines): say it ourselves.
+      throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', `invalid JSON: ${jsonSyntaxError(text)}`);
     }
     if (typeof conf !== 'object' || conf === null || Array.isArray(conf))
       throw new CniError(ErrDecodingFailure, 'error decoding network config from stdin', 'expected a JSON object');
@@ -170,6 +183,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
       cniVersion,
       env,
       executor: opts.executor ?? processExecutor,
+      log: vlog,
     };
     if (verb === 'ADD' || verb === 'DEL' || verb === 'CHECK') {
       validateContainerID(a.containerID);
@@ -180,36 +194,85 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     const f = plugin.funcs;
     switch (verb) {
       case 'ADD': {
-        const result = await f.add(a);
+        const result = await vlog.step('ADD', () => f.add(a));
         return { exitCode: 0, stdout: JSON.stringify(formatResult(result, cniVersion), null, 4) + '\n', stderr: '' };
       }
       case 'DEL':
-        await f.del(a);
+        await vlog.step('DEL', () => f.del(a));
         break;
       case 'CHECK':
-        await f.check(a);
+        await vlog.step('CHECK', () => f.check(a));
         break;
       case 'GC':
-        await f.gc?.(a);
+        await vlog.step('GC', () => f.gc?.(a));
         break;
       case 'STATUS':
-        await f.status?.(a);
+        await vlog.step('STATUS', () => f.status?.(a));
         break;
     }
     return { exitCode: 0, stdout: '', stderr: '' };
   } catch (e) {
     const err = asCniError(e);
+    if (vlog.enabled('debug')) {
+      // The CNI error carries no stack or engine text; the log gets the original underneath it.
+      let c: unknown = err;
+      while (c instanceof CniError && c.cause !== undefined) c = c.cause;
+      if (!(c instanceof CniError)) vlog.debug(`unexpected ${c instanceof Error ? (c.stack ?? c.message) : String(c)}`);
+    }
+    vlog.debug(`error code ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
     return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '', error: err };
   }
 }
 
-/** The process entry: real env, real stdin, print, exit. */
-export async function pluginMain(plugin: Plugin, opts: RunOptions = {}): Promise<never> {
-  const out = await runPlugin(plugin, process.env, () => readFileSync(0), opts);
-  // Synchronous writes: the process exits right after, and a buffered pipe write could be lost.
-  if (out.stderr) writeAll(2, out.stderr);
-  if (out.stdout) writeAll(1, out.stdout);
-  process.exit(out.exitCode);
+/**
+ * The process entry. `<plugin> --version` prints the about text; otherwise one CNI invocation with
+ * the real environment and stdin. A result that cannot be written (stdout closed or a broken pipe)
+ * is an error exit (1) with one log line, never a stack trace: the runtime must not take a lost
+ * ADD result for success.
+ */
+export async function pluginMain(plugin: Plugin, argv: readonly string[] = [], opts: RunOptions = {}): Promise<never> {
+  if (argv[0] === '--version') process.exit(tryWriteAll(1, aboutText(plugin)) ? 1 : 0);
+  const log = loggerFromEnv(process.env, plugin.name);
+  const out = await runPlugin(plugin, process.env, () => readFileSync(0), { ...opts, log });
+  if (out.stderr) tryWriteAll(2, out.stderr);
+  let exitCode = out.exitCode;
+  if (out.stdout) {
+    const err = stdoutIsGone() ?? tryWriteAll(1, out.stdout);
+    if (err) {
+      log.warn(`cannot write the ${out.exitCode === 0 ? 'result' : 'error'} to stdout: ${err}`);
+      exitCode = 1;
+    }
+  }
+  if (log.enabled('debug')) log.debug(`exit ${exitCode}, ${performance.now().toFixed(1)} ms after exec`);
+  process.exit(exitCode);
+}
+
+const DEV_NULL = (1 << 8) | 3; // major 1, minor 3
+
+/**
+ * Why stdout cannot take our output, or null. bun (like Go's runtime) puts /dev/null, opened
+ * close-on-exec, on a standard fd that was closed at exec: an inherited fd 1 can never be
+ * close-on-exec, so such an fd 1 was opened by this process and a write there would be lost.
+ */
+function stdoutIsGone(): string | null {
+  try {
+    const st = fstatSync(1);
+    if (!st.isCharacterDevice() || st.rdev !== DEV_NULL) return null; // one fstat in the common case
+    const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync('/proc/self/fdinfo/1', 'latin1'))?.[1];
+    return flags !== undefined && (parseInt(flags, 8) & 0o2000000) !== 0 ? 'stdout was closed when the plugin started' : null;
+  } catch {
+    return null; // no /proc: nothing to learn, the write itself will tell
+  }
+}
+
+/** writeAll that reports a failure (its errno code) instead of throwing. */
+function tryWriteAll(fd: number, s: string): string | null {
+  try {
+    writeAll(fd, s);
+    return null;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'write failed';
+  }
 }
 
 /** Writes all of `s` synchronously (the process exits right after; a buffered pipe write could be lost). */

@@ -120,13 +120,16 @@ describe.each(PLUGINS)('%s: bad input is rejected before any handler runs', (plu
   });
 
   test.each([
-    ['empty', ''],
-    ['truncated', '{"cniVersion":"1.0.0","name":'],
-    ['not JSON', 'name=core-net'],
-    ['a JSON list', '[]'],
-  ])('stdin %s → code 6', async (_l, text) => {
+    ['empty', '', 'invalid JSON: empty input'],
+    ['truncated', '{"cniVersion":"1.0.0","name":', 'invalid JSON: unexpected end of input at line 1, column 30'],
+    ['not JSON', 'name=core-net', "invalid JSON: unexpected 'n' at line 1, column 1"],
+    ['a trailing comma', '{"name":"core-net",\n}', "invalid JSON: expected a quoted member name, found '}' at line 2, column 1"],
+    ['two values', '{} {}', "invalid JSON: unexpected '{' after the end of the JSON value at line 1, column 4"],
+    ['a JSON list', '[]', 'expected a JSON object'],
+  ])('stdin %s → code 6, the fault in our words (not the engine\'s)', async (_l, text, details) => {
     const r = await run(plugin, 'ADD', ENV(), text);
     expectError(r, 6, 'error decoding network config from stdin');
+    expect(r.json.details).toBe(details);
   });
 
   test.each([
@@ -183,9 +186,10 @@ describe.each(PLUGINS)('%s: bad input is rejected before any handler runs', (plu
       expect(r.exitCode).toBe(0);
       expect(r.stdout).toBe('');
       const lines = r.stderr.trim().split('\n');
-      expect(lines).toHaveLength(2);
-      expect(lines[0]!.length).toBeGreaterThan(0);
-      expect(lines[1]).toBe('CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toMatch(new RegExp(`^${plugin}: cnikit \\S+ \\(build [0-9a-f]{12}\\)$`));
+      expect(lines[1]!.length).toBeGreaterThan(0);
+      expect(lines[2]).toBe('CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
     }
   });
 });
@@ -244,5 +248,86 @@ describe('cnikit multi-call entry', () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toBe('');
     expect(JSON.parse(String(r.stdout))).toMatchObject({ code: 4, msg: 'unknown CNI_COMMAND: BOGUS' });
+  });
+});
+
+describe('--version', () => {
+  const line = (name: string) => new RegExp(`^${name}: cnikit \\d+\\.\\d+\\.\\d+ \\(build [0-9a-f]{12}\\)$`);
+  test('cnikit --version: one line with the version and build ID, exit 0', async () => {
+    const r = await execa(join(binDir(), 'cnikit'), ['--version'], { reject: false });
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/^cnikit \d+\.\d+\.\d+ \(build [0-9a-f]{12}\)$/);
+  });
+  test.each([...PLUGINS, 'cnitool'])('%s --version: the about line with the build version on stdout, exit 0', async (name) => {
+    const r = await execa(join(binDir(), name), ['--version'], { reject: false, env: { PATH: process.env.PATH }, extendEnv: false });
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    expect(String(r.stdout).split('\n')[0]).toMatch(line(name));
+  });
+});
+
+describe('a result that cannot be written', () => {
+  const bridge = () => join(binDir(), 'bridge');
+  test('stdout is a pipe closed early (VERSION | true): exit 1, one log line, no stack trace or source', async () => {
+    // `true` has exited before the plugin writes: the write fails with EPIPE.
+    const r = await execa('sh', ['-c', '{ sleep 0.3; "$0"; echo "exit=$?" >&2; } | true', bridge()], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' },
+      extendEnv: false,
+      reject: false,
+    });
+    expect(r.stderr).toMatch(/^\S+ bridge\[\d+\] warn: cannot write the result to stdout: EPIPE\nexit=1$/);
+  });
+  test('stdout closed when the plugin starts: exit 1, not a silent 0', async () => {
+    const r = await execa('sh', ['-c', '"$0" >&-; echo "exit=$?"', bridge()], { env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' }, extendEnv: false, reject: false });
+    expect(r.stdout).toBe('exit=1');
+    expect(r.stderr).toMatch(/^\S+ bridge\[\d+\] warn: cannot write the result to stdout: stdout was closed when the plugin started$/);
+  });
+  test.each([['cnikit', '--version'], ['cnikit', '--list'], ['cnitool', '--version'], ['bridge', '--version']])(
+    '%s %s into a pipe closed early: exit 1, at most one line, no stack trace or source',
+    async (name, arg) => {
+      const r = await execa('sh', ['-c', '{ sleep 0.3; "$0" "$1"; echo "exit=$?" >&2; } | true', join(binDir(), name), arg], { env: { PATH: process.env.PATH }, extendEnv: false, reject: false });
+      const lines = r.stderr.split('\n');
+      expect(lines[lines.length - 1]).toBe('exit=1');
+      expect(lines.length).toBeLessThanOrEqual(2);
+      expect(r.stderr).not.toMatch(/\bat |\$bunfs|\| /);
+    },
+  );
+  test('stdout redirected to /dev/null by the caller is written as usual (exit 0)', async () => {
+    const r = await execa('sh', ['-c', '"$0" > /dev/null; echo "exit=$?"', bridge()], { env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' }, extendEnv: false, reject: false });
+    expect([r.stdout, r.stderr]).toEqual(['exit=0', '']);
+  });
+});
+
+describe('debug logging (CNIKIT_LOG, CNIKIT_LOG_FILE)', () => {
+  const hostLocal = (env: Record<string, string | undefined>) =>
+    run('host-local', 'ADD', { ...ENV(), CNI_CONTAINERID: 'core-log', ...env }, config({ ipam: { type: 'host-local', subnet: '198.18.8.0/24', dataDir } }));
+  afterEach(async () => {
+    await run('host-local', 'DEL', { ...ENV(), CNI_CONTAINERID: 'core-log' }, config({ ipam: { type: 'host-local', subnet: '198.18.8.0/24', dataDir } }));
+  });
+
+  test('off by default: nothing on stderr', async () => {
+    const r = await hostLocal({});
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+  });
+  test('CNIKIT_LOG=debug: the verb\'s steps with timings on stderr; stdout is still exactly the result', async () => {
+    const r = await hostLocal({ CNIKIT_LOG: 'debug' });
+    expect(r.exitCode).toBe(0);
+    expect(r.json.ips[0].address).toMatch(/^198\.18\.8\.\d+\/24$/);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^\S+Z host-local\[\d+\] ADD debug: containerID="core-log" netns="\/var\/run\/netns\/core-c-[0-9a-f]+" ifName="eth0" stdin \d+ bytes, \d+\.\d ms after exec$/);
+    expect(lines).toContainEqual(expect.stringMatching(/ ADD debug: ADD: \d+\.\d ms$/));
+    expect(lines[lines.length - 1]).toMatch(/^\S+Z host-local\[\d+\] debug: exit 0, \d+\.\d ms after exec$/);
+  });
+  test('CNIKIT_LOG_FILE: the lines go to the file (0600), none to stderr', async () => {
+    const file = join(dataDir, 'cnikit.log');
+    const r = await hostLocal({ CNIKIT_LOG: 'debug', CNIKIT_LOG_FILE: file });
+    expect([r.exitCode, r.stderr]).toEqual([0, '']);
+    const { readFileSync, statSync } = await import('node:fs');
+    expect(readFileSync(file, 'utf8')).toMatch(/ ADD debug: ADD: \d+\.\d ms\n.* debug: exit 0, \d+\.\d ms after exec\n$/);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+  test('a failing verb logs its CNI error at debug', async () => {
+    const r = await run('host-local', 'ADD', { ...ENV(), CNIKIT_LOG: 'debug' }, '{"name":');
+    expect(r.json.code).toBe(6);
+    expect(r.stderr).toContain('ADD debug: error code 6: error decoding network config from stdin (invalid JSON: unexpected end of input at line 1, column 9)');
   });
 });

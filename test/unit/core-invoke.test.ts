@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { basename, join as pjoin } from 'node:path';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus, findInPath, inProcessExecutor } from '../../shared/cni/invoke';
 import { processExecutor, type Executor } from '../../shared/cni/exec';
-import { isOwnExecutable } from '../../shared/cni/own-executable';
+import { isOwnExecutable } from '../../shared/self';
 import { CniError } from '../../shared/cni/errors';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
+import { silentLogger } from '../../shared/log';
 
 let dir: string; // CNI_PATH dir 1
 let dir2: string; // CNI_PATH dir 2
@@ -86,6 +87,7 @@ function cmdArgs(over: Partial<CmdArgs> = {}, conf: Record<string, unknown> = CO
     cniVersion: String(conf.cniVersion),
     env,
     executor: processExecutor,
+    log: silentLogger,
     ...over,
   };
 }

@@ -2,10 +2,12 @@
 // environment, stdin, version negotiation, result printing per version, error JSON.
 import * as z from 'zod/mini';
 import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/cni/skel';
-import { CniError } from '../../shared/cni/errors';
+import { CniError, errorMessage, wrapError } from '../../shared/cni/errors';
 import { formatResult, type Result } from '../../shared/cni/types';
 import { parseConfig } from '../../shared/cni/config';
 import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
+import { jsonSyntaxError } from '../../shared/cni/json';
+import { createLogger, loggerFromEnv, silentLogger, type LogLevel } from '../../shared/log';
 
 const VERSIONS = [...SUPPORTED_VERSIONS];
 const ABOUT = 'CNI core-test plugin v0';
@@ -111,7 +113,8 @@ describe('bare invocation (no CNI_COMMAND)', () => {
     expect(o).toEqual({
       exitCode: 0,
       stdout: '',
-      stderr: `${ABOUT}\nCNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n`,
+      // From the sources there is no build ID: the version line says "dev".
+      stderr: `core-test: cnikit dev\n${ABOUT}\nCNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0\n`,
     });
     expect(calls).toEqual([]);
   });
@@ -407,7 +410,7 @@ describe('errors from handlers', () => {
   test.each([
     ['a string', 'just a string', 'just a string'],
     ['an empty Error', new Error(''), 'internal error'],
-    ['a TypeError', new TypeError("Cannot read properties of undefined (reading 'x')"), "Cannot read properties of undefined (reading 'x')"],
+    ['a TypeError', new TypeError("Cannot read properties of undefined (reading 'x')"), 'internal error (TypeError); CNIKIT_LOG=debug logs where'],
     ['a number', 42, '42'],
   ])('throwing %s → code 999 %j', async (_l, thrown, msg) => {
     const p = testPlugin({ add: () => { throw thrown; } }).plugin;
@@ -415,7 +418,7 @@ describe('errors from handlers', () => {
   });
   test('a rejected promise is caught the same way', async () => {
     const p = testPlugin({ check: () => Promise.reject(new RangeError('out of range')) }).plugin;
-    expectError(await run(p, envFor('CHECK')), 999, 'out of range');
+    expectError(await run(p, envFor('CHECK')), 999, 'internal error (RangeError); CNIKIT_LOG=debug logs where');
   });
 
   // Config validation through parseConfig, as a plugin's add would do it.
@@ -463,5 +466,143 @@ describe('stdin is only needed once and is checked in order', () => {
     expectError(await run(testPlugin().plugin, envFor('ADD', { CNI_IFNAME: undefined }), Buffer.from('{')), 4, 'required env variables [CNI_IFNAME] missing');
     // bad JSON wins over a bad container ID
     expectError(await run(testPlugin().plugin, envFor('ADD', { CNI_CONTAINERID: '-x' }), Buffer.from('{')), 6, 'error decoding network config from stdin');
+  });
+});
+
+describe('JSON faults in our words (jsonSyntaxError)', () => {
+  test.each([
+    ['', 'empty input'],
+    [' \n\t', 'empty input'],
+    ['{', 'unexpected end of input at line 1, column 2'],
+    ['{"a":1,}', "expected a quoted member name, found '}' at line 1, column 8"],
+    ['{"a" 1}', "expected ':', found '1' at line 1, column 6"],
+    ['{"a":1 "b":2}', "expected ',' or '}', found '\"' at line 1, column 8"],
+    ['[1,2', 'unexpected end of input at line 1, column 5'],
+    ['[1 2]', "expected ',' or ']', found '2' at line 1, column 4"],
+    ['{"a":\n  tru}', "unexpected 't' at line 2, column 3"],
+    ['{"a":"x', 'unterminated string at line 1, column 8'],
+    ['{"a":"tab\there"}', 'unescaped control character U+0009 in a string at line 1, column 10'],
+    ['{"a":"\\q"}', 'invalid escape in a string at line 1, column 8'],
+    ['{"a":"\\u12G4"}', 'invalid \\u escape in a string at line 1, column 8'],
+    ['{"a":01}', "expected ',' or '}', found '1' at line 1, column 7"],
+    ['{"a":-}', 'invalid number at line 1, column 6'],
+    ['{"a":1.}', "expected ',' or '}', found '.' at line 1, column 7"],
+    ['{"a":NaN}', "unexpected 'N' at line 1, column 6"],
+    ["{'a':1}", "expected a quoted member name, found ''' at line 1, column 2"],
+    ['{"é":ü}', 'unexpected character U+00FC at line 1, column 6'],
+    ['{} x', "unexpected 'x' after the end of the JSON value at line 1, column 4"],
+    ['['.repeat(600), 'nested deeper than 512 levels at line 1, column 513'],
+  ])('%j → %s', (text, want) => {
+    expect(() => JSON.parse(text)).toThrow(); // each case is one the parser refuses
+    expect(jsonSyntaxError(text)).toBe(want);
+  });
+  test('a text the parser accepts has no fault to name', () => {
+    expect(jsonSyntaxError('{"a":[1,-2.5e3,true,false,null,"\\u00e9\\n"]}')).toBe('not valid JSON');
+  });
+  test("the CNI error carries our description, not the parser's message", async () => {
+    const o = await run(testPlugin().plugin, envFor('ADD'), Buffer.from('{"name":"n",}'));
+    expectError(o, 6, 'error decoding network config from stdin');
+    expect(o.json.details).toBe("invalid JSON: expected a quoted member name, found '}' at line 1, column 13");
+  });
+});
+
+describe('Logger (shared/log.ts)', () => {
+  const capture = (level: LogLevel | 'off') => {
+    const lines: string[] = [];
+    let t = 0;
+    const log = createLogger({ level, write: (l) => lines.push(l), name: 'p[1]', now: () => (t += 2.5) });
+    return { log, lines };
+  };
+  test('writes its level and the more severe ones, one tagged line each', () => {
+    const { log, lines } = capture('info');
+    log.debug('d');
+    log.info('i');
+    log.warn('w');
+    log.error('two\nlines');
+    expect(lines.map((l) => l.replace(/^\S+ /, ''))).toEqual(['p[1] info: i\n', 'p[1] warn: w\n', 'p[1] error: two\\nlines\n']);
+    expect(log.enabled('debug')).toBe(false);
+    expect(log.enabled('info')).toBe(true);
+  });
+  test('child scopes nest', () => {
+    const { log, lines } = capture('debug');
+    log.child('ADD').child('ipam').debug('x');
+    expect(lines[0]).toMatch(/^\S+Z p\[1\] ADD ipam debug: x\n$/);
+  });
+  test('step times sync and async work, and failures, at debug; rethrows unchanged', async () => {
+    const { log, lines } = capture('debug');
+    expect(log.step('sync', () => 7)).toBe(7);
+    await expect(log.step('async', async () => 8)).resolves.toBe(8);
+    const boom = new Error('boom');
+    expect(() =>
+      log.step('bad', () => {
+        throw boom;
+      }),
+    ).toThrow(boom);
+    await expect(log.step('bad-async', () => Promise.reject(boom))).rejects.toBe(boom);
+    expect(lines.map((l) => l.replace(/^\S+ p\[1\] debug: /, ''))).toEqual(['sync: 2.5 ms\n', 'async: 2.5 ms\n', 'bad: failed after 2.5 ms\n', 'bad-async: failed after 2.5 ms\n']);
+  });
+  test('off: step only runs the function and nothing is written', () => {
+    const { log, lines } = capture('off');
+    expect(log.step('x', () => 1)).toBe(1);
+    log.error('e');
+    expect(lines).toEqual([]);
+    expect(silentLogger.enabled('error')).toBe(false);
+  });
+  test.each([
+    [undefined, 'warn'],
+    ['debug', 'debug'],
+    ['DEBUG', 'debug'],
+    ['off', 'off'],
+    ['verbose', 'warn'],
+  ] as const)('CNIKIT_LOG=%s → level %s', (v, want) => {
+    const log = loggerFromEnv({ CNIKIT_LOG: v }, 'x');
+    const levels = (['error', 'warn', 'info', 'debug'] as const).filter((l) => log.enabled(l));
+    expect(levels).toEqual({ off: [], warn: ['error', 'warn'], debug: ['error', 'warn', 'info', 'debug'] }[want]);
+  });
+  test('runPlugin hands the handler a logger scoped to the verb and logs the steps through it', async () => {
+    const { log, lines } = capture('debug');
+    const { plugin, calls } = testPlugin({ del: (a) => a.log.info('from the handler') });
+    const o = await runPlugin(plugin, envFor('DEL'), () => conf(), { log });
+    expect(o.exitCode).toBe(0);
+    expect(calls).toHaveLength(1);
+    const text = lines.map((l) => l.replace(/^\S+ /, ''));
+    expect(text[0]).toMatch(/^p\[1\] DEL debug: containerID="ctr-1" netns="\/var\/run\/netns\/core-does-not-exist" ifName="eth0" stdin \d+ bytes, \d+\.\d ms after exec\n$/);
+    expect(text).toContain('p[1] DEL info: from the handler\n');
+    expect(text).toContainEqual(expect.stringMatching(/^p\[1\] DEL debug: DEL: \d+\.\d ms\n$/));
+  });
+  test('an engine error: the CNI error says internal error, the debug log has the original and where', async () => {
+    const { log, lines } = capture('debug');
+    const p = testPlugin({ add: () => (null as unknown as { family: string }).family as unknown as Result }).plugin;
+    const o = await runPlugin(p, envFor('ADD'), () => conf(), { log });
+    expect(JSON.parse(o.stdout)).toEqual({ cniVersion: '1.1.0', code: 999, msg: 'internal error (TypeError); CNIKIT_LOG=debug logs where' });
+    expect(lines.join('')).toMatch(/ADD debug: unexpected TypeError: Cannot read properties of null \(reading 'family'\)\\n\s+at /);
+  });
+  test('an engine error wrapped with context (wrapError) is logged through the cause chain too', async () => {
+    const { log, lines } = capture('debug');
+    const p = testPlugin({
+      add: () => {
+        try {
+          return (null as unknown as { family: Result }).family;
+        } catch (e) {
+          throw wrapError(e, 'failed to allocate for range 0');
+        }
+      },
+    }).plugin;
+    const o = await runPlugin(p, envFor('ADD'), () => conf(), { log });
+    expect(JSON.parse(o.stdout).msg).toBe('failed to allocate for range 0: internal error (TypeError); CNIKIT_LOG=debug logs where');
+    expect(lines.join('')).toMatch(/ADD debug: unexpected TypeError: Cannot read properties of null \(reading 'family'\)/);
+  });
+});
+
+describe('errorMessage: any thrown value as one line of our words', () => {
+  test.each([
+    [new TypeError("null is not an object (evaluating 'e.family')"), 'internal error (TypeError); CNIKIT_LOG=debug logs where'],
+    [new RangeError('Maximum call stack size exceeded'), 'internal error (RangeError); CNIKIT_LOG=debug logs where'],
+    [new Error('EACCES: permission denied\nmore'), 'EACCES: permission denied'],
+    [new CniError(7, 'bad field'), 'bad field'],
+    ['a string', 'a string'],
+    [new Error(''), 'internal error'],
+  ])('%p → %j', (e, want) => {
+    expect(errorMessage(e)).toBe(want);
   });
 });
