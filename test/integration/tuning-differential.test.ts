@@ -1,0 +1,141 @@
+// Differential: our tuning against the reference (/usr/lib/cni/tuning, Debian 1.1.1: CNI up to
+// 1.0.0, no txQLen key) on the same configs, each chained after our bridge in twin labs. Results,
+// the pod's link and sysctls, the saved file, CHECK and DEL must agree; and a node switched between
+// the two between ADD and DEL (ADD with one, DEL with the other) restores the originals either way.
+import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { linkState, procSys, REFERENCE_TUNING, TuningLab, type LinkState } from './tuning-harness';
+
+jest.setTimeout(180000);
+
+const maybe = existsSync(REFERENCE_TUNING) ? describe : describe.skip;
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const MAC = 'c2:11:22:33:44:55';
+
+/** Random names and MACs (all but the configured one) become placeholders; an empty dns goes (libcni 1.1 prints "dns":{}). */
+function normalise(v: Json): Json {
+  if (v && typeof v === 'object' && v.dns && Object.keys(v.dns).length === 0) v = { ...v, dns: undefined };
+  const s = JSON.stringify(v)
+    .replace(/"([0-9a-f]{2}:){5}[0-9a-f]{2}"/g, (m) => (m === `"${MAC}"` ? m : '"<mac>"'))
+    .replace(/veth[0-9a-f]{8}/g, '<veth>')
+    .replace(/br-p-[0-9a-f]{8}/g, '<pod>');
+  return JSON.parse(s);
+}
+
+/** The link without its MAC when the MAC was not configured (the bridge's MACs are random). */
+const comparable = (l: LinkState, macSet: boolean): Partial<LinkState> => (macSet ? l : { ...l, address: undefined });
+
+const SYSCTL_PATHS = ['net/ipv4/conf/eth0/rp_filter', 'net/core/somaxconn', 'net/ipv4/conf/eth0/arp_ignore'];
+const sysctls = async (pod: string): Promise<string[]> => Promise.all(SYSCTL_PATHS.map((p) => procSys(pod, p)));
+
+const CASES: Array<[string, Record<string, unknown>, string?]> = [
+  ['every key', { mac: MAC, mtu: 1400, promisc: true, allmulti: true, sysctl: { 'net.ipv4.conf.IFNAME.rp_filter': '2', 'net.core.somaxconn': '512' } }],
+  ['allmulti off, sysctls only otherwise', { allmulti: false, sysctl: { 'net.ipv4.conf.eth0.arp_ignore': '1' } }],
+  // A config sysctl map is needed: the reference panics merging args.cni.sysctl into a missing one (test below).
+  ['runtimeConfig.mac and args.cni keys', { mac: 'c2:00:00:00:00:01', runtimeConfig: { mac: MAC }, sysctl: {}, args: { cni: { mtu: 1300, promisc: true, sysctl: { 'net.core.somaxconn': '300' } } } }],
+  ['CNI_ARGS MAC', { mtu: 9000 }, `IgnoreUnknown=1;K8S_POD_NAME=x;MAC=${MAC}`],
+];
+const VERSIONS = ['0.3.1', '0.4.0', '1.0.0'];
+
+maybe('differential against the reference tuning', () => {
+  let ours: TuningLab;
+  let theirs: TuningLab;
+  afterEach(async () => {
+    await ours?.dispose();
+    await theirs?.dispose();
+  });
+
+  for (const [name, extra, args] of CASES) {
+    test.each(VERSIONS)(`${name} (%s): result, link, sysctls, saved file, CHECK, DEL`, async (v) => {
+      ours = await TuningLab.create(v);
+      theirs = await TuningLab.create(v);
+      const macSet = JSON.stringify(extra).includes(MAC) || !!args;
+      const before = await linkState(ours.pod);
+      const a = await ours.call('ADD', ours.conf(extra), { args });
+      const b = await theirs.call('ADD', theirs.conf(extra), { args, binary: REFERENCE_TUNING });
+      expect(b.exitCode).toBe(0);
+      expect(a.exitCode).toBe(0);
+      expect(normalise(a.json)).toEqual(normalise(b.json));
+      expect(comparable(await linkState(ours.pod), macSet)).toEqual(comparable(await linkState(theirs.pod), macSet));
+      expect(await sysctls(ours.pod)).toEqual(await sysctls(theirs.pod));
+      expect(ours.savedFiles()).toEqual(theirs.savedFiles().map((f) => f.replace(theirs.containerID, ours.containerID)));
+      for (const f of ours.savedFiles()) {
+        const mine = readFileSync(join(ours.stateDir, f), 'utf8');
+        const ref = readFileSync(join(theirs.stateDir, f.replace(ours.containerID, theirs.containerID)), 'utf8');
+        expect(mine.replace(/"mac": "[^"]*"/, '"mac": "<mac>"')).toBe(ref.replace(/"mac": "[^"]*"/, '"mac": "<mac>"'));
+      }
+
+      if (v !== '0.3.1') {
+        const ca = await ours.call('CHECK', { ...ours.conf(extra), prevResult: a.json }, { args });
+        const cb = await theirs.call('CHECK', { ...theirs.conf(extra), prevResult: b.json }, { args, binary: REFERENCE_TUNING });
+        expect([ca.exitCode, ca.stdout]).toEqual([0, '']);
+        // Reference quirk (1.1.1, fixed in 1.3.0): its CHECK does not substitute IFNAME, so it fails its own ADD.
+        if (JSON.stringify(extra).includes('IFNAME')) expect(cb.json.msg).toMatch(/^open \/proc\/sys\/net\/ipv4\/conf\/IFNAME\/rp_filter: no such file/);
+        else expect([cb.exitCode, cb.stdout]).toEqual([0, '']);
+        for (const lab of [ours, theirs]) await execa('ip', ['-n', lab.pod, 'link', 'set', 'eth0', 'mtu', '1280']);
+        // Without IFNAME keys, so the reference gets as far as the link.
+        const noIfname = (c: Record<string, unknown>) => ({ ...c, sysctl: undefined, args: undefined });
+        const ta = await ours.call('CHECK', noIfname({ ...ours.conf(extra), prevResult: a.json }), { args });
+        const tb = await theirs.call('CHECK', noIfname({ ...theirs.conf(extra), prevResult: b.json }), { args, binary: REFERENCE_TUNING });
+        expect([ta.exitCode, ta.json?.msg]).toEqual([tb.exitCode, tb.json?.msg]);
+        if ((extra as Json).mtu) expect(ta.json?.msg).toBe(`Error: Tuning configured MTU of eth0 is ${(extra as Json).mtu}, current value is 1280`);
+      }
+
+      const da = await ours.call('DEL', ours.conf(extra), { args });
+      const db = await theirs.call('DEL', theirs.conf(extra), { args, binary: REFERENCE_TUNING });
+      expect([da.exitCode, da.stdout]).toEqual([db.exitCode, db.stdout]);
+      expect(comparable(await linkState(ours.pod), false)).toEqual(comparable(await linkState(theirs.pod), false));
+      expect((await linkState(ours.pod)).address).toBe(before.address);
+      expect(ours.savedFiles()).toEqual(theirs.savedFiles());
+    });
+  }
+
+  test('same error for a missing prevResult and for a sysctl outside net', async () => {
+    ours = await TuningLab.create();
+    theirs = await TuningLab.create();
+    const { prevResult: _a, ...noPrevA } = ours.conf({ mtu: 1400 });
+    const { prevResult: _b, ...noPrevB } = theirs.conf({ mtu: 1400 });
+    const a = await ours.call('ADD', noPrevA);
+    const b = await theirs.call('ADD', noPrevB, { binary: REFERENCE_TUNING });
+    expect([a.exitCode, a.json.msg]).toEqual([b.exitCode, b.json.msg]);
+    const ka = await ours.call('ADD', ours.conf({ sysctl: { 'kernel.hostname': 'x' } }));
+    const kb = await theirs.call('ADD', theirs.conf({ sysctl: { 'kernel.hostname': 'x' } }), { binary: REFERENCE_TUNING });
+    expect([ka.exitCode, kb.exitCode]).toEqual([1, 1]);
+    expect(kb.json.msg).toBe('invalid net sysctl key: "kernel.hostname"');
+    expect(ka.json.msg).toContain('field "sysctl" = "kernel.hostname"'); // ours: code 7 naming the key as written
+  });
+
+  test('args.cni.sysctl without a config sysctl: the reference panics, ours applies it', async () => {
+    ours = await TuningLab.create();
+    theirs = await TuningLab.create();
+    const extra = { args: { cni: { sysctl: { 'net.core.somaxconn': '301' } } } };
+    const b = await theirs.call('ADD', theirs.conf(extra), { binary: REFERENCE_TUNING });
+    expect(b.exitCode).toBe(2);
+    expect(b.stderr).toContain('assignment to entry in nil map');
+    const a = await ours.call('ADD', ours.conf(extra));
+    expect(a.exitCode).toBe(0);
+    expect(await procSys(ours.pod, 'net/core/somaxconn')).toBe('301');
+  });
+
+  const SWITCH = { mac: MAC, mtu: 1400, promisc: true, allmulti: true };
+  for (const [first, second] of [
+    ['ours', 'reference'],
+    ['reference', 'ours'],
+  ] as const) {
+    test(`ADD with ${first}, DEL with ${second}: the originals come back and the saved file goes`, async () => {
+      ours = await TuningLab.create();
+      const before = await linkState(ours.pod);
+      const bin = (who: string) => (who === 'ours' ? undefined : REFERENCE_TUNING);
+      expect((await ours.call('ADD', ours.conf(SWITCH), { binary: bin(first) })).exitCode).toBe(0);
+      expect(await linkState(ours.pod)).toEqual({ ...before, address: MAC, mtu: 1400, promisc: true, allmulti: true });
+      const d = await ours.call('DEL', ours.conf(SWITCH), { binary: bin(second) });
+      expect([d.exitCode, d.stdout]).toEqual([0, '']);
+      expect(await linkState(ours.pod)).toEqual(before);
+      expect(ours.savedFiles()).toEqual([]);
+    });
+  }
+});
