@@ -2,7 +2,7 @@
 // key, CHECK pass / tamper / fail, DEL restoring the originals, DEL twice and without a netns, and a
 // failed ADD leaving nothing behind.
 import { execa } from 'execa';
-import { readFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_VERSIONS } from '../support/cni';
 import { linkState, procSys, TuningLab } from './tuning-harness';
@@ -240,6 +240,19 @@ describe('tuning DEL', () => {
     const r = await t.call('DEL', conf, { ifname: 'lo' });
     expect([r.exitCode, r.stdout]).toEqual([0, '']);
     expect(t.savedFiles()).toEqual([]);
+  });
+
+  test('a symlink in place of the saved file is neither followed nor fatal: DEL succeeds and leaves the target alone', async () => {
+    t = await TuningLab.create();
+    const before = await linkState(t.pod);
+    const target = join(t.stateDir, 'target');
+    writeFileSync(target, '{"mtu": 1280}');
+    symlinkSync(target, join(t.stateDir, `${t.containerID}_eth0.json`));
+    const r = await t.call('DEL', t.conf({ mtu: 1400 }));
+    expect([r.exitCode, r.stdout]).toEqual([0, '']);
+    expect(r.stderr).toContain('nothing restored');
+    expect(await linkState(t.pod)).toEqual(before);
+    expect(readFileSync(target, 'utf8')).toBe('{"mtu": 1280}');
   });
 
   test('DEL with a config whose keys are not valid for ADD still restores (only dataDir matters)', async () => {

@@ -143,7 +143,13 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadTuningConf(a);
   const savedPath = savedLinkPath(conf.dataDir, a.containerID, a.ifName);
-  const text = readSavedLinkFile(savedPath);
+  let text: string | undefined;
+  try {
+    text = readSavedLinkFile(savedPath);
+  } catch (e) {
+    log(`DEL: cannot read ${savedPath}, nothing restored: ${errText(e)}`); // e.g. a symlink in its place
+    return;
+  }
   if (text === undefined) return; // nothing saved, or an earlier DEL restored it
   const saved = decodeSavedLink(text);
   if (saved && a.netns) {
