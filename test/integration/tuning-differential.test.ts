@@ -121,6 +121,23 @@ maybe('differential against the reference tuning', () => {
     expect(await procSys(ours.pod, 'net/core/somaxconn')).toBe('301');
   });
 
+  test('CHECK after ADD: the reference fails on a tab-printed sysctl and on an upper-case MAC, ours passes', async () => {
+    ours = await TuningLab.create();
+    theirs = await TuningLab.create();
+    const extra = { mac: 'C2:11:22:33:44:55', sysctl: { 'net.ipv4.tcp_rmem': '4096 87380 6291456' } };
+    const a = await ours.call('ADD', ours.conf(extra));
+    const b = await theirs.call('ADD', theirs.conf(extra), { binary: REFERENCE_TUNING });
+    expect([a.exitCode, b.exitCode]).toEqual([0, 0]);
+    expect(a.json.interfaces[2].mac).toBe(MAC);
+    expect(b.json.interfaces[2].mac).toBe('C2:11:22:33:44:55');
+    const cb = await theirs.call('CHECK', { ...theirs.conf(extra), prevResult: b.json }, { binary: REFERENCE_TUNING });
+    expect(cb.json.msg).toBe('Error: Tuning configured value of /proc/sys/net/ipv4/tcp_rmem is 4096 87380 6291456, current value is 4096\t87380\t6291456');
+    const cb2 = await theirs.call('CHECK', { ...theirs.conf({ mac: extra.mac }), prevResult: b.json }, { binary: REFERENCE_TUNING });
+    expect(cb2.json.msg).toBe(`Error: Tuning configured Ethernet of eth0 is C2:11:22:33:44:55, current value is ${MAC}`);
+    const ca = await ours.call('CHECK', { ...ours.conf(extra), prevResult: a.json });
+    expect([ca.exitCode, ca.stdout]).toEqual([0, '']);
+  });
+
   const SWITCH = { mac: MAC, mtu: 1400, promisc: true, allmulti: true };
   for (const [first, second] of [
     ['ours', 'reference'],
