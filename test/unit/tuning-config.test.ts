@@ -10,6 +10,7 @@ import {
   loadTuningConf,
   parseAllowlist,
   planTuning,
+  readAllowlist,
   rejectDuplicatedSysctlKeys,
   sysctlFile,
 } from '../../plugins/meta/tuning/config';
@@ -224,6 +225,18 @@ describe('sysctl allowlist (/etc/cni/tuning/allowlist.conf)', () => {
   test('an empty allowlist file allows nothing; no file allows every net.* key', () => {
     expect(errorOf(() => checkAllowlist(settings(['net.core.somaxconn']), parseAllowlist('\n'))).code).toBe(7);
     expect(() => checkAllowlist(settings(['net.core.somaxconn']), undefined)).not.toThrow();
+  });
+
+  test('readAllowlist: an absent file is no allowlist; a present one is parsed', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tuning-allow-'));
+    try {
+      expect(readAllowlist(join(root, 'allowlist.conf'))).toBeUndefined();
+      writeFileSync(join(root, 'allowlist.conf'), '^net\\.core\\.\n');
+      expect(readAllowlist(join(root, 'allowlist.conf'))!.map((r) => r.source)).toEqual(['^net\\.core\\.']);
+      expect(errorOf(() => readAllowlist(root)).message).toContain(`failed to read the sysctl allowlist ${root}`); // a directory
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test('a pattern that does not compile is code 7 naming the line', () => {

@@ -2,6 +2,7 @@
 // schema, the precedence of its sources (config < CNI_ARGS < runtimeConfig < args.cni), and the
 // rules a sysctl key must pass before it becomes a file under /proc/sys/net.
 import * as z from 'zod/mini';
+import { readFileSync } from 'node:fs';
 import { loadArgs } from '../../../shared/cni/args';
 import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
 import { CniError, ErrInvalidNetworkConfig } from '../../../shared/cni/errors';
@@ -246,6 +247,21 @@ export function parseAllowlist(text: string, file = ALLOWLIST_FILE): RegExp[] {
     }
   });
   return out;
+}
+
+/**
+ * The allowlist's patterns (parseAllowlist), or undefined when the file is absent: then every net.*
+ * key is allowed, as in the reference. Throws code 7 when it cannot be read or a line does not compile.
+ */
+export function readAllowlist(file = ALLOWLIST_FILE): RegExp[] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CniError(ErrInvalidNetworkConfig, `failed to read the sysctl allowlist ${file}: ${(e as Error).message}`);
+  }
+  return parseAllowlist(text, file);
 }
 
 /** Every sysctl must match a pattern of the allowlist; none is checked when there is no allowlist file. Throws code 7. */

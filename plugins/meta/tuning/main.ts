@@ -2,101 +2,20 @@
 // sysctls in the pod's netns and the MAC, promiscuous mode, MTU, all-multicast mode and transmit
 // queue length of the pod's interface, saving the link's original values for DEL.
 // ADD reads top to bottom: config rules → prevResult → sysctls → save the link → change the link → result.
-import { CniError, ErrInvalidNetworkConfig } from '../../../shared/cni/errors';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { NetnsNotFoundError, withNetns } from '../../../shared/linux/netns';
-import { isNotFound } from '../../../shared/linux/netlink/errors';
-import { getLink, setLink, type Link, type LinkChanges } from '../../../shared/linux/netlink/link';
-import { withNetlink, type NetlinkSocket } from '../../../shared/linux/netlink/socket';
+import { getLink, type Link } from '../../../shared/linux/netlink/link';
+import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
 import { requirePrevResult } from '../../../shared/plugin/prev-result';
 import { Rollback } from '../../../shared/plugin/rollback';
-import { readFileSync } from 'node:fs';
-import {
-  ALLOWLIST_FILE,
-  changesLink,
-  checkAllowlist,
-  loadTuningConf,
-  parseAllowlist,
-  planTuning,
-  rejectDuplicatedSysctlKeys,
-  type TuningPlan,
-} from './config';
-import { decodeSavedLink, readSavedLinkFile, removeSavedLink, savedLinkPath, writeSavedLink, type SavedLink } from './saved-link';
+import { changesLink, checkAllowlist, loadTuningConf, planTuning, readAllowlist, rejectDuplicatedSysctlKeys } from './config';
+import { changeLink, podLink, restoreLink, savedFrom } from './link';
+import { decodeSavedLink, readSavedLinkFile, removeSavedLink, savedLinkPath, writeSavedLink } from './saved-link';
 
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const log = (msg: string): void => void process.stderr.write(`tuning: ${msg}\n`);
-
-/** The allowlist's patterns, or undefined when the file is absent (then every net.* key is allowed, as in the reference). */
-function readAllowlist(): RegExp[] | undefined {
-  let text: string;
-  try {
-    text = readFileSync(ALLOWLIST_FILE, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CniError(ErrInvalidNetworkConfig, `failed to read the sysctl allowlist ${ALLOWLIST_FILE}: ${errText(e)}`);
-  }
-  return parseAllowlist(text);
-}
-
-function podLink(nl: NetlinkSocket, ifName: string): Link {
-  try {
-    return getLink(nl, ifName);
-  } catch (e) {
-    throw new Error(`failed to get "${ifName}": ${errText(e)}`);
-  }
-}
-
-/** The values ADD is about to change, as the link has them now (the reference's createBackup). */
-function savedFrom(link: Link, p: TuningPlan): SavedLink {
-  const s: SavedLink = {};
-  if (p.mac) s.mac = link.mac;
-  if (p.promisc) s.promisc = link.promisc;
-  if (p.mtu) s.mtu = link.mtu;
-  if (p.allmulti !== undefined) s.allmulti = link.allmulti;
-  if (p.txQLen !== undefined) s.txQLen = link.txQLen;
-  return s;
-}
-
-/** One change a message, in the reference's order (MAC, promisc, MTU, allmulti, txqlen), so an error names the one that failed. */
-function changeLink(nl: NetlinkSocket, link: Link, p: TuningPlan): void {
-  const changes: LinkChanges[] = [];
-  if (p.mac) changes.push({ mac: p.mac });
-  if (p.promisc) changes.push({ promisc: true });
-  if (p.mtu) changes.push({ mtu: p.mtu });
-  if (p.allmulti !== undefined) changes.push({ allmulti: p.allmulti });
-  if (p.txQLen !== undefined) changes.push({ txQLen: p.txQLen });
-  for (const c of changes) setLink(nl, link, c);
-}
-
-/**
- * Puts the saved values back in the reference's order (MTU, MAC, promisc, allmulti, txqlen), each
- * tried even when an earlier one failed. Returns the failures, or 'gone' when the link is not there.
- */
-function restoreLink(nl: NetlinkSocket, ifName: string, s: SavedLink): string[] | 'gone' {
-  let link: Link;
-  try {
-    link = getLink(nl, ifName);
-  } catch (e) {
-    if (isNotFound(e)) return 'gone';
-    throw e;
-  }
-  const failures: string[] = [];
-  const attempt = (what: string, c: LinkChanges): void => {
-    try {
-      setLink(nl, link, c);
-    } catch (e) {
-      failures.push(`failed to restore ${what}: ${errText(e)}`);
-    }
-  };
-  if (s.mtu) attempt('MTU', { mtu: s.mtu });
-  if (s.mac) attempt('MAC address', { mac: s.mac });
-  if (s.promisc !== undefined) attempt('promiscuous mode', { promisc: s.promisc });
-  if (s.allmulti !== undefined) attempt('all-multicast mode', { allmulti: s.allmulti });
-  if (s.txQLen !== undefined) attempt('transmit queue length', { txQLen: s.txQLen });
-  return failures;
-}
 
 async function cmdAdd(a: CmdArgs): Promise<Result> {
   rejectDuplicatedSysctlKeys(a.stdinData);
@@ -121,7 +40,10 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
         const saved = savedFrom(link, plan);
         writeSavedLink(savedPath, saved);
         rollback.push(() => removeSavedLink(savedPath));
-        rollback.push(() => withNetns(a.netns, () => withNetlink((n) => restoreLink(n, a.ifName, saved))));
+        rollback.push(() => {
+          const failures = withNetns(a.netns, () => withNetlink((n) => restoreLink(n, a.ifName, saved)));
+          if (failures !== 'gone' && failures.length) throw new Error(failures.join('; '));
+        });
         changeLink(nl, link, plan);
       });
     });
