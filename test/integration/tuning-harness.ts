@@ -9,7 +9,8 @@ import { binDir, REFERENCE_DIR, type RunResult } from '../support/cni';
 import { ipj, Lab } from './bridge-harness';
 
 export const OUR_TUNING = (): string => join(binDir(), 'tuning');
-export const REFERENCE_TUNING = join(REFERENCE_DIR, 'tuning');
+// CNIKIT_REFERENCE_TUNING runs the differential against another build of the reference (e.g. upstream's).
+export const REFERENCE_TUNING = process.env.CNIKIT_REFERENCE_TUNING || join(REFERENCE_DIR, 'tuning');
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
