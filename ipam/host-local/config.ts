@@ -1,8 +1,7 @@
 // The host-local config (the reference's backend/allocator/config.go): schema, then the reference's
 // canonicalisation and checks. Every failure is code 7 naming the field and its value.
 import * as z from 'zod/mini';
-import { isAbsolute } from 'node:path';
-import { configError, fieldName, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { configError, fieldName, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../shared/cni/config';
 import { loadArgs } from '../../shared/cni/args';
 import { CniError, ErrInvalidEnvironmentVariables, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
 import { atLeast } from '../../shared/cni/version';
@@ -121,15 +120,6 @@ function route(r: z.infer<ReturnType<typeof routeSchema>>, path: Path): Route {
   return out;
 }
 
-/** dataDir becomes a path: absolute, and no component may climb out of it. */
-function dataDir(v: string | null | undefined): string {
-  if (v === undefined || v === null || v === '') return DEFAULT_DATA_DIR;
-  if (!isAbsolute(v)) throw configError('ipam.dataDir', v, 'must be an absolute path');
-  if (v.includes('\0') || v.split('/').some((c) => c === '..'))
-    throw configError('ipam.dataDir', v, 'must not contain ".." components or NUL');
-  return v;
-}
-
 /**
  * Loads and checks the config like the reference's LoadIPAMConfig: range sets are
  * runtimeConfig.ipRanges, then the legacy top-level range, then ipam.ranges.
@@ -201,7 +191,7 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
   return {
     name: n.name,
     cniVersion,
-    dataDir: dataDir(ipam.dataDir),
+    dataDir: stateDirFromConfig('ipam.dataDir', ipam.dataDir, DEFAULT_DATA_DIR),
     ranges,
     routes: (ipam.routes ?? []).map((r, i) => route(r, ['ipam', 'routes', i])),
     resolvConf: ipam.resolvConf ?? '',

@@ -1,6 +1,7 @@
 // Config schemas are zod/mini (≈1 ms at start-up in the compiled binary, classic zod ≈4 ms: runtime.md).
 // This turns a schema failure into CNI code 7 naming the field and the value it had.
 import * as z from 'zod/mini';
+import { isAbsolute } from 'node:path';
 import { CniError, ErrInvalidNetworkConfig, ErrUnsupportedField } from './errors';
 
 type Path = ReadonlyArray<PropertyKey>;
@@ -82,4 +83,16 @@ export function parseConfig<T>(schema: z.ZodMiniType<T>, raw: unknown): T {
 export function configError(path: Path | string, value: unknown, why: string): CniError {
   const name = typeof path === 'string' ? path : fieldName(path);
   return new CniError(ErrInvalidNetworkConfig, `invalid config: field "${name}" = ${show(value)}: ${why}`);
+}
+
+/**
+ * A state directory a config names (host-local's `ipam.dataDir`, tuning's `dataDir`): `fallback`
+ * when unset or empty, else the value if it is absolute with no ".." component and no NUL, so no
+ * file name joined to it can land outside it. Throws CniError code 7 naming `field` and the value.
+ */
+export function stateDirFromConfig(field: string, v: string | null | undefined, fallback: string): string {
+  if (v === undefined || v === null || v === '') return fallback;
+  if (!isAbsolute(v)) throw configError(field, v, 'must be an absolute path');
+  if (v.includes('\0') || v.split('/').some((c) => c === '..')) throw configError(field, v, 'must not contain ".." components or NUL');
+  return v;
 }

@@ -1,5 +1,5 @@
-// /proc/sys access for the sysctls the bridge plugin sets (accept_ra, accept_dad, arp_notify,
-// forwarding). /proc/sys/net resolves to the netns of the thread that opens the file, so these
+// /proc/sys access for the sysctls plugins set (the bridge's accept_dad, arp_notify, forwarding;
+// tuning's configured net.* keys). /proc/sys/net resolves to the netns of the thread that opens the file, so these
 // work inside withNetns.
 import * as fs from 'node:fs';
 import { EINVAL, EIO, errnoMessage, errnoOf, kindOfErrno, type ErrorKind } from './netlink/errno';

@@ -38,8 +38,8 @@ export function drivers(): Driver[] {
 export const REFERENCE = '/usr/lib/cni';
 
 /**
- * CNI_PATH variants: the reference plugins alone, and ours first (reference for the plugins we do
- * not have yet, e.g. tuning) once our bridge and host-local are built.
+ * CNI_PATH variants: the reference plugins alone, and ours first (the reference for the plugins we
+ * do not have yet) once our bridge and host-local are built.
  */
 export function pluginPaths(): Array<{ label: string; path: string }> {
   const out = [{ label: 'reference plugins', path: REFERENCE }];

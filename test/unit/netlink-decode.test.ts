@@ -7,7 +7,7 @@
 import { decodeAddr } from '../../shared/linux/netlink/addr';
 import { decodeBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
 import { decodeLink } from '../../shared/linux/netlink/link';
-import { attr, attrU16, ifinfomsg, nested, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
+import { attr, attrU16, attrU32, ifinfomsg, nested, nlmsg, parseMessages } from '../../shared/linux/netlink/message';
 import { decodeRoute, type Route } from '../../shared/linux/netlink/route';
 import { formatCIDR, formatIP } from '../../shared/ip';
 
@@ -240,6 +240,19 @@ describe('decodeLink on an RTM_GETLINK dump', () => {
       slaveKind: 'bridge',
       bridgePort: { hairpin: false, isolated: false, state: 3 },
     });
+  });
+
+  test('transmit queue length (IFLA_TXQLEN) and IFF_ALLMULTI of each link', () => {
+    expect(links.map((l) => [l.name, l.txQLen, l.allmulti])).toEqual([
+      ['lo', 1000, false],
+      ['nlbr0', 1000, false],
+      ['nlv0', 1000, false],
+    ]);
+  });
+
+  test('IFF_ALLMULTI set and a non-default IFLA_TXQLEN (after `ip link set allmulticast on txqueuelen 500`)', () => {
+    const [m] = parseMessages(nlmsg(16, 0, ifinfomsg({ index: 3, flags: 0x1203 }), attrU32(13, 500)));
+    expect(decodeLink(m!)).toMatchObject({ index: 3, allmulti: true, up: true, promisc: false, txQLen: 500 });
   });
 
   test('lo is down with no master or peer', () => {

@@ -66,6 +66,11 @@ const CAPTURED: Record<string, string> = {
   setmac:
     '3400000010000500f095046b00000000000000000400000000000000000000000a000100020000000005000008000400' +
     'aa050000',
+  allmultion: '2000000010000500bd490d6b00000000' + '00000000030000000002000000020000',
+  allmultioff: '2000000010000500bd490d6b00000000' + '00000000030000000000000000020000',
+  promiscon: '2000000010000500bd490d6b00000000' + '00000000030000000001000000010000',
+  txqlen: '2800000010000500bd490d6b00000000' + '00000000030000000000000000000000' + '08000d00f4010000',
+  mtu: '2800000010000500bd490d6b00000000' + '00000000030000000000000000000000' + '0800040078050000',
 };
 
 function captured(name: string): string {
@@ -111,6 +116,24 @@ describe('link requests match iproute2', () => {
     expect(ours.flags).toBe(theirs.flags);
     expect(ours.payload.subarray(0, 16)).toEqual(theirs.payload.subarray(0, 16));
     expect(parseAttrs(ours.payload, 16)).toEqual(parseAttrs(theirs.payload, 16));
+  });
+
+  // Captured from iproute2 6.1 with nlv0 at ifindex 3 (the tuning plugin's link changes).
+  test('ip link set dev nlv0 allmulticast on / off (IFF_ALLMULTI in ifi_change)', () => {
+    expect(hex(buildSetLink(PORT, { allmulti: true }))).toBe(captured('allmultion'));
+    expect(hex(buildSetLink(PORT, { allmulti: false }))).toBe(captured('allmultioff'));
+  });
+
+  test('ip link set dev nlv0 promisc on', () => {
+    expect(hex(buildSetLink(PORT, { promisc: true }))).toBe(captured('promiscon'));
+  });
+
+  test('ip link set dev nlv0 txqueuelen 500 (IFLA_TXQLEN)', () => {
+    expect(hex(buildSetLink(PORT, { txQLen: 500 }))).toBe(captured('txqlen'));
+  });
+
+  test('ip link set dev nlv0 mtu 1400', () => {
+    expect(hex(buildSetLink(PORT, { mtu: 1400 }))).toBe(captured('mtu'));
   });
 
   test('ip link del nlv0', () => {

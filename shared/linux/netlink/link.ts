@@ -4,6 +4,7 @@
 import {
   AF_BRIDGE,
   AF_UNSPEC,
+  IFF_ALLMULTI,
   IFF_LOWER_UP,
   IFF_PROMISC,
   IFF_UP,
@@ -28,6 +29,7 @@ import {
   IFLA_OPERSTATE,
   IFLA_PERM_ADDRESS,
   IFLA_PROTINFO,
+  IFLA_TXQLEN,
   NLA_F_NESTED,
   NLM_F_ACK,
   NLM_F_CREATE,
@@ -87,6 +89,10 @@ export interface Link {
   flags: number;
   up: boolean;
   promisc: boolean;
+  /** IFF_ALLMULTI: receives all multicast frames */
+  allmulti: boolean;
+  /** IFLA_TXQLEN: transmit queue length in packets */
+  txQLen: number;
   lowerUp: boolean;
   operstate: OperState;
   /** ifindex of the master (bridge), 0 if none */
@@ -121,6 +127,8 @@ export function decodeLink(m: NlMsg): Link {
     flags: hdr.flags,
     up: (hdr.flags & IFF_UP) !== 0,
     promisc: (hdr.flags & IFF_PROMISC) !== 0,
+    allmulti: (hdr.flags & IFF_ALLMULTI) !== 0,
+    txQLen: u32(a.get(IFLA_TXQLEN)) ?? 0,
     lowerUp: (hdr.flags & IFF_LOWER_UP) !== 0,
     operstate: OPERSTATES[u8(a.get(IFLA_OPERSTATE)) ?? 0] ?? 'unknown',
     masterIndex: u32(a.get(IFLA_MASTER)) ?? 0,
@@ -288,7 +296,10 @@ export function deleteLink(nl: NetlinkSocket, ref: LinkRef): void {
 export interface LinkChanges {
   up?: boolean;
   promisc?: boolean;
+  allmulti?: boolean;
   mtu?: number;
+  /** transmit queue length in packets (u32) */
+  txQLen?: number;
   mac?: string;
   name?: string;
   /** ifindex of the new master; 0 or null removes it (nomaster) */
@@ -308,6 +319,10 @@ export function buildSetLink(ref: LinkRef, c: LinkChanges): Buffer {
     change |= IFF_PROMISC;
     if (c.promisc) flags |= IFF_PROMISC;
   }
+  if (c.allmulti !== undefined) {
+    change |= IFF_ALLMULTI;
+    if (c.allmulti) flags |= IFF_ALLMULTI;
+  }
   const attrs: Buffer[] = [];
   // By index the name may be changed; by name it only identifies the link.
   const { hdr, name } = refHeader(ref, AF_UNSPEC, flags, change);
@@ -315,6 +330,7 @@ export function buildSetLink(ref: LinkRef, c: LinkChanges): Buffer {
   if (c.name !== undefined && typeof ref !== 'string') attrs.push(attrStr(IFLA_IFNAME, c.name));
   if (c.mtu !== undefined) attrs.push(attrU32(IFLA_MTU, c.mtu));
   if (c.mac !== undefined) attrs.push(attr(IFLA_ADDRESS, macBytes(c.mac)));
+  if (c.txQLen !== undefined) attrs.push(attrU32(IFLA_TXQLEN, c.txQLen));
   if (c.master !== undefined) attrs.push(attrU32(IFLA_MASTER, c.master ?? 0));
   if (c.netnsFd !== undefined) attrs.push(attrU32(IFLA_NET_NS_FD, c.netnsFd));
   return nlmsg(RTM_NEWLINK, REQ, hdr, ...attrs);
@@ -324,7 +340,9 @@ function describe(c: LinkChanges): string {
   const parts: string[] = [];
   if (c.up !== undefined) parts.push(c.up ? 'up' : 'down');
   if (c.promisc !== undefined) parts.push(`promisc ${c.promisc ? 'on' : 'off'}`);
+  if (c.allmulti !== undefined) parts.push(`allmulticast ${c.allmulti ? 'on' : 'off'}`);
   if (c.mtu !== undefined) parts.push(`mtu ${c.mtu}`);
+  if (c.txQLen !== undefined) parts.push(`txqueuelen ${c.txQLen}`);
   if (c.mac !== undefined) parts.push(`address ${c.mac}`);
   if (c.name !== undefined) parts.push(`name ${c.name}`);
   if (c.master !== undefined) parts.push(c.master ? `master ${c.master}` : 'nomaster');
@@ -347,6 +365,8 @@ export const setLinkMtu = (nl: NetlinkSocket, ref: LinkRef, mtu: number): void =
 export const setLinkMac = (nl: NetlinkSocket, ref: LinkRef, mac: string): void => setLink(nl, ref, { mac });
 export const setLinkName = (nl: NetlinkSocket, ref: LinkRef, name: string): void => setLink(nl, ref, { name });
 export const setLinkPromisc = (nl: NetlinkSocket, ref: LinkRef, on: boolean): void => setLink(nl, ref, { promisc: on });
+export const setLinkAllmulti = (nl: NetlinkSocket, ref: LinkRef, on: boolean): void => setLink(nl, ref, { allmulti: on });
+export const setLinkTxQLen = (nl: NetlinkSocket, ref: LinkRef, txQLen: number): void => setLink(nl, ref, { txQLen });
 export const setLinkMaster = (nl: NetlinkSocket, ref: LinkRef, master: number): void => setLink(nl, ref, { master });
 export const setLinkNoMaster = (nl: NetlinkSocket, ref: LinkRef): void => setLink(nl, ref, { master: 0 });
 
