@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseCniArgs } from '../shared/cni/args';
 import { CniError } from '../shared/cni/errors';
+import { jsonSyntaxError } from '../shared/cni/json';
 import { writeAll } from '../shared/cni/skel';
 import { ConfError, loadConfList } from './conf';
 import { printResult } from './result';
@@ -85,8 +86,8 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
       let parsed: unknown;
       try {
         parsed = JSON.parse(env.CAP_ARGS);
-      } catch (e) {
-        return fail(`invalid CAP_ARGS: ${(e as Error).message}`);
+      } catch {
+        return fail(`invalid CAP_ARGS: ${jsonSyntaxError(env.CAP_ARGS)}`);
       }
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return fail(`invalid CAP_ARGS ${JSON.stringify(env.CAP_ARGS)}: expected a JSON object`);
       capabilityArgs = parsed as Record<string, unknown>;

@@ -1,6 +1,7 @@
 // Loading network configuration the way libcni does (cni:libcni/conf.go): `*.conflist` files in
 // name order (the first whose `name` matches wins), plugin fragments from `<dir>/<name>/*.conf`
 // unless `loadOnlyInlinedPlugins`, else a legacy single-plugin `*.conf`/`*.json` wrapped in a list.
+import { jsonSyntaxError } from '../shared/cni/json';
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { compareVersions, CURRENT_VERSION, parseVersion } from '../shared/cni/version';
@@ -35,11 +36,12 @@ const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && 
 const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 
 function parseJson(bytes: Buffer | string, what: string): Json {
+  const text = bytes.toString();
   let v: unknown;
   try {
-    v = JSON.parse(bytes.toString());
+    v = JSON.parse(text);
   } catch (e) {
-    throw new ConfError(`error parsing ${what}: ${(e as Error).message}`);
+    throw new ConfError(`error parsing ${what}: ${jsonSyntaxError(text)}`, { cause: e });
   }
   if (!isObj(v)) throw new ConfError(`error parsing ${what}: expected a JSON object, got ${typeName(v)}`);
   return v;

@@ -9,7 +9,7 @@
 // regular file, or whose owner is not valid, still blocks its address but is never indexed.
 import { closeSync, constants as C, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CniError, ErrIOFailure } from '../../shared/cni/errors';
+import { CniError, ErrIOFailure, errorMessage } from '../../shared/cni/errors';
 import { validateContainerID, validateIfName } from '../../shared/cni/skel';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
 import { FileError, PinnedDir } from '../../shared/linux/files';
@@ -65,7 +65,7 @@ export function readBootId(): string {
 /** A store I/O failure as a CNI error (code 5) naming the file and the errno. */
 function ioError(e: unknown): CniError {
   if (e instanceof CniError) return e;
-  return new CniError(ErrIOFailure, e instanceof FileError ? e.message : `host-local store: ${(e as Error).message}`);
+  return new CniError(ErrIOFailure, e instanceof FileError ? e.message : `host-local store: ${errorMessage(e)}`);
 }
 
 /** A lease file as scanned: its owner, and whether that owner may be used as a key. */

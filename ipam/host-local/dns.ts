@@ -1,4 +1,5 @@
 // resolvConf → result dns (the reference's dns.go): nameserver, domain, search, options.
+import { errorMessage } from '../../shared/cni/errors';
 import type { DNS } from '../../shared/cni/types';
 import { configError } from '../../shared/cni/config';
 import { FileError, readRegularFile } from '../../shared/linux/files';
@@ -16,7 +17,7 @@ export function parseResolvConf(path: string): DNS {
   try {
     text = readRegularFile(path, MAX_RESOLV_CONF, { followSymlinks: true }).toString('utf8');
   } catch (e) {
-    const why = e instanceof FileError ? e.reason : (e as Error).message;
+    const why = e instanceof FileError ? e.reason : errorMessage(e);
     throw configError('ipam.resolvConf', path, why);
   }
   const dns: DNS = {};

@@ -1,6 +1,6 @@
 // host-local IPAM: leases addresses from range sets into a per-node store (the reference's
 // plugins/ipam/host-local). Each verb: load config → open store → lock → do the thing.
-import { CniError, ErrInternal, ErrIOFailure, ErrPluginNotAvailable, wrapError } from '../../shared/cni/errors';
+import { CniError, ErrInternal, ErrIOFailure, ErrPluginNotAvailable, wrapError, errorMessage } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import type { IPConfig, Result } from '../../shared/cni/types';
@@ -17,7 +17,7 @@ function openStore(conf: IPAMConfig): DiskStore {
   try {
     return new DiskStore(conf.name, conf.dataDir, { lockTimeoutMs: conf.lockTimeoutMs });
   } catch (e) {
-    throw new CniError(ErrIOFailure, `failed to open the store in ${conf.dataDir}/${conf.name}: ${(e as Error).message}`);
+    throw new CniError(ErrIOFailure, `failed to open the store in ${conf.dataDir}/${conf.name}: ${errorMessage(e)}`, '', { cause: e });
   }
 }
 
@@ -71,7 +71,7 @@ function cmdAdd(args: CmdArgs): Result {
 
 function allocError(e: unknown, context: string): CniError {
   // The reference reports allocation failures as plain errors (code 999); store and lock errors keep theirs.
-  return wrapError(e instanceof CniError ? e : new CniError(ErrInternal, (e as Error).message), context);
+  return wrapError(e instanceof CniError ? e : new CniError(ErrInternal, errorMessage(e)), context);
 }
 
 function cmdDel(args: CmdArgs): void {
@@ -106,7 +106,7 @@ function cmdStatus(args: CmdArgs): void {
   try {
     store = new DiskStore(conf.name, conf.dataDir, { lockTimeoutMs: conf.lockTimeoutMs });
   } catch (e) {
-    throw new CniError(ErrPluginNotAvailable, `store ${conf.dataDir}/${conf.name} is not usable: ${(e as Error).message}`);
+    throw new CniError(ErrPluginNotAvailable, `store ${conf.dataDir}/${conf.name} is not usable: ${errorMessage(e)}`, '', { cause: e });
   }
   try {
     if (!store.writable()) throw new CniError(ErrPluginNotAvailable, `store ${store.dir} is not writable`);

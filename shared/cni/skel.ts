@@ -11,6 +11,7 @@ import {
   ErrInvalidNetworkConfig,
   ErrIOFailure,
   ErrUnknownContainer,
+  errorMessage,
 } from './errors';
 import { atLeast, checkSupported, configVersion, CURRENT_VERSION, SUPPORTED_VERSIONS, versionInfo } from './version';
 import { formatResult, type Result } from './types';
@@ -151,7 +152,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     try {
       stdinData = readStdin();
     } catch (e) {
-      throw new CniError(ErrIOFailure, `error reading from stdin: ${(e as Error).message}`);
+      throw new CniError(ErrIOFailure, `error reading from stdin: ${errorMessage(e)}`, '', { cause: e });
     }
     if (vlog.enabled('debug'))
       vlog.debug(`containerID=${JSON.stringify(env.CNI_CONTAINERID ?? '')} netns=${JSON.stringify(env.CNI_NETNS ?? '')} ifName=${JSON.stringify(env.CNI_IFNAME ?? '')} stdin ${stdinData.length} bytes, ${performance.now().toFixed(1)} ms after exec`);

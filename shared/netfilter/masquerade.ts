@@ -1,6 +1,7 @@
 // Masquerade for a pod's addresses (the reference's SetupIPMasqForNetworks and friends): pick a
 // backend, install; teardown and GC always sweep both backends, since the pod may have been set up
 // by another version or configuration.
+import { errorMessage } from '../cni/errors';
 import type { Family } from '../ip';
 import { familyOf } from '../ip';
 import { findTool, NetfilterError } from './tool';
@@ -32,7 +33,7 @@ function sweepAll(steps: Array<() => void>): void {
       s();
     } catch (e) {
       if (e instanceof NetfilterError && e.notFound) continue;
-      errs.push((e as Error).message);
+      errs.push(errorMessage(e));
     }
   }
   if (errs.length) throw new Error(errs.join('; '));

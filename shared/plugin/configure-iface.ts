@@ -1,6 +1,7 @@
 // Applying an IPAM result to an interface inside a pod (the reference's pkg/ipam ConfigureIface) and
 // checking it is still there (pkg/ip ValidateExpectedInterfaceIPs / ValidateExpectedRoute).
 // Call these inside withNetns(pod) with a socket of that netns: the IPv6 sysctls go through /proc/sys.
+import { errorMessage } from '../cni/errors';
 import { formatCIDR, formatIP, ipEqual, ipNetEqual, networkOf, parseCIDR, parseIP, type IP, type IPNet } from '../ip';
 import { addAddr, listAddrs } from '../linux/netlink/addr';
 import { AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
@@ -40,13 +41,13 @@ function enableIPv6(ifName: string): void {
     try {
       sysctlSet(key, '0');
     } catch (e) {
-      throw new Error(`failed to enable IPv6 for interface "${iface}" (${key}=${value}): ${(e as Error).message}`);
+      throw new Error(`failed to enable IPv6 for interface "${iface}" (${key}=${value}): ${errorMessage(e)}`, { cause: e });
     }
   }
   try {
     sysctlSet(`net/ipv6/conf/${ifName}/keep_addr_on_down`, '1');
   } catch (e) {
-    throw new Error(`failed to enable keep_addr_on_down for interface "${ifName}": ${(e as Error).message}`);
+    throw new Error(`failed to enable keep_addr_on_down for interface "${ifName}": ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -85,7 +86,7 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
   try {
     link = getLink(nl, ifName);
   } catch (e) {
-    throw new Error(`failed to lookup "${ifName}": ${(e as Error).message}`);
+    throw new Error(`failed to lookup "${ifName}": ${errorMessage(e)}`, { cause: e });
   }
   let v4gw: IP | undefined;
   let v6gw: IP | undefined;
@@ -102,7 +103,7 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
     try {
       addAddr(nl, link, addr);
     } catch (e) {
-      throw new Error(`failed to add IP addr ${showIP(ipc)} to "${ifName}": ${(e as Error).message}`);
+      throw new Error(`failed to add IP addr ${showIP(ipc)} to "${ifName}": ${errorMessage(e)}`, { cause: e });
     }
     if (ipc.gateway) {
       const gw = ip(ipc.gateway);
@@ -113,7 +114,7 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
   try {
     setLinkUp(nl, link);
   } catch (e) {
-    throw new Error(`failed to set "${ifName}" UP: ${(e as Error).message}`);
+    throw new Error(`failed to set "${ifName}" UP: ${errorMessage(e)}`, { cause: e });
   }
   if (v6gw) settleAddresses(nl, link.index, ifName);
   for (const r of res.routes ?? []) {
@@ -123,7 +124,7 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
       // Scope universe unless given, like vishvananda/netlink's zero value (not iproute2's "link").
       addRoute(nl, { dst, gw, oif: link.index, priority: r.priority, table: r.table, scope: r.scope ?? RT_SCOPE_UNIVERSE });
     } catch (e) {
-      throw new Error(`failed to add route '${r.dst} via ${gw ? formatIP(gw) : '<nil>'} dev ${ifName} metric ${r.priority ?? 0}': ${(e as Error).message}`);
+      throw new Error(`failed to add route '${r.dst} via ${gw ? formatIP(gw) : '<nil>'} dev ${ifName} metric ${r.priority ?? 0}': ${errorMessage(e)}`, { cause: e });
     }
   }
 }

@@ -77,6 +77,7 @@ describe('config loading (libcni conf.go)', () => {
       throw new Error('accepted');
     };
     expect(bad('{')).toMatch(/error parsing configuration list/);
+    expect(bad('{"name": x}')).toMatch(/error parsing configuration list.*: unexpected 'x' at line 1, column 10$/);
     expect(bad({ plugins: [] })).toMatch(/no name/);
     expect(bad({ name: 'n', plugins: [{ bridge: 'x' }] })).toMatch(/plugin config 0: missing 'type'/);
     expect(bad({ name: 'n', plugins: {} })).toMatch(/invalid 'plugins' type object/);
@@ -318,6 +319,8 @@ describe('list execution', () => {
     expect(err.pop()).toBe('network namespace "/var/run/netns/rn-does-not-exist" does not exist\n');
     expect(await cnitool(['add', 'net', '/proc/self/ns/net'], { ...io, env: { ...io.env, CAP_ARGS: '[1]' } })).toBe(1);
     expect(err.pop()).toMatch(/invalid CAP_ARGS "\[1\]": expected a JSON object/);
+    expect(await cnitool(['add', 'net', '/proc/self/ns/net'], { ...io, env: { ...io.env, CAP_ARGS: '{"mac":' } })).toBe(1);
+    expect(err.pop()).toBe('invalid CAP_ARGS: unexpected end of input at line 1, column 8\n');
   });
 
   test('cnitool: a missing <net> or <netns>, an extra argument or an unknown command is one usage-style line, exit 1', async () => {

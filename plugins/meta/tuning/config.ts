@@ -5,7 +5,7 @@ import * as z from 'zod/mini';
 import { readFileSync } from 'node:fs';
 import { loadArgs } from '../../../shared/cni/args';
 import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
-import { CniError, ErrInvalidNetworkConfig } from '../../../shared/cni/errors';
+import { CniError, ErrInvalidNetworkConfig, errorMessage } from '../../../shared/cni/errors';
 import type { CmdArgs } from '../../../shared/cni/skel';
 import { normalizeMAC } from '../../../shared/mac';
 
@@ -243,7 +243,7 @@ export function parseAllowlist(text: string, file = ALLOWLIST_FILE): RegExp[] {
     try {
       out.push(new RegExp(line));
     } catch (e) {
-      throw new CniError(ErrInvalidNetworkConfig, `invalid sysctl allowlist ${file}: line ${n + 1} ${JSON.stringify(line)} is not a regular expression`, (e as Error).message);
+      throw new CniError(ErrInvalidNetworkConfig, `invalid sysctl allowlist ${file}: line ${n + 1} ${JSON.stringify(line)} is not a regular expression`, errorMessage(e));
     }
   });
   return out;
@@ -259,7 +259,7 @@ export function readAllowlist(file = ALLOWLIST_FILE): RegExp[] | undefined {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new CniError(ErrInvalidNetworkConfig, `failed to read the sysctl allowlist ${file}: ${(e as Error).message}`);
+    throw new CniError(ErrInvalidNetworkConfig, `failed to read the sysctl allowlist ${file}: ${errorMessage(e)}`, '', { cause: e });
   }
   return parseAllowlist(text, file);
 }

@@ -1,5 +1,6 @@
 // The pod interface's values that tuning changes: what to save before, the changes themselves, and
 // putting the saved values back (the reference's createBackup / change* / restoreBackup).
+import { errorMessage } from '../../../shared/cni/errors';
 import { isNotFound } from '../../../shared/linux/netlink/errors';
 import { getLink, setLink, type Link, type LinkChanges } from '../../../shared/linux/netlink/link';
 import type { NetlinkSocket } from '../../../shared/linux/netlink/socket';
@@ -11,7 +12,7 @@ export function podLink(nl: NetlinkSocket, ifName: string): Link {
   try {
     return getLink(nl, ifName);
   } catch (e) {
-    throw new Error(`failed to get "${ifName}": ${(e as Error).message}`);
+    throw new Error(`failed to get "${ifName}": ${errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -54,7 +55,7 @@ export function restoreLink(nl: NetlinkSocket, ifName: string, s: SavedLink): st
     try {
       setLink(nl, link, c);
     } catch (e) {
-      failures.push(`failed to restore ${what}: ${(e as Error).message}`);
+      failures.push(`failed to restore ${what}: ${errorMessage(e)}`);
     }
   };
   if (s.mtu) attempt('MTU', { mtu: s.mtu });

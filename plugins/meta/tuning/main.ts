@@ -2,6 +2,7 @@
 // sysctls in the pod's netns and the MAC, promiscuous mode, MTU, all-multicast mode and transmit
 // queue length of the pod's interface, saving the link's original values for DEL.
 // ADD reads top to bottom: config rules → prevResult → sysctls → save the link → change the link → result.
+import { errorMessage } from '../../../shared/cni/errors';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { NetnsNotFoundError, withNetns } from '../../../shared/linux/netns';
@@ -14,8 +15,6 @@ import { changesLink, checkAllowlist, loadTuningConf, planTuning, readAllowlist,
 import { changeLink, podLink, restoreLink, savedFrom } from './link';
 import { decodeSavedLink, readSavedLinkFile, removeSavedLink, savedLinkPath, writeSavedLink } from './saved-link';
 
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-const log = (msg: string): void => void process.stderr.write(`tuning: ${msg}\n`);
 
 async function cmdAdd(a: CmdArgs): Promise<Result> {
   rejectDuplicatedSysctlKeys(a.stdinData);
@@ -26,7 +25,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   const savedPath = savedLinkPath(conf.dataDir, a.containerID, a.ifName);
 
   // Unlike the reference, a failed ADD takes back what it changed: sysctls, the link, the saved file.
-  const rollback = new Rollback((e) => log(`cleanup after failed ADD: ${errText(e)}`));
+  const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
   try {
     // /proc/sys/net is the netns of the thread that opens it: all of this runs inside the pod's.
     withNetns(a.netns, () => {
@@ -69,7 +68,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   try {
     text = readSavedLinkFile(savedPath);
   } catch (e) {
-    log(`DEL: cannot read ${savedPath}, nothing restored: ${errText(e)}`); // e.g. a symlink in its place
+    a.log.warn(`DEL: cannot read ${savedPath}, nothing restored: ${errorMessage(e)}`); // e.g. a symlink in its place
     return;
   }
   if (text === undefined) return; // nothing saved, or an earlier DEL restored it
@@ -80,13 +79,13 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       failures = withNetns(a.netns, () => withNetlink((nl) => restoreLink(nl, a.ifName, saved)));
     } catch (e) {
       if (!(e instanceof NetnsNotFoundError)) {
-        log(`DEL: keeping ${savedPath}: ${errText(e)}`);
+        a.log.warn(`DEL: keeping ${savedPath}: ${errorMessage(e)}`);
         return;
       }
       failures = 'gone';
     }
     if (failures !== 'gone' && failures.length) {
-      log(`DEL: keeping ${savedPath}: ${failures.join('; ')}`);
+      a.log.warn(`DEL: keeping ${savedPath}: ${failures.join('; ')}`);
       return;
     }
   }
