@@ -20,7 +20,7 @@ import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './brid
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
 import { calcGateways, type GatewayInfo } from './gateway';
-import { setupVeth } from './veth';
+import { setupVeth } from '../../shared/plugin/veth';
 import { ensureVlanInterface, setupPortVlans } from './vlan';
 
 const PORT_UP_TIMEOUT_MS = 2550; // the reference's total of 0+50+500+1000+1000 ms of sleeps

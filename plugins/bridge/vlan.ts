@@ -4,7 +4,7 @@ import { isNotFound } from '../../shared/linux/netlink/errors';
 import { getLink, setLinkUp, type Link } from '../../shared/linux/netlink/link';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import type { BridgeConf } from './config';
-import { setupVeth } from './veth';
+import { setupVeth } from '../../shared/plugin/veth';
 
 /** Consecutive VIDs as [first, last] ranges: one netlink attribute pair per range instead of per VID. */
 export function vidRanges(vids: number[]): Array<[number, number]> {

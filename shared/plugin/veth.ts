@@ -1,10 +1,11 @@
-// The pod's veth pair: host end attached to the bridge, container end created directly in the pod
-// netns (no move afterwards, the expensive kernel step; node-stack.md §2).
+// The pod's veth pair (the reference's ip.SetupVeth): host end up (and enslaved to a bridge when one
+// is given), container end created directly in the pod netns (no move afterwards, the expensive
+// kernel step; node-stack.md §2). Used by bridge and ptp.
 import { randomBytes } from 'node:crypto';
-import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
-import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../../shared/linux/netlink/link';
-import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
-import { sysctlSet } from '../../shared/linux/sysctl';
+import { isExists, isNotFound } from '../linux/netlink/errors';
+import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../linux/netlink/link';
+import type { NetlinkSocket } from '../linux/netlink/socket';
+import { sysctlSet } from '../linux/sysctl';
 
 const NAME_RETRIES = 10; // the reference's makeVeth retries on a host-name collision
 
@@ -25,14 +26,18 @@ export interface VethOptions {
   peerNetnsFd?: number;
   /** socket in the named end's netns, to read it back */
   peer: NetlinkSocket;
-  master: Link;
-  hairpin: boolean;
-  isolated: boolean;
+  /** bridge to enslave the host end to at creation; undefined = unbridged (ptp) */
+  master?: Link;
+  /** bridge-port flags, only with `master` */
+  hairpin?: boolean;
+  isolated?: boolean;
 }
 
 /**
- * Creates the pair with the host end already up and enslaved (one RTM_NEWLINK), sets the port
- * flags, and returns both ends as the kernel reports them.
+ * Creates the pair with the host end already up and enslaved to `master` if given (one
+ * RTM_NEWLINK), sets the port flags, and returns both ends as the kernel reports them. Throws
+ * `container veth name ("x") peer provided ("vethy") already exists` when `name` is taken in the
+ * pod (the reference's text); on any later failure the pair is deleted again.
  */
 export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
   let hostName = '';
@@ -43,7 +48,7 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
         name: hostName,
         mtu: o.mtu || undefined,
         up: true,
-        master: o.master.index,
+        master: o.master?.index,
         peer: { name: o.name, mtu: o.mtu || undefined, mac: o.mac, netnsFd: o.peerNetnsFd },
       });
       break;
@@ -61,7 +66,8 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
     } catch {
       /* best effort, as in the reference */
     }
-    if (o.hairpin || o.isolated) {
+    const portFlags = !!o.master && (!!o.hairpin || !!o.isolated);
+    if (portFlags) {
       try {
         setBridgePort(host, hostLink, { hairpin: o.hairpin, isolated: o.isolated });
       } catch (e) {
@@ -69,7 +75,7 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
       }
     }
     // Read back only when the port flags changed; the accept_ra write changes nothing a Link shows.
-    return { host: o.hairpin || o.isolated ? getLink(host, hostLink.index) : hostLink, container: getLink(o.peer, o.name) };
+    return { host: portFlags ? getLink(host, hostLink.index) : hostLink, container: getLink(o.peer, o.name) };
   } catch (e) {
     // No half-configured pair left behind: deleting the host end removes both.
     try {
