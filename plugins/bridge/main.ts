@@ -1,12 +1,12 @@
 // The bridge plugin's verbs (the reference's plugins/main/bridge). ADD reads top to bottom:
 // bridge → veth → VLANs → spoof check → IPAM → pod addresses → gateway → masquerade → result.
 import { closeSync } from 'node:fs';
-import { CniError, ErrPluginNotAvailable } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
 import { parsePrevResult, requirePrevResult } from '../../shared/plugin/prev-result';
 import { Rollback } from '../../shared/plugin/rollback';
+import { requireNetlink } from '../../shared/plugin/status';
 import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/netfilter/masquerade';
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/linux/netlink/link';
@@ -283,11 +283,7 @@ function bridgeIndex(nl: NetlinkSocket, name: string): number {
 /** STATUS: 50 when rtnetlink cannot be used here; otherwise whatever the IPAM plugin says. */
 async function cmdStatus(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
-  try {
-    withNetlink((nl) => getLink(nl, 'lo'));
-  } catch (e) {
-    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${errText(e)}`);
-  }
+  requireNetlink();
   if (conf.ipamType) await delegateStatus(conf.ipamType, a);
 }
 
