@@ -3,6 +3,7 @@
 import * as z from 'zod/mini';
 import { loadArgs } from '../../shared/cni/args';
 import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { confDNS, dnsSchema } from '../../shared/cni/netconf';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
 import type { CmdArgs } from '../../shared/cni/skel';
 import { ifNameProblem } from '../../shared/cni/ifname';
@@ -14,7 +15,6 @@ function bridgeConfSchema(raw: unknown) {
   const bool = () => opt(z.boolean());
   const int = () => opt(z.int());
   const str = () => opt(z.string());
-  const strList = () => opt(z.array(z.string()));
 
   return sparseObject(
     raw,
@@ -38,7 +38,7 @@ function bridgeConfSchema(raw: unknown) {
       disableContainerInterface: bool,
       portIsolation: bool,
       ipam: (v) => opt(sparseObject(v, { type: str }, { loose: true })),
-      dns: (v) => opt(sparseObject(v, { nameservers: strList, domain: str, search: strList, options: strList }, { loose: true })),
+      dns: dnsSchema,
       args: (v) => opt(sparseObject(v, { cni: (c) => opt(sparseObject(c, { mac: str }, { loose: true })) }, { loose: true })),
       runtimeConfig: (v) => opt(sparseObject(v, { mac: str }, { loose: true })),
       prevResult: () => opt(z.unknown()),
@@ -132,17 +132,7 @@ export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>)
   if (c.args?.cni?.mac) mac = checkMac('args.cni.mac', c.args.cni.mac);
   if (c.runtimeConfig?.mac) mac = checkMac('runtimeConfig.mac', c.runtimeConfig.mac);
 
-  const d = c.dns ?? undefined;
-  // The reference's dnsConfSet: any field present (even an empty list) means "use the config's DNS".
-  const dnsSet = !!d && (d.nameservers != null || d.search != null || d.options != null || !!d.domain);
-  const dns: DNS | undefined = dnsSet
-    ? {
-        ...(d!.nameservers ? { nameservers: d!.nameservers } : {}),
-        ...(d!.domain ? { domain: d!.domain } : {}),
-        ...(d!.search ? { search: d!.search } : {}),
-        ...(d!.options ? { options: d!.options } : {}),
-      }
-    : undefined;
+  const dns = confDNS(c.dns);
 
   const conf: BridgeConf = {
     name: c.name,
