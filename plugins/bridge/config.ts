@@ -9,6 +9,7 @@ import type { CmdArgs } from '../../shared/cni/skel';
 import { ifNameProblem } from '../../shared/cni/ifname';
 import type { DNS } from '../../shared/cni/types';
 import { normalizeMAC } from '../../shared/mac';
+import { checkMasqBackend, type MasqBackend } from '../../shared/netfilter/masquerade';
 
 /** The schema for this config: only the keys it has are built (sparseObject). */
 function bridgeConfSchema(raw: unknown) {
@@ -47,8 +48,6 @@ function bridgeConfSchema(raw: unknown) {
   );
 }
 
-export type IPMasqBackend = 'iptables' | 'nftables';
-
 /** The parsed config with defaults applied and derived values (MAC, trunk VLAN list, L2/L3). */
 export interface BridgeConf {
   name: string;
@@ -58,7 +57,7 @@ export interface BridgeConf {
   isDefaultGateway: boolean;
   forceAddress: boolean;
   ipMasq: boolean;
-  ipMasqBackend: IPMasqBackend | undefined; // undefined: autodetect
+  ipMasqBackend: MasqBackend | undefined; // undefined: autodetect
   mtu: number;
   hairpinMode: boolean;
   promiscMode: boolean;
@@ -122,9 +121,7 @@ export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>)
   const vlans = collectVlanTrunk(c.vlanTrunk);
   const mtu = c.mtu ?? 0;
   if (mtu < 0 || mtu > 65535) throw configError('mtu', mtu, 'must be between 0 (kernel default) and 65535');
-  const backend = c.ipMasqBackend ?? undefined;
-  if (backend !== undefined && backend !== 'iptables' && backend !== 'nftables')
-    throw invalid(`unknown ipmasq backend ${JSON.stringify(backend)}`);
+  const backend = checkMasqBackend(c.ipMasqBackend);
 
   let mac: string | undefined;
   const envMac = loadArgs(a.args, ['MAC']).MAC;

@@ -14,9 +14,9 @@ import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/linux
 import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/linux/netns';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
-import { sysctlSet } from '../../shared/linux/sysctl';
+import { enableForwarding, sysctlSet } from '../../shared/linux/sysctl';
 import { formatResult, type Result } from '../../shared/cni/types';
-import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './bridge-link';
+import { bridgeByName, ensureAddr, ensureBridge } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
 import { calcGateways, type GatewayInfo } from './gateway';
