@@ -4,10 +4,12 @@ import { hostLocal } from '../ipam/host-local/main';
 import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
 import { loopback } from './main/loopback/main';
+import { ptp } from './main/ptp/main';
 
 export const plugins: Readonly<Record<string, Plugin>> = {
   'host-local': hostLocal,
   static: staticIPAM,
   bridge,
   loopback,
+  ptp,
 };
