@@ -191,6 +191,25 @@ describe('ptp L3 (IPv4 + IPv6)', () => {
     expect(await links(p1)).toEqual(['lo']);
   });
 
+  test('a /32 and a /128 address with default routes via a gateway outside them are routed; the reference fails on them', async () => {
+    lab = await Lab.create(2);
+    const [p1, p2] = lab.pods as [string, string];
+    const conf = (a4: string, a6: string) => ({
+      cniVersion: '1.0.0',
+      name: 'ptpnet',
+      type: 'ptp',
+      ipam: { type: 'static', addresses: [{ address: a4, gateway: '198.18.6.1' }, { address: a6, gateway: 'fd00:6::1' }], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
+    });
+    const theirs = await call('ADD', conf('198.18.6.9/32', 'fd00:6::9/128'), { pod: p2, ifname: 'eth9', cniPath: '/usr/lib/cni', binary: '/usr/lib/cni/ptp' });
+    expect(theirs.json.msg).toBe("failed to add route '{0.0.0.0 00000000} via 198.18.6.1 dev eth9': network is unreachable");
+    expect((await call('ADD', conf('198.18.6.2/32', 'fd00:6::2/128'), { pod: p1 })).exitCode).toBe(0);
+    expect((await call('ADD', conf('198.18.6.3/32', 'fd00:6::3/128'), { pod: p2 })).exitCode).toBe(0);
+    expect(await ping(p1, '198.18.6.3')).toBe(true);
+    expect(await ping(p2, 'fd00:6::2')).toBe(true);
+    expect((await call('DEL', conf('198.18.6.2/32', 'fd00:6::2/128'), { pod: p1 })).exitCode).toBe(0);
+    expect(await links(p1)).toEqual(['lo']);
+  });
+
   test.each(['0.1.0', '0.2.0', '0.3.1', '0.4.0', '1.1.0'])('result printed in cniVersion %s', async (v) => {
     lab = await Lab.create(1);
     const conf = { ...ptpConf(), cniVersion: v };

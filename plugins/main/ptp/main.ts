@@ -54,10 +54,9 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       routes: ipam.routes,
       dns: ipam.dns,
     };
-    withNetns(a.netns, () => {
-      configureIface(pod.nl, a.ifName, result);
-      setupPodRoutes(pod.nl, veth.container, addrs);
-    });
+    // The subnet route is swapped for the on-link gateway route before IPAM's routes go in: a
+    // gateway outside a /32 (/128) address is then reachable (the reference fails there).
+    withNetns(a.netns, () => configureIface(pod.nl, a.ifName, result, { beforeRoutes: (link) => setupPodRoutes(pod.nl, link, addrs) }));
     setupHostVeth(host, veth.host, addrs);
 
     if (conf.ipMasq) {
