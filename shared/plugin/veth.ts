@@ -3,7 +3,7 @@
 // kernel step; node-stack.md §2). Used by bridge and ptp.
 import { randomBytes } from 'node:crypto';
 import { isExists, isNotFound } from '../linux/netlink/errors';
-import { addVeth, deleteLink, getLink, setBridgePort, type Link } from '../linux/netlink/link';
+import { addVeth, deleteLink, getLink, setBridgePort, setLinkUp, type Link } from '../linux/netlink/link';
 import type { NetlinkSocket } from '../linux/netlink/socket';
 import { sysctlSet } from '../linux/sysctl';
 
@@ -31,11 +31,18 @@ export interface VethOptions {
   /** bridge-port flags, only with `master` */
   hairpin?: boolean;
   isolated?: boolean;
+  /**
+   * Host end without IPv6 DAD (accept_dad=0 before it goes up). A host end that routes (ptp) must
+   * send neighbour solicitations for forwarded packets at once, and the kernel sends none while
+   * the link's link-local address is tentative (ndisc_send_ns), so a new pod would lose its first
+   * IPv6 packets for 1-2 s. Costs one more netlink round trip.
+   */
+  hostNoDad?: boolean;
 }
 
 /**
- * Creates the pair with the host end already up and enslaved to `master` if given (one
- * RTM_NEWLINK), sets the port flags, and returns both ends as the kernel reports them. Throws
+ * Creates the pair with the host end already up (unless `hostNoDad`) and enslaved to `master` if
+ * given (one RTM_NEWLINK), sets the port flags, and returns both ends as the kernel reports them. Throws
  * `container veth name ("x") peer provided ("vethy") already exists` when `name` is taken in the
  * pod (the reference's text); on any later failure the pair is deleted again.
  */
@@ -47,7 +54,7 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
       addVeth(host, {
         name: hostName,
         mtu: o.mtu || undefined,
-        up: true,
+        up: !o.hostNoDad,
         master: o.master?.index,
         peer: { name: o.name, mtu: o.mtu || undefined, mac: o.mac, netnsFd: o.peerNetnsFd },
       });
@@ -60,11 +67,20 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
     }
   }
   try {
-    const hostLink = getLink(host, hostName);
+    let hostLink = getLink(host, hostName);
     try {
       sysctlSet(`net/ipv6/conf/${hostName}/accept_ra`, '0');
     } catch {
       /* best effort, as in the reference */
+    }
+    if (o.hostNoDad) {
+      try {
+        sysctlSet(`net/ipv6/conf/${hostName}/accept_dad`, '0');
+      } catch {
+        /* IPv6 off on the host: nothing to wait for */
+      }
+      setLinkUp(host, hostLink);
+      hostLink = getLink(host, hostLink.index);
     }
     const portFlags = !!o.master && (!!o.hairpin || !!o.isolated);
     if (portFlags) {

@@ -86,6 +86,8 @@ describe('ptp L3 (IPv4 + IPv6)', () => {
     expect((await sh(lab.host, ['sysctl', '-n', 'net.ipv4.ip_forward'])).trim()).toBe('1');
     expect((await sh(lab.host, ['sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).trim()).toBe('1');
     expect((await sh(lab.host, ['sysctl', '-n', `net.ipv6.conf.${hostVeth}.accept_ra`])).trim()).toBe('0');
+    // No DAD on the host end: the host can solicit pod neighbours at once (first IPv6 packet not lost).
+    expect((await sh(lab.host, ['sysctl', '-n', `net.ipv6.conf.${hostVeth}.accept_dad`])).trim()).toBe('0');
 
     // Traffic: pod to pod over both families (through the host), host to pod, pod to its gateway.
     expect(await ping(p1, '198.18.0.3')).toBe(true);

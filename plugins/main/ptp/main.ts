@@ -41,7 +41,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     const addrs = ptpAddresses(ipam.ips);
     for (const f of new Set(addrs.map((x) => x.address.ip.family))) enableForwarding(f);
 
-    const veth = setupVeth(host, { name: a.ifName, mtu: conf.mtu, peerNetnsFd: pod.fd, peer: pod.nl });
+    const veth = setupVeth(host, { name: a.ifName, mtu: conf.mtu, peerNetnsFd: pod.fd, peer: pod.nl, hostNoDad: true });
     rollback.push(() => deleteLink(host, veth.host.index)); // takes the container end with it
 
     const result: Result = {
