@@ -1,11 +1,17 @@
 // Every plugin the multi-call executable answers to; the build links exactly these names.
 import type { Plugin } from '../shared/cni/skel';
 import { hostLocal } from '../ipam/host-local/main';
+import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
 import { tuning } from './meta/tuning/main';
+import { loopback } from './main/loopback/main';
+import { ptp } from './main/ptp/main';
 
 export const plugins: Readonly<Record<string, Plugin>> = {
   'host-local': hostLocal,
+  static: staticIPAM,
   bridge,
   tuning,
+  loopback,
+  ptp,
 };

@@ -4,8 +4,9 @@ import * as z from 'zod/mini';
 import { configError, fieldName, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../shared/cni/config';
 import { loadArgs } from '../../shared/cni/args';
 import { CniError, ErrInvalidEnvironmentVariables, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
+import { confRoute, routeSchema } from '../../shared/cni/netconf';
 import { atLeast } from '../../shared/cni/version';
-import { formatIP, parseCIDR, parseIP, type IP, type IPNet } from '../../shared/ip';
+import { parseCIDR, parseIP, type IP } from '../../shared/ip';
 import type { Route } from '../../shared/cni/types';
 import { RangeRuleError, rangeString, type RawRange } from './range';
 import { canonicalizeRangeSet, findSetOverlap, setFamily, type RangeSet } from './range-set';
@@ -29,11 +30,6 @@ function rangeSchema() {
   return z.object({ subnet: str(), rangeStart: str(), rangeEnd: str(), gateway: str() });
 }
 const rangeSets = () => opt(z.array(z.array(rangeSchema())));
-
-function routeSchema() {
-  const num = () => opt(z.number());
-  return z.object({ dst: z.string(), gw: str(), mtu: num(), advmss: num(), priority: num(), table: num(), scope: num() });
-}
 
 /** The schema for this config: only the keys it has are built (sparseObject). */
 function netSchema(raw: unknown) {
@@ -105,19 +101,6 @@ function requestedIP(s: string): IP | null {
   const slash = s.indexOf('/');
   if (slash < 0) return parseIP(s);
   return parseCIDR(s)?.ip ?? null;
-}
-
-function route(r: z.infer<ReturnType<typeof routeSchema>>, path: Path): Route {
-  const dst: IPNet | null = parseCIDR(r.dst);
-  if (!dst) throw configError([...path, 'dst'], r.dst, `invalid CIDR address: ${r.dst}`);
-  const out: Route = { dst: `${formatIP(dst.ip)}/${dst.prefix}` };
-  const gw = ipField([...path, 'gw'], r.gw);
-  if (gw) out.gw = formatIP(gw);
-  for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const) {
-    const v = r[k];
-    if (v !== undefined && v !== null) out[k] = v;
-  }
-  return out;
 }
 
 /**
@@ -193,7 +176,7 @@ export function loadIPAMConfig(conf: Record<string, unknown>, cniArgs: string): 
     cniVersion,
     dataDir: stateDirFromConfig('ipam.dataDir', ipam.dataDir, DEFAULT_DATA_DIR),
     ranges,
-    routes: (ipam.routes ?? []).map((r, i) => route(r, ['ipam', 'routes', i])),
+    routes: (ipam.routes ?? []).map((r, i) => confRoute(r, ['ipam', 'routes', i])),
     resolvConf: ipam.resolvConf ?? '',
     requestedIPs: requested,
     reclaimStaleLeases: ipam.reclaimStaleLeases ?? true,

@@ -150,13 +150,3 @@ export function ensureAddr(nl: NetlinkSocket, link: Link, want: IPNet, forceAddr
     if (!isExists(e)) throw new Error(`could not add IP address ${wantStr} to "${link.name}": ${errorMessage(e)}`, { cause: e });
   }
 }
-
-/** ip_forward / ipv6 all.forwarding, written only when not already 1. */
-export function enableForwarding(family: 4 | 6): void {
-  try {
-    if (family === 4) sysctlSet('net/ipv4/ip_forward', '1');
-    else sysctlSet('net/ipv6/conf/all/forwarding', '1');
-  } catch (e) {
-    throw new Error(`failed to enable forwarding: ${errorMessage(e)}`, { cause: e });
-  }
-}

@@ -3,18 +3,19 @@
 import * as z from 'zod/mini';
 import { loadArgs } from '../../shared/cni/args';
 import { configError, opt, parseConfig, sparseObject } from '../../shared/cni/config';
+import { confDNS, dnsSchema } from '../../shared/cni/netconf';
 import { CniError, ErrInvalidNetworkConfig } from '../../shared/cni/errors';
 import type { CmdArgs } from '../../shared/cni/skel';
 import { ifNameProblem } from '../../shared/cni/ifname';
 import type { DNS } from '../../shared/cni/types';
 import { normalizeMAC } from '../../shared/mac';
+import { checkMasqBackend, type MasqBackend } from '../../shared/netfilter/masquerade';
 
 /** The schema for this config: only the keys it has are built (sparseObject). */
 function bridgeConfSchema(raw: unknown) {
   const bool = () => opt(z.boolean());
   const int = () => opt(z.int());
   const str = () => opt(z.string());
-  const strList = () => opt(z.array(z.string()));
 
   return sparseObject(
     raw,
@@ -38,7 +39,7 @@ function bridgeConfSchema(raw: unknown) {
       disableContainerInterface: bool,
       portIsolation: bool,
       ipam: (v) => opt(sparseObject(v, { type: str }, { loose: true })),
-      dns: (v) => opt(sparseObject(v, { nameservers: strList, domain: str, search: strList, options: strList }, { loose: true })),
+      dns: dnsSchema,
       args: (v) => opt(sparseObject(v, { cni: (c) => opt(sparseObject(c, { mac: str }, { loose: true })) }, { loose: true })),
       runtimeConfig: (v) => opt(sparseObject(v, { mac: str }, { loose: true })),
       prevResult: () => opt(z.unknown()),
@@ -46,8 +47,6 @@ function bridgeConfSchema(raw: unknown) {
     { required: ['name'], loose: true },
   );
 }
-
-export type IPMasqBackend = 'iptables' | 'nftables';
 
 /** The parsed config with defaults applied and derived values (MAC, trunk VLAN list, L2/L3). */
 export interface BridgeConf {
@@ -58,7 +57,7 @@ export interface BridgeConf {
   isDefaultGateway: boolean;
   forceAddress: boolean;
   ipMasq: boolean;
-  ipMasqBackend: IPMasqBackend | undefined; // undefined: autodetect
+  ipMasqBackend: MasqBackend | undefined; // undefined: autodetect
   mtu: number;
   hairpinMode: boolean;
   promiscMode: boolean;
@@ -122,9 +121,7 @@ export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>)
   const vlans = collectVlanTrunk(c.vlanTrunk);
   const mtu = c.mtu ?? 0;
   if (mtu < 0 || mtu > 65535) throw configError('mtu', mtu, 'must be between 0 (kernel default) and 65535');
-  const backend = c.ipMasqBackend ?? undefined;
-  if (backend !== undefined && backend !== 'iptables' && backend !== 'nftables')
-    throw invalid(`unknown ipmasq backend ${JSON.stringify(backend)}`);
+  const backend = checkMasqBackend(c.ipMasqBackend);
 
   let mac: string | undefined;
   const envMac = loadArgs(a.args, ['MAC']).MAC;
@@ -132,17 +129,7 @@ export function loadBridgeConf(a: Pick<CmdArgs, 'conf' | 'args' | 'cniVersion'>)
   if (c.args?.cni?.mac) mac = checkMac('args.cni.mac', c.args.cni.mac);
   if (c.runtimeConfig?.mac) mac = checkMac('runtimeConfig.mac', c.runtimeConfig.mac);
 
-  const d = c.dns ?? undefined;
-  // The reference's dnsConfSet: any field present (even an empty list) means "use the config's DNS".
-  const dnsSet = !!d && (d.nameservers != null || d.search != null || d.options != null || !!d.domain);
-  const dns: DNS | undefined = dnsSet
-    ? {
-        ...(d!.nameservers ? { nameservers: d!.nameservers } : {}),
-        ...(d!.domain ? { domain: d!.domain } : {}),
-        ...(d!.search ? { search: d!.search } : {}),
-        ...(d!.options ? { options: d!.options } : {}),
-      }
-    : undefined;
+  const dns = confDNS(c.dns);
 
   const conf: BridgeConf = {
     name: c.name,

@@ -1,44 +1,31 @@
 // The bridge plugin's verbs (the reference's plugins/main/bridge). ADD reads top to bottom:
 // bridge → veth → VLANs → spoof check → IPAM → pod addresses → gateway → masquerade → result.
-import { closeSync } from 'node:fs';
-import { CniError, errorMessage, ErrPluginNotAvailable } from '../../shared/cni/errors';
+import { errorMessage } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
-import { parsePrevResult, requirePrevResult } from '../../shared/plugin/prev-result';
+import { openPodNetns, type PodNetns } from '../../shared/plugin/pod-netns';
+import { prevResultAddresses, requirePrevResult } from '../../shared/plugin/prev-result';
 import { Rollback } from '../../shared/plugin/rollback';
+import { requireNetlink } from '../../shared/plugin/status';
 import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../shared/netfilter/masquerade';
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/linux/netlink/link';
 import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/linux/netlink/socket';
-import { NetnsNotFoundError, openNetnsFd, withNetns } from '../../shared/linux/netns';
+import { NetnsNotFoundError, withNetns } from '../../shared/linux/netns';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
-import { sysctlSet } from '../../shared/linux/sysctl';
+import { enableForwarding, sysctlSet } from '../../shared/linux/sysctl';
 import { formatResult, type Result } from '../../shared/cni/types';
-import { bridgeByName, enableForwarding, ensureAddr, ensureBridge } from './bridge-link';
+import { bridgeByName, ensureAddr, ensureBridge } from './bridge-link';
 import { checkBridge } from './check';
 import { checkAddRules, loadBridgeConf, type BridgeConf } from './config';
 import { calcGateways, type GatewayInfo } from './gateway';
-import { setupVeth } from './veth';
+import { setupVeth } from '../../shared/plugin/veth';
 import { ensureVlanInterface, setupPortVlans } from './vlan';
 
 const PORT_UP_TIMEOUT_MS = 2550; // the reference's total of 0+50+500+1000+1000 ms of sleeps
 
-
-function openPodNetns(path: string): { fd: number; nl: NetlinkSocket } {
-  try {
-    const fd = openNetnsFd(path);
-    try {
-      return { fd, nl: openNetlink(path) };
-    } catch (e) {
-      closeSync(fd);
-      throw e;
-    }
-  } catch (e) {
-    throw new Error(`failed to open netns "${path}": ${errorMessage(e)}`, { cause: e });
-  }
-}
 
 async function cmdAdd(a: CmdArgs): Promise<Result> {
   const conf = loadBridgeConf(a);
@@ -46,7 +33,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   const attachment: Attachment = { containerID: a.containerID, ifname: a.ifName };
   const host = openNetlink();
   const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
-  let pod: { fd: number; nl: NetlinkSocket } | undefined;
+  let pod: PodNetns | undefined;
   try {
     const br = ensureBridge(host, conf);
     pod = openPodNetns(a.netns);
@@ -121,10 +108,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     throw e;
   } finally {
     host.close();
-    if (pod) {
-      pod.nl.close();
-      closeSync(pod.fd);
-    }
+    pod?.close();
   }
 }
 
@@ -186,15 +170,6 @@ function waitPortUp(nl: NetlinkSocket, port: Link): Link {
   }
 }
 
-/** Addresses from prevResult, if any and parsable: they narrow the masquerade sweep to the pod's families. */
-function prevAddresses(conf: BridgeConf, version: string): string[] | undefined {
-  try {
-    return parsePrevResult(conf.prevResult, version)?.ips?.map((ip) => ip.address);
-  } catch {
-    return undefined; // DEL must not fail on a prevResult it only uses as a hint
-  }
-}
-
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
   if (a.netns) {
@@ -221,7 +196,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     }
   }
   // By container ID and rule comments, so it works without netns or addresses (plugins#810).
-  if (conf.ipamType && conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevAddresses(conf, a.cniVersion));
+  if (conf.ipamType && conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevResultAddresses(conf.prevResult, a.cniVersion));
 }
 
 async function cmdCheck(a: CmdArgs): Promise<void> {
@@ -235,8 +210,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
     checkBridge({ host, pod: pod.nl, podPath: a.netns, ifName: a.ifName, conf, prev });
   } finally {
     host.close();
-    pod.nl.close();
-    closeSync(pod.fd);
+    pod.close();
   }
 }
 
@@ -282,11 +256,7 @@ function bridgeIndex(nl: NetlinkSocket, name: string): number {
 /** STATUS: 50 when rtnetlink cannot be used here; otherwise whatever the IPAM plugin says. */
 async function cmdStatus(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
-  try {
-    withNetlink((nl) => getLink(nl, 'lo'));
-  } catch (e) {
-    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${errorMessage(e)}`, '', { cause: e });
-  }
+  requireNetlink();
   if (conf.ipamType) await delegateStatus(conf.ipamType, a);
 }
 

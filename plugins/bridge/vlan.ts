@@ -1,10 +1,11 @@
 // VLANs on a bridge port (access VLAN, trunk VIDs, native VLAN 1) and the `<bridge>.<vlan>` gateway veth.
+import { errorMessage } from '../../shared/cni/errors';
 import { addBridgeVlan, deleteBridgeVlan, getBridgeVlans } from '../../shared/linux/netlink/bridge-vlan';
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { getLink, setLinkUp, type Link } from '../../shared/linux/netlink/link';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
 import type { BridgeConf } from './config';
-import { setupVeth } from './veth';
+import { setupVeth } from '../../shared/plugin/veth';
 
 /** Consecutive VIDs as [first, last] ranges: one netlink attribute pair per range instead of per VID. */
 export function vidRanges(vids: number[]): Array<[number, number]> {
@@ -26,21 +27,21 @@ export function setupPortVlans(nl: NetlinkSocket, port: Link, c: VlanConf): void
     try {
       for (const v of getBridgeVlans(nl, port)) deleteBridgeVlan(nl, port, { vid: v.vid, vidEnd: v.vidEnd });
     } catch (e) {
-      throw new Error(`failed to remove default vlan ${what}: ${(e as Error).message}`);
+      throw new Error(`failed to remove default vlan ${what}: ${errorMessage(e)}`, { cause: e });
     }
   }
   if (c.vlan !== 0) {
     try {
       addBridgeVlan(nl, port, { vid: c.vlan, pvid: true, untagged: true });
     } catch (e) {
-      throw new Error(`failed to setup vlan tag ${what}: ${(e as Error).message}`);
+      throw new Error(`failed to setup vlan tag ${what}: ${errorMessage(e)}`, { cause: e });
     }
   }
   for (const [vid, vidEnd] of vidRanges(c.vlans)) {
     try {
       addBridgeVlan(nl, port, { vid, vidEnd });
     } catch (e) {
-      throw new Error(`failed to setup vlan tag ${what}: ${(e as Error).message}`);
+      throw new Error(`failed to setup vlan tag ${what}: ${errorMessage(e)}`, { cause: e });
     }
   }
   // Backwards compatibility (reference): a trunk without an access VLAN gets native VLAN 1.
@@ -48,7 +49,7 @@ export function setupPortVlans(nl: NetlinkSocket, port: Link, c: VlanConf): void
     try {
       addBridgeVlan(nl, port, { vid: 1, pvid: true, untagged: true });
     } catch (e) {
-      throw new Error(`failed to setup default native vlan tag ${what}: ${(e as Error).message}`);
+      throw new Error(`failed to setup default native vlan tag ${what}: ${errorMessage(e)}`, { cause: e });
     }
   }
 }
@@ -62,19 +63,19 @@ export function ensureVlanInterface(nl: NetlinkSocket, br: Link, c: VlanConf): L
   try {
     return getLink(nl, name);
   } catch (e) {
-    if (!isNotFound(e)) throw new Error(`failed to find interface "${name}": ${(e as Error).message}`);
+    if (!isNotFound(e)) throw new Error(`failed to find interface "${name}": ${errorMessage(e)}`, { cause: e });
   }
   let pair;
   try {
     pair = setupVeth(nl, { name, mtu: br.mtu, peer: nl, master: br, hairpin: false, isolated: false });
     setupPortVlans(nl, pair.host, { vlan: c.vlan, vlans: [], preserveDefaultVlan: c.preserveDefaultVlan });
   } catch (e) {
-    throw new Error(`faild to create vlan gateway "${name}": ${(e as Error).message}`);
+    throw new Error(`faild to create vlan gateway "${name}": ${errorMessage(e)}`, { cause: e });
   }
   try {
     setLinkUp(nl, pair.container);
   } catch (e) {
-    throw new Error(`failed to up "${name}": ${(e as Error).message}`);
+    throw new Error(`failed to up "${name}": ${errorMessage(e)}`, { cause: e });
   }
   return getLink(nl, pair.container.index);
 }

@@ -1,4 +1,4 @@
-// /proc/sys access for the sysctls plugins set (the bridge's accept_dad, arp_notify, forwarding;
+// /proc/sys access for the sysctls plugins set (accept_ra, accept_dad, arp_notify, forwarding;
 // tuning's configured net.* keys). /proc/sys/net resolves to the netns of the thread that opens the file, so these
 // work inside withNetns.
 import * as fs from 'node:fs';
@@ -59,4 +59,18 @@ export function sysctlSet(key: string, value: string | number): boolean {
     throw new SysctlError(key, 'writing', errnoOf(e, EIO), { cause: e });
   }
   return true;
+}
+
+/**
+ * IP forwarding for a family (net.ipv4.ip_forward / net.ipv6.conf.all.forwarding = 1; the
+ * reference's ip.EnableForward), written only when not already 1. Throws
+ * `failed to enable forwarding: <SysctlError>`.
+ */
+export function enableForwarding(family: 4 | 6): void {
+  try {
+    if (family === 4) sysctlSet('net/ipv4/ip_forward', '1');
+    else sysctlSet('net/ipv6/conf/all/forwarding', '1');
+  } catch (e) {
+    throw new Error(`failed to enable forwarding: ${(e as Error).message}`, { cause: e });
+  }
 }

@@ -1,7 +1,7 @@
 // Masquerade for a pod's addresses (the reference's SetupIPMasqForNetworks and friends): pick a
 // backend, install; teardown and GC always sweep both backends, since the pod may have been set up
 // by another version or configuration.
-import { errorMessage } from '../cni/errors';
+import { CniError, errorMessage, ErrInvalidNetworkConfig } from '../cni/errors';
 import type { Family } from '../ip';
 import { familyOf } from '../ip';
 import { findTool, NetfilterError } from './tool';
@@ -9,6 +9,15 @@ import { gcIPMasqIPTables, setupIPMasqIPTables, teardownIPMasqIPTables } from '.
 import { gcIPMasqNFTables, setupIPMasqNFTables, teardownIPMasqNFTables } from './masquerade-nftables';
 
 export type MasqBackend = 'iptables' | 'nftables';
+
+/**
+ * A config's `ipMasqBackend`: undefined/null = autodetect (defaultBackend), `iptables` or `nftables`.
+ * Anything else throws CniError code 7 with the reference's message (`unknown ipmasq backend "x"`).
+ */
+export function checkMasqBackend(v: string | null | undefined): MasqBackend | undefined {
+  if (v === undefined || v === null || v === 'iptables' || v === 'nftables') return v ?? undefined;
+  throw new CniError(ErrInvalidNetworkConfig, `unknown ipmasq backend ${JSON.stringify(v)}`);
+}
 
 /** The reference prefers iptables unless only nftables is available. */
 export function defaultBackend(): MasqBackend {

@@ -6,7 +6,7 @@ import { formatCIDR, formatIP, ipEqual, ipNetEqual, networkOf, parseCIDR, parseI
 import { addAddr, listAddrs } from '../linux/netlink/addr';
 import { AF_INET6, RTNLGRP_IPV6_IFADDR, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from '../linux/netlink/constants';
 import { afOf } from '../linux/netlink/ipaddr';
-import { getLink, setLinkUp } from '../linux/netlink/link';
+import { getLink, setLinkUp, type Link } from '../linux/netlink/link';
 import { addRoute, listRoutes } from '../linux/netlink/route';
 import type { NetlinkSocket } from '../linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../linux/sysctl';
@@ -78,11 +78,19 @@ function settleAddresses(nl: NetlinkSocket, index: number, ifName: string): void
 
 const showIP = (ip: IPConfig): string => JSON.stringify(ip);
 
+export interface ConfigureOptions {
+  /**
+   * Runs after the addresses are up and settled, before the result's routes are added (ptp puts
+   * its on-link route to the gateway here, so routes via a gateway outside the address's prefix work).
+   */
+  beforeRoutes?: (link: Link) => void;
+}
+
 /** Adds the result's addresses for `ifName`, sets it up, waits for DAD, adds the routes. */
-export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): void {
+export function configureIface(nl: NetlinkSocket, ifName: string, res: Result, o: ConfigureOptions = {}): void {
   const ifaces = res.interfaces ?? [];
   if (!ifaces.length) throw new Error('no interfaces to configure');
-  let link;
+  let link: Link;
   try {
     link = getLink(nl, ifName);
   } catch (e) {
@@ -117,6 +125,7 @@ export function configureIface(nl: NetlinkSocket, ifName: string, res: Result): 
     throw new Error(`failed to set "${ifName}" UP: ${errorMessage(e)}`, { cause: e });
   }
   if (v6gw) settleAddresses(nl, link.index, ifName);
+  o.beforeRoutes?.(link);
   for (const r of res.routes ?? []) {
     const dst = cidr(r.dst);
     const gw = r.gw ? ip(r.gw) : dst.ip.family === 4 ? v4gw : v6gw;

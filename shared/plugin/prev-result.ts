@@ -19,3 +19,16 @@ export function requirePrevResult(raw: unknown, cniVersion: string): Result {
   if (!prev) throw new Error('Required prevResult missing');
   return prev;
 }
+
+/**
+ * The CIDR addresses of a prevResult, as a hint (DEL narrows its masquerade sweep to the pod's
+ * families with it): undefined when absent or unparsable; never throws, since DEL must not fail
+ * on a prevResult it only uses as a hint.
+ */
+export function prevResultAddresses(raw: unknown, cniVersion: string): string[] | undefined {
+  try {
+    return parsePrevResult(raw, cniVersion)?.ips?.map((ip) => ip.address);
+  } catch {
+    return undefined;
+  }
+}

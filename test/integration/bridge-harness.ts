@@ -1,4 +1,5 @@
-// A scratch "host" netns with pod netns, running the bridge plugin (ours or the reference) inside it.
+// A scratch "host" netns with pod netns, running the bridge plugin (or another: CallOpts.plugin; ours
+// or the reference) inside it.
 // Everything lives in namespaces named br-*; dispose() removes them and the IPAM data dir.
 import { execa } from 'execa';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +15,7 @@ export interface CallOpts {
   args?: string;
   cniPath?: string;
   binary?: string;
+  plugin?: string; // default bridge
 }
 
 export class Lab {
@@ -63,7 +65,7 @@ export class Lab {
 
   async call(command: string, config: unknown, o: CallOpts = {}): Promise<RunResult> {
     const pod = o.pod ?? this.pods[0]!;
-    return runCni('bridge', {
+    return runCni(o.plugin ?? 'bridge', {
       command,
       config,
       hostNetns: this.host,
