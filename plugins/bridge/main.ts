@@ -4,7 +4,8 @@ import { errorMessage } from '../../shared/cni/errors';
 import { parseValidAttachments } from '../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../shared/cni/invoke';
 import { configureIface } from '../../shared/plugin/configure-iface';
-import { openPodNetns, type PodNetns } from '../../shared/plugin/pod-netns';
+import { Attempts } from '../../shared/plugin/attempts';
+import { deletePodInterface, openPodNetns, type PodNetns } from '../../shared/plugin/pod-netns';
 import { prevResultAddresses, requirePrevResult } from '../../shared/plugin/prev-result';
 import { Rollback } from '../../shared/plugin/rollback';
 import { requireNetlink } from '../../shared/plugin/status';
@@ -12,7 +13,7 @@ import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../sh
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLinkUp, waitForLink, WaitTimeoutError, type Link } from '../../shared/linux/netlink/link';
 import { openNetlink, withNetlink, type NetlinkSocket } from '../../shared/linux/netlink/socket';
-import { NetnsNotFoundError, withNetns } from '../../shared/linux/netns';
+import { withNetns } from '../../shared/linux/netns';
 import type { CmdArgs, Plugin } from '../../shared/cni/skel';
 import { gcSpoofChecks, setupSpoofCheck, spoofCheckID, teardownSpoofCheck } from '../../shared/netfilter/spoofcheck';
 import { enableForwarding, sysctlSet } from '../../shared/linux/sysctl';
@@ -172,20 +173,7 @@ function waitPortUp(nl: NetlinkSocket, port: Link): Link {
 
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
-  if (a.netns) {
-    try {
-      withNetlink((pod) => {
-        try {
-          deleteLink(pod, a.ifName); // the host end goes with it
-        } catch (e) {
-          if (!isNotFound(e)) throw e;
-        }
-      }, a.netns);
-    } catch (e) {
-      // The netns is already gone (kubernetes#43014): its veth went with it.
-      if (!(e instanceof NetnsNotFoundError)) throw e;
-    }
-  }
+  if (a.netns) deletePodInterface(a.netns, a.ifName);
   // Release after the link is gone, so the address cannot be handed out while still configured (PR #702).
   if (conf.ipamType) await delegateDel(conf.ipamType, a);
   if (conf.macspoofchk) {
@@ -218,17 +206,10 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
   const valid = parseValidAttachments(a.conf); // a malformed list fails here, before anything is swept
-  const errors: string[] = [];
-  const attempt = async (what: string, f: () => unknown): Promise<void> => {
-    try {
-      await f();
-    } catch (e) {
-      errors.push(`${what}: ${errorMessage(e)}`);
-    }
-  };
-  if (conf.ipamType) await attempt('IPAM GC', () => delegateGC(conf.ipamType, a));
-  await attempt('ipMasq GC', () => gcIPMasq(conf.name, valid));
-  await attempt('spoof-check GC', () =>
+  const attempts = new Attempts(errorMessage);
+  if (conf.ipamType) await attempts.run('IPAM GC', () => delegateGC(conf.ipamType, a));
+  await attempts.run('ipMasq GC', () => gcIPMasq(conf.name, valid));
+  await attempts.run('spoof-check GC', () =>
     withNetlink((nl) => {
       const brIndex = bridgeIndex(nl, conf.bridge);
       // The spoof-check table is shared by all networks: only touch ports of our bridge, or gone ones.
@@ -242,7 +223,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
       });
     }),
   );
-  if (errors.length) throw new Error(errors.join('; '));
+  attempts.throwIfAny();
 }
 
 function bridgeIndex(nl: NetlinkSocket, name: string): number {

@@ -1,5 +1,6 @@
 // bridge: config parsing and validation (the reference's loadNetConf / collectVlanTrunk), gateway maths
 // (calcGateways), VLAN ranges.
+import { errorOf } from '../support/errors';
 import { collectVlanTrunk, loadBridgeConf, checkAddRules } from '../../plugins/bridge/config';
 import { calcGateways } from '../../plugins/bridge/gateway';
 import { vidRanges } from '../../plugins/bridge/vlan';
@@ -9,14 +10,6 @@ import { formatCIDR } from '../../shared/ip';
 
 const load = (conf: Record<string, unknown>, args = '') => loadBridgeConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf }, args, cniVersion: '1.0.0' });
 
-function errorOf(f: () => unknown): CniError {
-  try {
-    f();
-  } catch (e) {
-    return e as CniError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('loadBridgeConf', () => {
   test('defaults: bridge cni0, everything off, L2 when ipam has no type', () => {

@@ -3,6 +3,7 @@
 import { CniError } from '../../shared/cni/errors';
 import { NetnsRestoreError } from '../../shared/linux/netns';
 import { parsePrevResult, requirePrevResult } from '../../shared/plugin/prev-result';
+import { Attempts } from '../../shared/plugin/attempts';
 import { Rollback } from '../../shared/plugin/rollback';
 
 describe('Rollback', () => {
@@ -73,5 +74,36 @@ describe('prevResult loading', () => {
     expect(err).toBeInstanceOf(CniError);
     expect((err as CniError).code).toBe(6);
     expect((err as Error).message).toContain('ips[0].address');
+  });
+});
+
+describe('Attempts (best-effort verbs such as GC)', () => {
+  test('runs every step past failures, then reports them all in one error with their causes', async () => {
+    const ran: string[] = [];
+    const attempts = new Attempts((e) => (e as Error).message);
+    await attempts.run('IPAM GC', () => {
+      ran.push('ipam');
+      throw new Error('store locked');
+    });
+    await attempts.run('ipMasq GC', async () => {
+      ran.push('masq');
+      throw new Error('nft gone');
+    });
+    await attempts.run('spoof-check GC', () => ran.push('spoof'));
+    expect(ran).toEqual(['ipam', 'masq', 'spoof']);
+    let thrown: unknown;
+    try {
+      attempts.throwIfAny();
+    } catch (e) {
+      thrown = e;
+    }
+    expect((thrown as Error).message).toBe('IPAM GC: store locked; ipMasq GC: nft gone');
+    expect(((thrown as Error).cause as AggregateError).errors).toHaveLength(2);
+  });
+
+  test('nothing is thrown when every step succeeded', async () => {
+    const attempts = new Attempts(String);
+    await attempts.run('a', () => undefined);
+    expect(() => attempts.throwIfAny()).not.toThrow();
   });
 });

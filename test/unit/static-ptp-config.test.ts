@@ -1,21 +1,13 @@
 // static IPAM and ptp: config parsing and validation (the reference's LoadIPAMConfig / NetConf),
 // and static's ADD/CHECK/DEL run in-process (they touch no kernel state).
+import { errorOf } from '../support/errors';
 import { loadStaticConf } from '../../ipam/static/config';
 import { staticIPAM } from '../../ipam/static/main';
 import { checkAddRules, loadPtpConf } from '../../plugins/main/ptp/config';
 import { ptpAddresses } from '../../plugins/main/ptp/routes';
-import { CniError } from '../../shared/cni/errors';
 import { runPlugin } from '../../shared/cni/skel';
 import { formatCIDR, formatIP } from '../../shared/ip';
 
-function errorOf(f: () => unknown): CniError {
-  try {
-    f();
-  } catch (e) {
-    return e as CniError;
-  }
-  throw new Error('expected an error');
-}
 
 const net = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ name: 'n', cniVersion: '1.0.0', ipam: { type: 'static', ...ipam }, ...extra });
 const addrs = (c: ReturnType<typeof loadStaticConf>) => c.addresses.map((a) => [formatCIDR(a.address), a.gateway ? formatIP(a.gateway) : undefined]);

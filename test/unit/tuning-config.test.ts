@@ -1,5 +1,6 @@
 // tuning: config parsing and validation (the reference's parseConf, getSysctlFilename,
 // validateSysctlConflictingKeys and allowlist), and the saved-link file in the reference's format.
+import { errorOf } from '../support/errors';
 import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,14 +21,6 @@ import { CniError } from '../../shared/cni/errors';
 const load = (conf: Record<string, unknown>, args = '') => loadTuningConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf }, args });
 const plan = (conf: Record<string, unknown>, ifName = 'eth0', args = '') => planTuning(load(conf, args), ifName);
 
-function errorOf(f: () => unknown): CniError {
-  try {
-    f();
-  } catch (e) {
-    return e as CniError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('loadTuningConf', () => {
   test('defaults: the reference data dir, nothing changed', () => {

@@ -6,14 +6,14 @@ import { parseValidAttachments } from '../../../shared/cni/gc';
 import { delegateAdd, delegateCheck, delegateDel, delegateGC, delegateStatus } from '../../../shared/cni/invoke';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import { formatResult, type Result } from '../../../shared/cni/types';
-import { isNotFound } from '../../../shared/linux/netlink/errors';
 import { deleteLink } from '../../../shared/linux/netlink/link';
-import { openNetlink, withNetlink } from '../../../shared/linux/netlink/socket';
-import { NetnsNotFoundError, withNetns } from '../../../shared/linux/netns';
+import { openNetlink } from '../../../shared/linux/netlink/socket';
+import { withNetns } from '../../../shared/linux/netns';
 import { enableForwarding } from '../../../shared/linux/sysctl';
 import { gcIPMasq, setupIPMasq, teardownIPMasq, type Attachment } from '../../../shared/netfilter/masquerade';
 import { configureIface } from '../../../shared/plugin/configure-iface';
-import { openPodNetns, type PodNetns } from '../../../shared/plugin/pod-netns';
+import { Attempts } from '../../../shared/plugin/attempts';
+import { deletePodInterface, openPodNetns, type PodNetns } from '../../../shared/plugin/pod-netns';
 import { prevResultAddresses, requirePrevResult } from '../../../shared/plugin/prev-result';
 import { Rollback } from '../../../shared/plugin/rollback';
 import { requireNetlink } from '../../../shared/plugin/status';
@@ -78,20 +78,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
 
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadPtpConf(a);
-  if (a.netns) {
-    try {
-      withNetlink((pod) => {
-        try {
-          deleteLink(pod, a.ifName); // the host end, its gateway address and host routes go with it
-        } catch (e) {
-          if (!isNotFound(e)) throw e;
-        }
-      }, a.netns);
-    } catch (e) {
-      // The netns is already gone (kubernetes#43014): its veth went with it.
-      if (!(e instanceof NetnsNotFoundError)) throw e;
-    }
-  }
+  if (a.netns) deletePodInterface(a.netns, a.ifName); // the host end, its gateway address and host routes go with it
   // Release after the link is gone, so the address cannot be handed out while still configured (PR #702).
   if (conf.ipamType) await delegateDel(conf.ipamType, a);
   // By container ID and rule comments, so it works without netns or addresses (the reference skips
@@ -117,14 +104,10 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadPtpConf(a);
   const valid = parseValidAttachments(a.conf); // a malformed list fails here, before anything is swept
-  const errors: string[] = [];
-  if (conf.ipamType) await delegateGC(conf.ipamType, a).catch((e: unknown) => errors.push(`IPAM GC: ${errorMessage(e)}`));
-  try {
-    gcIPMasq(conf.name, valid);
-  } catch (e) {
-    errors.push(`ipMasq GC: ${errorMessage(e)}`);
-  }
-  if (errors.length) throw new Error(errors.join('; '));
+  const attempts = new Attempts(errorMessage);
+  if (conf.ipamType) await attempts.run('IPAM GC', () => delegateGC(conf.ipamType, a));
+  await attempts.run('ipMasq GC', () => gcIPMasq(conf.name, valid));
+  attempts.throwIfAny();
 }
 
 /** STATUS: 50 when rtnetlink cannot be used here; otherwise whatever the IPAM plugin says. */
