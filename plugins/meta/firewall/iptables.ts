@@ -20,6 +20,9 @@ const FILTER_RULE = `${comment('CNI firewall plugin rules')} -j ${PRIV_CHAIN}`;
 const adminRule = (admin: string): string => `${comment('CNI firewall plugin admin overrides')} -j ${admin}`;
 const policyComment = (p: IngressPolicy): string => comment(`CNI firewall plugin rules (ingressPolicy: ${p})`);
 const SHARED_COMMENT = comment('CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)');
+// Releases before `isolated` (1.1.x, Debian's) comment the shared isolation rules with this; such a
+// rule already in the table is taken as ours, so a node moving between them gets no second copy.
+const OLD_SHARED_COMMENT = comment('CNI firewall plugin rules (ingressPolicy: same-bridge)');
 
 /** The reference's getPrivChainRules: replies in, everything out, for one pod address (/32, /128). */
 export function podRules(ip: IP): string[] {
@@ -79,7 +82,7 @@ class Script {
   /** utils.InsertUnique: the rule at the top (`prepend`) or the end of `chain`, unless it is there. */
   ensureRule(chain: string, rule: string, prepend: boolean): void {
     const line = `-A ${chain} ${rule}`;
-    if (this.rules.has(line)) return;
+    if (this.rules.has(line) || this.rules.has(line.replace(SHARED_COMMENT, OLD_SHARED_COMMENT))) return;
     this.rules.add(line);
     this.lines.push(prepend ? `-I ${chain} 1 ${rule}` : line);
   }
