@@ -179,6 +179,20 @@ describe('firewall iptables backend (default)', () => {
     expect(await canReach(pod, out.v4)).toBe(false);
   });
 
+  test('concurrent ADDs on a fresh host: every pod gets its rules, the chains and jumps exist once (a lost chain race is retried)', async () => {
+    f = await FirewallLab.create(6);
+    const pods = f.pods;
+    const rs = await Promise.all(pods.map((p) => f!.call('ADD', f!.conf({ ingressPolicy: 'same-bridge' }, p), { forPod: p })));
+    for (const r of rs) expect(`${r.exitCode} ${r.stderr}`).toBe('0 ');
+    for (const [fam, len] of [[4, 32], [6, 128]] as const) {
+      const t = await filterTable(f.host, fam);
+      for (const p of pods) for (const l of podLines(podIP(p, fam), len)) expect(t.filter((x) => x === l)).toHaveLength(1);
+      expect(t.filter((x) => x.startsWith('-A FORWARD '))).toHaveLength(2); // to stage 1 and to CNI-FORWARD
+      expect(t.filter((x) => x.startsWith('-A CNI-FORWARD -m comment'))).toHaveLength(1);
+      expect(t.filter((x) => x.startsWith('-A CNI-ISOLATION-STAGE-2 '))).toHaveLength(2);
+    }
+  });
+
   test('each verb execs at most one iptables-restore and one iptables-save per family (the reference: one exec per rule)', async () => {
     f = await FirewallLab.create();
     const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };

@@ -145,7 +145,8 @@ export function readFilterTable(f: Family): FilterTable {
   return parseFilterTable(mustRunTool(saveTool(f), ['-t', 'filter'], 'reading the filter table'));
 }
 
-const ATTEMPTS = 3;
+// Each lost race means another process created one of our (at most 4) chains: a few re-reads settle it.
+const ATTEMPTS = 5;
 
 /**
  * Reads the table, computes the lines and applies them in one transaction. When the transaction
