@@ -278,6 +278,14 @@ describe('firewall nftables backend', () => {
     expect(setElements(rs, 'pods6').map((e) => e.comment)).toEqual([`brnet/${f.id(b)}/eth0`]);
   });
 
+  test('DEL and GC succeed on a host where the table was never made, and create nothing', async () => {
+    f = await FirewallLab.create();
+    expect((await f.call('DEL', f.conf({ backend: 'nftables' }))).exitCode).toBe(0);
+    const gc = await f.call('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'firewall', backend: 'nftables', 'cni.dev/valid-attachments': [] });
+    expect(gc.exitCode).toBe(0);
+    expect((await nftRuleset(f.host)).filter((i) => i.table)).toEqual([]);
+  });
+
   test('STATUS is code 50 when nft cannot list the ruleset', async () => {
     f = await FirewallLab.create();
     const conf = { cniVersion: '1.1.0', name: 'brnet', type: 'firewall', backend: 'nftables' };

@@ -168,6 +168,8 @@ describe('firewall nftables script', () => {
     const long = nft.attachmentComment('n'.repeat(70), 'c'.repeat(64), 'eth0');
     expect(long).toMatch(/^#[0-9a-f]{64}$/);
     expect(nft.parseComment(long)).toBeUndefined();
+    expect(nft.attachmentComment('net', 'ctr', 'e"}0')).toMatch(/^#[0-9a-f]{64}$/); // never closes the script's quotes
+    expect(nft.attachmentComment('net', 'ctr', 'e\\0')).toMatch(/^#[0-9a-f]{64}$/);
   });
 
   test('the JSON listing parses into pod elements; GC picks exactly this network\'s invalid attachments', () => {

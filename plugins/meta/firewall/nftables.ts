@@ -38,11 +38,12 @@ const MAX_COMMENT = 127;
 
 /**
  * The comment naming an attachment: `<network>/<containerID>/<ifname>` (none of them may contain "/"),
- * or, when longer than nftables keeps, `#` and a sha256 of it (DEL still finds it; GC cannot read it back).
+ * or `#` and a sha256 of it when it is longer than nftables keeps or has a character that cannot go
+ * between the script's quotes (an interface name may hold `"`): DEL still finds it; GC cannot read it back.
  */
 export function attachmentComment(network: string, containerID: string, ifname: string): string {
   const text = `${network}/${containerID}/${ifname}`;
-  if (Buffer.byteLength(text) <= MAX_COMMENT) return text;
+  if (Buffer.byteLength(text) <= MAX_COMMENT && /^[\x21-\x7e]+$/.test(text) && !/["\\]/.test(text)) return text;
   return '#' + createHash('sha256').update(text).digest('hex').slice(0, 64);
 }
 
