@@ -4,6 +4,7 @@ import { hostLocal } from '../ipam/host-local/main';
 import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
 import { tuning } from './meta/tuning/main';
+import { firewall } from './meta/firewall/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
 
@@ -12,6 +13,7 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   static: staticIPAM,
   bridge,
   tuning,
+  firewall,
   loopback,
   ptp,
 };

@@ -1,0 +1,317 @@
+// firewall chained after our bridge, through the built binary in a scratch host netns: the filter
+// tables (iptables backend) and the nftables ruleset (nftables backend) after ADD for every key,
+// CHECK pass / tamper / fail, DEL twice and without a netns, GC, STATUS, a failed ADD leaving
+// nothing, traffic through a FORWARD policy DROP, same-bridge isolation between two bridges, and
+// the number of netfilter processes each verb execs.
+import { execa } from 'execa';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { binDir } from '../support/cni';
+import { canReach, cniRules, countExecs, filterTable, FirewallLab, nftRuleset, OUR_FIREWALL, setElements, withoutHandles } from './firewall-harness';
+
+jest.setTimeout(120000);
+
+let f: FirewallLab | undefined;
+afterEach(async () => {
+  await f?.dispose();
+  f = undefined;
+});
+
+const inHost = (cmd: string) => execa('ip', ['netns', 'exec', f!.host, 'sh', '-c', cmd]);
+const podIP = (pod: string, family: 4 | 6): string =>
+  f!.prev.get(pod).ips.map((i: { address: string }) => i.address.split('/')[0]).find((a: string) => a.includes(':') === (family === 6));
+
+const CHAINS = [':CNI-ADMIN -', ':CNI-FORWARD -'];
+const podLines = (ip: string, len: number) => [
+  `-A CNI-FORWARD -d ${ip}/${len} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+  `-A CNI-FORWARD -s ${ip}/${len} -j ACCEPT`,
+];
+const jumps = (admin = 'CNI-ADMIN') => [
+  '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD',
+  `-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j ${admin}`,
+];
+
+/** A directory to put first in the plugin's PATH with `tool` replaced by a script failing with `stderr`. */
+function failingTool(tool: string, stderr: string): { path: string; dispose: () => void } {
+  const d = mkdtempSync(join(tmpdir(), 'fw-tools-'));
+  writeFileSync(join(d, tool), `#!/bin/sh\necho '${stderr}' >&2\nexit 1\n`);
+  chmodSync(join(d, tool), 0o755);
+  return { path: `${d}:${process.env.PATH}`, dispose: () => rmSync(d, { recursive: true, force: true }) };
+}
+
+describe('firewall iptables backend (default)', () => {
+  test('ADD writes the reference chains, jumps and per-pod rules in both families and returns prevResult unchanged', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    const r = await f.call('ADD', f.conf());
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+    expect(r.json).toEqual(f.prev.get(pod));
+    const v4 = await filterTable(f.host, 4);
+    expect(cniRules(v4)).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 6), 128)]);
+    // ADD again changes nothing (AppendUnique)
+    expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+    expect(await filterTable(f.host, 4)).toEqual(v4);
+  });
+
+  test('iptablesAdminChainName names the admin chain; ingressPolicy same-bridge adds the isolation chains before CNI-FORWARD', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    expect((await f.call('ADD', f.conf({ iptablesAdminChainName: 'MY-ADMIN', ingressPolicy: 'same-bridge' }))).exitCode).toBe(0);
+    for (const [fam, len] of [[4, 32], [6, 128]] as const) {
+      expect(cniRules(await filterTable(f.host, fam))).toEqual([
+        ':CNI-FORWARD -',
+        ':CNI-ISOLATION-STAGE-1 -',
+        ':CNI-ISOLATION-STAGE-2 -',
+        '-A FORWARD -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j CNI-ISOLATION-STAGE-1',
+        ...jumps('MY-ADMIN'),
+        ...podLines(podIP(pod, fam), len),
+        '-A CNI-ISOLATION-STAGE-1 -i cni0 ! -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2',
+        '-A CNI-ISOLATION-STAGE-1 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j RETURN',
+        '-A CNI-ISOLATION-STAGE-2 -o cni0 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j DROP',
+        '-A CNI-ISOLATION-STAGE-2 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge|isolated)" -j RETURN',
+      ]);
+      expect(await filterTable(f.host, fam)).toContain(':MY-ADMIN -');
+    }
+  });
+
+  test('CHECK passes after ADD, fails naming the missing rule after tampering, and without prevResult is code 7', async () => {
+    f = await FirewallLab.create();
+    const ip4 = podIP(f.pods[0]!, 4);
+    expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+    const ok = await f.call('CHECK', f.conf());
+    expect(ok.stderr).toBe('');
+    expect(ok.exitCode).toBe(0);
+    await inHost(`iptables -D CNI-FORWARD -s ${ip4}/32 -j ACCEPT`);
+    const bad = await f.call('CHECK', f.conf());
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.json.msg).toBe(`expected rule [-s ${ip4}/32 -j ACCEPT] not found`);
+    await inHost('iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
+    expect((await f.call('CHECK', f.conf())).json.msg).toBe('expected FORWARD rule [-m comment --comment CNI firewall plugin rules -j CNI-FORWARD] not found');
+    const { prevResult: _, ...noPrev } = f.conf();
+    const r = await f.call('CHECK', noPrev);
+    expect(r.json.code).toBe(7);
+    expect(r.json.msg).toContain('"prevResult"');
+  });
+
+  test('DEL removes exactly the pod rules (another pod keeps its rules), twice, and without a netns', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    expect((await f.call('ADD', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
+    expect((await f.call('ADD', f.conf({}, b), { forPod: b })).exitCode).toBe(0);
+    const del = await f.call('DEL', f.conf({}, a), { forPod: a, pod: '' }); // no CNI_NETNS
+    expect(del.stderr).toBe('');
+    expect(del.exitCode).toBe(0);
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 6), 128)]);
+    expect((await f.call('DEL', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
+    await execa('ip', ['netns', 'del', b]); // the pod's netns is gone: DEL still works from prevResult
+    expect((await f.call('DEL', f.conf({}, b), { forPod: b })).exitCode).toBe(0);
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps()]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps()]);
+  });
+
+  test('DEL without prevResult succeeds and removes nothing (the reference rules carry no container ID); GC leaves them too', async () => {
+    f = await FirewallLab.create();
+    expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+    const before = await filterTable(f.host, 4);
+    const { prevResult: _, ...noPrev } = f.conf();
+    expect((await f.call('DEL', noPrev)).exitCode).toBe(0);
+    const gc = await f.call('GC', { ...noPrev, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] });
+    expect(gc.exitCode).toBe(0);
+    expect(await filterTable(f.host, 4)).toEqual(before);
+  });
+
+  test('a failed ADD leaves no pod rule behind: IPv6 restore fails, the IPv4 rules are taken back', async () => {
+    f = await FirewallLab.create();
+    const tool = failingTool('ip6tables-restore', 'ip6tables-restore: injected failure');
+    try {
+      const r = await f.call('ADD', f.conf(), { path: tool.path });
+      expect(r.exitCode).not.toBe(0);
+      expect(r.json.msg).toContain('injected failure');
+      expect(cniRules(await filterTable(f.host, 4)).filter((l) => l.startsWith('-A CNI-FORWARD -'))).toEqual([
+        '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
+      ]);
+      expect(cniRules(await filterTable(f.host, 6))).toEqual([]);
+    } finally {
+      tool.dispose();
+    }
+  });
+
+  test('STATUS succeeds when iptables-save works and is code 50 naming the backend when it fails', async () => {
+    f = await FirewallLab.create();
+    const conf = { cniVersion: '1.1.0', name: 'brnet', type: 'firewall' };
+    expect((await f.call('STATUS', conf)).exitCode).toBe(0);
+    const tool = failingTool('iptables-save', 'iptables-save: cannot open table');
+    try {
+      const r = await f.call('STATUS', conf, { path: tool.path });
+      expect(r.json.code).toBe(50);
+      expect(r.json.msg).toContain('firewall backend "iptables" is not usable');
+    } finally {
+      tool.dispose();
+    }
+  });
+
+  test('bad config: backend firewalld and an unknown ingressPolicy are code 7 naming field and value, with nothing written', async () => {
+    f = await FirewallLab.create();
+    const r = await f.call('ADD', f.conf({ backend: 'firewalld' }));
+    expect(r.json.code).toBe(7);
+    expect(r.json.msg).toContain('"backend" = "firewalld"');
+    const p = await f.call('ADD', f.conf({ ingressPolicy: 'closed' }));
+    expect(p.json.code).toBe(7);
+    expect(p.json.msg).toContain('"ingressPolicy" = "closed"');
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([]);
+  });
+
+  test('with FORWARD policy DROP a pod reaches the outside netns only while firewall is chained', async () => {
+    f = await FirewallLab.create();
+    const out = await f.outside();
+    const pod = f.pods[0]!;
+    await inHost('iptables -P FORWARD DROP && ip6tables -P FORWARD DROP');
+    expect(await canReach(pod, out.v4)).toBe(false);
+    expect(await canReach(pod, out.v6)).toBe(false);
+    expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+    expect(await canReach(pod, out.v4)).toBe(true);
+    expect(await canReach(pod, out.v6)).toBe(true);
+    expect((await f.call('DEL', f.conf())).exitCode).toBe(0);
+    expect(await canReach(pod, out.v4)).toBe(false);
+  });
+
+  test('concurrent ADDs on a fresh host: every pod gets its rules, the chains and jumps exist once (a lost chain race is retried)', async () => {
+    f = await FirewallLab.create(6);
+    const pods = f.pods;
+    const rs = await Promise.all(pods.map((p) => f!.call('ADD', f!.conf({ ingressPolicy: 'same-bridge' }, p), { forPod: p })));
+    for (const r of rs) expect(`${r.exitCode} ${r.stderr}`).toBe('0 ');
+    for (const [fam, len] of [[4, 32], [6, 128]] as const) {
+      const t = await filterTable(f.host, fam);
+      for (const p of pods) for (const l of podLines(podIP(p, fam), len)) expect(t.filter((x) => x === l)).toHaveLength(1);
+      expect(t.filter((x) => x.startsWith('-A FORWARD '))).toHaveLength(2); // to stage 1 and to CNI-FORWARD
+      expect(t.filter((x) => x.startsWith('-A CNI-FORWARD -m comment'))).toHaveLength(1);
+      expect(t.filter((x) => x.startsWith('-A CNI-ISOLATION-STAGE-2 '))).toHaveLength(2);
+    }
+  });
+
+  test('each verb execs at most one iptables-restore and one iptables-save per family (the reference: one exec per rule)', async () => {
+    f = await FirewallLab.create();
+    const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const conf = f.conf({ ingressPolicy: 'same-bridge' });
+    for (const verb of ['ADD', 'CHECK', 'DEL']) {
+      const c = await countExecs(f.host, OUR_FIREWALL(), verb, conf, env);
+      expect(c.result.exitCode).toBe(0);
+      expect(c.restores.v4).toBeLessThanOrEqual(1);
+      expect(c.restores.v6).toBeLessThanOrEqual(1);
+      expect(c.v4).toBeLessThanOrEqual(2); // one iptables-save, one iptables-restore
+      expect(c.v6).toBeLessThanOrEqual(2);
+      expect(c.nft).toBe(0);
+      if (verb !== 'CHECK') expect(c.restores).toEqual({ v4: 1, v6: 1 }); // the change is made, in one transaction each
+    }
+  });
+});
+
+describe('firewall nftables backend', () => {
+  const T = 'cni_plugins_firewall';
+
+  test('ADD writes table inet cni_plugins_firewall with the pod addresses tagged by attachment, in one nft exec; CHECK passes, tamper fails', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    const env = { CNI_CONTAINERID: f.id(pod), CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const conf = f.conf({ backend: 'nftables', ingressPolicy: 'isolated' });
+    const c = await countExecs(f.host, OUR_FIREWALL(), 'ADD', conf, env);
+    expect(c.result.exitCode).toBe(0);
+    expect(c.result.json).toEqual(f.prev.get(pod));
+    expect({ nft: c.nft, v4: c.v4, v6: c.v6 }).toEqual({ nft: 1, v4: 0, v6: 0 });
+    const rs = await nftRuleset(f.host);
+    const comment = `brnet/${f.id(pod)}/eth0`;
+    expect(setElements(rs, 'pods4')).toEqual([{ val: podIP(pod, 4), comment }]);
+    expect(setElements(rs, 'pods6')).toEqual([{ val: podIP(pod, 6), comment }]);
+    expect(setElements(rs, 'bridges')).toEqual([{ val: 'cni0' }]);
+    expect(setElements(rs, 'isolated_bridges')).toEqual([{ val: 'cni0' }]);
+    const fwd = rs.find((i) => i.chain?.table === T && i.chain.name === 'forward').chain;
+    expect(fwd).toMatchObject({ family: 'inet', type: 'filter', hook: 'forward', prio: 0, policy: 'accept' });
+    expect(rs.filter((i) => i.rule?.table === T && i.rule.chain === 'forward')).toHaveLength(7);
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([]); // nothing in iptables
+
+    expect((await f.call('ADD', conf)).exitCode).toBe(0); // again: same state
+    expect(withoutHandles(await nftRuleset(f.host))).toEqual(withoutHandles(rs));
+
+    expect((await f.call('CHECK', conf)).exitCode).toBe(0);
+    await inHost(`nft delete element inet ${T} pods6 { ${podIP(pod, 6)} }`);
+    const bad = await f.call('CHECK', conf);
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.json.msg).toContain(`expected element ${podIP(pod, 6)} in set pods6`);
+  });
+
+  test('DEL finds the pod by attachment comment: without prevResult and without netns, twice; another pod stays', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    expect((await f.call('ADD', f.conf({ backend: 'nftables' }, a), { forPod: a })).exitCode).toBe(0);
+    expect((await f.call('ADD', f.conf({ backend: 'nftables' }, b), { forPod: b })).exitCode).toBe(0);
+    const { prevResult: _, ...noPrev } = f.conf({ backend: 'nftables' }, a);
+    const env = { CNI_CONTAINERID: f.id(a), CNI_NETNS: '', CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const c = await countExecs(f.host, OUR_FIREWALL(), 'DEL', noPrev, env);
+    expect(c.result.stderr).toBe('');
+    expect(c.result.exitCode).toBe(0);
+    expect(c.nft).toBeLessThanOrEqual(2); // one read, one write
+    let rs = await nftRuleset(f.host);
+    expect(setElements(rs, 'pods4')).toEqual([{ val: podIP(b, 4), comment: `brnet/${f.id(b)}/eth0` }]);
+    expect(setElements(rs, 'pods6')).toEqual([{ val: podIP(b, 6), comment: `brnet/${f.id(b)}/eth0` }]);
+    expect((await f.call('DEL', noPrev, { forPod: a, pod: '' })).exitCode).toBe(0);
+    expect((await f.call('DEL', f.conf({ backend: 'nftables' }, b), { forPod: b })).exitCode).toBe(0);
+    rs = await nftRuleset(f.host);
+    expect(setElements(rs, 'pods4')).toEqual([]);
+    expect(setElements(rs, 'pods6')).toEqual([]);
+  });
+
+  test('GC removes the elements of attachments not in cni.dev/valid-attachments, of this network only', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    const c = await f.addPod('cni1', ['198.18.1.0/24'], 'other');
+    for (const p of [a, b]) expect((await f.call('ADD', f.conf({ backend: 'nftables' }, p), { forPod: p })).exitCode).toBe(0);
+    expect((await f.call('ADD', f.conf({ backend: 'nftables' }, c, 'other'), { forPod: c })).exitCode).toBe(0);
+    const gc = await f.call('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'firewall', backend: 'nftables', 'cni.dev/valid-attachments': [{ containerID: f.id(b), ifname: 'eth0' }] });
+    expect(gc.stderr).toBe('');
+    expect(gc.exitCode).toBe(0);
+    const rs = await nftRuleset(f.host);
+    expect(setElements(rs, 'pods4').map((e) => e.comment).sort()).toEqual([`brnet/${f.id(b)}/eth0`, `other/${f.id(c)}/eth0`].sort());
+    expect(setElements(rs, 'pods6').map((e) => e.comment)).toEqual([`brnet/${f.id(b)}/eth0`]);
+  });
+
+  test('DEL and GC succeed on a host where the table was never made, and create nothing', async () => {
+    f = await FirewallLab.create();
+    expect((await f.call('DEL', f.conf({ backend: 'nftables' }))).exitCode).toBe(0);
+    const gc = await f.call('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'firewall', backend: 'nftables', 'cni.dev/valid-attachments': [] });
+    expect(gc.exitCode).toBe(0);
+    expect((await nftRuleset(f.host)).filter((i) => i.table)).toEqual([]);
+  });
+
+  test('STATUS is code 50 when nft cannot list the ruleset', async () => {
+    f = await FirewallLab.create();
+    const conf = { cniVersion: '1.1.0', name: 'brnet', type: 'firewall', backend: 'nftables' };
+    expect((await f.call('STATUS', conf)).exitCode).toBe(0);
+    const tool = failingTool('nft', 'nft: netlink: Operation not permitted');
+    try {
+      const r = await f.call('STATUS', conf, { path: tool.path });
+      expect(r.json.code).toBe(50);
+      expect(r.json.msg).toContain('firewall backend "nftables" is not usable');
+    } finally {
+      tool.dispose();
+    }
+  });
+});
+
+describe.each(['iptables', 'nftables'])('ingressPolicy same-bridge with the %s backend', (backend) => {
+  test('a pod on another bridge cannot reach the pods of cni0, pods on the same bridge still talk', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    const c = await f.addPod('cni1', ['198.18.1.0/24'], 'other');
+    expect(await canReach(c, podIP(a, 4))).toBe(true); // routed between the bridges before
+    for (const p of [a, b]) expect((await f.call('ADD', f.conf({ backend, ingressPolicy: 'same-bridge' }, p), { forPod: p })).exitCode).toBe(0);
+    expect((await f.call('ADD', f.conf({ backend, ingressPolicy: 'same-bridge' }, c, 'other'), { forPod: c })).exitCode).toBe(0);
+    expect(await canReach(c, podIP(a, 4))).toBe(false);
+    expect(await canReach(a, podIP(c, 4))).toBe(false);
+    expect(await canReach(a, podIP(b, 4))).toBe(true);
+    expect(await canReach(b, podIP(a, 6))).toBe(true);
+  });
+});
