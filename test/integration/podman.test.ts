@@ -187,6 +187,12 @@ const PORT = 18080;
       const addrs = await twoPing(p, 'cnikit-default');
       await p.run('web', 'cnikit-default', ['-p', `${PORT}:80`], 'httpd', '-f', '-p', '80', '-h', '/www');
       addrs.push(await p.ipOf('web', 'cnikit-default'));
+      // firewall ran (podman writes no backend: iptables): each container's accept rules in CNI-FORWARD
+      const filter = (await p.sh('iptables-save', '-t', 'filter')).stdout;
+      for (const a of addrs) {
+        expect(filter).toContain(`-A CNI-FORWARD -d ${a}/32 `);
+        expect(filter).toContain(`-A CNI-FORWARD -s ${a}/32 `);
+      }
       for (const target of ['198.18.96.1', '127.0.0.1']) {
         const r = await p.sh('curl', '-sS', '--max-time', '5', `http://${target}:${PORT}/index.html`);
         expect({ target, code: r.code, body: r.stdout, stderr: r.stderr }).toEqual({ target, code: 0, body: PAGE, stderr: '' });
