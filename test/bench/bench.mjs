@@ -173,21 +173,47 @@ const CHAINS = {
 /** The plugin types a chain's networks name (main and IPAM). */
 const chainTypes = (nets) => [...new Set(nets.flatMap((n) => n.list.plugins.flatMap((p) => [p.type, p.ipam?.type].filter(Boolean))))];
 
-/** execve calls that succeeded in an `strace -ff -o prefix` run, by program: { total, byProgram }. */
-function countExecs(dir, prefix) {
+/** A netfilter tool: what the issue's "at most one netfilter exec per plugin per verb" counts. */
+const NETFILTER = /^(ip6?tables(-legacy|-nft)?(-save|-restore)?|nft|ebtables|xtables-.*)$/;
+
+/**
+ * The processes an `strace -ff -e trace=execve,clone,... -o prefix` run exec'd (one file per pid):
+ * { total, byProgram, netfilterByPlugin }. A process counts once per successful execve; a netfilter
+ * tool is charged to its nearest ancestor that is one of `plugins` (the chain's types). The files are
+ * removed.
+ */
+function countExecs(dir, prefix, plugins) {
   const byProgram = {};
+  const netfilterByPlugin = {};
+  const prog = new Map(); // pid → program it exec'd last
+  const parent = new Map(); // child pid → pid
+  const execs = []; // [pid, program]
   let total = 0;
   for (const f of readdirSync(dir).filter((n) => n.startsWith(`${prefix}.`))) {
+    const pid = Number(f.slice(prefix.length + 1));
     for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      const m = /^execve\("([^"]+)".* = 0$/.exec(line);
-      if (!m) continue;
-      total++;
-      const prog = m[1].split('/').pop();
-      byProgram[prog] = (byProgram[prog] ?? 0) + 1;
+      const e = /^execve\("([^"]+)".* = 0$/.exec(line);
+      if (e) {
+        const name = e[1].split('/').pop();
+        total++;
+        byProgram[name] = (byProgram[name] ?? 0) + 1;
+        prog.set(pid, name);
+        execs.push([pid, name]);
+        continue;
+      }
+      const c = /^(?:clone3?|v?fork)\(.* = (\d+)$/.exec(line);
+      if (c) parent.set(Number(c[1]), pid);
     }
     rmSync(join(dir, f));
   }
-  return { total, byProgram };
+  for (const [pid, name] of execs) {
+    if (!NETFILTER.test(name)) continue;
+    let p = parent.get(pid);
+    while (p !== undefined && !plugins.includes(prog.get(p))) p = parent.get(p);
+    const owner = p === undefined ? '(none)' : prog.get(p);
+    netfilterByPlugin[owner] = (netfilterByPlugin[owner] ?? 0) + 1;
+  }
+  return { total, byProgram, netfilterByPlugin };
 }
 
 async function main() {
@@ -377,9 +403,10 @@ async function main() {
       if (missing.length) {
         skip(`${chain}-cycle`, `no ${missing.join(', ')}`);
         skip(`${chain}-execs`, `no ${missing.join(', ')}`);
+        skip(`${chain}-netfilter-max`, `no ${missing.join(', ')}`);
         continue;
       }
-      await guard([`${chain}-cycle`, `${chain}-execs`], async () => {
+      await guard([`${chain}-cycle`, `${chain}-execs`, `${chain}-netfilter-max`], async () => {
         const side = {};
         for (const [s, i] of [['ours', 0], ['reference', 1]]) {
           const d = join(work, `${chain}-${s}`);
@@ -420,17 +447,27 @@ async function main() {
 
         const execs = {};
         for (const s of ['ours', 'reference']) {
-          await cycle(s, (verb) => ['strace', '-ff', '-qq', '-e', 'trace=execve', '-e', 'signal=none', '-o', join(side[s].dir, `strace-${verb}`)]);
+          await cycle(s, (verb) => ['strace', '-ff', '-qq', '-e', 'trace=execve,clone,clone3,fork,vfork', '-e', 'signal=none', '-o', join(side[s].dir, `strace-${verb}`)]);
           // every file is one process; each ADD/DEL's driver exec is not a plugin's
-          const add = countExecs(side[s].dir, 'strace-add');
-          const del = countExecs(side[s].dir, 'strace-del');
+          const types = chainTypes(side[s].nets);
+          const add = countExecs(side[s].dir, 'strace-add', types);
+          const del = countExecs(side[s].dir, 'strace-del', types);
           const drivers = side[s].nets.length;
           for (const x of [add, del]) {
             x.total -= drivers;
             x.byProgram['libcni-driver'] -= drivers;
             if (!x.byProgram['libcni-driver']) delete x.byProgram['libcni-driver'];
           }
-          execs[s] = { add: add.total, del: del.total, add_by_program: add.byProgram, del_by_program: del.byProgram };
+          execs[s] = {
+            add: add.total,
+            del: del.total,
+            add_by_program: add.byProgram,
+            del_by_program: del.byProgram,
+            add_netfilter_by_plugin: add.netfilterByPlugin,
+            del_netfilter_by_plugin: del.netfilterByPlugin,
+            // the most netfilter processes one plugin exec'd in one verb (the issue's target: ≤ 1)
+            netfilter_max: Math.max(0, ...Object.values(add.netfilterByPlugin), ...Object.values(del.netfilterByPlugin)),
+          };
         }
         const r = {
           name: `${chain}-execs`,
@@ -442,7 +479,10 @@ async function main() {
           ratio: round((execs.ours.add + execs.ours.del) / (execs.reference.add + execs.reference.del), 2),
         };
         results.push(r);
-        log(`${chain}-execs per pod (ADD+DEL): ours ${execs.ours.add}+${execs.ours.del} ${JSON.stringify([execs.ours.add_by_program, execs.ours.del_by_program])}, reference ${execs.reference.add}+${execs.reference.del} ${JSON.stringify([execs.reference.add_by_program, execs.reference.del_by_program])}`);
+        const nf = { name: `${chain}-netfilter-max`, unit: 'count', ours_ms: null, reference_ms: null, ours_count: execs.ours.netfilter_max, reference_count: execs.reference.netfilter_max, ratio: round(execs.ours.netfilter_max / Math.max(1, execs.reference.netfilter_max), 2) };
+        results.push(nf);
+        for (const s of ['ours', 'reference'])
+          log(`${chain}-execs per pod, ${s}: ADD ${execs[s].add} ${JSON.stringify(execs[s].add_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].add_netfilter_by_plugin)}; DEL ${execs[s].del} ${JSON.stringify(execs[s].del_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].del_netfilter_by_plugin)}`);
       });
     }
   } finally {
@@ -467,6 +507,8 @@ else {
       ? [r.name, '-', '-', r.skipped ? `skipped: ${r.skipped}` : `FAILED: ${r.failed.slice(0, 160)}`]
       : r.unit === 'execs'
         ? [r.name, execCell(r.ours_execs), execCell(r.reference_execs), `${r.ratio}`]
+        : r.unit === 'count'
+        ? [r.name, `${r.ours_count}`, `${r.reference_count}`, `${r.ratio}`]
         : r.unit
         ? [r.name, `${r.ours_mib} MiB`, `${r.reference_mib} MiB`, `${r.ratio}`]
         : [r.name, `${r.ours_ms} ms`, `${r.reference_ms} ms`, `${r.ratio}`],
@@ -475,5 +517,5 @@ else {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
   process.stdout.write([line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
-  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; *-execs: processes exec'd per pod, one pod under strace; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
+  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; *-execs: processes exec'd per pod, one pod under strace; *-netfilter-max: most netfilter tools one plugin exec'd in one verb; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
 }
