@@ -6,7 +6,7 @@
 // is made here (`podman import` of busybox-static), no registry is involved.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addNetns, binDir, delNetns, linkedPlugins, missingPlugins, nsName } from '../support/cni';
@@ -19,6 +19,9 @@ jest.setTimeout(180000);
  */
 const PODMAN_DEFAULT = { plugins: [{ type: 'bridge', ipam: { type: 'host-local' } }, { type: 'portmap' }, { type: 'firewall' }, { type: 'tuning' }] };
 const IMAGE = 'localhost/cnikit-busybox:1';
+const REFERENCE_DIRS = ['/usr/libexec/cni', '/usr/lib/cni', '/usr/local/lib/cni', '/opt/cni/bin'];
+/** Where our plugins log (CNIKIT_LOG_FILE), inside the private /run. */
+const PLUGIN_LOG = '/run/cnikit-plugins.log';
 const PAGE = 'published through cnikit';
 
 class Podman {
@@ -56,7 +59,10 @@ class Podman {
     writeFileSync(join(root, 'www', 'index.html'), PAGE);
     await execa('tar', ['-C', root, '-cf', join(this.work, 'image.tar'), '.']);
 
-    const mounts = ['/run', '/var/lib', '/var/tmp', '/etc/cni/net.d', '/sys/fs/cgroup'].map((d) => `mount -t tmpfs tmpfs ${d}`).join(' && ');
+    // podman's built-in cni_plugin_dirs (/usr/libexec/cni, /usr/lib/cni, /usr/local/lib/cni,
+    // /opt/cni/bin) are hidden too, so a reference plugin cannot be reached even by a fallback
+    const hidden = REFERENCE_DIRS.filter((d) => existsSync(d));
+    const mounts = ['/run', '/var/lib', '/var/tmp', '/etc/cni/net.d', '/sys/fs/cgroup', ...hidden].map((d) => `mount -t tmpfs tmpfs ${d}`).join(' && ');
     this.holder = spawn('nsenter', [`--net=/var/run/netns/${this.host}`, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${mounts} && mkdir /run/netns && echo ready && exec sleep 100000`], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -83,7 +89,8 @@ class Podman {
   /** A command inside the host netns and the private mount namespace. */
   async sh(...cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     const r = await execa('nsenter', ['-t', String(this.holder!.pid), '-m', '-n', ...cmd], {
-      env: { PATH: process.env.PATH, CONTAINERS_CONF: join(this.work, 'containers.conf'), TMPDIR: '/var/tmp' },
+      // podman's libcni hands its environment to the plugins: ours log each verb to PLUGIN_LOG
+      env: { PATH: process.env.PATH, CONTAINERS_CONF: join(this.work, 'containers.conf'), TMPDIR: '/var/tmp', CNIKIT_LOG: 'debug', CNIKIT_LOG_FILE: PLUGIN_LOG },
       extendEnv: false,
       reject: false,
       timeout: 120000,
@@ -131,6 +138,16 @@ async function twoPing(p: Podman, net: string): Promise<[string, string]> {
   return [a, b];
 }
 
+/**
+ * The plugins of ours that ran `verb` for podman (from their CNIKIT_LOG_FILE lines, "<name>[pid] VERB"),
+ * and that no reference plugin directory is visible to podman.
+ */
+async function oursRan(p: Podman, verb: 'ADD' | 'DEL'): Promise<string[]> {
+  for (const d of REFERENCE_DIRS) expect((await p.sh('ls', '-A', d)).stdout).toBe('');
+  const log = (await p.sh('cat', PLUGIN_LOG)).stdout;
+  return [...new Set([...log.matchAll(new RegExp(`^\\S+ ([a-z-]+)\\[\\d+\\] ${verb} `, 'gm'))].map((m) => m[1]!))].sort();
+}
+
 /** host-local's leases of `net` (podman's default dataDir, in the private /var/lib). */
 async function leases(p: Podman, net: string): Promise<string[]> {
   return (await p.sh('ls', `/var/lib/cni/networks/${net}`)).stdout.split('\n').filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
@@ -170,12 +187,14 @@ test('the harness on a list our plugins cover (bridge with ipMasq + tuning): two
     expect(missingPlugins(bt, linkedPlugins())).toEqual([]);
     expect(await p.sh('sh', '-c', `cat > /etc/cni/net.d/cnikit-bt.conflist <<'EOF'\n${JSON.stringify(bt)}\nEOF`)).toMatchObject({ code: 0 });
     const addrs = await twoPing(p, 'cnikit-bt');
+    expect(await oursRan(p, 'ADD')).toEqual(['bridge', 'host-local', 'tuning']);
     // tuning ran: its sysctl is set in the container
     expect((await p.podman('exec', 'a', 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_filter')).stdout).toBe('1');
     // bridge ran with ipMasq: the containers' masquerade is in the host netns
     const rules = (await p.sh('iptables-save', '-t', 'nat')).stdout + (await p.sh('nft', 'list', 'ruleset')).stdout;
     for (const a of addrs) expect(rules).toContain(a);
     await expectNothingLeft(p, 'cnikit-bt', addrs);
+    expect(await oursRan(p, 'DEL')).toEqual(['bridge', 'host-local', 'tuning']);
   }));
 
 const PORT = 18080;
@@ -203,5 +222,6 @@ const PORT = 18080;
       expect({ code: hairpin.code, stderr: hairpin.stderr }).toEqual({ code: 0, stderr: '' });
       expect(hairpin.stdout).toMatch(new RegExp(`^HTTP/1\\.[01] 200 OK[^]*\\n${PAGE}$`));
       await expectNothingLeft(p, 'cnikit-default', addrs, PORT);
+      for (const verb of ['ADD', 'DEL'] as const) expect(await oursRan(p, verb)).toEqual(['bridge', 'firewall', 'host-local', 'portmap', 'tuning']);
     }),
 );
