@@ -31,6 +31,7 @@ class Podman {
 
   /** Starts the namespace holder (a `sleep` in the host netns and the private mount namespace). */
   async start(): Promise<void> {
+    if ((await execa('podman', ['--version'], { reject: false })).exitCode !== 0) throw new Error('podman is not installed (Debian 12: apt-get install podman; .ci/run installs it)');
     await addNetns(this.host);
     // containers.conf: the CNI backend, our directory only, no cgroups (this kernel's hybrid v1/v2
     // layout is refused by crun, and none are needed), state in the tmpfs above.
