@@ -33,8 +33,8 @@ class Podman {
   async start(): Promise<void> {
     if ((await execa('podman', ['--version'], { reject: false })).exitCode !== 0) throw new Error('podman is not installed (Debian 12: apt-get install podman; .ci/run installs it)');
     await addNetns(this.host);
-    // containers.conf: the CNI backend, our directory only, no cgroups (this kernel's hybrid v1/v2
-    // layout is refused by crun, and none are needed), state in the tmpfs above.
+    // containers.conf: the CNI backend, our directory only, no cgroups (none are needed; crun refuses
+    // this machine's hybrid v1/v2 layout even then, hence the empty tmpfs over /sys/fs/cgroup below).
     writeFileSync(
       join(this.work, 'containers.conf'),
       [
