@@ -2,10 +2,12 @@
 // The benchmark: our plugins against the reference (/usr/lib/cni), measured side by side in one run
 // (A/B alternating, the order flipped every round), each case driven the same way through the real
 // libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
-//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--only version,bridge,host-local]
+//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--only version,bridge,host-local,...]
 // --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// The chain groups (podman-default, containerd-default, ptp, loopback) run the runtimes' real lists
+// with CNI_PATH = one side's directory alone, and count the processes each side execs per pod (strace).
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,8 +22,10 @@ const opt = (name, dflt) => {
 };
 const JSON_OUT = argv.includes('--json');
 const ROUNDS = Number(opt('--rounds', '10'));
-// Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local.
-const ONLY = opt('--only', 'version,bridge,host-local').split(',');
+// Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local,
+// and the chains: podman-default, containerd-default, ptp, loopback.
+const CHAIN_GROUPS = ['podman-default', 'containerd-default', 'ptp', 'loopback'];
+const ONLY = opt('--only', ['version', 'bridge', 'host-local', ...CHAIN_GROUPS].join(',')).split(',');
 const want = (group) => ONLY.includes(group);
 const OURS = resolve(opt('--ours-dir', join(process.env.CNIKIT_DIST ? resolve(process.env.CNIKIT_DIST) : join(root, 'dist'), 'bin')));
 const REF = '/usr/lib/cni';
@@ -107,6 +111,110 @@ async function leaseGenerator(work) {
 
 const sides = { ours: OURS, reference: REF };
 const has = (dir, ...names) => names.every((n) => existsSync(join(dir, n)));
+
+/** The plugins our executable links: `cnikit --list` minus the tools its usage names. */
+function ourPlugins() {
+  const cnikit = join(OURS, 'cnikit');
+  if (!existsSync(cnikit)) return [];
+  const list = execFileSync(cnikit, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const help = spawnSync(cnikit, ['--help'], { encoding: 'utf8' }).stderr;
+  const tools = (/^tools: (.*)$/m.exec(help)?.[1] ?? '').split(', ');
+  return list.filter((n) => !tools.includes(n));
+}
+
+/**
+ * The chain cases: what each runtime runs per pod, as networks in order (ADD in order, DEL reversed),
+ * each { name, ifname, list, caps }. `s` is the side (own bridge, subnet, host port per side), `dataDir` its IPAM store.
+ */
+const loopbackNet = { name: 'cni-loopback', ifname: 'lo', list: { cniVersion: '0.3.1', name: 'cni-loopback', plugins: [{ type: 'loopback' }] } };
+const CHAINS = {
+  // podman 4's `podman network create` list (CNI backend), one port published (-p)
+  'podman-default': (i, dataDir) => [
+    {
+      name: 'podman',
+      ifname: 'eth0',
+      caps: { portMappings: [{ hostPort: 18080 + i, containerPort: 80, protocol: 'tcp' }] },
+      list: {
+        cniVersion: '0.4.0',
+        name: 'podman',
+        plugins: [
+          { type: 'bridge', bridge: `cni-podman${i}`, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', dataDir, routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `198.18.${200 + i}.0/24`, gateway: `198.18.${200 + i}.1` }]] } },
+          { type: 'portmap', capabilities: { portMappings: true } },
+          { type: 'firewall' },
+          { type: 'tuning' },
+        ],
+      },
+    },
+  ],
+  // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
+  'containerd-default': (i, dataDir) => [
+    loopbackNet,
+    {
+      name: 'containerd-net',
+      ifname: 'eth0',
+      caps: { portMappings: [{ hostPort: 18090 + i, containerPort: 80, protocol: 'tcp' }] },
+      list: {
+        cniVersion: '1.0.0',
+        name: 'containerd-net',
+        plugins: [
+          { type: 'bridge', bridge: `cni${i}`, isGateway: true, ipMasq: true, promiscMode: true, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `198.18.${210 + i}.0/24` }], [{ subnet: `fd00:${210 + i}::/64` }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] } },
+          { type: 'portmap', capabilities: { portMappings: true } },
+        ],
+      },
+    },
+  ],
+  // kind's main plugin: ptp with masquerade, host-local
+  ptp: (i, dataDir) => [
+    { name: 'ptp-net', ifname: 'eth0', list: { cniVersion: '1.0.0', name: 'ptp-net', plugins: [{ type: 'ptp', ipMasq: true, mtu: 1500, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `198.18.${220 + i}.0/24` }]], routes: [{ dst: '0.0.0.0/0' }] } }] } },
+  ],
+  loopback: () => [loopbackNet],
+};
+
+/** The plugin types a chain's networks name (main and IPAM). */
+const chainTypes = (nets) => [...new Set(nets.flatMap((n) => n.list.plugins.flatMap((p) => [p.type, p.ipam?.type].filter(Boolean))))];
+
+/** A netfilter tool: what the issue's "at most one netfilter exec per plugin per verb" counts. */
+const NETFILTER = /^(ip6?tables(-legacy|-nft)?(-save|-restore)?|nft|ebtables|xtables-.*)$/;
+
+/**
+ * The processes an `strace -ff -e trace=execve,clone,... -o prefix` run exec'd (one file per pid):
+ * { total, byProgram, netfilterByPlugin }. A process counts once per successful execve; a netfilter
+ * tool is charged to its nearest ancestor that is one of `plugins` (the chain's types). The files are
+ * removed.
+ */
+function countExecs(dir, prefix, plugins) {
+  const byProgram = {};
+  const netfilterByPlugin = {};
+  const prog = new Map(); // pid → program it exec'd last
+  const parent = new Map(); // child pid → pid
+  const execs = []; // [pid, program]
+  let total = 0;
+  for (const f of readdirSync(dir).filter((n) => n.startsWith(`${prefix}.`))) {
+    const pid = Number(f.slice(prefix.length + 1));
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      const e = /^execve\("([^"]+)".* = 0$/.exec(line);
+      if (e) {
+        const name = e[1].split('/').pop();
+        total++;
+        byProgram[name] = (byProgram[name] ?? 0) + 1;
+        prog.set(pid, name);
+        execs.push([pid, name]);
+        continue;
+      }
+      const c = /^(?:clone3?|v?fork)\(.* = (\d+)$/.exec(line);
+      if (c) parent.set(Number(c[1]), pid);
+    }
+    rmSync(join(dir, f));
+  }
+  for (const [pid, name] of execs) {
+    if (!NETFILTER.test(name)) continue;
+    let p = parent.get(pid);
+    while (p !== undefined && !plugins.includes(prog.get(p))) p = parent.get(p);
+    const owner = p === undefined ? '(none)' : prog.get(p);
+    netfilterByPlugin[owner] = (netfilterByPlugin[owner] ?? 0) + 1;
+  }
+  return { total, byProgram, netfilterByPlugin };
+}
 
 async function main() {
   const results = [];
@@ -283,6 +391,100 @@ async function main() {
       }
       dropCtr(ns);
     });
+
+    // The chains, ours alone against the reference alone: per side its own host netns, conf dir,
+    // cache and IPAM store, CNI_PATH = that side's directory and nothing else. A round is one pod's
+    // ADD of every network then DEL of every network, in a fresh pod netns; then one more pod under
+    // strace counts the processes each side execs for it (the driver's own exec not counted).
+    const linked = ourPlugins();
+    for (const chain of CHAIN_GROUPS) {
+      if (!want(chain)) continue;
+      const missing = chainTypes(CHAINS[chain](0, '')).filter((t) => !linked.includes(t));
+      if (missing.length) {
+        skip(`${chain}-cycle`, `no ${missing.join(', ')}`);
+        skip(`${chain}-execs`, `no ${missing.join(', ')}`);
+        skip(`${chain}-netfilter-max`, `no ${missing.join(', ')}`);
+        continue;
+      }
+      await guard([`${chain}-cycle`, `${chain}-execs`, `${chain}-netfilter-max`], async () => {
+        const side = {};
+        for (const [s, i] of [['ours', 0], ['reference', 1]]) {
+          const d = join(work, `${chain}-${s}`);
+          mkdirSync(join(d, 'net.d'), { recursive: true });
+          const nets = CHAINS[chain](i, join(d, 'ipam'));
+          for (const n of nets) writeFileSync(join(d, 'net.d', `${n.name}.conflist`), JSON.stringify(n.list));
+          const h = `rn-bench-${hex()}`;
+          ctrs.add(h);
+          netnsAdd(h);
+          side[s] = { host: h, nets, dir: d, env: { ...ENV, CNI_PATH: sides[s], CNI_CACHEDIR: join(d, 'cache'), NETCONFPATH: join(d, 'net.d') } };
+        }
+        const run = (s, cmd, net, ns, wrap = []) =>
+          timed('ip', ['netns', 'exec', side[s].host, ...wrap, DRIVER, cmd, net.name, ns], {
+            env: { ...side[s].env, CNI_IFNAME: net.ifname, ...(net.caps ? { CAP_ARGS: JSON.stringify(net.caps) } : {}) },
+          });
+        /** One pod's ADD of every network, then DEL of each in reverse: { add, del } in ms. */
+        const cycle = async (s, wrap = () => []) => {
+          const ns = newCtr();
+          ip('netns', 'exec', ns.split('/').pop(), 'ip', 'link', 'set', 'lo', 'down'); // as a runtime's fresh sandbox
+          let add = 0;
+          let del = 0;
+          try {
+            for (const n of side[s].nets) add += (await run(s, 'add', n, ns, wrap('add'))).ms;
+            for (const n of [...side[s].nets].reverse()) del += (await run(s, 'del', n, ns, wrap('del'))).ms;
+          } finally {
+            dropCtr(ns);
+          }
+          return { add, del };
+        };
+        const t = { ours: [], reference: [] };
+        for (let i = 0; i < ROUNDS + 1; i++) {
+          for (const s of order(i)) {
+            const c = await cycle(s);
+            if (i > 0) t[s].push(c.add + c.del); // round 0 warms up (bridge and chains created)
+          }
+        }
+        record(`${chain}-cycle`, t.ours, t.reference);
+
+        const execs = {};
+        for (const s of ['ours', 'reference']) {
+          await cycle(s, (verb) => ['strace', '-ff', '-qq', '-e', 'trace=execve,clone,clone3,fork,vfork', '-e', 'signal=none', '-o', join(side[s].dir, `strace-${verb}`)]);
+          // every file is one process; each ADD/DEL's driver exec is not a plugin's
+          const types = chainTypes(side[s].nets);
+          const add = countExecs(side[s].dir, 'strace-add', types);
+          const del = countExecs(side[s].dir, 'strace-del', types);
+          const drivers = side[s].nets.length;
+          for (const x of [add, del]) {
+            x.total -= drivers;
+            x.byProgram['libcni-driver'] -= drivers;
+            if (!x.byProgram['libcni-driver']) delete x.byProgram['libcni-driver'];
+          }
+          execs[s] = {
+            add: add.total,
+            del: del.total,
+            add_by_program: add.byProgram,
+            del_by_program: del.byProgram,
+            add_netfilter_by_plugin: add.netfilterByPlugin,
+            del_netfilter_by_plugin: del.netfilterByPlugin,
+            // the most netfilter processes one plugin exec'd in one verb (the issue's target: ≤ 1)
+            netfilter_max: Math.max(0, ...Object.values(add.netfilterByPlugin), ...Object.values(del.netfilterByPlugin)),
+          };
+        }
+        const r = {
+          name: `${chain}-execs`,
+          unit: 'execs',
+          ours_ms: null,
+          reference_ms: null,
+          ours_execs: execs.ours,
+          reference_execs: execs.reference,
+          ratio: round((execs.ours.add + execs.ours.del) / (execs.reference.add + execs.reference.del), 2),
+        };
+        results.push(r);
+        const nf = { name: `${chain}-netfilter-max`, unit: 'count', ours_ms: null, reference_ms: null, ours_count: execs.ours.netfilter_max, reference_count: execs.reference.netfilter_max, ratio: round(execs.ours.netfilter_max / Math.max(1, execs.reference.netfilter_max), 2) };
+        results.push(nf);
+        for (const s of ['ours', 'reference'])
+          log(`${chain}-execs per pod, ${s}: ADD ${execs[s].add} ${JSON.stringify(execs[s].add_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].add_netfilter_by_plugin)}; DEL ${execs[s].del} ${JSON.stringify(execs[s].del_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].del_netfilter_by_plugin)}`);
+      });
+    }
   } finally {
     cleanup();
   }
@@ -294,13 +496,20 @@ function round(x, d = 1) {
   return Math.round(x * f) / f;
 }
 
+/** "N execs (ADD a + DEL d)" for the table. */
+const execCell = (e) => `${e.add + e.del} execs (ADD ${e.add} + DEL ${e.del})`;
+
 const results = await main();
 if (JSON_OUT) process.stdout.write(JSON.stringify({ cases: results }) + '\n');
 else {
   const rows = results.map((r) =>
     r.skipped || r.failed
       ? [r.name, '-', '-', r.skipped ? `skipped: ${r.skipped}` : `FAILED: ${r.failed.slice(0, 160)}`]
-      : r.unit
+      : r.unit === 'execs'
+        ? [r.name, execCell(r.ours_execs), execCell(r.reference_execs), `${r.ratio}`]
+        : r.unit === 'count'
+        ? [r.name, `${r.ours_count}`, `${r.reference_count}`, `${r.ratio}`]
+        : r.unit
         ? [r.name, `${r.ours_mib} MiB`, `${r.reference_mib} MiB`, `${r.ratio}`]
         : [r.name, `${r.ours_ms} ms`, `${r.reference_ms} ms`, `${r.ratio}`],
   );
@@ -308,5 +517,5 @@ else {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
   process.stdout.write([line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
-  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
+  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; *-execs: processes exec'd per pod, one pod under strace; *-netfilter-max: most netfilter tools one plugin exec'd in one verb; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
 }

@@ -2,6 +2,8 @@
 // and make scratch network namespaces that are always removed.
 import { execa } from 'execa';
 import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
 /** Directory holding `cnikit` and its links: CNIKIT_DIST/bin if set (parallel builds), else dist/bin. */
@@ -69,3 +71,28 @@ export async function withNetns<T>(prefixes: string[], fn: (names: string[]) => 
 }
 
 export const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+
+/**
+ * The plugins the built executable links, from `cnikit --list` minus the tools its usage names
+ * ("tools: cnitool"): what a CNI_PATH holding our directory alone can run. Synchronous, so suites can
+ * derive their cases at load time; [] when nothing is built.
+ */
+export function linkedPlugins(dir = binDir()): string[] {
+  const cnikit = join(dir, 'cnikit');
+  if (!existsSync(cnikit)) return [];
+  const list = spawnSync(cnikit, ['--list'], { encoding: 'utf8' });
+  const help = spawnSync(cnikit, ['--help'], { encoding: 'utf8' });
+  if (list.status !== 0 || help.status !== 0) throw new Error(`${cnikit} --list/--help failed: ${list.stderr}${help.stderr}`);
+  const tools = (/^tools: (.*)$/m.exec(help.stderr)?.[1] ?? '').split(', ').filter(Boolean);
+  return list.stdout.split('\n').filter((n) => n && !tools.includes(n));
+}
+
+/**
+ * The plugin types a network list (or single config) names, main and IPAM, that our executable does
+ * not link: a test on our directory alone skips with these named instead of passing or failing.
+ */
+export function missingPlugins(conf: { type?: unknown; ipam?: { type?: unknown }; plugins?: unknown[] }, linked = linkedPlugins()): string[] {
+  const confs = (Array.isArray(conf.plugins) ? conf.plugins : [conf]) as Array<{ type?: unknown; ipam?: { type?: unknown } }>;
+  const types = confs.flatMap((p) => [p.type, p.ipam?.type]).filter((t): t is string => typeof t === 'string' && t !== '');
+  return [...new Set(types)].filter((t) => !linked.includes(t));
+}
