@@ -252,7 +252,8 @@ export function gcLines(network: string, validIDs: Set<string>, nat: NatTable): 
 
 /**
  * CHECK for one family: the pod's chain exists with each expected rule, its entry rules (comment,
- * protocol, ports and conditions) jump to it, and the shared chains' rules are in place. The
+ * protocol, ports; not the conditions, which iptables may list in another spelling) jump to it, and
+ * the shared chains' rules are in place. The
  * reference returns success when the pod's chain is missing; that is a failure here. Throws Error
  * naming the missing rule.
  */
