@@ -248,6 +248,20 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     }
   });
 
+  test('an ADD whose IPv6 transaction fails takes back its IPv4 rules and route_localnet: nothing is left', async () => {
+    const [prev] = await setup(1);
+    // The external mark chain exists for IPv4 only, so ip6tables-restore refuses the jump to it.
+    await execa('ip', ['netns', 'exec', lab.host, 'iptables', '-t', 'nat', '-N', 'KUBE-MARK-MASQ']);
+    const before = [await natRules(4), await natRules(6)];
+    const rl = () => execa('ip', ['netns', 'exec', lab.host, 'cat', '/proc/sys/net/ipv4/conf/cni0/route_localnet']).then((r) => r.stdout.trim());
+    expect(await rl()).toBe('0');
+    const r = await pm('ADD', pmConf(prev, { externalSetMarkChain: 'KUBE-MARK-MASQ' }));
+    expect(r.exitCode).toBe(1);
+    expect(r.json.msg).toMatch(/^setting up IPv6 port mappings for brnet\/ctr-pm1: ip6tables-restore -w --noflush failed/);
+    expect([await natRules(4), await natRules(6)]).toEqual(before);
+    expect(await rl()).toBe('0');
+  });
+
   test('GC removes exactly the chains of this network\'s containers that are not valid', async () => {
     const [prev1, prev2] = await setup(2);
     const [p1, p2] = lab.pods as [string, string];

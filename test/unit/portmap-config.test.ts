@@ -149,6 +149,21 @@ describe('portmap: iptables script', () => {
     expect(again.filter((l) => /PREROUTING|OUTPUT|POSTROUTING|SETMARK -m|MASQ -m/.test(l))).toEqual([]);
   });
 
+  test('undoLines takes back an ADD: new chains go, rules added to old chains are deleted, a rewritten pod chain gets its old rules and jumps back', () => {
+    const fresh = ipt.addLines(load(), 'ctr1', v4!, EMPTY);
+    expect(ipt.undoLines(fresh, EMPTY)).toEqual([
+      '-D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
+      '-D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
+      '-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+      '-F CNI-HOSTPORT-DNAT', '-X CNI-HOSTPORT-DNAT', '-F CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-SETMARK', '-F CNI-HOSTPORT-MASQ', '-X CNI-HOSTPORT-MASQ', `-F ${CH}`, `-X ${CH}`,
+    ]);
+    const old = ipt.parseSave([':CNI-HOSTPORT-DNAT - [0:0]', `:${CH} - [0:0]`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`].join('\n'));
+    const again = ipt.addLines(load({ snat: false }), 'ctr1', v4!, old);
+    const undo = ipt.undoLines(again, old);
+    expect(undo.filter((l) => l.startsWith('-D CNI-HOSTPORT-DNAT'))).toHaveLength(2); // the new entry rules
+    expect(undo.slice(-3)).toEqual([`-F ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`]);
+  });
+
   test('snat false: no mark rules and no shared mark chains', () => {
     const l = ipt.addLines(load({ snat: false }), 'ctr1', v4!, EMPTY);
     expect(l.some((x) => x.includes('SETMARK') || x.includes('MASQ'))).toBe(false);

@@ -224,6 +224,26 @@ export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress
   return [...decl, ...body];
 }
 
+/**
+ * The lines that take back `added` (addLines' output for the table `nat` as it was before): rules
+ * added to chains that existed are deleted, chains that did not exist are flushed and deleted, and a
+ * pod chain that existed gets its old rules and entry jumps back. Used when a later family's
+ * transaction fails, so a failed ADD leaves the table as it found it, shared chains included.
+ */
+export function undoLines(added: string[], nat: NatTable): string[] {
+  const created = added.filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]!).filter((c) => !nat.chains.has(c));
+  const flushed = added.filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]!).filter((c) => nat.chains.has(c));
+  const inNew = (l: string): boolean => [...created, ...flushed].includes(/^-[AI] (\S+)/.exec(l)?.[1] ?? '');
+  const out: string[] = [];
+  for (const l of added) {
+    if (/^-[AI] /.test(l) && !inNew(l)) out.push(`-D ${l.replace(/^-I (\S+) 1 /, '$1 ').replace(/^-A /, '')}`);
+  }
+  for (const c of created) out.push(`-F ${c}`, `-X ${c}`);
+  for (const c of flushed) out.push(`-F ${c}`, ...nat.rules.filter((l) => l.startsWith(`-A ${c} `)));
+  out.push(...added.filter((l) => l.startsWith('-D ')).map((l) => `-A${l.slice(2)}`));
+  return out;
+}
+
 /** `-D` lines for every rule that jumps to one of `chains`. */
 function removeJumps(nat: NatTable, chains: Set<string>): string[] {
   return nat.rules.filter((l) => chains.has(/ -j (\S+)$/.exec(l)?.[1] ?? '')).map((l) => `-D${l.slice(2)}`);

@@ -45,9 +45,11 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       for (const p of pods) ipt.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
       localnetRouting(conf, pods, rollback);
       for (const p of pods) {
-        ipt.writeNat(p.family, ipt.addLines(conf, a.containerID, p, tables.get(p.family)!), `setting up ${famName(p.family)} port mappings for ${conf.name}/${a.containerID}`);
-        // A later family's failure takes this one's rules back: the ADD applies whole or not at all.
-        rollback.push(() => ipt.writeNat(p.family, ipt.delLines(conf.name, a.containerID, ipt.readNat(p.family)), 'removing port mappings'));
+        const before = tables.get(p.family)!;
+        const lines = ipt.addLines(conf, a.containerID, p, before);
+        ipt.writeNat(p.family, lines, `setting up ${famName(p.family)} port mappings for ${conf.name}/${a.containerID}`);
+        // A later family's failure takes this one's change back: the ADD applies whole or not at all.
+        rollback.push(() => ipt.writeNat(p.family, ipt.undoLines(lines, before), `taking back ${famName(p.family)} port mappings`));
       }
     }
   } catch (e) {
