@@ -190,6 +190,25 @@ describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend)
     else expect((await nftRules()).filter((x) => x.comment)).toEqual([]);
   });
 
+  test('a UDP flow seen before ADD is forwarded from its next packet on (stale conntrack entries of the mapped UDP ports are deleted)', async () => {
+    const [prev1] = await setup(1);
+    const p1 = lab.pods[0]!;
+    // NAT in this netns first (another pod's mapping), so conntrack tracks the flow before our ADD.
+    expect((await pm('ADD', pmConf(prev1, { backend }, [{ hostPort: 7000, containerPort: 7000, protocol: 'tcp' }]), { id: 'ctr-warm' })).exitCode).toBe(0);
+    const echo = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send('echo '+m,r.port,r.address));s.bind(53,()=>console.log('up'))`;
+    const srv = execa('nsenter', [`--net=/var/run/netns/${p1}`, process.execPath, '-e', echo], { reject: false });
+    servers.push(srv);
+    await new Promise<void>((res) => srv.stdout!.once('data', () => res()));
+    // Always from source port 40123, so both sends are one conntrack flow.
+    const send = async (): Promise<string> => {
+      const js = `const s=require('dgram').createSocket('udp4');s.bind(40123,()=>{s.send('x',5353,'198.18.0.1')});s.on('message',m=>{console.log(String(m));process.exit(0)});setTimeout(()=>{console.log('none');process.exit(0)},1000)`;
+      return (await execa('nsenter', [`--net=/var/run/netns/${lab.host}`, process.execPath, '-e', js], { reject: false })).stdout.trim();
+    };
+    expect(await send()).toBe('none'); // nothing mapped yet: the flow's entry points at the host
+    expect((await pm('ADD', pmConf(prev1, { backend }))).exitCode).toBe(0);
+    expect(await send()).toBe('echo x');
+  });
+
   test('netfilter processes: at most one read and one write per family for ADD and DEL (the reference execs iptables per rule)', async () => {
     const [prev] = await setup(1);
     const conf = pmConf(prev, { backend });

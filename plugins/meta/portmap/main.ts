@@ -1,14 +1,16 @@
 // The portmap plugin's verbs (the reference's plugins/meta/portmap): a chained plugin that forwards
 // host ports to the pod's addresses from prevResult, with iptables or nftables. ADD reads top to
 // bottom: config → prevResult → pod addresses → read each family's table (one process each) →
-// conflicts → route_localnet → one write transaction per family (iptables) or for all (nftables).
+// conflicts → route_localnet → one write transaction per family (iptables) or for all (nftables) →
+// stale UDP conntrack entries of the mapped ports.
 // DEL and GC find the pod's rules by its chain name or comment, never by its address.
 import { CniError, ErrPluginNotAvailable, errorMessage } from '../../../shared/cni/errors';
 import { parseValidAttachments } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { contains, type Family, type IP } from '../../../shared/ip';
-import { AF_INET } from '../../../shared/linux/netlink/constants';
+import { AF_INET, NETLINK_NETFILTER } from '../../../shared/linux/netlink/constants';
+import { deleteConntrackForDstPort, IPPROTO_UDP } from '../../../shared/linux/netlink/conntrack';
 import { getLink } from '../../../shared/linux/netlink/link';
 import { listRoutes } from '../../../shared/linux/netlink/route';
 import { withNetlink } from '../../../shared/linux/netlink/socket';
@@ -56,7 +58,29 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     await rollback.run();
     throw e;
   }
+  deleteStaleUDPFlows(a, conf, pods);
   return prev; // passed through unchanged, as the reference
+}
+
+/**
+ * Deletes the conntrack entries of the mapped UDP host ports, after the rules are in: a UDP flow
+ * seen before (e.g. a client retrying towards a port that was not mapped yet) would otherwise keep
+ * its old entry and never be NATed. As in the reference, a failure is only logged.
+ */
+function deleteStaleUDPFlows(a: CmdArgs, conf: PortMapConf, pods: PodAddress[]): void {
+  const ports = [...new Set(conf.portMappings.filter((m) => m.protocol === 'udp').map((m) => m.hostPort))];
+  if (!ports.length) return;
+  try {
+    withNetlink(
+      (nl) => {
+        for (const p of pods) for (const port of ports) deleteConntrackForDstPort(nl, p.family, IPPROTO_UDP, port);
+      },
+      undefined,
+      NETLINK_NETFILTER,
+    );
+  } catch (e) {
+    a.log.warn(`failed to delete stale UDP conntrack entries for ${conf.name}/${a.containerID}: ${errorMessage(e)}`);
+  }
 }
 
 /**
