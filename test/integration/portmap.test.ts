@@ -209,6 +209,25 @@ describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend)
     expect(await send()).toBe('echo x');
   });
 
+  test('16 ADDs at once on a fresh host: every pod keeps its rules, shared rules exist once; 16 DELs at once leave no pod rule', async () => {
+    const [prev] = await setup(1);
+    const ids = Array.from({ length: 16 }, (_, i) => `ctr-par${i}`);
+    const conf = (i: number) => pmConf(prev, { backend }, [{ hostPort: 10000 + i, containerPort: 80, protocol: 'tcp' }]);
+    const adds = await Promise.all(ids.map((id, i) => pm('ADD', conf(i), { id })));
+    expect(adds.map((r) => r.exitCode)).toEqual(ids.map(() => 0));
+    for (const [i, id] of ids.entries()) expect([id, (await pm('CHECK', conf(i), { id })).exitCode]).toEqual([id, 0]);
+    if (backend === 'iptables') {
+      const rules = await natRules(4);
+      for (const shared of ['-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT', '-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE'])
+        expect(rules.filter((l) => l === shared)).toHaveLength(1);
+      expect(rules.filter((l) => l.startsWith('-A CNI-HOSTPORT-DNAT'))).toHaveLength(16);
+    } else expect((await nftRules()).filter((x) => x.family === 'ip' && x.chain === 'prerouting')).toHaveLength(2);
+    const dels = await Promise.all(ids.map((id, i) => pm('DEL', conf(i), { id })));
+    expect(dels.map((r) => r.exitCode)).toEqual(ids.map(() => 0));
+    if (backend === 'iptables') expect([...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH))).toEqual([]);
+    else expect((await nftRules()).filter((x) => x.comment)).toEqual([]);
+  });
+
   test('netfilter processes: at most one read and one write per family for ADD and DEL (the reference execs iptables per rule)', async () => {
     const [prev] = await setup(1);
     const conf = pmConf(prev, { backend });

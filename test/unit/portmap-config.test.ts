@@ -105,11 +105,11 @@ describe('portmap: iptables script', () => {
     expect(ipt.dnatComment('brnet', 'ctr1')).toBe('dnat name: "brnet" id: "ctr1"');
   });
 
-  test('ADD on an empty table: the reference\'s IPv4 rules, chains declared first, masquerade jump prepended', () => {
+  test('ADD on an empty table: the reference\'s IPv4 rules, shared chains created (-N, never flushed), the pod chain declared, masquerade jump prepended', () => {
     expect(ipt.addLines(load(), 'ctr1', v4!, EMPTY)).toEqual([
-      ':CNI-HOSTPORT-DNAT - [0:0]',
-      ':CNI-HOSTPORT-SETMARK - [0:0]',
-      ':CNI-HOSTPORT-MASQ - [0:0]',
+      '-N CNI-HOSTPORT-DNAT',
+      '-N CNI-HOSTPORT-SETMARK',
+      '-N CNI-HOSTPORT-MASQ',
       `:${CH} - [0:0]`,
       '-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
       '-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
@@ -142,7 +142,7 @@ describe('portmap: iptables script', () => {
 
   test('a repeated ADD writes no shared rule twice, removes its old entry jumps and redeclares (flushes) its chain', () => {
     const first = ipt.addLines(load(), 'ctr1', v4!, EMPTY);
-    const now = ipt.parseSave(['*nat', ...first.map((l) => l.replace(/^-I (\S+) 1/, '-A $1')).map((l) => (l.startsWith(':') ? `${l}` : l)), 'COMMIT'].join('\n'));
+    const now = ipt.parseSave(['*nat', ...first.map((l) => l.replace(/^-I (\S+) 1/, '-A $1').replace(/^-N (\S+)/, ':$1 - [0:0]')), 'COMMIT'].join('\n'));
     const again = ipt.addLines(load(), 'ctr1', v4!, now);
     expect(again.filter((l) => l.startsWith(':'))).toEqual([`:${CH} - [0:0]`]);
     expect(again.filter((l) => l.startsWith('-D'))).toHaveLength(2);
@@ -222,13 +222,13 @@ describe('portmap: iptables script', () => {
 
   test('GC removes only this network\'s chains whose container is not valid', () => {
     const lines = [...ipt.addLines(load(), 'ctr1', v4!, EMPTY), ...ipt.addLines(load(), 'ctr2', v4!, EMPTY), ...ipt.addLines(load({ name: 'other' }), 'ctr3', v4!, EMPTY)];
-    const nat = ipt.parseSave(lines.map((l) => l.replace(/^-I (\S+) 1/, '-A $1')).join('\n'));
+    const nat = ipt.parseSave(lines.map((l) => l.replace(/^-I (\S+) 1/, '-A $1').replace(/^-N (\S+)/, ':$1 - [0:0]')).join('\n'));
     const gc = ipt.gcLines('brnet', new Set(['ctr2']), nat);
     expect(gc.filter((l) => l.startsWith('-X'))).toEqual([`-X ${CH}`]);
   });
 
   test('CHECK passes on what ADD wrote and names a missing rule', () => {
-    const written = ipt.addLines(load(), 'ctr1', v4!, EMPTY).map((l) => l.replace(/^-I (\S+) 1/, '-A $1'));
+    const written = ipt.addLines(load(), 'ctr1', v4!, EMPTY).map((l) => l.replace(/^-I (\S+) 1/, '-A $1').replace(/^-N (\S+)/, ':$1 - [0:0]'));
     expect(() => ipt.checkFamily(load(), 'ctr1', v4!, ipt.parseSave(written.join('\n')))).not.toThrow();
     const tampered = written.filter((l) => !l.includes('--to-destination 198.18.0.2:53'));
     expect(() => ipt.checkFamily(load(), 'ctr1', v4!, ipt.parseSave(tampered.join('\n')))).toThrow(/--dport 53 -j DNAT --to-destination 198.18.0.2:53" not found in IPv4/);

@@ -10,7 +10,7 @@
 // compares equal to a generated one.
 import { formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
 import { chainName } from '../../../shared/netfilter/masquerade-iptables';
-import { mustRunTool } from '../../../shared/netfilter/tool';
+import { mustRunTool, NetfilterError } from '../../../shared/netfilter/tool';
 import { configError } from '../../../shared/cni/config';
 import { mappingsFor, type PodAddress, type PortMapConf, type PortMapping } from './config';
 
@@ -75,6 +75,29 @@ export function restoreScript(lines: string[]): string {
 /** Applies `lines` to the nat table in one `iptables-restore -w --noflush` transaction; nothing when empty. */
 export function writeNat(f: Family, lines: string[], what: string): void {
   if (lines.length) mustRunTool(`${tool(f)}-restore`, ['-w', '--noflush'], what, restoreScript(lines));
+}
+
+// Transactions built on a table another plugin call changed since it was read fail whole (a chain
+// created twice, a rule deleted twice); they are built again on a fresh read this many times.
+const ATTEMPTS = 4;
+
+/**
+ * One transaction built by `build` on `nat` (the table as read) and written; when it fails because
+ * the table changed meanwhile (a concurrent ADD or DEL), it is built again on a fresh read, up to 4
+ * attempts. Returns the lines written and the table they were built on (for undoLines). Throws the
+ * last NetfilterError.
+ */
+export function applyNat(f: Family, nat: NatTable, build: (nat: NatTable) => string[], what: string): { lines: string[]; nat: NatTable } {
+  for (let attempt = 1; ; attempt++) {
+    const lines = build(nat);
+    try {
+      writeNat(f, lines, what);
+      return { lines, nat };
+    } catch (e) {
+      if (attempt >= ATTEMPTS || (e instanceof NetfilterError && e.notFound)) throw e;
+      nat = readNat(f);
+    }
+  }
 }
 
 const markDef = (bit: number): string => {
@@ -207,11 +230,13 @@ export function checkConflicts(conf: PortMapConf, containerID: string, family: F
  * The restore lines that (re)install the pod's forwarding for one family, given the table now:
  * shared chains and rules only when missing, the pod's old entry rules removed and its chain
  * rewritten (declaring an existing chain under --noflush flushes it), so a repeated ADD or one after
- * the pod's address changed leaves exactly one set of rules.
+ * the pod's address changed leaves exactly one set of rules. A shared chain is created with `-N`,
+ * never declared: if another ADD created it since `nat` was read, the transaction fails whole
+ * (and is built again, see applyNat) instead of flushing that pod's entry rules.
  */
 export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress, nat: NatTable): string[] {
   const chain = dnatChain(conf.name, containerID);
-  const decl = [TOP_DNAT, ...(conf.snat && !conf.externalSetMarkChain ? [SETMARK, MASQ] : [])].filter((c) => !nat.chains.has(c)).map((c) => `:${c} - [0:0]`);
+  const decl = [TOP_DNAT, ...(conf.snat && !conf.externalSetMarkChain ? [SETMARK, MASQ] : [])].filter((c) => !nat.chains.has(c)).map((c) => `-N ${c}`);
   decl.push(`:${chain} - [0:0]`);
   const existing = new Set(nat.rules);
   const body: string[] = [];
@@ -231,8 +256,9 @@ export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress
  * transaction fails, so a failed ADD leaves the table as it found it, shared chains included.
  */
 export function undoLines(added: string[], nat: NatTable): string[] {
-  const created = added.filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]!).filter((c) => !nat.chains.has(c));
-  const flushed = added.filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]!).filter((c) => nat.chains.has(c));
+  const declared = added.filter((l) => l.startsWith(':') || l.startsWith('-N ')).map((l) => l.replace(/^(:|-N )/, '').split(' ')[0]!);
+  const created = declared.filter((c) => !nat.chains.has(c));
+  const flushed = declared.filter((c) => nat.chains.has(c));
   const inNew = (l: string): boolean => [...created, ...flushed].includes(/^-[AI] (\S+)/.exec(l)?.[1] ?? '');
   const out: string[] = [];
   for (const l of added) {

@@ -47,11 +47,10 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       for (const p of pods) ipt.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
       localnetRouting(conf, pods, rollback);
       for (const p of pods) {
-        const before = tables.get(p.family)!;
-        const lines = ipt.addLines(conf, a.containerID, p, before);
-        ipt.writeNat(p.family, lines, `setting up ${famName(p.family)} port mappings for ${conf.name}/${a.containerID}`);
+        const what = `setting up ${famName(p.family)} port mappings for ${conf.name}/${a.containerID}`;
+        const done = ipt.applyNat(p.family, tables.get(p.family)!, (nat) => ipt.addLines(conf, a.containerID, p, nat), what);
         // A later family's failure takes this one's change back: the ADD applies whole or not at all.
-        rollback.push(() => ipt.writeNat(p.family, ipt.undoLines(lines, before), `taking back ${famName(p.family)} port mappings`));
+        rollback.push(() => ipt.writeNat(p.family, ipt.undoLines(done.lines, done.nat), `taking back ${famName(p.family)} port mappings`));
       }
     }
   } catch (e) {
@@ -122,7 +121,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     const lines = readableFamilies((f) => nft.delLines(a.containerID, f, nft.readTable(f)));
     nft.writeScript(lines.flatMap(([, l]) => l), what);
   } else {
-    for (const [f, lines] of readableFamilies((f) => ipt.delLines(conf.name, a.containerID, ipt.readNat(f)))) ipt.writeNat(f, lines, what);
+    for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.delLines(conf.name, a.containerID, t), what);
   }
 }
 
@@ -165,8 +164,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     a.log.info('GC: nftables port mappings carry no network name; left to DEL');
     return;
   }
-  for (const [f, lines] of readableFamilies((f) => ipt.gcLines(conf.name, valid, ipt.readNat(f))))
-    ipt.writeNat(f, lines, `garbage-collecting port mappings of ${conf.name}`);
+  for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, valid, t), `garbage-collecting port mappings of ${conf.name}`);
 }
 
 /** STATUS: code 50 when the backend's tool cannot read its IPv4 table here (not installed, no permission, no nat support). */
