@@ -7,7 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binDir, REFERENCE_DIR } from '../support/cni';
+import { binDir, REFERENCE_DIR, runCni } from '../support/cni';
 import { Lab } from './bridge-harness';
 
 jest.setTimeout(120000);
@@ -329,5 +329,22 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     });
     expect(r.exitCode).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ code: 50, msg: expect.stringMatching(/^iptables is not usable: /) });
+  });
+});
+
+describe('portmap bad input through the binary: one CNI error naming the field, no engine text, nothing run', () => {
+  const base = { cniVersion: '1.0.0', name: 'n', type: 'portmap' };
+  const one = [{ hostPort: 1, containerPort: 1, protocol: 'tcp' }];
+  test.each([
+    [{ ...base, runtimeConfig: { portMappings: one } }, 999, 'must be called as chained plugin'],
+    [{ ...base, runtimeConfig: { portMappings: 'x' }, prevResult: { cniVersion: '1.0.0' } }, 7, 'invalid config: field "runtimeConfig.portMappings" = "x": expected array'],
+    [{ ...base, runtimeConfig: { portMappings: [null] }, prevResult: { cniVersion: '1.0.0' } }, 7, 'invalid config: field "runtimeConfig.portMappings[0]" = null: expected object'],
+    [{ ...base, conditionsV4: 'x', prevResult: { cniVersion: '1.0.0' } }, 7, 'invalid config: field "conditionsV4" = "x": expected array'],
+    [{ ...base, markMasqBit: 1.5 }, 7, 'invalid config: field "markMasqBit" = 1.5: expected int'],
+    [{ ...base, runtimeConfig: { portMappings: one }, prevResult: { cniVersion: '1.0.0', ips: [{ address: 'bogus' }] } }, 6, 'failed to parse result: ips[0].address must be an address with a prefix length, got "bogus"'],
+  ])('%j → code %i', async (conf, code, msg) => {
+    const r = await runCni('portmap', { command: 'ADD', config: conf, env: { CNI_CONTAINERID: 'c', CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0', CNI_PATH: binDir() } });
+    expect(r.exitCode).toBe(1);
+    expect(r.json).toEqual({ cniVersion: '1.0.0', code, msg });
   });
 });
