@@ -5,6 +5,7 @@ import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
 import { tuning } from './meta/tuning/main';
 import { firewall } from './meta/firewall/main';
+import { portmap } from './meta/portmap/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
 
@@ -16,4 +17,5 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   firewall,
   loopback,
   ptp,
+  portmap,
 };

@@ -9,9 +9,12 @@ import { mustRunTool } from './tool';
 
 const MAX_CHAIN = 28;
 
-/** `CNI-` + hex sha512(name+id), 28 characters (the reference's utils.FormatChainName). */
-export function chainName(network: string, containerID: string): string {
-  return ('CNI-' + createHash('sha512').update(network + containerID).digest('hex')).slice(0, MAX_CHAIN);
+/**
+ * `CNI-` + prefix + hex sha512(name+id), cut to 28 characters (the reference's
+ * utils.FormatChainName / MustFormatChainNameWithPrefix; portmap uses prefix `DN-`).
+ */
+export function chainName(network: string, containerID: string, prefix = ''): string {
+  return ('CNI-' + prefix + createHash('sha512').update(network + containerID).digest('hex')).slice(0, MAX_CHAIN);
 }
 
 /** Go's fmt.Sprintf("name: %q id: %q"); names and IDs are restricted to [A-Za-z0-9_.-], so %q is plain quoting. */

@@ -2,6 +2,7 @@
 // <linux/if_addr.h>, <linux/if_bridge.h> (checked against the kernel headers with a C program).
 
 export const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12; // nfnetlink: conntrack (shared/linux/netlink/conntrack.ts)
 
 // nlmsghdr types and flags
 export const NLMSG_NOOP = 1;

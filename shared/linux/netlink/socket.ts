@@ -89,9 +89,9 @@ export class NetlinkSocket {
     readonly portId: number,
   ) {}
 
-  /** Opens a NETLINK_ROUTE socket in this thread's current netns. */
-  static open(): NetlinkSocket {
-    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  /** Opens a netlink socket (default NETLINK_ROUTE; NETLINK_NETFILTER for conntrack) in this thread's current netns. */
+  static open(protocol = NETLINK_ROUTE): NetlinkSocket {
+    const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (fd < 0) throw new SyscallError('opening netlink socket', -fd);
     try {
       const addr = sockaddrNl();
@@ -110,8 +110,8 @@ export class NetlinkSocket {
   }
 
   /** Opens a socket bound to the netns at `path` (the setns round trip happens only here). */
-  static openIn(path: string): NetlinkSocket {
-    const s = withNetns(path, () => NetlinkSocket.open());
+  static openIn(path: string, protocol = NETLINK_ROUTE): NetlinkSocket {
+    const s = withNetns(path, () => NetlinkSocket.open(protocol));
     s.nsPath = path;
     return s;
   }
@@ -306,14 +306,14 @@ export class NetlinkSocket {
   }
 }
 
-/** Opens an rtnetlink socket in the current netns, or in the netns at `nsPath`. */
-export function openNetlink(nsPath?: string): NetlinkSocket {
-  return nsPath ? NetlinkSocket.openIn(nsPath) : NetlinkSocket.open();
+/** Opens an rtnetlink socket (or another netlink `protocol`) in the current netns, or in the netns at `nsPath`. */
+export function openNetlink(nsPath?: string, protocol = NETLINK_ROUTE): NetlinkSocket {
+  return nsPath ? NetlinkSocket.openIn(nsPath, protocol) : NetlinkSocket.open(protocol);
 }
 
-/** Runs fn with a socket (optionally in another netns) and closes it afterwards. */
-export function withNetlink<T>(fn: (nl: NetlinkSocket) => T, nsPath?: string): T {
-  const nl = openNetlink(nsPath);
+/** Runs fn with a socket (optionally in another netns, of another netlink `protocol`) and closes it afterwards. */
+export function withNetlink<T>(fn: (nl: NetlinkSocket) => T, nsPath?: string, protocol = NETLINK_ROUTE): T {
+  const nl = openNetlink(nsPath, protocol);
   try {
     return fn(nl);
   } finally {
