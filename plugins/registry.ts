@@ -4,6 +4,7 @@ import { hostLocal } from '../ipam/host-local/main';
 import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
 import { tuning } from './meta/tuning/main';
+import { bandwidth } from './meta/bandwidth/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
 
@@ -14,4 +15,5 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   tuning,
   loopback,
   ptp,
+  bandwidth,
 };
