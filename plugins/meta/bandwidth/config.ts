@@ -37,7 +37,7 @@ export const LATENCY_MS = 25;
  * A limit as tbf parameters, computed as the reference's createTBF does so the kernel holds the
  * same values: rate in bytes/s (bits / 8, truncated), buffer = burst's transmit time at that rate in
  * scheduler ticks, limit = rate × 25 ms + burst in bytes. A buffer beyond a u32 is saturated (Go's
- * conversion wraps it to an arbitrary value; the kernel caps the bucket at 2^32 ns either way).
+ * conversion in the reference wraps it to an arbitrary smaller value).
  */
 export function tbfFor(l: Limit): { rate: number; buffer: number; limit: number } {
   const rate = Math.floor(l.rate / 8);
