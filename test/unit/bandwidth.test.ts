@@ -3,7 +3,7 @@
 // its config rules (which source wins, rate/burst pairs, limits) give code 7 naming the field.
 import captures from './tc-captured.json';
 import { buildAddIfb, buildSetLink } from '../../shared/linux/netlink/link';
-import { buildAddIngress, buildAddRedirectFilter, buildAddTbf, decodeQdisc, tickInUsec } from '../../shared/linux/netlink/tc';
+import { buildAddIngress, buildAddRedirectFilter, buildAddTbf, buildListFilters, buildListQdiscs, decodeFilter, decodeQdisc, INGRESS_HANDLE, tickInUsec } from '../../shared/linux/netlink/tc';
 import { parseMessages } from '../../shared/linux/netlink/message';
 import { loadBandwidthConf, tbfFor } from '../../plugins/meta/bandwidth/config';
 import { ifbName } from '../../plugins/meta/bandwidth/main';
@@ -56,6 +56,16 @@ describe('tc requests match iproute2', () => {
 
   test('tc filter add dev hv0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev <ifb>', () => {
     expect(hex(buildAddRedirectFilter(3, 4))).toBe(hex(captured('filter')));
+  });
+
+  test('tc qdisc show dev hv0 / tc filter show dev hv0 parent ffff: (dump requests)', () => {
+    expect(hex(buildListQdiscs(3))).toBe(hex(captured('qlist')));
+    expect(hex(buildListFilters(3, INGRESS_HANDLE))).toBe(hex(captured('flist')));
+  });
+
+  test('a filter decodes to the device its mirred action redirects to (tc\'s own request, same layout as the dump)', () => {
+    const [m] = parseMessages(captured('filter'));
+    expect(decodeFilter(m!)).toEqual({ kind: 'u32', redirectsTo: [4] });
   });
 
   test('ip link add bwp0123456789ab mtu 1500 up type ifb', () => {

@@ -88,6 +88,15 @@ export function loadBandwidthConf(a: Pick<CmdArgs, 'conf'>): BandwidthConf {
   };
 }
 
+/**
+ * Only the network name (code 7 when it is missing or not a string), for DEL, GC and STATUS: they
+ * need nothing else, and a limit refused here but taken by the reference's ADD must not stop the
+ * DEL of a pod a node switched over.
+ */
+export function loadNetworkName(a: Pick<CmdArgs, 'conf'>): string {
+  return parseConfig(sparseObject(a.conf, { name: () => z.string() }, { required: ['name'], loose: true }), a.conf).name;
+}
+
 /** The reference's validateRateAndBurst for one direction, naming the field at fault. */
 function limitOf(e: Entry, at: string, dir: 'ingress' | 'egress'): Limit | undefined {
   const rate = e[`${dir}Rate`] ?? 0;

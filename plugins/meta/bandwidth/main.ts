@@ -11,12 +11,12 @@ import { formatResult, type Interface, type Result } from '../../../shared/cni/t
 import { isNotFound } from '../../../shared/linux/netlink/errors';
 import { addIfb, deleteLink, getLink, listLinks, setLink, type Link } from '../../../shared/linux/netlink/link';
 import { openNetlink, type NetlinkSocket } from '../../../shared/linux/netlink/socket';
-import { addIngressQdisc, addRedirectFilter, addTbf, deleteQdisc, listQdiscs, TC_H_INGRESS, TC_H_ROOT } from '../../../shared/linux/netlink/tc';
+import { addIngressQdisc, addRedirectFilter, addTbf, deleteQdisc, INGRESS_HANDLE, listFilters, listQdiscs, TC_H_INGRESS, TC_H_ROOT } from '../../../shared/linux/netlink/tc';
 import { openPodNetns } from '../../../shared/plugin/pod-netns';
 import { parsePrevResult } from '../../../shared/plugin/prev-result';
 import { Rollback } from '../../../shared/plugin/rollback';
 import { requireNetlink } from '../../../shared/plugin/status';
-import { loadBandwidthConf, tbfFor, type Limit } from './config';
+import { loadBandwidthConf, loadNetworkName, tbfFor, type Limit } from './config';
 
 const IFB_NAME_MAX = 15; // IFNAMSIZ - 1
 
@@ -103,10 +103,10 @@ function hostVeth(host: NetlinkSocket, ifaces: Interface[], netns: string, ifNam
 
 /** Removes the pod's ifb (and so its qdisc), found by name: no netns or prevResult needed. Idempotent. */
 async function cmdDel(a: CmdArgs): Promise<void> {
-  const conf = loadBandwidthConf(a);
+  const network = loadNetworkName(a);
   const host = openNetlink();
   try {
-    deleteIfb(host, ifbName(conf.name, a.containerID));
+    deleteIfb(host, ifbName(network, a.containerID));
   } finally {
     host.close();
   }
@@ -123,7 +123,8 @@ function deleteIfb(host: NetlinkSocket, name: string): void {
 
 /**
  * The tbf qdiscs still hold the configured values (the reference's cmdCheck and its messages): on
- * the host veth for ingress, on the ifb for egress. Also fails when the ifb's redirect is gone.
+ * the host veth for ingress, on the ifb for egress. Also fails when the redirect to the ifb (the
+ * host veth's ingress qdisc and its filter's first action) is gone.
  */
 async function cmdCheck(a: CmdArgs): Promise<void> {
   const conf = loadBandwidthConf(a);
@@ -142,6 +143,8 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
       }
       checkTbf(host, ifb, conf.egress);
       if (!listQdiscs(host, veth.index).some((q) => q.kind === 'ingress')) throw new Error(`Failed to find ingress qdisc on ${veth.name}`);
+      if (!listFilters(host, veth.index, INGRESS_HANDLE, veth.name).some((f) => f.redirectsTo[0] === ifb.index))
+        throw new Error(`no filter on ${veth.name} redirects its traffic to ${ifb.name}`);
     }
   } finally {
     host.close();
@@ -159,14 +162,14 @@ function checkTbf(nl: NetlinkSocket, link: Link, l: Limit): void {
 
 /** Spec 1.1 GC: removes this network's ifbs (told by their alias) whose container is no longer valid. */
 async function cmdGC(a: CmdArgs): Promise<void> {
-  const conf = loadBandwidthConf(a);
+  const network = loadNetworkName(a);
   const valid = new Set(parseValidAttachments(a.conf).map((v) => v.containerID));
   const host = openNetlink();
   const errors: string[] = [];
   try {
     for (const l of listLinks(host)) {
       const m = l.kind === 'ifb' ? ALIAS_RE.exec(l.alias) : null;
-      if (!m || m[1] !== conf.name || valid.has(m[2]!) || l.name !== ifbName(conf.name, m[2]!)) continue;
+      if (!m || m[1] !== network || valid.has(m[2]!) || l.name !== ifbName(network, m[2]!)) continue;
       try {
         deleteIfb(host, l.name);
       } catch (e) {
@@ -181,7 +184,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
 
 /** STATUS: 50 when rtnetlink cannot be used here. */
 async function cmdStatus(a: CmdArgs): Promise<void> {
-  loadBandwidthConf(a);
+  loadNetworkName(a);
   requireNetlink();
 }
 

@@ -4,7 +4,7 @@
 // against what iproute2's `tc` sends for the same command (linux/pkt_sched.h, pkt_cls.h, tc_act/).
 import { readFileSync } from 'node:fs';
 import { NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST } from './constants';
-import { type NlMsg, attr, attrStr, attrString, attrU32, nested, nlmsg, parseAttrs } from './message';
+import { type NlMsg, attr, attrStr, attrString, attrU32, nested, nlmsg, parseAttrList, parseAttrs } from './message';
 import type { NetlinkSocket } from './socket';
 
 export const RTM_NEWQDISC = 36;
@@ -158,8 +158,42 @@ export function buildAddRedirectFilter(ifindex: number, toIndex: number): Buffer
   );
 }
 
-export function buildListQdiscs(): Buffer {
-  return nlmsg(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, tcmsg({}));
+/** `tc qdisc show dev X`: the kernel dumps every device's qdiscs; tc (and listQdiscs) keep X's. */
+export function buildListQdiscs(ifindex: number): Buffer {
+  return nlmsg(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP, tcmsg({ ifindex }));
+}
+
+/** `tc filter show dev X parent P`. */
+export function buildListFilters(ifindex: number, parent: number): Buffer {
+  return nlmsg(RTM_GETTFILTER, NLM_F_REQUEST | NLM_F_DUMP, tcmsg({ ifindex, parent }));
+}
+
+export interface Filter {
+  kind: string;
+  /** ifindexes the filter's mirred actions redirect to on egress, in action order */
+  redirectsTo: number[];
+}
+
+/** Decodes an RTM_NEWTFILTER dump entry; only u32's mirred egress redirects are read. */
+export function decodeFilter(m: NlMsg): Filter {
+  const a = parseAttrs(m.payload, TCMSG_LEN);
+  const f: Filter = { kind: a.has(TCA_KIND) ? attrString(a.get(TCA_KIND)!) : '', redirectsTo: [] };
+  const acts = f.kind === 'u32' && a.get(TCA_OPTIONS) ? parseAttrs(a.get(TCA_OPTIONS)!).get(TCA_U32_ACT) : undefined;
+  for (const act of acts ? parseAttrList(acts) : []) {
+    const x = parseAttrs(act.value);
+    if (attrString(x.get(TCA_ACT_KIND) ?? Buffer.alloc(0)) !== 'mirred') continue;
+    const parms = parseAttrs(x.get(TCA_ACT_OPTIONS) ?? Buffer.alloc(0)).get(TCA_MIRRED_PARMS);
+    if (parms && parms.length >= 28 && parms.readInt32LE(20) === TCA_EGRESS_REDIR) f.redirectsTo.push(parms.readUInt32LE(24));
+  }
+  return f;
+}
+
+/** The filters attached at `parent` of a device (u32 lists its hash table node too: kind u32, no actions). */
+export function listFilters(nl: NetlinkSocket, ifindex: number, parent: number, devName: string): Filter[] {
+  return nl
+    .request(buildListFilters(ifindex, parent), 'listing filters on', devName)
+    .filter((m) => m.type === RTM_NEWTFILTER)
+    .map(decodeFilter);
 }
 
 export interface Qdisc {
@@ -198,7 +232,7 @@ export function decodeQdisc(m: NlMsg): Qdisc {
 /** The qdiscs of one device (the kernel's dump is of every device; filtered here). */
 export function listQdiscs(nl: NetlinkSocket, ifindex: number): Qdisc[] {
   return nl
-    .request(buildListQdiscs(), 'listing qdiscs')
+    .request(buildListQdiscs(ifindex), 'listing qdiscs')
     .filter((m) => m.type === RTM_NEWQDISC)
     .map(decodeQdisc)
     .filter((q) => q.ifindex === ifindex);
