@@ -1,6 +1,6 @@
 // Differential: our bandwidth against the reference (/usr/lib/cni/bandwidth, Debian 1.1.1, tbf) on
 // the same configs, each chained after our bridge in twin labs with the same network name and
-// container IDs: results, `tc -j` qdisc and filter state, CHECK (each on the other's state too) and
+// container IDs: results, `tc -j` qdisc and filter state, the ifb device, CHECK (each on the other's state too) and
 // DEL agree; and a node switched between the two between ADD and DEL leaves no ifb behind.
 import { existsSync } from 'node:fs';
 import { BandwidthLab, ifbs, ingressFilters, OUR_BANDWIDTH, qdiscs, REFERENCE_BANDWIDTH } from './bandwidth-harness';
@@ -61,6 +61,13 @@ maybe('differential against the reference bandwidth', () => {
     expect(b.exitCode).toBe(0);
     expect(normalise(a.json)).toEqual(normalise(b.json));
     expect(await tcState(ours)).toEqual(await tcState(theirs));
+    // The ifb itself: name, MTU, flags. Its queue length is the host veth's, as upstream sets it;
+    // Debian's 1.1.1 sets 0 (`ip` omits it then). Ours also carries an alias, for GC.
+    const link = async (b: BandwidthLab): Promise<Json[]> =>
+      (await ifbs(b.host)).map((l: Json) => ({ ifname: l.ifname, mtu: l.mtu, flags: l.flags, operstate: l.operstate, kind: l.linkinfo?.info_kind, txqlen: l.txqlen }));
+    const [ourIfb, theirIfb] = [await link(ours), await link(theirs)];
+    expect(ourIfb).toEqual(theirIfb.map((l) => ({ ...l, txqlen: 1000 })));
+    expect(theirIfb.every((l) => l.txqlen === undefined)).toBe(true);
     for (const [lab, bin] of [[ours, OUR_BANDWIDTH()], [ours, REFERENCE_BANDWIDTH], [theirs, OUR_BANDWIDTH()], [theirs, REFERENCE_BANDWIDTH]] as const)
       expect((await lab.call('CHECK', lab.conf(extra), { binary: bin })).exitCode).toBe(0);
     expect((await ours.call('DEL', ours.conf(extra))).exitCode).toBe(0);

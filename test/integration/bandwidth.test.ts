@@ -18,7 +18,7 @@ const BOTH = { ingressRate: 8_000_000, ingressBurst: 262_144, egressRate: 16_000
 const tcIn = (ns: string, ...args: string[]) => execa('ip', ['netns', 'exec', ns, 'tc', ...args]);
 
 describe('bandwidth ADD: kernel state per key', () => {
-  test('ingress and egress: tbf on the host veth, ingress qdisc redirecting all to the ifb, tbf on the ifb; the ifb in the result', async () => {
+  test('ingress and egress: tbf on the host veth, ingress qdisc redirecting all to the ifb (the veth\'s MTU and queue length), tbf on the ifb; the ifb in the result', async () => {
     lab = await BandwidthLab.create();
     const r = await lab.call('ADD', lab.conf(BOTH));
     expect(r.exitCode).toBe(0);
@@ -28,7 +28,7 @@ describe('bandwidth ADD: kernel state per key', () => {
     // The bridge's result plus the ifb (name and MAC), as the reference appends it.
     const [dev] = await ifbs(lab.host);
     expect(r.json).toEqual({ ...prev, interfaces: [...prev.interfaces, { name: ifb, mac: dev.address }] });
-    expect(dev).toMatchObject({ ifname: ifb, mtu: 1500, operstate: 'UNKNOWN', ifalias: `cni bandwidth: name "${NETWORK}" id "${lab.id(lab.pod())}"` });
+    expect(dev).toMatchObject({ ifname: ifb, mtu: 1500, txqlen: 1000, operstate: 'UNKNOWN', ifalias: `cni bandwidth: name "${NETWORK}" id "${lab.id(lab.pod())}"` });
     expect(dev.flags).toContain('UP');
 
     // rate bytes/s = bits / 8; burst bytes = bits / 8; lat = 25 ms (the reference's latency).

@@ -72,6 +72,10 @@ describe('tc requests match iproute2', () => {
     expect(hex(buildAddIfb({ name: 'bwp0123456789ab', mtu: 1500, up: true }))).toBe(hex(captured('ifb')));
   });
 
+  test('ip link add bwp0123456789ab mtu 1500 txqueuelen 1000 up type ifb', () => {
+    expect(hex(buildAddIfb({ name: 'bwp0123456789ab', mtu: 1500, txQLen: 1000, up: true }))).toBe(hex(captured('ifbqlen')));
+  });
+
   test('ip link set <index 2> alias "abc d" (no NUL, as iproute2 sends it)', () => {
     expect(hex(buildSetLink(2, { alias: 'abc d' }))).toBe(hex(captured('alias')));
   });

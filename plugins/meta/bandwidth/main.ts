@@ -47,7 +47,8 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     if (conf.egress) {
       const name = ifbName(conf.name, a.containerID);
       try {
-        addIfb(host, { name, mtu: veth.mtu, up: true });
+        // The host veth's MTU and queue length, as upstream's CreateIfb (Debian's 1.1.1 sets a queue length of 0).
+        addIfb(host, { name, mtu: veth.mtu, txQLen: veth.txQLen, up: true });
       } catch (e) {
         throw new Error(`adding link: ${errorMessage(e)}`, { cause: e });
       }

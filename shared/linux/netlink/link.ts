@@ -249,11 +249,22 @@ export function addBridge(nl: NetlinkSocket, b: BridgeSpec): void {
 
 export interface IfbSpec extends CommonCreate {
   name: string;
+  /** transmit queue length in packets; default: the kernel's (32 for an ifb) */
+  txQLen?: number;
 }
 
-/** `ip link add NAME mtu M up type ifb`. */
+/** `ip link add NAME mtu M txqueuelen Q up type ifb`. */
 export function buildAddIfb(b: IfbSpec): Buffer {
-  return nlmsg(RTM_NEWLINK, REQ | NLM_F_CREATE | NLM_F_EXCL, ifinfomsg(upFlags(b.up)), ...commonAttrs(b), attrStr(IFLA_IFNAME, b.name), nested(IFLA_LINKINFO, attrStrRaw(IFLA_INFO_KIND, 'ifb')));
+  const qlen = b.txQLen !== undefined ? [attrU32(IFLA_TXQLEN, b.txQLen)] : [];
+  return nlmsg(
+    RTM_NEWLINK,
+    REQ | NLM_F_CREATE | NLM_F_EXCL,
+    ifinfomsg(upFlags(b.up)),
+    ...commonAttrs(b),
+    ...qlen,
+    attrStr(IFLA_IFNAME, b.name),
+    nested(IFLA_LINKINFO, attrStrRaw(IFLA_INFO_KIND, 'ifb')),
+  );
 }
 
 /** Creates an ifb (intermediate functional block) device. An existing link of that name -> EEXIST (isExists). */
