@@ -104,6 +104,17 @@ describe('bandwidth faults', () => {
     expect((await lab.call('DEL', lab.conf(BOTH))).exitCode).toBe(0);
     expect((await execa('ip', ['-n', lab.host, 'link', 'show', ifbName(NETWORK, lab.id(lab.pod()))], { reject: false })).exitCode).toBe(0);
   });
+
+  test('a failure after the ifb (an ingress qdisc already on the host veth) removes the ifb and the tbf, and keeps what was there', async () => {
+    lab = await BandwidthLab.create();
+    const veth = lab.hostVeth();
+    await tcIn(lab.host, 'qdisc', 'add', 'dev', veth, 'handle', 'ffff:', 'ingress');
+    const r = await lab.call('ADD', lab.conf(BOTH));
+    expect(r.exitCode).not.toBe(0);
+    expect(r.json.msg).toMatch(new RegExp(`^adding ingress qdisc on ${veth}: file exists`));
+    expect(await ifbs(lab.host)).toEqual([]);
+    expect((await qdiscs(lab.host)).map((q: Json) => [q.kind, q.dev])).toEqual([['ingress', veth]]);
+  });
 });
 
 describe('bandwidth CHECK, DEL, GC, STATUS', () => {
