@@ -34,12 +34,13 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   const prev = parsePrevResult(conf.prevResult, a.cniVersion);
   if (!prev) throw new Error('must be called as chained plugin');
   if (!conf.ingress && !conf.egress) return prev; // nothing to limit: the result passes through
-  const result: Result = { ...prev, interfaces: [...(prev.interfaces ?? [])] };
+  const interfaces = [...(prev.interfaces ?? [])];
+  const result: Result = { ...prev, interfaces };
 
   const host = openNetlink();
   const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
   try {
-    const veth = hostVeth(host, result.interfaces!, a.netns, a.ifName);
+    const veth = hostVeth(host, interfaces, a.netns, a.ifName);
     if (conf.ingress) {
       addTbf(host, { ifindex: veth.index, ...tbfFor(conf.ingress) }, veth.name);
       rollback.push(() => deleteQdisc(host, veth.index, TC_H_ROOT, veth.name));
@@ -55,7 +56,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       rollback.push(() => deleteLink(host, name)); // its qdisc goes with it
       setLink(host, name, { alias: ifbAlias(conf.name, a.containerID) });
       const ifb = getLink(host, name);
-      result.interfaces!.push({ name, mac: ifb.mac });
+      interfaces.push({ name, mac: ifb.mac }); // as the reference: the ifb joins the result
       addIngressQdisc(host, veth.index, veth.name);
       rollback.push(() => deleteQdisc(host, veth.index, TC_H_INGRESS, veth.name)); // and its filter
       addRedirectFilter(host, veth.index, ifb.index, `from ${veth.name} to ${name}`);

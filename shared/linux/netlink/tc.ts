@@ -238,14 +238,24 @@ export function listQdiscs(nl: NetlinkSocket, ifindex: number): Qdisc[] {
     .filter((q) => q.ifindex === ifindex);
 }
 
+/**
+ * Adds a tbf root qdisc (handle 1:) to device `t.ifindex`; `devName` is for messages. Throws
+ * NetlinkError: EEXIST (isExists) when the device already has a root qdisc of its own, ENODEV when
+ * the device is gone, EINVAL for parameters the kernel refuses.
+ */
 export function addTbf(nl: NetlinkSocket, t: TbfSpec, devName: string): void {
   nl.request(buildAddTbf(t), 'adding tbf qdisc on', devName);
 }
 
+/** Adds the ingress qdisc (ffff:) to a device. Throws NetlinkError EEXIST when it has one already. */
 export function addIngressQdisc(nl: NetlinkSocket, ifindex: number, devName: string): void {
   nl.request(buildAddIngress(ifindex), 'adding ingress qdisc on', devName);
 }
 
+/**
+ * Adds buildAddRedirectFilter's filter to the ingress qdisc of device `ifindex` (which must exist:
+ * EINVAL otherwise), redirecting to device `toIndex` (ENODEV if gone). `what` names it in messages.
+ */
 export function addRedirectFilter(nl: NetlinkSocket, ifindex: number, toIndex: number, what: string): void {
   nl.request(buildAddRedirectFilter(ifindex, toIndex), 'adding redirect filter', what);
 }
