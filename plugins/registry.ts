@@ -6,6 +6,7 @@ import { bridge } from './bridge/main';
 import { tuning } from './meta/tuning/main';
 import { firewall } from './meta/firewall/main';
 import { portmap } from './meta/portmap/main';
+import { bandwidth } from './meta/bandwidth/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
 
@@ -18,4 +19,5 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   loopback,
   ptp,
   portmap,
+  bandwidth,
 };

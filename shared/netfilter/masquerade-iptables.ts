@@ -3,7 +3,7 @@
 // `iptables-restore -w --noflush` per family after one listing. Teardown and GC work from the
 // container ID and the rule comments alone, so they need neither the netns nor the pod's addresses
 // (the reference leaks the rules when DEL has no netns: plugins#810).
-import { createHash } from 'node:crypto';
+import { attachmentHashName } from '../cni/hash-name';
 import { formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
 import { mustRunTool } from './tool';
 
@@ -14,7 +14,7 @@ const MAX_CHAIN = 28;
  * utils.FormatChainName / MustFormatChainNameWithPrefix; portmap uses prefix `DN-`).
  */
 export function chainName(network: string, containerID: string, prefix = ''): string {
-  return ('CNI-' + prefix + createHash('sha512').update(network + containerID).digest('hex')).slice(0, MAX_CHAIN);
+  return attachmentHashName('CNI-' + prefix, network, containerID, MAX_CHAIN);
 }
 
 /** Go's fmt.Sprintf("name: %q id: %q"); names and IDs are restricted to [A-Za-z0-9_.-], so %q is plain quoting. */

@@ -73,6 +73,7 @@ export const IFLA_TXQLEN = 13;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKMODE = 17;
 export const IFLA_LINKINFO = 18;
+export const IFLA_IFALIAS = 20;
 export const IFLA_NET_NS_PID = 19;
 export const IFLA_AF_SPEC = 26;
 export const IFLA_GROUP = 27;

@@ -15,6 +15,7 @@ import {
   IFLA_BR_BRIDGE_ID,
   IFLA_BR_VLAN_FILTERING,
   IFLA_EXT_MASK,
+  IFLA_IFALIAS,
   IFLA_IFNAME,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
@@ -101,6 +102,8 @@ export interface Link {
   linkIndex: number;
   /** IFLA_LINK_NETNSID: netns id of the peer, when it lives in another netns */
   linkNetnsId?: number;
+  /** IFLA_IFALIAS, '' if unset */
+  alias: string;
   /** IFLA_BR_VLAN_FILTERING of a bridge */
   vlanFiltering?: boolean;
   /** MAC part of a bridge's STP bridge id (IFLA_BR_BRIDGE_ID); the kernel keeps it equal to the
@@ -133,6 +136,7 @@ export function decodeLink(m: NlMsg): Link {
     operstate: OPERSTATES[u8(a.get(IFLA_OPERSTATE)) ?? 0] ?? 'unknown',
     masterIndex: u32(a.get(IFLA_MASTER)) ?? 0,
     linkIndex: u32(a.get(IFLA_LINK)) ?? 0,
+    alias: a.has(IFLA_IFALIAS) ? attrString(a.get(IFLA_IFALIAS)!) : '',
   };
   const nsid = i32(a.get(IFLA_LINK_NETNSID));
   if (nsid !== undefined) link.linkNetnsId = nsid;
@@ -243,6 +247,31 @@ export function addBridge(nl: NetlinkSocket, b: BridgeSpec): void {
   nl.request(buildAddBridge(b), 'creating bridge', b.name);
 }
 
+export interface IfbSpec extends CommonCreate {
+  name: string;
+  /** transmit queue length in packets; default: the kernel's (32 for an ifb) */
+  txQLen?: number;
+}
+
+/** `ip link add NAME mtu M txqueuelen Q up type ifb`. */
+export function buildAddIfb(b: IfbSpec): Buffer {
+  const qlen = b.txQLen !== undefined ? [attrU32(IFLA_TXQLEN, b.txQLen)] : [];
+  return nlmsg(
+    RTM_NEWLINK,
+    REQ | NLM_F_CREATE | NLM_F_EXCL,
+    ifinfomsg(upFlags(b.up)),
+    ...commonAttrs(b),
+    ...qlen,
+    attrStr(IFLA_IFNAME, b.name),
+    nested(IFLA_LINKINFO, attrStrRaw(IFLA_INFO_KIND, 'ifb')),
+  );
+}
+
+/** Creates an ifb (intermediate functional block) device. An existing link of that name -> EEXIST (isExists). */
+export function addIfb(nl: NetlinkSocket, b: IfbSpec): void {
+  nl.request(buildAddIfb(b), 'creating ifb', b.name);
+}
+
 export interface VethEnd extends CommonCreate {
   name: string;
   /** fd of a netns (openNetnsFd) to create this end in; default: the socket's netns */
@@ -306,6 +335,8 @@ export interface LinkChanges {
   master?: number | null;
   /** move to another netns (fd from openNetnsFd) */
   netnsFd?: number;
+  /** IFLA_IFALIAS (the kernel ignores it when a link is created, so it is set afterwards) */
+  alias?: string;
 }
 
 export function buildSetLink(ref: LinkRef, c: LinkChanges): Buffer {
@@ -333,6 +364,7 @@ export function buildSetLink(ref: LinkRef, c: LinkChanges): Buffer {
   if (c.txQLen !== undefined) attrs.push(attrU32(IFLA_TXQLEN, c.txQLen));
   if (c.master !== undefined) attrs.push(attrU32(IFLA_MASTER, c.master ?? 0));
   if (c.netnsFd !== undefined) attrs.push(attrU32(IFLA_NET_NS_FD, c.netnsFd));
+  if (c.alias !== undefined) attrs.push(attrStrRaw(IFLA_IFALIAS, c.alias));
   return nlmsg(RTM_NEWLINK, REQ, hdr, ...attrs);
 }
 
@@ -347,6 +379,7 @@ function describe(c: LinkChanges): string {
   if (c.name !== undefined) parts.push(`name ${c.name}`);
   if (c.master !== undefined) parts.push(c.master ? `master ${c.master}` : 'nomaster');
   if (c.netnsFd !== undefined) parts.push('netns');
+  if (c.alias !== undefined) parts.push(`alias ${c.alias}`);
   return parts.join(' ');
 }
 
