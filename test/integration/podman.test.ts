@@ -45,6 +45,9 @@ class Podman {
         `cni_plugin_dirs = [${JSON.stringify(binDir())}]`,
         'network_config_dir = "/etc/cni/net.d"',
         '[engine]',
+        // Also here, not only in the CLI's environment: the teardown may run in the `podman container
+        // cleanup` that conmon starts, which reads this file but need not inherit the CLI's environment.
+        `env = ["CNIKIT_LOG=debug", "CNIKIT_LOG_FILE=${PLUGIN_LOG}"]`,
         'cgroup_manager = "cgroupfs"',
         'events_logger = "file"',
         'runtime = "crun"',
