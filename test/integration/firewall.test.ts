@@ -193,6 +193,36 @@ describe('firewall iptables backend (default)', () => {
     }
   });
 
+  test('ADD and GC of a network wait while another process holds its .lock (so GC never races an ADD reusing a stale address)', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    expect((await f.call('ADD', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
+    const lock = join(f.dataDir, 'brnet', '.lock');
+    const holders: Array<ReturnType<typeof execa>> = [];
+    /** Another process takes the lock for 1.5 s; resolves once it holds it. */
+    const hold = async () => {
+      const h = execa('flock', ['-x', lock, 'sleep', '1.5']);
+      h.catch(() => {}); // killed in finally when the test fails early
+      holders.push(h);
+      while ((await execa('flock', ['-n', lock, 'true'], { reject: false })).exitCode === 0) await new Promise((r) => setTimeout(r, 20));
+    };
+    try {
+      await hold();
+      let t0 = Date.now();
+      const add = await f.call('ADD', f.conf({}, b), { forPod: b });
+      expect(`${add.exitCode} ${add.stderr}`).toBe('0 ');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      await holders[0];
+      await hold();
+      t0 = Date.now();
+      expect((await f.call('GC', f.gcConf([b]))).exitCode).toBe(0);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+    } finally {
+      for (const h of holders) h.kill();
+    }
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+  });
+
   test('dataDir that is not absolute is code 7 naming it, with no rule written', async () => {
     f = await FirewallLab.create();
     const r = await f.call('ADD', f.conf({ dataDir: 'var/lib/fw' }));
