@@ -2,7 +2,8 @@
 // pod's traffic through the host's FORWARD filtering (replies in, everything out) and, with
 // `ingressPolicy`, isolates bridges from each other. It changes nothing in the pod's netns, so no verb
 // needs CNI_NETNS. One netfilter transaction per verb and family (iptables) or per verb (nftables).
-// ADD reads top to bottom: config → prevResult → the pod's addresses (and bridge) → rules → prevResult out.
+// ADD reads top to bottom: config → prevResult → the pod's addresses (and bridge) → rules → (iptables)
+// the attachment record (records.ts), which DEL and GC use to find the reference-format rules → prevResult out.
 import { CniError, errorMessage, ErrPluginNotAvailable, ErrTryAgainLater } from '../../../shared/cni/errors';
 import { configError } from '../../../shared/cni/config';
 import { parseValidAttachments } from '../../../shared/cni/gc';
