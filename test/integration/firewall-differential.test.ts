@@ -1,9 +1,11 @@
 // Differential: our firewall against the Go reference (/usr/lib/cni/firewall, 1.1.1) on the same
 // configs, each chained after our bridge in its own scratch host netns with the same addresses. The
 // filter tables (both families) must be the same after ADD; each one's CHECK passes on the other's
-// rules; a pod set up by one and torn down by the other leaves no pod rule behind. Also prints how
+// rules; a pod set up by one and torn down by the other leaves no pod rule behind; a pod the
+// reference set up (no attachment record) survives our GC. Also prints how
 // many netfilter processes each side execs per ADD and DEL.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { binDir } from '../support/cni';
 import { cniRules, countExecs, filterTable, FirewallLab, OUR_FIREWALL, REFERENCE_FIREWALL } from './firewall-harness';
 
@@ -69,6 +71,23 @@ maybe('firewall against the reference', () => {
       expect(podRules(t)).toEqual([]);
       expect(cniRules(t)).toContain('-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
     }
+  });
+
+  test('a pod the reference ADDed has no attachment record: our GC leaves its rules and logs them, our DEL removes them from prevResult', async () => {
+    const l = await lab();
+    const conf = l.conf({ backend: 'iptables' });
+    expect((await l.call('ADD', conf, { binary: REFERENCE_FIREWALL })).exitCode).toBe(0);
+    const podRules = (t: string[]) => t.filter((x) => /^-A CNI-FORWARD -[ds] /.test(x));
+    const before = { v4: podRules(await filterTable(l.host, 4)), v6: podRules(await filterTable(l.host, 6)) };
+    expect(before.v4).toHaveLength(2);
+    expect(existsSync(join(l.dataDir, 'brnet'))).toBe(false);
+    const gc = await l.call('GC', l.gcConf([]), { env: { CNIKIT_LOG: 'info' } });
+    expect(gc.exitCode).toBe(0);
+    const ip4 = l.prev.get(l.pods[0]!).ips[0].address.split('/')[0];
+    expect(gc.stderr).toMatch(new RegExp(`CNI-FORWARD rules for [^\\n]*${ip4.replace(/\./g, '\\.')}[^\\n]* have no attachment record`));
+    expect({ v4: podRules(await filterTable(l.host, 4)), v6: podRules(await filterTable(l.host, 6)) }).toEqual(before);
+    expect((await l.call('DEL', conf)).exitCode).toBe(0);
+    for (const fam of [4, 6] as const) expect(podRules(await filterTable(l.host, fam))).toEqual([]);
   });
 
   test('same-bridge after the reference set up another bridge: its shared isolation rules are reused, not duplicated', async () => {

@@ -20,10 +20,12 @@ export interface FwCall {
   binary?: string; // default: ours
   pod?: string; // default: the first pod; '' = no CNI_NETNS
   path?: string; // PATH for the plugin (fault injection); default: ours
+  env?: Record<string, string>; // more environment (CNIKIT_LOG)
 }
 
 export class FirewallLab {
   readonly prev = new Map<string, Json>(); // pod -> its bridge result
+  readonly dataDir = mkdtempSync(join(tmpdir(), 'fw-records-')); // the iptables backend's attachment records
 
   private constructor(readonly lab: Lab) {}
 
@@ -65,10 +67,10 @@ export class FirewallLab {
     return `ctr-${pod}`;
   }
 
-  /** The firewall config chained after `pod`'s bridge ADD (no prevResult when `pod` has none). */
+  /** The firewall config chained after `pod`'s bridge ADD (no prevResult when `pod` has none), records in this lab's dataDir. */
   conf(extra: Record<string, unknown> = {}, pod = this.pods[0]!, net = 'brnet'): Record<string, unknown> {
     const prev = this.prev.get(pod);
-    return { cniVersion: '1.0.0', name: net, type: 'firewall', ...extra, ...(prev ? { prevResult: prev } : {}) };
+    return { cniVersion: '1.0.0', name: net, type: 'firewall', dataDir: this.dataDir, ...extra, ...(prev ? { prevResult: prev } : {}) };
   }
 
   call(command: string, conf: unknown, o: FwCall & { forPod?: string } = {}): Promise<RunResult> {
@@ -79,6 +81,7 @@ export class FirewallLab {
       CNI_IFNAME: 'eth0',
       CNI_PATH: binDir(),
       PATH: o.path ?? process.env.PATH,
+      ...o.env,
     });
   }
 
@@ -92,8 +95,18 @@ export class FirewallLab {
     return { ns, v4: '198.19.0.2', v6: 'fd00:19::2' };
   }
 
+  /** A GC config for network `net` keeping `valid` (pods of this lab, interface eth0). */
+  gcConf(valid: string[], extra: Record<string, unknown> = {}, net = 'brnet'): Record<string, unknown> {
+    const attachments = valid.map((p) => ({ containerID: this.id(p), ifname: 'eth0' }));
+    return { cniVersion: '1.1.0', name: net, type: 'firewall', dataDir: this.dataDir, ...extra, 'cni.dev/valid-attachments': attachments };
+  }
+
   async dispose(): Promise<void> {
-    await this.lab.dispose();
+    try {
+      await this.lab.dispose();
+    } finally {
+      rmSync(this.dataDir, { recursive: true, force: true });
+    }
   }
 }
 

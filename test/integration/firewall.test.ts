@@ -1,10 +1,11 @@
 // firewall chained after our bridge, through the built binary in a scratch host netns: the filter
 // tables (iptables backend) and the nftables ruleset (nftables backend) after ADD for every key,
-// CHECK pass / tamper / fail, DEL twice and without a netns, GC, STATUS, a failed ADD leaving
+// CHECK pass / tamper / fail, DEL twice, without a netns and without prevResult (attachment
+// records), GC, the records' modes and symlink safety, STATUS, a failed ADD leaving
 // nothing, traffic through a FORWARD policy DROP, same-bridge isolation between two bridges, and
 // the number of netfilter processes each verb execs.
 import { execa } from 'execa';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir } from '../support/cni';
@@ -21,6 +22,9 @@ afterEach(async () => {
 const inHost = (cmd: string) => execa('ip', ['netns', 'exec', f!.host, 'sh', '-c', cmd]);
 const podIP = (pod: string, family: 4 | 6): string =>
   f!.prev.get(pod).ips.map((i: { address: string }) => i.address.split('/')[0]).find((a: string) => a.includes(':') === (family === 6));
+
+/** The attachment records of network `net` (sorted; the `.lock` file is not one). */
+const records = (net: string): string[] => readdirSync(join(f!.dataDir, net)).filter((n) => !n.startsWith('.')).sort();
 
 const CHAINS = [':CNI-ADMIN -', ':CNI-FORWARD -'];
 const podLines = (ip: string, len: number) => [
@@ -113,15 +117,118 @@ describe('firewall iptables backend (default)', () => {
     expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps()]);
   });
 
-  test('DEL without prevResult succeeds and removes nothing (the reference rules carry no container ID); GC leaves them too', async () => {
+  test('DEL without prevResult (and without a netns) removes exactly that pod\'s rules, found by its attachment record, and the record; DEL twice succeeds', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    for (const p of [a, b]) expect((await f.call('ADD', f.conf({}, p), { forPod: p })).exitCode).toBe(0);
+    expect(records('brnet')).toEqual([`${f.id(a)}:eth0`, `${f.id(b)}:eth0`].sort());
+    const { prevResult: _, ...noPrev } = f.conf({}, a);
+    const del = await f.call('DEL', noPrev, { forPod: a, pod: '' });
+    expect(del.stderr).toBe('');
+    expect(del.exitCode).toBe(0);
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 6), 128)]);
+    expect(records('brnet')).toEqual([`${f.id(b)}:eth0`]);
+    const again = await f.call('DEL', noPrev, { forPod: a, pod: '' });
+    expect(`${again.exitCode} ${again.stderr}`).toBe('0 ');
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+  });
+
+  test('DEL when the address changed since ADD: the recorded address and the prevResult one both lose their rules', async () => {
     f = await FirewallLab.create();
+    const pod = f.pods[0]!;
     expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
-    const before = await filterTable(f.host, 4);
-    const { prevResult: _, ...noPrev } = f.conf();
-    expect((await f.call('DEL', noPrev)).exitCode).toBe(0);
-    const gc = await f.call('GC', { ...noPrev, cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] });
-    expect(gc.exitCode).toBe(0);
-    expect(await filterTable(f.host, 4)).toEqual(before);
+    const prev = f.prev.get(pod);
+    const moved = { ...prev, ips: prev.ips.map((i: { address: string }) => ({ ...i, address: i.address.includes(':') ? 'fd00:18::99/64' : '198.18.0.99/24' })) };
+    const del = await f.call('DEL', { ...f.conf(), prevResult: moved });
+    expect(`${del.exitCode} ${del.stderr}`).toBe('0 ');
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps()]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps()]);
+  });
+
+  test('GC removes the rules and records of attachments not in cni.dev/valid-attachments, keeps the valid ones, other networks\' and an address a valid record names, in one save and at most one restore per family', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    const c = await f.addPod('cni1', ['198.18.1.0/24'], 'other');
+    for (const p of [a, b]) expect((await f.call('ADD', f.conf({}, p), { forPod: p })).exitCode).toBe(0);
+    expect((await f.call('ADD', f.conf({}, c, 'other'), { forPod: c })).exitCode).toBe(0);
+    // A stale record naming b's address (b got it after an old pod leaked it): b's rules must stay.
+    writeFileSync(join(f.dataDir, 'brnet', 'ctr-old:eth0'), JSON.stringify({ containerID: 'ctr-old', ifName: 'eth0', ips: [podIP(b, 4)] }), { mode: 0o600 });
+    const env = { CNI_CONTAINERID: '', CNI_NETNS: '', CNI_IFNAME: '', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const gc = await countExecs(f.host, OUR_FIREWALL(), 'GC', f.gcConf([b]), env);
+    expect(gc.result.stderr).toBe('');
+    expect(gc.result.exitCode).toBe(0);
+    expect({ v4: gc.v4, v6: gc.v6, restores: gc.restores }).toEqual({ v4: 2, v6: 2, restores: { v4: 1, v6: 1 } });
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32), ...podLines(podIP(c, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 6), 128)]);
+    expect(records('brnet')).toEqual([`${f.id(b)}:eth0`]);
+    expect(records('other')).toEqual([`${f.id(c)}:eth0`]);
+    // Nothing stale left: GC reads and changes nothing.
+    const idle = await countExecs(f.host, OUR_FIREWALL(), 'GC', f.gcConf([b]), env);
+    expect({ exit: idle.result.exitCode, restores: idle.restores }).toEqual({ exit: 0, restores: { v4: 0, v6: 0 } });
+  });
+
+  test('attachment records are 0600 files in 0700 directories; a symlink planted for the network directory or a record is replaced, its target untouched', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    const decoy = mkdtempSync(join(tmpdir(), 'fw-decoy-'));
+    try {
+      writeFileSync(join(decoy, 'target'), 'keep');
+      symlinkSync(decoy, join(f.dataDir, 'brnet'));
+      expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+      const dir = lstatSync(join(f.dataDir, 'brnet'));
+      expect(dir.isDirectory()).toBe(true);
+      expect(dir.mode & 0o777).toBe(0o700);
+      expect(readdirSync(decoy)).toEqual(['target']);
+      const rec = join(f.dataDir, 'brnet', `${f.id(pod)}:eth0`);
+      expect(lstatSync(rec).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(readFileSync(rec, 'utf8'))).toEqual({ containerID: f.id(pod), ifName: 'eth0', ips: [podIP(pod, 4), podIP(pod, 6)] });
+      rmSync(rec);
+      symlinkSync(join(decoy, 'target'), rec);
+      expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+      expect(lstatSync(rec).isFile()).toBe(true);
+      expect(readFileSync(join(decoy, 'target'), 'utf8')).toBe('keep');
+    } finally {
+      rmSync(decoy, { recursive: true, force: true });
+    }
+  });
+
+  test('ADD and GC of a network wait while another process holds its .lock (so GC never races an ADD reusing a stale address)', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
+    expect((await f.call('ADD', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
+    const lock = join(f.dataDir, 'brnet', '.lock');
+    const holders: Array<ReturnType<typeof execa>> = [];
+    /** Another process takes the lock for 1.5 s; resolves once it holds it. */
+    const hold = async () => {
+      const h = execa('flock', ['-x', lock, 'sleep', '1.5']);
+      h.catch(() => {}); // killed in finally when the test fails early
+      holders.push(h);
+      while ((await execa('flock', ['-n', lock, 'true'], { reject: false })).exitCode === 0) await new Promise((r) => setTimeout(r, 20));
+    };
+    try {
+      await hold();
+      let t0 = Date.now();
+      const add = await f.call('ADD', f.conf({}, b), { forPod: b });
+      expect(`${add.exitCode} ${add.stderr}`).toBe('0 ');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      await holders[0];
+      await hold();
+      t0 = Date.now();
+      expect((await f.call('GC', f.gcConf([b]))).exitCode).toBe(0);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+    } finally {
+      for (const h of holders) h.kill();
+    }
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+  });
+
+  test('dataDir that is not absolute is code 7 naming it, with no rule written', async () => {
+    f = await FirewallLab.create();
+    const r = await f.call('ADD', f.conf({ dataDir: 'var/lib/fw' }));
+    expect(r.json.code).toBe(7);
+    expect(r.json.msg).toContain('"dataDir" = "var/lib/fw"');
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([]);
   });
 
   test('a failed ADD leaves no pod rule behind: IPv6 restore fails, the IPv4 rules are taken back', async () => {

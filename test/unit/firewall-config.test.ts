@@ -1,7 +1,8 @@
 // firewall: config parsing and validation (the reference's FirewallNetConf, with our code-7 errors),
 // the iptables restore lines (the reference's rules, in iptables-save's form) and the nftables scripts.
 import { bridgeName, loadFirewallConf, podAddresses } from '../../plugins/meta/firewall/config';
-import { addLines, checkTable, delLines, parseFilterTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';
 import { parseIP, type IP } from '../../shared/ip';
@@ -132,6 +133,22 @@ describe('firewall iptables lines', () => {
     expect(delLines(t, [ip('198.18.0.9')])).toEqual([]);
   });
 
+  test('the pod addresses a table holds rules for, whoever wrote them (GC logs those without a record)', () => {
+    const t = parseFilterTable(
+      [
+        '*filter',
+        '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
+        '-A CNI-FORWARD -d 198.18.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+        '-A CNI-FORWARD -s 198.18.0.2/32 -j ACCEPT',
+        '-A CNI-FORWARD -s fd00:18::2/128 -j ACCEPT',
+        '-A CNI-FORWARD -s 198.18.0.0/24 -j ACCEPT',
+        '-A FORWARD -s 198.18.0.3/32 -j ACCEPT',
+        'COMMIT',
+      ].join('\n'),
+    );
+    expect(podAddressesInTable(t)).toEqual(['198.18.0.2', 'fd00:18::2']);
+  });
+
   test('CHECK fails with the reference message naming the missing rule', () => {
     const t = parseFilterTable(
       '*filter\n:CNI-FORWARD - [0:0]\n:CNI-ADMIN - [0:0]\n-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD\n-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN\n-A CNI-FORWARD -d 198.18.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n',
@@ -196,4 +213,31 @@ describe('firewall nftables script', () => {
     );
     expect(() => nft.checkTable(t, [ip('198.18.0.2')], 'net/a/eth0')).toThrow('chain forward of table inet cni_plugins_firewall has 1 rules');
   });
+});
+
+describe('firewall attachment records', () => {
+  test('dataDir: /var/lib/cni/firewall by default; a relative path or a ".." component is code 7 naming it', () => {
+    expect(load({}).dataDir).toBe('/var/lib/cni/firewall');
+    expect(load({ dataDir: '/run/fw' }).dataDir).toBe('/run/fw');
+    for (const bad of ['run/fw', '/run/../etc']) {
+      const e = errorOf(() => load({ dataDir: bad }));
+      expect(e.code).toBe(7);
+      expect(e.message).toContain(`"dataDir" = ${JSON.stringify(bad)}`);
+    }
+  });
+
+  test('a record round-trips its attachment and addresses; its file name is "<containerID>:<ifName>"', () => {
+    const r = { containerID: 'c1', ifName: 'eth0', ips: [ip('198.18.0.2'), ip('fd00:18::2')] };
+    const text = encodeRecord(r);
+    expect(JSON.parse(text)).toEqual({ containerID: 'c1', ifName: 'eth0', ips: ['198.18.0.2', 'fd00:18::2'] });
+    expect(decodeRecord(Buffer.from(text), 'f')).toEqual(r);
+    expect(recordName('c1', 'eth0')).toBe('c1:eth0');
+  });
+
+  test.each([['not json', '{'], ['no ips', '{"containerID":"c","ifName":"eth0"}'], ['a bad address', '{"containerID":"c","ifName":"eth0","ips":["198.18.0.300"]}']])(
+    'a file that is not a record (%s) is an error naming the file',
+    (_, text) => {
+      expect(() => decodeRecord(Buffer.from(text), '/x/brnet/c:eth0')).toThrow(/^\/x\/brnet\/c:eth0: not a firewall attachment record/);
+    },
+  );
 });

@@ -1,10 +1,11 @@
 // The firewall plugin's network configuration (the reference's FirewallNetConf in
-// plugins/meta/firewall/firewall.go): backend, iptablesAdminChainName, firewalldZone, ingressPolicy.
+// plugins/meta/firewall/firewall.go): backend, iptablesAdminChainName, firewalldZone, ingressPolicy;
+// and ours, dataDir (where the iptables backend records attachments: records.ts).
 // Errors are code 7 naming the field and value. Names that end up in a netfilter script are checked
 // here, so no config value can add a line or an option to it.
 import * as z from 'zod/mini';
 import { CniError, ErrInvalidNetworkConfig } from '../../../shared/cni/errors';
-import { configError, opt, parseConfig, sparseObject } from '../../../shared/cni/config';
+import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
 import { ifNameProblem } from '../../../shared/cni/ifname';
 import type { CmdArgs } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
@@ -15,6 +16,7 @@ export type FirewallBackend = 'iptables' | 'nftables';
 export type IngressPolicy = 'open' | 'same-bridge' | 'isolated';
 
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN';
+export const DEFAULT_DATA_DIR = '/var/lib/cni/firewall'; // the reference has no such key: ours, beside its other plugins' state
 
 function firewallConfSchema(raw: unknown) {
   return sparseObject(
@@ -26,6 +28,7 @@ function firewallConfSchema(raw: unknown) {
       iptablesAdminChainName: () => opt(z.string()),
       firewalldZone: () => opt(z.string()),
       ingressPolicy: () => opt(z.string()),
+      dataDir: () => opt(z.string()),
       prevResult: () => opt(z.unknown()),
     },
     { required: ['name'], loose: true },
@@ -37,6 +40,7 @@ export interface FirewallConf {
   backend: FirewallBackend;
   adminChain: string; // iptables only
   ingressPolicy: IngressPolicy;
+  dataDir: string; // iptables only: <dataDir>/<network>/ holds the attachment records
   prevResult: unknown;
 }
 
@@ -84,6 +88,7 @@ export function loadFirewallConf(a: Pick<CmdArgs, 'conf'>): FirewallConf {
     backend: checkBackend(c.backend),
     adminChain: checkAdminChain(c.iptablesAdminChainName),
     ingressPolicy: checkIngressPolicy(c.ingressPolicy),
+    dataDir: stateDirFromConfig('dataDir', c.dataDir, DEFAULT_DATA_DIR),
     prevResult: c.prevResult ?? undefined,
   };
 }

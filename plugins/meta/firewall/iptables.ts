@@ -126,6 +126,13 @@ export function delLines(t: FilterTable, ips: IP[]): string[] {
   return t.rules.filter((l) => want.has(l)).map((l) => `-D${l.slice(2)}`);
 }
 
+const POD_RULE_RE = new RegExp(`^-A ${PRIV_CHAIN} -s (\\S+)/(?:32|128) -j ACCEPT$`);
+
+/** The addresses CNI-FORWARD holds pod rules for (their `-s <ip> -j ACCEPT` rule), whoever wrote them. */
+export function podAddressesInTable(t: FilterTable): string[] {
+  return t.rules.flatMap((l) => POD_RULE_RE.exec(l)?.[1] ?? []);
+}
+
 /** The reference's checkRules, with its messages (rules printed as Go prints the argument list). */
 export function checkTable(t: FilterTable, adminChain: string, ips: IP[]): void {
   if (!ips.length) return;
@@ -152,9 +159,10 @@ const ATTEMPTS = 5;
  * Reads the table, computes the lines and applies them in one transaction. When the transaction
  * fails because another process changed the table in between (a concurrent ADD created a chain
  * first), re-reads and tries again; a failure on an unchanged table is thrown (NetfilterError).
+ * `read`: the table as the caller just read it (saves the first read).
  */
-export function transact(f: Family, what: string, lines: (t: FilterTable) => string[]): void {
-  let t = readFilterTable(f);
+export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): void {
+  let t = read ?? readFilterTable(f);
   for (let attempt = 1; ; attempt++) {
     const l = lines(t);
     if (!l.length) return;

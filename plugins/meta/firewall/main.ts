@@ -2,19 +2,23 @@
 // pod's traffic through the host's FORWARD filtering (replies in, everything out) and, with
 // `ingressPolicy`, isolates bridges from each other. It changes nothing in the pod's netns, so no verb
 // needs CNI_NETNS. One netfilter transaction per verb and family (iptables) or per verb (nftables).
-// ADD reads top to bottom: config → prevResult → the pod's addresses (and bridge) → rules → prevResult out.
+// ADD reads top to bottom: config → prevResult → the pod's addresses (and bridge) → rules → (iptables)
+// the attachment record (records.ts), which DEL and GC use to find the reference-format rules → prevResult out.
 import { CniError, errorMessage, ErrPluginNotAvailable, ErrTryAgainLater } from '../../../shared/cni/errors';
 import { configError } from '../../../shared/cni/config';
 import { parseValidAttachments } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
-import type { Family, IP } from '../../../shared/ip';
+import { formatIP, ipEqual, type Family, type IP } from '../../../shared/ip';
 import { runTool, NetfilterError } from '../../../shared/netfilter/tool';
 import { parsePrevResult } from '../../../shared/plugin/prev-result';
+import { Attempts } from '../../../shared/plugin/attempts';
 import { Rollback } from '../../../shared/plugin/rollback';
 import { bridgeName, loadFirewallConf, podAddresses, type FirewallConf } from './config';
 import * as ipt from './iptables';
 import * as nft from './nftables';
+import { FileError } from '../../../shared/linux/files';
+import { addressesRecordedElsewhere, recordName, RecordStore } from './records';
 
 /** The prevResult every verb but DEL needs (code 7: firewall only makes sense chained after an interface plugin). */
 function requirePrev(conf: FirewallConf, cniVersion: string): Result {
@@ -49,16 +53,23 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     }
     // Each family is one transaction; if IPv6's fails, IPv4's pod rules are taken back (no partial change).
     const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
+    // Opened (and locked against GC) before any rule: a store that cannot be made fails the ADD unchanged.
+    const store = ips.length ? RecordStore.create(conf.dataDir, conf.name) : null;
     try {
+      store?.lock();
       for (const f of FAMILIES) {
         const mine = ofFamily(ips, f);
         if (!mine.length) continue; // as the reference: a family's chains only when the pod has an address of it
         ipt.transact(f, what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }));
         rollback.push(() => ipt.transact(f, `${what} (undo)`, (t) => ipt.delLines(t, mine)));
       }
+      // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
+      store?.write({ containerID: a.containerID, ifName: a.ifName, ips });
     } catch (e) {
       await rollback.run();
       throw e;
+    } finally {
+      store?.close();
     }
     return prev;
   } catch (e) {
@@ -68,10 +79,12 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
 
 /**
  * Removes this attachment's rules. iptables: the reference's rules carry no container ID, so they
- * are found by the prevResult's addresses, as the reference does; without a prevResult there is
- * nothing to match and nothing is removed (logged). nftables: found by the attachment's comment,
- * prevResult or not. Chains, jumps and bridge isolation stay (shared by other pods). A missing tool
- * means there is nothing of ours to remove.
+ * are found by address: the prevResult's (as the reference) and the attachment record's (so DEL
+ * also works without prevResult or when the address changed). A record-only address that another
+ * attachment's record names is kept (it was reused). Then the record goes. A pod the reference
+ * ADDed has no record: prevResult alone, as today. nftables: found by the attachment's comment.
+ * Chains, jumps and bridge isolation stay (shared by other pods). A missing tool means there is
+ * nothing of ours to remove.
  */
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadFirewallConf(a);
@@ -83,21 +96,50 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       nft.applyScript(nft.deleteScript(t.pods.filter((p) => p.comment === comment)), `removing firewall rules of ${conf.name}/${a.containerID}`);
       return;
     }
-    let ips: IP[] = [];
-    try {
-      const prev = parsePrevResult(conf.prevResult, a.cniVersion);
-      ips = prev ? podAddresses(prev) : [];
-    } catch (e) {
-      a.log.warn(`DEL: prevResult unreadable, no iptables rule can be matched: ${errorMessage(e)}`);
+  } catch (e) {
+    if (e instanceof NetfilterError && e.notFound) return;
+    throw netfilterError(e);
+  }
+  let ips: IP[] = [];
+  try {
+    const prev = parsePrevResult(conf.prevResult, a.cniVersion);
+    ips = prev ? podAddresses(prev) : [];
+  } catch (e) {
+    a.log.warn(`DEL: prevResult unreadable, its addresses cannot be matched: ${errorMessage(e)}`);
+  }
+  const name = recordName(a.containerID, a.ifName);
+  let store: RecordStore | null = null;
+  try {
+    store = RecordStore.open(conf.dataDir, conf.name);
+    const extra = (store?.read(name)?.ips ?? []).filter((r) => !ips.some((p) => ipEqual(p, r)));
+    if (extra.length) {
+      const live = addressesRecordedElsewhere(conf.dataDir, conf.name, new Set([name]));
+      for (const ip of extra) {
+        if (live.has(formatIP(ip))) a.log.warn(`DEL: ${formatIP(ip)} from ${conf.name}/${name}'s record is another attachment's now; its rules stay`);
+        else ips.push(ip);
+      }
     }
-    if (!ips.length) a.log.info('DEL: no pod address in prevResult; the iptables rules are matched by address, so none is removed');
+  } catch (e) {
+    a.log.warn(`DEL: attachment record of ${conf.name}/${name} unreadable, using prevResult alone: ${errorMessage(e)}`);
+  }
+  try {
+    if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
     for (const f of FAMILIES) {
       const mine = ofFamily(ips, f);
       if (mine.length) ipt.transact(f, `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
     }
   } catch (e) {
-    if (e instanceof NetfilterError && e.notFound) return;
-    throw netfilterError(e);
+    if (!(e instanceof NetfilterError && e.notFound)) {
+      store?.close();
+      throw netfilterError(e);
+    }
+  }
+  // After the rules: a DEL that failed above keeps the record, so a retry still knows the addresses.
+  if (!store) return;
+  try {
+    store.remove(name);
+  } finally {
+    store.close();
   }
 }
 
@@ -117,24 +159,74 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
 }
 
 /**
- * GC (spec 1.1): nftables removes the elements of this network whose attachment is not in
- * `cni.dev/valid-attachments`. The iptables rules (the reference's) name no container, so nothing
- * there can be attributed to an attachment; iptables GC removes nothing (logged).
+ * GC (spec 1.1): removes the rules of this network's attachments that are not in
+ * `cni.dev/valid-attachments`. nftables: the elements by comment. iptables: by the attachment
+ * records; a stale record's addresses lose their pod rules (one transaction per family for the
+ * whole GC), unless another attachment's record names them, then the record goes. Rules without a
+ * record (ADDed by the reference) cannot be attributed: they stay, and are logged. Best effort: every
+ * step runs, the failures are reported together; a record whose rules could not be removed stays
+ * for the next GC.
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadFirewallConf(a);
   const valid = parseValidAttachments(a.conf);
-  if (conf.backend !== 'nftables') {
-    a.log.info('GC: iptables firewall rules carry no container ID; nothing to collect');
+  if (conf.backend === 'nftables') {
+    try {
+      const t = nft.readTable();
+      if (t) nft.applyScript(nft.deleteScript(nft.staleElements(t, conf.name, valid)), `garbage-collecting firewall rules of ${conf.name}`);
+    } catch (e) {
+      if (e instanceof NetfilterError && e.notFound) return;
+      throw netfilterError(e);
+    }
     return;
   }
+  const store = RecordStore.open(conf.dataDir, conf.name);
+  const keep = new Set(valid.map((v) => recordName(v.containerID, v.ifname)));
+  const attempts = new Attempts(errorMessage);
+  const stale = new Map<string, IP[]>(); // record name -> its addresses
   try {
-    const t = nft.readTable();
-    if (t) nft.applyScript(nft.deleteScript(nft.staleElements(t, conf.name, valid)), `garbage-collecting firewall rules of ${conf.name}`);
-  } catch (e) {
-    if (e instanceof NetfilterError && e.notFound) return;
-    throw netfilterError(e);
+    store?.lock();
+    for (const name of store?.names() ?? []) {
+      if (keep.has(name)) continue;
+      await attempts.run(`reading ${store!.path}/${name}`, () => {
+        try {
+          stale.set(name, store!.read(name)?.ips ?? []);
+        } catch (e) {
+          if (e instanceof FileError) throw e;
+          // Not a record (its addresses are unknowable): it goes, or every later GC would trip on it.
+          a.log.warn(`GC: ${errorMessage(e)}; removing it, its rules (if any) cannot be found`);
+          stale.set(name, []);
+        }
+      });
+    }
+    const live = addressesRecordedElsewhere(conf.dataDir, conf.name, new Set(stale.keys()));
+    const staleIPs = new Set([...stale.values()].flat().map(formatIP));
+    const gone = [...stale.values()].flat().filter((ip) => !live.has(formatIP(ip)));
+    const failed = new Set<Family>();
+    for (const f of FAMILIES) {
+      await attempts.run(`removing IPv${f} firewall rules of stale attachments of ${conf.name}`, () => {
+        try {
+          const t = ipt.readFilterTable(f);
+          const unrecorded = ipt.podAddressesInTable(t).filter((s) => !live.has(s) && !staleIPs.has(s));
+          if (unrecorded.length)
+            a.log.info(`GC: CNI-FORWARD rules for ${unrecorded.join(', ')} have no attachment record (ADDed by another firewall plugin?); left in place`);
+          const mine = ofFamily(gone, f);
+          if (mine.length) ipt.transact(f, `garbage-collecting firewall rules of ${conf.name}`, (tt) => ipt.delLines(tt, mine), t);
+        } catch (e) {
+          if (e instanceof NetfilterError && e.notFound) return; // no iptables: no rule of ours either
+          failed.add(f);
+          throw netfilterError(e);
+        }
+      });
+    }
+    for (const [name, ips] of stale) {
+      if (ips.some((ip) => failed.has(ip.family))) continue;
+      await attempts.run(`removing ${store!.path}/${name}`, () => store!.remove(name));
+    }
+  } finally {
+    store?.close();
   }
+  attempts.throwIfAny();
 }
 
 /** STATUS (spec 1.1): code 50 unless the backend's tool runs and can read the kernel's tables. */
