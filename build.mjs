@@ -5,7 +5,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -103,9 +103,11 @@ function appendBuildId(file, data) {
 function link(dir) {
   const target = join(dir, 'cnikit');
   const names = execFileSync(exe, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  // A name we no longer ship goes, but only if it is our link: other plugins' links in the same
+  // directory (/opt/cni/bin holds third-party plugins too) are not ours to remove.
   for (const f of readdirSync(dir)) {
     const p = join(dir, f);
-    if (f !== 'cnikit' && lstatSync(p).isSymbolicLink() && !names.includes(f)) unlinkSync(p);
+    if (f !== 'cnikit' && !names.includes(f) && isLink(p) && readlinkSync(p) === 'cnikit') unlinkSync(p);
   }
   for (const n of names) {
     // Link under a temporary name, then rename over: an exec of /opt/cni/bin/<name> during an

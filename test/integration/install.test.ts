@@ -2,7 +2,7 @@
 // and one link per name; and copies of the executable (what `cp dist/bin/* DIR/` makes) still run
 // our own IPAM in-process, recognised by the build ID the build appends.
 import { execa } from 'execa';
-import { copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { binDir } from '../support/cni';
@@ -27,6 +27,8 @@ describe('install-plugins', () => {
     const linked = (await execa(join(binDir(), 'cnikit'), ['--list'])).stdout.split('\n');
     const foreign = readdirSync('/usr/lib/cni').find((n) => !linked.includes(n))!; // a reference plugin we do not ship
     writeFileSync(join(dir, foreign), 'not ours'); // names we do not implement stay untouched
+    symlinkSync('/usr/lib/cni/dhcp', join(dir, 'third-party')); // and so do other plugins' links
+    symlinkSync('cnikit', join(dir, 'dropped')); // a link of ours to a name we no longer ship goes
     const r = await buildMjs(['--install', '--dir', dir]);
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toMatch(/installed .*cnikit with links: /);
@@ -37,6 +39,8 @@ describe('install-plugins', () => {
       expect(readlinkSync(join(dir, n))).toBe('cnikit');
     }
     expect(lstatSync(join(dir, foreign)).isFile()).toBe(true);
+    expect(readlinkSync(join(dir, 'third-party'))).toBe('/usr/lib/cni/dhcp');
+    expect(existsSync(join(dir, 'dropped'))).toBe(false);
     const v = await execa(join(dir, 'bridge'), [], { env: { CNI_COMMAND: 'VERSION' }, extendEnv: false });
     expect(JSON.parse(v.stdout).supportedVersions).toHaveLength(7);
   });
