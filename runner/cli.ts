@@ -99,7 +99,7 @@ export async function cnitool(argv: string[], io: CliIO = processIO()): Promise<
     // A typo in the netns path would otherwise surface as an obscure plugin error (DEL must still
     // work after the netns is gone, so it is exempt).
     if ((c === 'add' || c === 'check') && !existsSync(netns)) return fail(`network namespace ${JSON.stringify(netns)} does not exist`);
-    const runner = new Runner({ path: (env.CNI_PATH ?? '').split(':').filter(Boolean), env });
+    const runner = new Runner({ path: (env.CNI_PATH ?? '').split(':').filter(Boolean), env, onStderr: (c) => io.stderr(c.toString('utf8')) });
     const rt: RuntimeConf = { containerID: containerIDFor(netns), netns, ifName, args, capabilityArgs };
     switch (c) {
       case 'add': {

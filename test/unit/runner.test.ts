@@ -323,6 +323,16 @@ describe('list execution', () => {
     expect(err.pop()).toBe('invalid CAP_ARGS: unexpected end of input at line 1, column 8\n');
   });
 
+  test("cnitool passes each plugin's stderr through to its own, as libcni's RawExec copies it to the caller's", async () => {
+    const err: string[] = [];
+    const io = { env: { NETCONFPATH: dir, CNI_PATH: bin, CNI_CACHEDIR: cache, LOG: log, PATH: process.env.PATH }, stdout: () => undefined, stderr: (s: string) => void err.push(s) };
+    fakePlugin(bin, 'chatty', `echo "chatty: $CNI_COMMAND warning" >&2; ${result('198.18.0.9')}`);
+    write(join(dir, 'n.conflist'), { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'chatty' }] });
+    expect(await cnitool(['add', 'net', '/proc/self/ns/net'], io)).toBe(0);
+    expect(await cnitool(['del', 'net', '/proc/self/ns/net'], io)).toBe(0);
+    expect(err.join('')).toBe('chatty: ADD warning\nchatty: DEL warning\n');
+  });
+
   test('cnitool: a missing <net> or <netns>, an extra argument or an unknown command is one usage-style line, exit 1', async () => {
     const err: string[] = [];
     const out: string[] = [];
