@@ -18,7 +18,8 @@ import { bridgeName, loadFirewallConf, podAddresses, type FirewallConf } from '.
 import * as ipt from './iptables';
 import * as nft from './nftables';
 import { FileError } from '../../../shared/linux/files';
-import { addressesRecordedElsewhere, recordName, RecordStore } from './records';
+import { AttachmentRecords } from '../../../shared/plugin/attachment-records';
+import { addressesRecordedElsewhere, FIREWALL_RECORDS, recordName, type RecordStore } from './records';
 
 /** The prevResult every verb but DEL needs (code 7: firewall only makes sense chained after an interface plugin). */
 function requirePrev(conf: FirewallConf, cniVersion: string): Result {
@@ -54,7 +55,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
     // Each family is one transaction; if IPv6's fails, IPv4's pod rules are taken back (no partial change).
     const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
     // Opened (and locked against GC) before any rule: a store that cannot be made fails the ADD unchanged.
-    const store = ips.length ? RecordStore.create(conf.dataDir, conf.name) : null;
+    const store = ips.length ? AttachmentRecords.create(conf.dataDir, conf.name, FIREWALL_RECORDS) : null;
     try {
       store?.lock();
       for (const f of FAMILIES) {
@@ -64,7 +65,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
         rollback.push(() => ipt.transact(f, `${what} (undo)`, (t) => ipt.delLines(t, mine)));
       }
       // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
-      store?.write({ containerID: a.containerID, ifName: a.ifName, ips });
+      store?.write(recordName(a.containerID, a.ifName), { containerID: a.containerID, ifName: a.ifName, ips });
     } catch (e) {
       await rollback.run();
       throw e;
@@ -110,7 +111,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   const name = recordName(a.containerID, a.ifName);
   let store: RecordStore | null = null;
   try {
-    store = RecordStore.open(conf.dataDir, conf.name);
+    store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
     const extra = (store?.read(name)?.ips ?? []).filter((r) => !ips.some((p) => ipEqual(p, r)));
     if (extra.length) {
       const live = addressesRecordedElsewhere(conf.dataDir, conf.name, new Set([name]));
@@ -180,7 +181,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     }
     return;
   }
-  const store = RecordStore.open(conf.dataDir, conf.name);
+  const store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
   const keep = new Set(valid.map((v) => recordName(v.containerID, v.ifname)));
   const attempts = new Attempts(errorMessage);
   const stale = new Map<string, IP[]>(); // record name -> its addresses
