@@ -4,6 +4,7 @@
 import { loadPortMapConf, podAddresses, type PortMapConf } from '../../plugins/meta/portmap/config';
 import * as ipt from '../../plugins/meta/portmap/iptables';
 import * as nft from '../../plugins/meta/portmap/nftables';
+import { decodeRecord, encodeRecord } from '../../plugins/meta/portmap/records';
 import { CniError } from '../../shared/cni/errors';
 import type { Result } from '../../shared/cni/types';
 
@@ -309,5 +310,58 @@ describe('portmap: nftables script', () => {
 
   test('CHECK names a missing hostport rule', () => {
     expect(() => nft.checkFamily(conf(), 'ctr1', v4!, nft.parseRules(listed))).toThrow('missing hostport rule for tcp port 8443 to 198.18.0.2 in chain ip cni_hostport hostip_hostports');
+  });
+
+  test('DEL by record and GC delete the container\'s rules to its recorded address only (the same ID on another network points elsewhere)', () => {
+    const daddr = (ip: string) => ({ match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: ip } });
+    const withMasq = JSON.stringify({
+      nftables: [
+        ...JSON.parse(listed).nftables.filter((o: { rule: { handle: number } }) => o.rule.handle !== 11),
+        { rule: { family: 'ip', table: 'cni_hostport', chain: 'masquerading', handle: 11, comment: 'ctr1', expr: [daddr('198.18.0.2'), { masquerade: null }] } },
+        { rule: { family: 'ip', table: 'cni_hostport', chain: 'masquerading', handle: 12, comment: 'ctr1', expr: [daddr('198.18.7.7'), { masquerade: null }] } },
+        { rule: { family: 'ip', table: 'cni_hostport', chain: 'hostports', handle: 13, comment: 'ctr2', expr: [{ dnat: { addr: '198.18.0.2', port: 80 } }] } },
+      ],
+    });
+    const rules = nft.parseRules(withMasq);
+    expect(nft.delAttachmentLines('ctr1', [v4!, v6!], 4, rules)).toEqual(['delete rule ip cni_hostport hostports handle 9', 'delete rule ip cni_hostport masquerading handle 11']);
+    expect(nft.delAttachmentLines('ctr1', [v6!], 4, rules)).toEqual([]);
+  });
+});
+
+describe('portmap: dataDir and attachment records', () => {
+  test('dataDir: /var/lib/cni/portmap by default; a relative path or a ".." component is code 7 naming it', () => {
+    expect(load().dataDir).toBe('/var/lib/cni/portmap');
+    expect(load({ dataDir: '/run/pm' }).dataDir).toBe('/run/pm');
+    for (const bad of ['var/lib/pm', '/var/../etc']) {
+      const e = errorOf(() => load({ dataDir: bad }));
+      expect([e.code, e.message]).toEqual([7, expect.stringContaining(`field "dataDir" = ${JSON.stringify(bad)}`)]);
+    }
+  });
+
+  test('a record holds the backend, the pod addresses with their prefix and the mappings, and reads back the same', () => {
+    const c = load();
+    const r = { containerID: 'ctr1', ifName: 'eth0', backend: 'nftables' as const, pods: [v4!, v6!], portMappings: c.portMappings };
+    const text = encodeRecord(r);
+    expect(JSON.parse(text)).toEqual({
+      containerID: 'ctr1',
+      ifName: 'eth0',
+      backend: 'nftables',
+      pods: ['198.18.0.2/24', 'fd00::2/64'],
+      portMappings: [
+        { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+        { hostPort: 8443, containerPort: 443, protocol: 'tcp', hostIP: '198.18.0.1' },
+        { hostPort: 53, containerPort: 53, protocol: 'udp' },
+      ],
+    });
+    expect(decodeRecord(Buffer.from(text), 'f')).toEqual(r);
+  });
+
+  test.each([
+    ['{', 'not JSON'],
+    ['{"containerID":"c","ifName":"eth0","backend":"ipvs","pods":[],"portMappings":[]}', 'expected {'],
+    ['{"containerID":"c","ifName":"eth0","backend":"iptables","pods":["198.18.0.2"],"portMappings":[]}', 'expected {'],
+    ['{"containerID":"c","ifName":"eth0","backend":"iptables","pods":[],"portMappings":[{"hostPort":0,"containerPort":1,"protocol":"tcp"}]}', 'expected {'],
+  ])('a file that is not a record (%s) is an error naming it', (text, why) => {
+    expect(() => decodeRecord(Buffer.from(text), '/d/brnet/c:eth0')).toThrow(`/d/brnet/c:eth0: not a portmap attachment record (${why}`);
   });
 });

@@ -3,7 +3,7 @@
 // Every value that ends up in an iptables-restore or nft script is checked here, so no config can
 // add a line of its own to the transaction. Errors are code 7 naming the field and value.
 import * as z from 'zod/mini';
-import { configError, opt, parseConfig, sparseObject } from '../../../shared/cni/config';
+import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
 import type { CmdArgs } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { formatIP, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../../../shared/ip';
@@ -11,6 +11,9 @@ import { defaultBackend, type MasqBackend } from '../../../shared/netfilter/masq
 
 /** Kubernetes uses mark bits 14 and 15, Calico 20-31 (the reference's DefaultMarkBit). */
 export const DEFAULT_MARK_BIT = 13;
+
+/** The reference has no such key: ours, beside its other plugins' state (attachment records: records.ts). */
+export const DEFAULT_DATA_DIR = '/var/lib/cni/portmap';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
@@ -41,6 +44,7 @@ export interface PortMapConf {
   conditionsV4: string[];
   conditionsV6: string[];
   portMappings: PortMapping[];
+  dataDir: string; // <dataDir>/<network>/ holds the attachment records (records.ts)
   prevResult: unknown;
 }
 
@@ -72,6 +76,7 @@ function portMapConfSchema(raw: unknown) {
       masqAll: () => opt(z.boolean()),
       conditionsV4: conditions,
       conditionsV6: conditions,
+      dataDir: () => opt(z.string()),
       runtimeConfig: (v) =>
         opt(
           sparseObject(
@@ -91,7 +96,7 @@ function portMapConfSchema(raw: unknown) {
  * Parses the stdin config (all verbs). Throws CniError code 7 naming the field and value for a wrong
  * type, a port outside 1-65535, an unknown protocol, a bad hostIP, markMasqBit outside 0-31 or set
  * together with externalSetMarkChain (the reference's rule), or a condition that is not one clean
- * argument. `backend` absent = iptables unless only nft is installed (as the bridge's ipMasqBackend).
+ * argument, or a `dataDir` that is not an absolute path without "..". `backend` absent = iptables unless only nft is installed (as the bridge's ipMasqBackend).
  */
 export function loadPortMapConf(a: Pick<CmdArgs, 'conf' | 'cniVersion'>): PortMapConf {
   const c = parseConfig(portMapConfSchema(a.conf), a.conf);
@@ -114,6 +119,7 @@ export function loadPortMapConf(a: Pick<CmdArgs, 'conf' | 'cniVersion'>): PortMa
     conditionsV4: c.conditionsV4 ?? [],
     conditionsV6: c.conditionsV6 ?? [],
     portMappings: (c.runtimeConfig?.portMappings ?? []).map((m, i) => portMapping(m as RawMapping, `runtimeConfig.portMappings[${i}]`)),
+    dataDir: stateDirFromConfig('dataDir', c.dataDir, DEFAULT_DATA_DIR),
     prevResult: c.prevResult ?? undefined,
   };
 }

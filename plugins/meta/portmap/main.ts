@@ -2,24 +2,31 @@
 // host ports to the pod's addresses from prevResult, with iptables or nftables. ADD reads top to
 // bottom: config → prevResult → pod addresses → read each family's table (one process each) →
 // conflicts → route_localnet → one write transaction per family (iptables) or for all (nftables) →
-// stale UDP conntrack entries of the mapped ports.
-// DEL and GC find the pod's rules by its chain name or comment, never by its address.
+// the attachment record (records.ts) → stale UDP conntrack entries of the mapped ports.
+// DEL and GC find the pod's rules by its chain name or comment, never by its current address; the
+// record tells DEL (without portMappings) and GC (nftables) which attachments have rules, and where.
 import { CniError, ErrPluginNotAvailable, errorMessage } from '../../../shared/cni/errors';
-import { parseValidAttachments } from '../../../shared/cni/gc';
+import { parseValidAttachments, type GCAttachment } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { contains, type Family, type IP } from '../../../shared/ip';
 import { AF_INET, NETLINK_NETFILTER } from '../../../shared/linux/netlink/constants';
 import { deleteConntrackForDstPort, IPPROTO_UDP } from '../../../shared/linux/netlink/conntrack';
+import { FileError } from '../../../shared/linux/files';
 import { getLink } from '../../../shared/linux/netlink/link';
 import { listRoutes } from '../../../shared/linux/netlink/route';
 import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
 import { parsePrevResult, requirePrevResult } from '../../../shared/plugin/prev-result';
+import { Attempts } from '../../../shared/plugin/attempts';
+import { AttachmentRecords, recordName } from '../../../shared/plugin/attachment-records';
 import { Rollback } from '../../../shared/plugin/rollback';
 import { loadPortMapConf, podAddresses, type PodAddress, type PortMapConf } from './config';
 import * as ipt from './iptables';
 import * as nft from './nftables';
+import { PORTMAP_RECORDS, type PortMapRecord } from './records';
+
+type Store = AttachmentRecords<PortMapRecord>;
 
 const FAMILIES: Family[] = [4, 6];
 const famName = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
@@ -33,7 +40,10 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   if (!pods.length) return prev;
 
   const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
+  // Opened (and locked against GC) before any rule: a store that cannot be made fails the ADD unchanged.
+  const store = AttachmentRecords.create(conf.dataDir, conf.name, PORTMAP_RECORDS);
   try {
+    store.lock();
     if (conf.backend === 'nftables') {
       const tables = new Map(pods.map((p) => [p.family, nft.readTable(p.family)]));
       for (const p of pods) nft.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
@@ -42,6 +52,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
         pods.flatMap((p) => nft.addLines(conf, a.containerID, p, tables.get(p.family)!)),
         `setting up port mappings for ${conf.name}/${a.containerID}`,
       );
+      rollback.push(() => nftDelAttachment(a.containerID, pods, `taking back port mappings of ${conf.name}/${a.containerID}`));
     } else {
       const tables = new Map(pods.map((p) => [p.family, ipt.readNat(p.family)]));
       for (const p of pods) ipt.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
@@ -53,9 +64,13 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
         rollback.push(() => ipt.writeNat(p.family, ipt.undoLines(done.lines, done.nat), `taking back ${famName(p.family)} port mappings`));
       }
     }
+    // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
+    store.write(recordName(a.containerID, a.ifName), { containerID: a.containerID, ifName: a.ifName, backend: conf.backend, pods, portMappings: conf.portMappings });
   } catch (e) {
     await rollback.run();
     throw e;
+  } finally {
+    store.close();
   }
   deleteStaleUDPFlows(a, conf, pods);
   return prev; // passed through unchanged, as the reference
@@ -108,21 +123,50 @@ function routingInterface(ip: IP): string | undefined {
 }
 
 /**
- * Removes the container's rules in both families, found by the per-pod chain name (iptables) or the
- * container-ID comment (nftables): no netns or prevResult needed, and a pod whose address changed is
- * still cleaned. Like the reference, a config without portMappings removes nothing (and runs nothing).
- * A family whose table cannot be read is skipped (no IPv6 nat here) unless neither can be.
+ * Removes the container's rules, found by the per-pod chain name (iptables) or the container-ID
+ * comment (nftables): no netns or prevResult needed, and a pod whose address changed is still
+ * cleaned. With portMappings, in both families as the reference. Without (the reference removes
+ * nothing then; a runtime that does not repeat the capability args on DEL would leak the DNATs), the
+ * attachment record says whether ADD wrote rules, with which backend and to which addresses; no
+ * record: nothing to do and no netfilter process run. The record goes after the rules (a failed DEL
+ * keeps it for the retry). A family whose table cannot be read is skipped (no IPv6 nat here) unless
+ * neither can be.
  */
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
-  if (!conf.portMappings.length) return;
+  const name = recordName(a.containerID, a.ifName);
   const what = `removing port mappings of ${conf.name}/${a.containerID}`;
-  if (conf.backend === 'nftables') {
-    const lines = readableFamilies((f) => nft.delLines(a.containerID, f, nft.readTable(f)));
-    nft.writeScript(lines.flatMap(([, l]) => l), what);
-  } else {
-    for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.delLines(conf.name, a.containerID, t), what);
+  let store: Store | null = null;
+  let record: PortMapRecord | null = null;
+  try {
+    store = AttachmentRecords.open(conf.dataDir, conf.name, PORTMAP_RECORDS);
+    record = store?.read(name) ?? null;
+  } catch (e) {
+    // Unreadable: with portMappings the rules are still found by name; without, nothing tells us where.
+    a.log.warn(`DEL: attachment record ${conf.name}/${name} unreadable: ${errorMessage(e)}`);
   }
+  try {
+    if (conf.portMappings.length) {
+      if (conf.backend === 'nftables') {
+        const lines = readableFamilies((f) => nft.delLines(a.containerID, f, nft.readTable(f)));
+        nft.writeScript(lines.flatMap(([, l]) => l), what);
+      } else {
+        for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.delLines(conf.name, a.containerID, t), what);
+      }
+    } else if (record) {
+      if (record.backend === 'nftables') nftDelAttachment(a.containerID, record.pods, what);
+      else for (const p of record.pods) ipt.applyNat(p.family, ipt.readNat(p.family), (t) => ipt.delLines(conf.name, a.containerID, t), what);
+    }
+    if (record) store!.remove(name);
+  } finally {
+    store?.close();
+  }
+}
+
+/** Deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one script). */
+function nftDelAttachment(containerID: string, pods: PodAddress[], what: string): void {
+  const fams = [...new Set(pods.map((p) => p.family))];
+  nft.writeScript(fams.flatMap((f) => nft.delAttachmentLines(containerID, pods, f, nft.readTable(f))), what);
 }
 
 /** Runs `read` for each family; a family that fails is left out unless both fail (then throws both errors). */
@@ -152,19 +196,69 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
 }
 
 /**
- * Spec 1.1 GC (the reference's portmap has none): removes this network's per-pod chains whose
- * container is not in `cni.dev/valid-attachments`, one read and at most one write per family. The
- * nftables rules carry only the container ID (upstream's format, which its DEL matches exactly), so
- * they cannot tell which network wrote them; GC leaves them rather than remove another network's.
+ * Spec 1.1 GC (the reference's portmap has none): removes the rules and attachment records of this
+ * network's attachments that are not in `cni.dev/valid-attachments`. iptables: the per-pod chains
+ * of this network (the entry rules' comment names it) whose container is not valid, recorded or not,
+ * one read and at most one write per family. nftables: the rules carry only the container ID
+ * (upstream's format), so a stale attachment is known by its record and its rules by ID and recorded
+ * address, one script for all; rules without a record here (another network's, or ADDed by the
+ * reference) are left, and logged. Best effort: every step runs, the failures are reported together;
+ * a record whose rules could not be removed stays for the next GC.
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
-  const valid = new Set(parseValidAttachments(a.conf).map((v) => v.containerID));
-  if (conf.backend === 'nftables') {
-    a.log.info('GC: nftables port mappings carry no network name; left to DEL');
-    return;
+  const valid = parseValidAttachments(a.conf);
+  const store = AttachmentRecords.open(conf.dataDir, conf.name, PORTMAP_RECORDS);
+  const attempts = new Attempts(errorMessage);
+  try {
+    store?.lock();
+    const stale = await staleRecords(a, store, valid, attempts);
+    const validIDs = new Set(valid.map((v) => v.containerID));
+    let removed = false;
+    if (conf.backend === 'nftables') {
+      await attempts.run(`removing nftables port mappings of stale attachments of ${conf.name}`, () => {
+        const tables = readableFamilies(nft.readTable);
+        // A container with another, valid attachment here keeps its rules (they share the comment).
+        const gone = [...stale.values()].filter((r): r is PortMapRecord => !!r && r.backend === 'nftables' && !validIDs.has(r.containerID));
+        nft.writeScript(tables.flatMap(([f, rules]) => gone.flatMap((r) => nft.delAttachmentLines(r.containerID, r.pods, f, rules))), `garbage-collecting port mappings of ${conf.name}`);
+        const recorded = new Set((store?.names() ?? []).map((n) => n.slice(0, n.indexOf(':'))));
+        const unrecorded = [...new Set(tables.flatMap(([, rules]) => rules.flatMap((r) => (r.comment !== undefined && !recorded.has(r.comment) ? [r.comment] : []))))];
+        if (unrecorded.length)
+          a.log.info(`GC: nftables port mappings of ${unrecorded.join(', ')} have no attachment record of ${conf.name} (another network's, or ADDed by another portmap plugin?); left to DEL`);
+        removed = true;
+      });
+    } else {
+      await attempts.run(`removing iptables port mappings of stale attachments of ${conf.name}`, () => {
+        for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, validIDs, t), `garbage-collecting port mappings of ${conf.name}`);
+        removed = true;
+      });
+    }
+    // A record of the other backend (the config changed since its ADD) stays: this run did not look for its rules.
+    if (removed)
+      for (const [name, r] of stale) if (!r || r.backend === conf.backend) await attempts.run(`removing ${store!.path}/${name}`, () => store!.remove(name));
+  } finally {
+    store?.close();
   }
-  for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, valid, t), `garbage-collecting port mappings of ${conf.name}`);
+  attempts.throwIfAny();
+}
+
+/** The records of `store` not named by `valid` (null for one that is not a record: it goes, its rules cannot be found). */
+async function staleRecords(a: CmdArgs, store: Store | null, valid: GCAttachment[], attempts: Attempts): Promise<Map<string, PortMapRecord | null>> {
+  const keep = new Set(valid.map((v) => recordName(v.containerID, v.ifname)));
+  const stale = new Map<string, PortMapRecord | null>();
+  for (const name of store?.names() ?? []) {
+    if (keep.has(name)) continue;
+    await attempts.run(`reading ${store!.path}/${name}`, () => {
+      try {
+        stale.set(name, store!.read(name));
+      } catch (e) {
+        if (e instanceof FileError) throw e;
+        a.log.warn(`GC: ${errorMessage(e)}; removing it, its rules (if any) cannot be found`);
+        stale.set(name, null);
+      }
+    });
+  }
+  return stale;
 }
 
 /** STATUS: code 50 when the backend's tool cannot read its IPv4 table here (not installed, no permission, no nat support). */

@@ -146,6 +146,19 @@ export function delLines(containerID: string, family: Family, rules: NftRule[]):
 }
 
 /**
+ * DEL by record and GC: the lines deleting the rules of `containerID` that lead to one of its
+ * recorded addresses `pods` (the DNATs to it and its masquerade rules). The same container attached
+ * to another network has another address, so its rules there stay (the comment alone cannot tell).
+ */
+export function delAttachmentLines(containerID: string, pods: PodAddress[], family: Family, rules: NftRule[]): string[] {
+  const t = `${nftFamily(family)} ${TABLE}`;
+  const ips = new Set(pods.filter((p) => p.family === family).map((p) => formatIP(p.net.ip)));
+  const mine = (r: NftRule): boolean =>
+    r.comment === containerID && (((r.chain === HOSTPORTS || r.chain === HOSTIP_HOSTPORTS) && ips.has(r.dnat ?? '')) || (r.chain === MASQUERADING && ips.has(r.daddr ?? '')));
+  return rules.filter(mine).map((r) => `delete rule ${t} ${r.chain} handle ${r.handle}`);
+}
+
+/**
  * CHECK for one family: each of the pod's rules is there with the container's comment (by kind and
  * count per chain: nft lists rules in its own spelling). Upstream counts one masquerade rule per
  * mapping (two for IPv6), which its own ADD does not write; this counts what ADD writes.
