@@ -156,7 +156,8 @@ describe('portmap: iptables script', () => {
       '-D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
       '-D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
       '-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
-      '-F CNI-HOSTPORT-DNAT', '-X CNI-HOSTPORT-DNAT', '-F CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-SETMARK', '-F CNI-HOSTPORT-MASQ', '-X CNI-HOSTPORT-MASQ', `-F ${CH}`, `-X ${CH}`,
+      // Every new chain flushed before any is deleted: the pod chain still jumps to CNI-HOSTPORT-SETMARK until it is flushed.
+      '-F CNI-HOSTPORT-DNAT', '-F CNI-HOSTPORT-SETMARK', '-F CNI-HOSTPORT-MASQ', `-F ${CH}`, '-X CNI-HOSTPORT-DNAT', '-X CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-MASQ', `-X ${CH}`,
     ]);
     const old = ipt.parseSave([':CNI-HOSTPORT-DNAT - [0:0]', `:${CH} - [0:0]`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`].join('\n'));
     const again = ipt.addLines(load({ snat: false }), 'ctr1', v4!, old);

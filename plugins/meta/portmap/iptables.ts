@@ -264,7 +264,8 @@ export function undoLines(added: string[], nat: NatTable): string[] {
   for (const l of added) {
     if (/^-[AI] /.test(l) && !inNew(l)) out.push(`-D ${l.replace(/^-I (\S+) 1 /, '$1 ').replace(/^-A /, '')}`);
   }
-  for (const c of created) out.push(`-F ${c}`, `-X ${c}`);
+  // All flushed before any is deleted: the pod chain's rules jump to CNI-HOSTPORT-SETMARK.
+  out.push(...created.map((c) => `-F ${c}`), ...created.map((c) => `-X ${c}`));
   for (const c of flushed) out.push(`-F ${c}`, ...nat.rules.filter((l) => l.startsWith(`-A ${c} `)));
   out.push(...added.filter((l) => l.startsWith('-D ')).map((l) => `-A${l.slice(2)}`));
   return out;
