@@ -2,9 +2,10 @@
 // (iptables-save / nft -j) per key, CHECK pass/tamper/fail, DEL twice, DEL without netns and after
 // the address changed, GC, conflicts; traffic to a published port from the host netns (its bridge
 // address and 127.0.0.1) and from another pod (hairpin) over IPv4 and IPv6, for both backends; the
-// differential against the reference (/usr/lib/cni/portmap, iptables); netfilter processes per verb.
+// differential against the reference (/usr/lib/cni/portmap, iptables); netfilter processes per verb;
+// the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir.
 import { execa, type ResultPromise } from 'execa';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir, REFERENCE_DIR, runCni } from '../support/cni';
@@ -25,12 +26,26 @@ const MAPS = [
 
 let lab: Lab;
 let servers: ResultPromise[] = [];
+let DATA: string; // the attachment records' dataDir, never /var/lib/cni
+beforeEach(() => {
+  DATA = mkdtempSync(join(tmpdir(), 'pm-data-'));
+});
 afterEach(async () => {
   for (const s of servers) s.kill('SIGKILL');
   await Promise.allSettled(servers);
   servers = [];
   await lab?.dispose();
+  rmSync(DATA, { recursive: true, force: true });
 });
+
+/** The attachment records of network `net` (the `.lock` file is not one); [] when there is no directory. */
+const records = (net: string): string[] => {
+  try {
+    return readdirSync(join(DATA, net)).filter((n) => !n.startsWith('.')).sort();
+  } catch {
+    return [];
+  }
+};
 
 /** A lab with `pods` pods on our bridge (gateway, dual stack); returns each pod's bridge result. */
 async function setup(pods: number): Promise<Json[]> {
@@ -49,6 +64,7 @@ const pmConf = (prev: Json, extra: Record<string, unknown> = {}, maps: unknown =
   name: 'brnet',
   type: 'portmap',
   backend: 'iptables',
+  dataDir: DATA,
   ...extra,
   runtimeConfig: { portMappings: maps },
   prevResult: prev,
@@ -251,6 +267,99 @@ describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend)
       expect(del).toEqual(['nft', 'nft', 'nft']);
     }
   });
+
+  /** The pod rules of any container in the host netns (iptables: per-pod chains; nftables: commented rules). */
+  const podRules = async (): Promise<unknown[]> =>
+    backend === 'iptables' ? [...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH)) : (await nftRules()).filter((x) => x.comment);
+
+  test('DEL without portMappings (the runtime does not repeat the capability args) removes the pod\'s rules and record, without netns or prevResult; DEL twice succeeds', async () => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, { backend }))).exitCode).toBe(0);
+    expect(await podRules()).not.toEqual([]);
+    expect(records('brnet')).toEqual(['ctr-pm1:eth0']);
+    // No backend either: the record says which one wrote the rules.
+    const bare = { cniVersion: '1.0.0', name: 'brnet', type: 'portmap', dataDir: DATA };
+    expect((await pm('DEL', bare, { pod: '' })).exitCode).toBe(0);
+    expect(await podRules()).toEqual([]);
+    expect(records('brnet')).toEqual([]);
+    expect((await pm('DEL', bare, { pod: '' })).exitCode).toBe(0);
+  });
+
+  test('DEL with portMappings removes the record too', async () => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, { backend }))).exitCode).toBe(0);
+    expect((await pm('DEL', pmConf(prev, { backend }))).exitCode).toBe(0);
+    expect([await podRules(), records('brnet')]).toEqual([[], []]);
+  });
+
+  test('DEL without portMappings of a pod that published no port execs no netfilter tool', async () => {
+    const [prev] = await setup(1);
+    // Another pod of the network has a record: the directory exists, the lookup misses.
+    expect((await pm('ADD', pmConf(prev, { backend }), { id: 'ctr-other' })).exitCode).toBe(0);
+    expect((await pm('ADD', pmConf(prev, { backend }, []))).exitCode).toBe(0);
+    expect(records('brnet')).toEqual(['ctr-other:eth0']);
+    expect(await netfilterExecs(OURS(), 'DEL', { ...pmConf(prev, { backend }), runtimeConfig: {} }, lab.pods[0]!)).toEqual([]);
+  });
+
+  test('an ADD whose record cannot be written fails naming it and takes its rules back', async () => {
+    const [prev] = await setup(1);
+    mkdirSync(join(DATA, 'brnet', 'ctr-pm1:eth0'), { recursive: true }); // rename(2) cannot replace a directory
+    const r = await pm('ADD', pmConf(prev, { backend }));
+    expect(r.exitCode).toBe(1);
+    expect(r.json.msg).toContain(join(DATA, 'brnet'));
+    expect(await podRules()).toEqual([]);
+  });
+});
+
+describe('portmap attachment records', () => {
+  test('nftables GC removes a stale attachment\'s rules and record, keeps a valid one\'s and another network\'s (the same container ID there included)', async () => {
+    const [prev1, prev2] = await setup(2);
+    const [p1, p2] = lab.pods as [string, string];
+    const conf = (prev: Json, name: string, port: number) => ({ ...pmConf(prev, { backend: 'nftables' }, [{ hostPort: port, containerPort: 80, protocol: 'tcp' }]), name });
+    expect((await pm('ADD', conf(prev1, 'brnet', 8080), { pod: p1, id: 'ctr-a' })).exitCode).toBe(0);
+    expect((await pm('ADD', conf(prev2, 'brnet', 9090), { pod: p2, id: 'ctr-b' })).exitCode).toBe(0);
+    expect((await pm('ADD', conf(prev2, 'othernet', 9191), { pod: p2, id: 'ctr-a' })).exitCode).toBe(0);
+    const dnats = async () =>
+      (await nftRules())
+        .filter((x) => x.chain === 'hostports')
+        .map((x) => `${x.family} ${x.comment} ${/"right":\s*(\d+)/.exec(JSON.stringify(x.expr))![1]}`)
+        .sort();
+    expect(await dnats()).toEqual(['ip ctr-a 8080', 'ip ctr-a 9191', 'ip ctr-b 9090', 'ip6 ctr-a 8080', 'ip6 ctr-a 9191', 'ip6 ctr-b 9090']);
+    const gc = await pm('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'portmap', backend: 'nftables', dataDir: DATA, 'cni.dev/valid-attachments': [{ containerID: 'ctr-b', ifname: 'eth0' }] });
+    expect(gc.exitCode).toBe(0);
+    expect(await dnats()).toEqual(['ip ctr-a 9191', 'ip ctr-b 9090', 'ip6 ctr-a 9191', 'ip6 ctr-b 9090']);
+    // ctr-a's masquerade rules for its brnet address went too; nothing leads to that address.
+    const a1 = prev1.ips.map((ip: Json) => ip.address.split('/')[0]);
+    expect(a1).toHaveLength(2);
+    const left = JSON.stringify(await nftRules());
+    for (const ip of a1) expect([ip, left.includes(`"${ip}"`)]).toEqual([ip, false]);
+    expect([records('brnet'), records('othernet')]).toEqual([['ctr-b:eth0'], ['ctr-a:eth0']]);
+  });
+
+  test('records are 0600 in 0700 directories; a symlink planted for the network directory or a record is replaced, its target untouched', async () => {
+    const [prev] = await setup(1);
+    const decoy = mkdtempSync(join(tmpdir(), 'pm-decoy-'));
+    try {
+      symlinkSync(decoy, join(DATA, 'brnet'));
+      expect((await pm('ADD', pmConf(prev))).exitCode).toBe(0);
+      const dir = lstatSync(join(DATA, 'brnet'));
+      expect([dir.isDirectory(), dir.mode & 0o777]).toEqual([true, 0o700]);
+      expect(readdirSync(decoy)).toEqual([]);
+      const rec = join(DATA, 'brnet', 'ctr-pm1:eth0');
+      expect([lstatSync(rec).isFile(), lstatSync(rec).mode & 0o777]).toEqual([true, 0o600]);
+
+      const target = join(decoy, 'target');
+      writeFileSync(target, 'keep');
+      rmSync(rec);
+      symlinkSync(target, rec);
+      expect((await pm('ADD', pmConf(prev))).exitCode).toBe(0);
+      expect([lstatSync(rec).isFile(), lstatSync(rec).mode & 0o777]).toEqual([true, 0o600]);
+      expect(readFileSync(target, 'utf8')).toBe('keep');
+      expect(JSON.parse(readFileSync(rec, 'utf8'))).toMatchObject({ containerID: 'ctr-pm1', ifName: 'eth0', backend: 'iptables' });
+    } finally {
+      rmSync(decoy, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('portmap iptables: the reference\'s rules and a node switched between theirs and ours', () => {
@@ -307,7 +416,7 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     expect((await pm('ADD', pmConf(prev2, {}, [{ hostPort: 9090, containerPort: 80, protocol: 'tcp' }]), { pod: p2, id: 'ctr-b' })).exitCode).toBe(0);
     const other = { ...pmConf(prev2, {}, [{ hostPort: 9191, containerPort: 80, protocol: 'tcp' }]), name: 'othernet' };
     expect((await pm('ADD', other, { pod: p2, id: 'ctr-c' })).exitCode).toBe(0);
-    const gc = await pm('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'portmap', 'cni.dev/valid-attachments': [{ containerID: 'ctr-b', ifname: 'eth0' }] });
+    const gc = await pm('GC', { cniVersion: '1.1.0', name: 'brnet', type: 'portmap', dataDir: DATA, 'cni.dev/valid-attachments': [{ containerID: 'ctr-b', ifname: 'eth0' }] });
     expect(gc.exitCode).toBe(0);
     const left = (await natRules()).filter((l) => l.startsWith('-A CNI-HOSTPORT-DNAT'));
     expect(left.map((l) => /id: \\"([^\\]+)/.exec(l)![1]).sort()).toEqual(['ctr-b', 'ctr-c']);
