@@ -73,10 +73,12 @@ for (const c of cases) describe(exampleDescribe(c), () => {
         const dir = join(base, 'net.d');
         const ipamDir = join(base, 'ipam');
         mkdirSync(dir);
-        // the example as shipped, with its IPAM store moved to the temp dir
+        // the example as shipped, with its IPAM store (and record stores) moved to the temp dir
         const raw = JSON.parse(readFileSync(join(EXAMPLES, file), 'utf8')) as Json;
         const plugins = (Array.isArray(raw.plugins) ? raw.plugins : [raw]) as Json[];
         for (const p of plugins) if (p.ipam && (p.ipam as Json).type) (p.ipam as Json).dataDir = ipamDir;
+        // and the attachment records of the rule-writing plugins
+        for (const p of plugins) if (p.type === 'portmap' || p.type === 'firewall') p.dataDir = join(base, p.type as string);
         writeFileSync(join(dir, file), JSON.stringify(raw, null, 2));
         const main = plugins[0]!;
         const version = (raw.cniVersion as string) || '0.1.0';

@@ -5,7 +5,7 @@
 import { execa } from 'execa';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { binDir, linkedPlugins, missingPlugins, withNetns } from '../support/cni';
 import { ensureLibcniDriver } from '../go/drivers';
 
@@ -31,7 +31,8 @@ function containerdList(ipam: string, withPortmap: boolean): Record<string, unkn
         promiscMode: true,
         ipam: { type: 'host-local', dataDir: ipam, ranges: [[{ subnet: '198.18.40.0/24' }], [{ subnet: 'fd00:40::/64' }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
       },
-      ...(withPortmap ? [{ type: 'portmap', capabilities: { portMappings: true } }] : []),
+      // portmap's attachment records beside the IPAM store, never in the machine's /var/lib/cni.
+      ...(withPortmap ? [{ type: 'portmap', capabilities: { portMappings: true }, dataDir: join(dirname(ipam), 'portmap') }] : []),
     ],
   };
 }
