@@ -139,8 +139,9 @@ const CHAINS = {
         name: 'podman',
         plugins: [
           { type: 'bridge', bridge: `cni-podman${i}`, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', dataDir, routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `198.18.${200 + i}.0/24`, gateway: `198.18.${200 + i}.1` }]] } },
-          { type: 'portmap', capabilities: { portMappings: true } },
-          { type: 'firewall' },
+          // dataDir (ours: attachment records; the reference ignores the key) under the bench's own work dir
+          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${dataDir}.portmap` },
+          { type: 'firewall', dataDir: `${dataDir}.firewall` },
           { type: 'tuning' },
         ],
       },
@@ -158,7 +159,7 @@ const CHAINS = {
         name: 'containerd-net',
         plugins: [
           { type: 'bridge', bridge: `cni${i}`, isGateway: true, ipMasq: true, promiscMode: true, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `198.18.${210 + i}.0/24` }], [{ subnet: `fd00:${210 + i}::/64` }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] } },
-          { type: 'portmap', capabilities: { portMappings: true } },
+          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${dataDir}.portmap` },
         ],
       },
     },

@@ -240,7 +240,10 @@ interface Run {
 }
 
 async function exec(w: World, c: Case, env = c.env): Promise<Run> {
-  const r = await execa('nsenter', [`--net=/var/run/netns/${w.host}`, join(binDir(), c.plugin)], {
+  // A mutation can rename the `dataDir` key itself, and host-local then uses its default store: the
+  // plugin gets a private tmpfs over /var/lib so such a case cannot write to the machine's.
+  const inScratch = '/bin/mount -t tmpfs cnikit-fuzz /var/lib && exec /usr/bin/nsenter --net="$1" "$2"';
+  const r = await execa('/usr/bin/unshare', ['-m', '--propagation', 'private', '/bin/sh', '-c', inScratch, 'sh', `/var/run/netns/${w.host}`, join(binDir(), c.plugin)], {
     input: c.stdin,
     env,
     extendEnv: false,
