@@ -16,6 +16,7 @@ export interface CallOpts {
   cniPath?: string;
   binary?: string;
   plugin?: string; // default bridge
+  wrap?: string[]; // a command line the plugin runs under (strace ...)
 }
 
 export class Lab {
@@ -70,6 +71,7 @@ export class Lab {
       config,
       hostNetns: this.host,
       binary: o.binary,
+      wrap: o.wrap,
       env: {
         CNI_CONTAINERID: o.id ?? `ctr-${pod}`,
         CNI_NETNS: pod ? `/var/run/netns/${pod}` : '',
