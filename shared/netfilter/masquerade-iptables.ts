@@ -1,11 +1,13 @@
 // iptables masquerade, rule for rule what the reference's pkg/ip/ipmasq_iptables_linux.go installs
-// (chain CNI-<sha512(net+id)>, comment `name: "<net>" id: "<id>"`), applied with one
-// `iptables-restore -w --noflush` per family after one listing. Teardown and GC work from the
-// container ID and the rule comments alone, so they need neither the netns nor the pod's addresses
-// (the reference leaks the rules when DEL has no netns: plugins#810).
+// (chain CNI-<sha512(net+id)>, comment `name: "<net>" id: "<id>"`). ADD, and DEL with the pod's
+// addresses, are one write-only `iptables-restore -w --noflush` per family; when the kernel's state is
+// not what that transaction assumes, it is rejected whole and one listing plus one restore does it.
+// That path, teardown without addresses and GC work from the container ID and the rule comments
+// alone, so they need neither the netns nor the pod's addresses (the reference leaks the rules when
+// DEL has no netns: plugins#810).
 import { attachmentHashName } from '../cni/hash-name';
 import { formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
-import { mustRunTool } from './tool';
+import { mustRunTool, NetfilterError } from './tool';
 
 const MAX_CHAIN = 28;
 
@@ -40,31 +42,81 @@ function restore(f: Family, lines: string[], what: string): void {
   mustRunTool(`${tool(f)}-restore`, ['-w', '--noflush'], what, input);
 }
 
-/** Installs the masquerade rules for `addresses` (CIDRs of one pod), skipping rules already present. */
-export function setupIPMasqIPTables(addresses: string[], network: string, containerID: string): void {
+/** The pod's lines for one family: its chain's rules and the POSTROUTING jumps to it, as `iptables -S` prints them. */
+function podLines(f: Family, addresses: string[], network: string, containerID: string): { chain: string; rules: string[]; jumps: string[] } {
   const chain = chainName(network, containerID);
   const c = quoted(ruleComment(network, containerID));
+  const rules: string[] = [];
+  const jumps: string[] = [];
+  for (const a of addresses) {
+    const n = parseCIDR(a);
+    if (!n || n.ip.family !== f) continue;
+    // Same order as the reference's AppendUnique calls: ACCEPT own subnet, MASQUERADE non-multicast.
+    rules.push(`-A ${chain} -d ${formatCIDR(networkOf(n))} -m comment --comment ${c} -j ACCEPT`);
+    rules.push(`-A ${chain} ! -d ${multicast(f)} -m comment --comment ${c} -j MASQUERADE`);
+    jumps.push(`-A POSTROUTING -s ${formatIP(n.ip)}/${hostLen(f)} -m comment --comment ${c} -j ${chain}`);
+  }
+  return { chain, rules, jumps };
+}
+
+/**
+ * The write-only ADD transaction of one family: `-N` the pod's chain, its rules, then the jumps (the
+ * chain must exist before POSTROUTING jumps to it; restore applies in order). `-N` rather than
+ * `:CHAIN - [0:0]`: the transaction fails as a whole when the chain already exists (a repeated ADD,
+ * a leftover), and the read-then-write path then adds only what is missing, so no second jump is
+ * appended. Empty when the pod has no address of the family.
+ */
+export function fastSetupScript(f: Family, addresses: string[], network: string, containerID: string): string[] {
+  const { chain, rules, jumps } = podLines(f, addresses, network, containerID);
+  return jumps.length ? [`-N ${chain}`, ...rules, ...jumps] : [];
+}
+
+/**
+ * The write-only DEL transaction of one family: delete the jumps of the pod's addresses, flush and
+ * delete its chain. It fails as a whole when a jump or the chain is absent, when another jump still
+ * references the chain (a duplicate, an older address), or when the addresses changed. Empty when
+ * the pod has no address of the family.
+ */
+export function fastTeardownScript(f: Family, addresses: string[], network: string, containerID: string): string[] {
+  const { chain, jumps } = podLines(f, addresses, network, containerID);
+  return jumps.length ? [...jumps.map((j) => `-D${j.slice(2)}`), `-F ${chain}`, `-X ${chain}`] : [];
+}
+
+/**
+ * Applies a write-only transaction; false when the tool rejected it (nothing was changed: a restore
+ * commits all or nothing), so the caller takes the read-then-write path. A missing tool is thrown.
+ */
+function tryRestore(f: Family, lines: string[], what: string): boolean {
+  try {
+    restore(f, lines, what);
+    return true;
+  } catch (e) {
+    // Any exit status, 4 included: iptables-nft reports a busy chain (-X of a referenced chain) as 4.
+    if (e instanceof NetfilterError && !e.notFound) return false;
+    throw e;
+  }
+}
+
+/**
+ * Installs the masquerade rules for `addresses` (CIDRs of one pod): one write-only `iptables-restore`
+ * per family; when that is rejected, one listing and a restore of the lines not already present.
+ */
+export function setupIPMasqIPTables(addresses: string[], network: string, containerID: string): void {
+  const what = `setting up ipMasq for ${network}/${containerID}`;
   for (const f of [4, 6] as const) {
-    const nets = addresses.map((a) => parseCIDR(a)!).filter((n) => n && n.ip.family === f);
-    if (!nets.length) continue;
+    const fast = fastSetupScript(f, addresses, network, containerID);
+    if (!fast.length || tryRestore(f, fast, what)) continue;
+    const { chain, rules, jumps } = podLines(f, addresses, network, containerID);
     const existing = new Set(listNat(f));
     const out: string[] = [];
-    const add = (line: string): void => {
+    if (!existing.has(`-N ${chain}`)) out.push(`:${chain} - [0:0]`);
+    for (const line of [...rules, ...jumps]) {
       if (!existing.has(line)) {
         existing.add(line);
         out.push(line);
       }
-    };
-    if (!existing.has(`-N ${chain}`)) out.push(`:${chain} - [0:0]`);
-    const jumps: string[] = [];
-    for (const n of nets) {
-      // Same order as the reference's AppendUnique calls: ACCEPT own subnet, MASQUERADE non-multicast.
-      add(`-A ${chain} -d ${formatCIDR(networkOf(n))} -m comment --comment ${c} -j ACCEPT`);
-      add(`-A ${chain} ! -d ${multicast(f)} -m comment --comment ${c} -j MASQUERADE`);
-      jumps.push(`-A POSTROUTING -s ${formatIP(n.ip)}/${hostLen(f)} -m comment --comment ${c} -j ${chain}`);
     }
-    jumps.forEach(add); // the chain must exist before POSTROUTING jumps to it (restore applies in order)
-    restore(f, out, `setting up ipMasq for ${network}/${containerID}`);
+    restore(f, out, what);
   }
 }
 
@@ -79,10 +131,20 @@ function removalLines(nat: string[], chains: Set<string>): string[] {
   return out;
 }
 
-/** Removes the pod's chain and the jumps to it in both families, whatever addresses they name. */
-export function teardownIPMasqIPTables(network: string, containerID: string, families: Family[] = [4, 6]): void {
+/**
+ * Removes the pod's chain and every POSTROUTING jump to it in `families`, whatever addresses they
+ * name. With `addresses` (the prevResult's CIDRs) each family first tries the write-only transaction
+ * of fastTeardownScript; without them, or when it is rejected, one listing and a restore of the
+ * removals found (nothing is written when nothing is there).
+ */
+export function teardownIPMasqIPTables(network: string, containerID: string, families: Family[] = [4, 6], addresses: string[] = []): void {
   const chain = chainName(network, containerID);
-  for (const f of families) restore(f, removalLines(listNat(f), new Set([chain])), `tearing down ipMasq for ${network}/${containerID}`);
+  const what = `tearing down ipMasq for ${network}/${containerID}`;
+  for (const f of families) {
+    const fast = fastTeardownScript(f, addresses, network, containerID);
+    if (fast.length && tryRestore(f, fast, what)) continue;
+    restore(f, removalLines(listNat(f), new Set([chain])), what);
+  }
 }
 
 /**

@@ -1,9 +1,13 @@
 // nftables masquerade, the same table, chains, rules and comments as the reference's
 // pkg/ip/ipmasq_nftables_linux.go: `table inet cni_plugins_masquerade`, base chain `postrouting`
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
-// <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change.
+// <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change;
+// teardown and GC first ask the kernel over nfnetlink whether the table exists, and exec nothing when not.
 import { createHash } from 'node:crypto';
 import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
+import { NETLINK_NETFILTER } from '../linux/netlink/constants';
+import { NFPROTO_INET, nftTableExists } from '../linux/netlink/nftables';
+import { NetlinkSocket } from '../linux/netlink/socket';
 import { mustRunTool, runTool } from './tool';
 
 export const MASQ_TABLE = 'cni_plugins_masquerade';
@@ -75,14 +79,34 @@ function deleteRules(rules: NftRule[], what: string): void {
   mustRunTool('nft', ['-f', '-'], what, script);
 }
 
+/**
+ * Whether the masquerade table may hold rules, asked over nfnetlink instead of exec'ing `nft`: DEL and GC
+ * sweep this backend whatever the config says (the pod may have been set up with it), and on a node
+ * that never used it the table does not exist. Any answer but "no such table" counts as yes, so the
+ * sweep (and its error reporting) runs as before.
+ */
+function masqTableMayExist(): boolean {
+  let nl: NetlinkSocket | undefined;
+  try {
+    nl = NetlinkSocket.open(NETLINK_NETFILTER);
+    return nftTableExists(nl, NFPROTO_INET, MASQ_TABLE);
+  } catch {
+    return true;
+  } finally {
+    nl?.close();
+  }
+}
+
 /** Removes the pod's rules by their comment hash; no addresses needed. */
 export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {
+  if (!masqTableMayExist()) return;
   const h = hashForInstance(network, ifname, containerID);
   deleteRules(listMasqRules().filter((r) => r.comment?.startsWith(h)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
 }
 
 /** The reference's gcIPMasqNFTables: drop this network's rules whose comment is not a valid attachment's. */
 export function gcIPMasqNFTables(network: string, valid: Array<{ containerID: string; ifname: string }>): void {
+  if (!masqTableMayExist()) return;
   const keep = new Set(valid.map((v) => commentForInstance(network, v.ifname, v.containerID)));
   const prefix = `${hashForNetwork(network)}-`;
   deleteRules(

@@ -49,13 +49,17 @@ function sweepAll(steps: Array<() => void>): void {
 }
 
 /**
- * Removes the pod's masquerade rules by container ID (and ifname for nftables). `families` narrows the
- * iptables sweep when the prevResult says which families the pod had; without it both are swept.
+ * Removes the pod's masquerade rules by container ID (and ifname for nftables). `addresses` (the
+ * prevResult's CIDRs) narrow the iptables sweep to the pod's families and let it try the write-only
+ * removal first; without them both families are listed and swept.
  */
 export function teardownIPMasq(network: string, a: Attachment, addresses?: string[]): void {
   let families: Family[] = [4, 6];
   if (addresses?.length) families = [...new Set(addresses.map((x) => familyOf(x)).filter((f): f is Family => f !== null))];
-  sweepAll([() => teardownIPMasqIPTables(network, a.containerID, families), () => teardownIPMasqNFTables(network, a.ifname, a.containerID)]);
+  sweepAll([
+    () => teardownIPMasqIPTables(network, a.containerID, families, addresses),
+    () => teardownIPMasqNFTables(network, a.ifname, a.containerID),
+  ]);
 }
 
 /** GC: remove rules of this network whose attachment is not in the valid list. */

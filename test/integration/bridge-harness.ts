@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addNetns, binDir, delNetns, nsName, REFERENCE_DIR, runCni, type RunResult } from '../support/cni';
+import { countNetfilterExecs, type ExecCount } from '../support/exec-count';
 
 export interface CallOpts {
   pod?: string; // netns name; '' = no CNI_NETNS
@@ -16,6 +17,7 @@ export interface CallOpts {
   cniPath?: string;
   binary?: string;
   plugin?: string; // default bridge
+  wrap?: string[]; // a command line the plugin runs under (strace ...)
 }
 
 export class Lab {
@@ -70,6 +72,7 @@ export class Lab {
       config,
       hostNetns: this.host,
       binary: o.binary,
+      wrap: o.wrap,
       env: {
         CNI_CONTAINERID: o.id ?? `ctr-${pod}`,
         CNI_NETNS: pod ? `/var/run/netns/${pod}` : '',
@@ -78,6 +81,21 @@ export class Lab {
         CNI_ARGS: o.args,
       },
     });
+  }
+
+  /** `call` under strace, counting the netfilter processes it execs. */
+  async execs(command: string, config: unknown, o: CallOpts = {}): Promise<ExecCount> {
+    return countNetfilterExecs((wrap) => this.call(command, config, { ...o, wrap }));
+  }
+
+  /** The host's nat tables (IPv4 then IPv6) as iptables-save prints them, without counters and comment lines. */
+  async nat(): Promise<string[]> {
+    const out: string[] = [];
+    for (const t of ['iptables-save', 'ip6tables-save']) {
+      const r = await execa('ip', ['netns', 'exec', this.host, t, '-t', 'nat']);
+      out.push(...r.stdout.split('\n').filter((l) => /^[:*-]/.test(l)).map((l) => `${t}: ${l.replace(/ \[\d+:\d+\]$/, '')}`));
+    }
+    return out;
   }
 
   /** Leases host-local holds for the network (file names are the IPs). */

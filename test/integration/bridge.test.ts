@@ -1,6 +1,7 @@
 // bridge plugin, L3: two pods on one bridge in a scratch host netns; CHECK, DEL, masquerade.
 import { execa } from 'execa';
 import { ALL_VERSIONS } from '../support/cni';
+import type { ExecCount } from '../support/exec-count';
 import { ipj, Lab, ping, sh } from './bridge-harness';
 
 jest.setTimeout(120000);
@@ -336,5 +337,123 @@ describe('ipMasq', () => {
     expect(gc.json.msg).toContain('cni.dev/valid-attachments');
     expect((await sh(lab.host, ['iptables-save', '-t', 'nat'])).match(/CNI-[0-9a-f]{24}/g)).toEqual(before.match(/CNI-[0-9a-f]{24}/g));
     expect(lab.leases()).toEqual(['198.18.0.2']);
+  });
+});
+
+describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-write fallback when the kernel differs', () => {
+  const masq = (subnets: string[]): Record<string, unknown> => lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: 'iptables' }, subnets);
+  const counts = (c: ExecCount) => ({ v4: c.v4, v6: c.v6, nft: c.nft, restores: c.restores, exit: c.result.exitCode });
+  /** ADDs a bystander pod whose rules every step must leave alone; returns the nat tables with it. */
+  async function withBystander(conf: Record<string, unknown>): Promise<string[]> {
+    const other = await lab.addPod();
+    expect((await lab.call('ADD', conf, { pod: other })).exitCode).toBe(0);
+    return lab.nat();
+  }
+  const ours = (nat: string[], pod: string): string[] => nat.filter((l) => l.includes(`id: \\"ctr-${pod}\\"`));
+
+  test.each([
+    ['single-stack', ['198.18.0.0/24'], 0],
+    ['dual-stack', dual, 1],
+  ] as const)('%s pod: ADD is one iptables-restore per family, DEL with the prevResult one per family, no nft; DEL leaves what was there before', async (_, subnets, v6) => {
+    lab = await Lab.create(1);
+    const pod = lab.pods[0]!;
+    const conf = masq([...subnets]);
+    const before = await withBystander(conf);
+    const add = await lab.execs('ADD', conf);
+    expect(counts(add)).toEqual({ v4: 1, v6, nft: 0, restores: { v4: 1, v6 }, exit: 0 });
+    const mine = ours(await lab.nat(), pod);
+    // Per family, the lines carrying the pod's comment: ACCEPT, MASQUERADE, jump (the differential tests compare their text with the reference's).
+    expect(mine.filter((l) => l.includes('-A POSTROUTING -s 198.18.0.'))).toHaveLength(1);
+    expect(mine.filter((l) => l.includes('-A POSTROUTING -s fd00:18::'))).toHaveLength(v6);
+    expect(mine).toHaveLength(3 * (1 + v6));
+
+    const del = await lab.execs('DEL', { ...conf, prevResult: add.result.json });
+    expect(counts(del)).toEqual({ v4: 1, v6, nft: 0, restores: { v4: 1, v6 }, exit: 0 });
+    expect(await lab.nat()).toEqual(before);
+  });
+
+  test('a second ADD for the same container (another ifname) finds the chain: the write-only ADD is rejected, the fallback adds only the new jump', async () => {
+    lab = await Lab.create(1);
+    const pod = lab.pods[0]!;
+    const conf = masq(dual);
+    await withBystander(conf);
+    const a1 = await lab.execs('ADD', conf);
+    expect(a1.result.exitCode).toBe(0);
+    const once = await lab.nat();
+    const a2 = await lab.execs('ADD', conf, { ifname: 'eth1' });
+    // Per family: the rejected restore, the listing, the restore of what is missing.
+    expect(counts(a2)).toEqual({ v4: 3, v6: 3, nft: 0, restores: { v4: 2, v6: 2 }, exit: 0 });
+    const [ip4, ip6] = a2.result.json.ips.map((i: { address: string }) => i.address.split('/')[0]);
+    const twice = await lab.nat();
+    const newJumps = twice.filter((l) => l.includes(`-s ${ip4}/32 `) || l.includes(`-s ${ip6}/128 `));
+    expect(newJumps).toHaveLength(2);
+    // Exactly the first ADD's rules plus the new jumps: eth0's rules are kept, nothing is doubled.
+    expect(twice.filter((l) => !newJumps.includes(l))).toEqual(once);
+    expect(ours(twice, pod)).toHaveLength(ours(once, pod).length + 2);
+  });
+
+  test('DEL of one of two attachments: the chain is still referenced, the write-only DEL is rejected, the fallback removes the chain and every jump to it', async () => {
+    lab = await Lab.create(1);
+    const conf = masq(dual);
+    const before = await withBystander(conf);
+    expect((await lab.call('ADD', conf)).exitCode).toBe(0);
+    const a2 = await lab.call('ADD', conf, { ifname: 'eth1' });
+    expect(a2.exitCode).toBe(0);
+    const del = await lab.execs('DEL', { ...conf, prevResult: a2.json }, { ifname: 'eth1' });
+    expect(counts(del)).toEqual({ v4: 3, v6: 3, nft: 0, restores: { v4: 2, v6: 2 }, exit: 0 });
+    expect(await lab.nat()).toEqual(before);
+  });
+
+  test('DEL after the rules were removed by hand (IPv4: chain and jump, IPv6: the jump): the fallback lists and removes what is left', async () => {
+    lab = await Lab.create(1);
+    const pod = lab.pods[0]!;
+    const conf = masq(dual);
+    const before = await withBystander(conf);
+    const add = await lab.call('ADD', conf);
+    expect(add.exitCode).toBe(0);
+    const mine = ours(await lab.nat(), pod);
+    const jump = (t: string): string => mine.find((l) => l.startsWith(`${t}: -A POSTROUTING`))!.slice(t.length + 2);
+    const chain = / -j (CNI-[0-9a-f]{24})$/.exec(jump('iptables-save'))![1]!;
+    const hand = (t: string, rule: string) => execa('ip', ['netns', 'exec', lab.host, 'sh', '-c', `${t} -t nat ${rule}`]);
+    await hand('iptables', jump('iptables-save').replace(/^-A/, '-D'));
+    await hand('iptables', `-F ${chain}`);
+    await hand('iptables', `-X ${chain}`);
+    await hand('ip6tables', jump('ip6tables-save').replace(/^-A/, '-D'));
+
+    const del = await lab.execs('DEL', { ...conf, prevResult: add.json });
+    // IPv4: rejected restore + listing (nothing to remove); IPv6: rejected restore + listing + removal.
+    expect(counts(del)).toEqual({ v4: 2, v6: 3, nft: 0, restores: { v4: 1, v6: 2 }, exit: 0 });
+    expect(await lab.nat()).toEqual(before);
+  });
+
+  test('DEL whose prevResult names another address than ADD installed: the fallback finds the rules by container ID', async () => {
+    lab = await Lab.create(1);
+    const conf = masq(dual);
+    const before = await withBystander(conf);
+    const add = await lab.call('ADD', conf);
+    expect(add.exitCode).toBe(0);
+    const changed = JSON.parse(JSON.stringify(add.json));
+    changed.ips[0].address = '198.18.0.77/24';
+    const del = await lab.execs('DEL', { ...conf, prevResult: changed });
+    // IPv4 falls back (rejected restore, listing, removal); IPv6 still matches and takes the write-only path.
+    expect(counts(del)).toEqual({ v4: 3, v6: 1, nft: 0, restores: { v4: 2, v6: 1 }, exit: 0 });
+    expect(await lab.nat()).toEqual(before);
+
+    // DEL again (runtimes repeat it): rejected restore and a listing per family, nothing written, success.
+    const again = await lab.execs('DEL', { ...conf, prevResult: add.json });
+    expect(counts(again)).toEqual({ v4: 2, v6: 2, nft: 0, restores: { v4: 1, v6: 1 }, exit: 0 });
+    expect(await lab.nat()).toEqual(before);
+  });
+
+  test('a pod set up with the nftables backend is still removed by a DEL whose config says iptables (the table exists, so nft runs)', async () => {
+    lab = await Lab.create(1);
+    const conf = masq(['198.18.0.0/24']);
+    const add = await lab.call('ADD', { ...conf, ipMasqBackend: 'nftables' });
+    expect(add.exitCode).toBe(0);
+    expect(await sh(lab.host, ['nft', 'list', 'table', 'inet', 'cni_plugins_masquerade'])).toContain('ip saddr 198.18.0.2');
+    const del = await lab.execs('DEL', { ...conf, prevResult: add.json });
+    expect(del.result.exitCode).toBe(0);
+    expect(del.nft).toBeGreaterThan(0);
+    expect(await sh(lab.host, ['nft', 'list', 'table', 'inet', 'cni_plugins_masquerade'])).not.toContain('198.18.0.2');
   });
 });

@@ -3,10 +3,11 @@
 // prevResult. Helpers read the host netns's filter tables and nftables ruleset, count the netfilter
 // processes a call execs (strace), and give the host an "outside" netns routed through FORWARD.
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir, REFERENCE_DIR, type RunResult } from '../support/cni';
+import { countNetfilterExecs, type ExecCount } from '../support/exec-count';
 import { Lab } from './bridge-harness';
 
 export const OUR_FIREWALL = (): string => join(binDir(), 'firewall');
@@ -155,37 +156,9 @@ export function setElements(rs: Json[], set: string): Array<{ val: string; comme
   return (s?.elem ?? []).map((e: Json) => (typeof e === 'object' && e.elem ? { val: e.elem.val, comment: e.elem.comment } : { val: e }));
 }
 
-export interface ExecCount {
-  v4: number; // iptables*, excluding ip6tables*
-  v6: number; // ip6tables*
-  nft: number;
-  restores: { v4: number; v6: number };
-  result: RunResult;
-}
-
-/** Runs a call under `strace -f -e trace=execve` and counts the netfilter tools it exec'd successfully. */
-export async function countExecs(host: string, binary: string, command: string, conf: unknown, env: Record<string, string | undefined>): Promise<ExecCount> {
-  const dir = mkdtempSync(join(tmpdir(), 'fw-strace-'));
-  try {
-    const out = join(dir, 'trace');
-    const result = await runIn(host, binary, command, conf, env, ['strace', '-f', '-qq', '-e', 'trace=execve', '-o', out]);
-    const tools = readFileSync(out, 'utf8')
-      .split('\n')
-      .filter((l) => / = 0$/.test(l))
-      .map((l) => /execve\("[^"]*\/([^"/]+)"/.exec(l)?.[1])
-      .filter((t): t is string => !!t);
-    const v6 = tools.filter((t) => t.startsWith('ip6tables'));
-    const v4 = tools.filter((t) => t.startsWith('iptables'));
-    return {
-      v4: v4.length,
-      v6: v6.length,
-      nft: tools.filter((t) => t === 'nft').length,
-      restores: { v4: v4.filter((t) => t.includes('restore')).length, v6: v6.filter((t) => t.includes('restore')).length },
-      result,
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+/** Runs a call under strace and counts the netfilter tools it exec'd successfully (see countNetfilterExecs). */
+export function countExecs(host: string, binary: string, command: string, conf: unknown, env: Record<string, string | undefined>): Promise<ExecCount> {
+  return countNetfilterExecs((prefix) => runIn(host, binary, command, conf, env, prefix));
 }
 
 export async function canReach(from: string, to: string): Promise<boolean> {

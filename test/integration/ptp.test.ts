@@ -269,6 +269,23 @@ describe('ptp ipMasq, GC, STATUS', () => {
     expect(lab.leases('ptpmasq')).toEqual([]);
   });
 
+  test.each([
+    ['single-stack', ['198.18.0.0/24'], 0],
+    ['dual-stack', dual, 1],
+  ] as const)('iptables, %s pod: ADD is one iptables-restore per family, DEL with the prevResult one per family, no nft; DEL leaves what was there before', async (_, subnets, v6) => {
+    lab = await Lab.create(2);
+    const [p1, p2] = lab.pods as [string, string];
+    const conf = ptpConf({ ipMasq: true, ipMasqBackend: 'iptables' }, [...subnets]);
+    expect((await call('ADD', conf, { pod: p2 })).exitCode).toBe(0); // a bystander whose rules stay
+    const before = await lab.nat();
+    const add = await lab.execs('ADD', conf, { plugin: 'ptp', pod: p1 });
+    expect([add.v4, add.v6, add.nft, add.restores, add.result.exitCode]).toEqual([1, v6, 0, { v4: 1, v6 }, 0]);
+    expect((await lab.nat()).filter((l) => l.includes(`id: \\"ctr-${p1}\\"`))).toHaveLength(3 * (1 + v6));
+    const del = await lab.execs('DEL', { ...conf, prevResult: add.result.json }, { plugin: 'ptp', pod: p1 });
+    expect([del.v4, del.v6, del.nft, del.restores, del.result.exitCode]).toEqual([1, v6, 0, { v4: 1, v6 }, 0]);
+    expect(await lab.nat()).toEqual(before);
+  });
+
   test('GC (1.1.0) releases leases and masquerade rules of attachments not in cni.dev/valid-attachments; a malformed list is code 7 and sweeps nothing', async () => {
     lab = await Lab.create(2);
     const [p1, p2] = lab.pods as [string, string];

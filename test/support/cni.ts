@@ -19,6 +19,7 @@ export interface RunOpts {
   env?: Record<string, string | undefined>;
   hostNetns?: string; // run inside `ip netns exec <name>`
   binary?: string; // full path; default binDir()/<plugin>
+  wrap?: string[]; // a command line the binary runs under (strace ...), inside the host netns
 }
 
 export interface RunResult {
@@ -32,8 +33,9 @@ export async function runCni(plugin: string, o: RunOpts): Promise<RunResult> {
   const file = o.binary ?? join(binDir(), plugin);
   const input = o.config === undefined ? '' : typeof o.config === 'string' ? o.config : JSON.stringify(o.config);
   const env: Record<string, string | undefined> = { PATH: process.env.PATH, CNI_COMMAND: o.command, ...o.env };
-  const cmd = o.hostNetns ? 'ip' : file;
-  const args = o.hostNetns ? ['netns', 'exec', o.hostNetns, file] : [];
+  const argv = [...(o.wrap ?? []), file];
+  const cmd = o.hostNetns ? 'ip' : argv[0]!;
+  const args = o.hostNetns ? ['netns', 'exec', o.hostNetns, ...argv] : argv.slice(1);
   const r = await execa(cmd, args, { input, env, extendEnv: false, reject: false, timeout: 30000 });
   let json: unknown = undefined;
   try {

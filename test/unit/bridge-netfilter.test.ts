@@ -1,6 +1,7 @@
 // Masquerade and spoof-check naming: the same chain names, comments and rules as the reference, so
 // rules written by either implementation are found and removed by the other.
-import { chainName, ruleComment } from '../../shared/netfilter/masquerade-iptables';
+import { buildGetTable, NFPROTO_INET } from '../../shared/linux/netlink/nftables';
+import { chainName, fastSetupScript, fastTeardownScript, ruleComment } from '../../shared/netfilter/masquerade-iptables';
 import { commentForInstance, hashForInstance, hashForNetwork, parseNftRules } from '../../shared/netfilter/masquerade-nftables';
 import { ifaceChain, macChain, spoofCheckID, spoofCheckScript, spoofComment } from '../../shared/netfilter/spoofcheck';
 
@@ -12,6 +13,64 @@ describe('iptables ipMasq names (pkg/utils FormatChainName / FormatComment)', ()
   });
   test('comment is Go %q of name and id', () => {
     expect(ruleComment('brnet', 'c1')).toBe('name: "brnet" id: "c1"');
+  });
+});
+
+describe('iptables ipMasq write-only transactions (one iptables-restore per family and verb)', () => {
+  const ch = 'CNI-a5d69ca9da3b353c3fbd73d8'; // chainName('brnet', 'c1')
+  const c = '-m comment --comment "name: \\"brnet\\" id: \\"c1\\""';
+  const dual = ['198.18.0.2/24', 'fd00:18::2/64'];
+
+  test('ADD: -N the chain (so an existing chain rejects the whole transaction), ACCEPT own subnet, MASQUERADE non-multicast, then the jump', () => {
+    expect(fastSetupScript(4, dual, 'brnet', 'c1')).toEqual([
+      `-N ${ch}`,
+      `-A ${ch} -d 198.18.0.0/24 ${c} -j ACCEPT`,
+      `-A ${ch} ! -d 224.0.0.0/4 ${c} -j MASQUERADE`,
+      `-A POSTROUTING -s 198.18.0.2/32 ${c} -j ${ch}`,
+    ]);
+    expect(fastSetupScript(6, dual, 'brnet', 'c1')).toEqual([
+      `-N ${ch}`,
+      `-A ${ch} -d fd00:18::/64 ${c} -j ACCEPT`,
+      `-A ${ch} ! -d ff00::/8 ${c} -j MASQUERADE`,
+      `-A POSTROUTING -s fd00:18::2/128 ${c} -j ${ch}`,
+    ]);
+  });
+
+  test('ADD with two addresses of a family: both rule pairs before both jumps; nothing for a family without an address', () => {
+    const s = fastSetupScript(4, ['198.18.0.2/24', '198.18.1.2/24'], 'brnet', 'c1');
+    expect(s.map((l) => l.split(' -m comment')[0])).toEqual([
+      `-N ${ch}`,
+      `-A ${ch} -d 198.18.0.0/24`,
+      `-A ${ch} ! -d 224.0.0.0/4`,
+      `-A ${ch} -d 198.18.1.0/24`,
+      `-A ${ch} ! -d 224.0.0.0/4`,
+      '-A POSTROUTING -s 198.18.0.2/32',
+      '-A POSTROUTING -s 198.18.1.2/32',
+    ]);
+    expect(fastSetupScript(6, ['198.18.0.2/24'], 'brnet', 'c1')).toEqual([]);
+  });
+
+  test('DEL: delete exactly the jumps ADD appended, then flush and delete the chain; nothing without an address of the family', () => {
+    for (const f of [4, 6] as const) {
+      const jumps = fastSetupScript(f, dual, 'brnet', 'c1').filter((l) => l.startsWith('-A POSTROUTING '));
+      expect(fastTeardownScript(f, dual, 'brnet', 'c1')).toEqual([...jumps.map((j) => j.replace(/^-A /, '-D ')), `-F ${ch}`, `-X ${ch}`]);
+    }
+    expect(fastTeardownScript(6, ['198.18.0.2/24'], 'brnet', 'c1')).toEqual([]);
+    expect(fastTeardownScript(4, [], 'brnet', 'c1')).toEqual([]);
+  });
+});
+
+describe('nftables table lookup over nfnetlink', () => {
+  test('NFT_MSG_GETTABLE of subsystem nftables, REQUEST only (one reply: the table or ENOENT), nfgenmsg inet, NFTA_TABLE_NAME', () => {
+    const m = buildGetTable(NFPROTO_INET, 'cni_plugins_masquerade');
+    expect(m.readUInt32LE(0)).toBe(m.length);
+    expect(m.readUInt16LE(4)).toBe((10 << 8) | 1);
+    expect(m.readUInt16LE(6)).toBe(0x1);
+    expect([...m.subarray(16, 20)]).toEqual([1, 0, 0, 0]);
+    expect(m.readUInt16LE(20)).toBe(4 + 'cni_plugins_masquerade'.length + 1);
+    expect(m.readUInt16LE(22)).toBe(1);
+    expect(m.subarray(24, 24 + 23).toString('latin1')).toBe('cni_plugins_masquerade\0');
+    expect(m.length).toBe(20 + 28);
   });
 });
 

@@ -4,7 +4,7 @@
 // on instead of sticking to their old entry.
 import { AF_INET, AF_INET6, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
 import { isNotFound } from './errors';
-import { nested, nlmsg, parseAttrs, type NlMsg } from './message';
+import { nested, nfgenmsg, nlmsg, parseAttrs, type NlMsg } from './message';
 import type { NetlinkSocket } from './socket';
 
 const NFNL_SUBSYS_CTNETLINK = 1;
@@ -19,11 +19,6 @@ const CTA_PROTO_DST_PORT = 3;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_SCTP = 132;
-
-/** struct nfgenmsg: family, NFNETLINK_V0, res_id 0. */
-function nfgenmsg(af: number): Buffer {
-  return Buffer.from([af, 0, 0, 0]);
-}
 
 const ctType = (msg: number): number => (NFNL_SUBSYS_CTNETLINK << 8) | msg;
 

@@ -51,6 +51,11 @@ export function nlmsg(type: number, flags: number, ...body: Uint8Array[]): Buffe
   return Buffer.concat([h, payload]);
 }
 
+/** struct nfgenmsg (nfnetlink's family header): family, NFNETLINK_V0, res_id 0. */
+export function nfgenmsg(family: number): Buffer {
+  return Buffer.from([family, 0, 0, 0]);
+}
+
 export interface IfInfoMsg {
   family: number;
   type: number; // ARPHRD_*

@@ -1,0 +1,44 @@
+// Counting the netfilter processes one plugin call execs: the call runs under
+// `strace -f -e trace=execve`, and the successful execs of iptables*, ip6tables* and nft are counted.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunResult } from './cni';
+
+export interface ExecCount {
+  v4: number; // iptables*, excluding ip6tables*
+  v6: number; // ip6tables*
+  nft: number;
+  restores: { v4: number; v6: number };
+  tools: string[]; // every netfilter program exec'd, in order (for failure messages)
+  result: RunResult;
+}
+
+/**
+ * Runs `run(prefix)`, where `prefix` is the strace command line to put before the plugin binary (inside
+ * `ip netns exec`), and counts the netfilter tools the call exec'd successfully.
+ */
+export async function countNetfilterExecs(run: (prefix: string[]) => Promise<RunResult>): Promise<ExecCount> {
+  const dir = mkdtempSync(join(tmpdir(), 'nf-strace-'));
+  try {
+    const out = join(dir, 'trace');
+    const result = await run(['strace', '-f', '-qq', '-e', 'trace=execve', '-o', out]);
+    const tools = readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((l) => / = 0$/.test(l))
+      .map((l) => /execve\("[^"]*\/([^"/]+)"/.exec(l)?.[1])
+      .filter((t): t is string => !!t && /^(ip6?tables|nft$)/.test(t));
+    const v6 = tools.filter((t) => t.startsWith('ip6tables'));
+    const v4 = tools.filter((t) => t.startsWith('iptables'));
+    return {
+      v4: v4.length,
+      v6: v6.length,
+      nft: tools.filter((t) => t === 'nft').length,
+      restores: { v4: v4.filter((t) => t.includes('restore')).length, v6: v6.filter((t) => t.includes('restore')).length },
+      tools,
+      result,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
