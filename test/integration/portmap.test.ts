@@ -4,6 +4,7 @@
 // address and 127.0.0.1) and from another pod (hairpin) over IPv4 and IPv6, for both backends; the
 // differential against the reference (/usr/lib/cni/portmap, iptables); netfilter processes per verb;
 // the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir.
+import { countNetfilterExecs } from '../support/exec-count';
 import { execa, type ResultPromise } from 'execa';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,23 +107,17 @@ async function fetchFrom(ns: string, host: string, port: number): Promise<string
 
 /** Runs a portmap verb under strace and returns the netfilter programs it exec'd. */
 async function netfilterExecs(binary: string, cmd: string, conf: unknown, pod: string): Promise<string[]> {
-  const d = mkdtempSync(join(tmpdir(), 'pm-strace-'));
-  try {
-    const r = await execa('strace', ['-f', '-e', 'trace=execve', '-o', join(d, 'log'), 'ip', 'netns', 'exec', lab.host, binary], {
+  const { tools, result } = await countNetfilterExecs(async (prefix) => {
+    const r = await execa(prefix[0]!, [...prefix.slice(1), 'ip', 'netns', 'exec', lab.host, binary], {
       input: JSON.stringify(conf),
       env: { PATH: process.env.PATH, CNI_COMMAND: cmd, CNI_CONTAINERID: 'ctr-pm1', CNI_NETNS: `/var/run/netns/${pod}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir() },
       extendEnv: false,
       reject: false,
     });
-    if (r.exitCode !== 0) throw new Error(`${cmd}: ${r.stdout}${r.stderr}`);
-    return readFileSync(join(d, 'log'), 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('execve(') && !l.includes('ENOENT'))
-      .map((l) => /execve\("[^"]*\/([^/"]+)"/.exec(l)?.[1] ?? '')
-      .filter((p) => /^(ip6?tables|nft)/.test(p));
-  } finally {
-    rmSync(d, { recursive: true, force: true });
-  }
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json: undefined };
+  });
+  if (result.exitCode !== 0) throw new Error(`${cmd}: ${result.stdout}${result.stderr}`);
+  return tools;
 }
 
 describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend) => {
