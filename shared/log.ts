@@ -94,21 +94,27 @@ export function loggerFromEnv(env: Env, name: string): Logger {
   const want = env.CNIKIT_LOG?.toLowerCase();
   const level: LogLevel | 'off' = want === 'off' || (LOG_LEVELS as readonly string[]).includes(want ?? '') ? (want as LogLevel | 'off') : 'warn';
   const file = env.CNIKIT_LOG_FILE;
-  let fd: number | undefined;
-  const write = (line: string): void => {
-    if (fd === undefined) {
-      fd = 2;
-      if (file) {
-        try {
-          fd = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-        } catch (e) {
-          writeQuietly(2, `${name}: cannot open CNIKIT_LOG_FILE ${JSON.stringify(file)}: ${(e as Error).message}; logging to stderr\n`);
-        }
-      }
-    }
-    writeQuietly(fd, line);
-  };
+  const write = (line: string): void => writeQuietly(file ? logFileFd(file, name) : 2, line);
   return createLogger({ level, write, name: `${name}[${process.pid}]` });
+}
+
+// One fd per log file for the whole process: a long-running caller creates a logger per in-process
+// plugin call, and a file opened per logger would leak one fd each.
+const logFiles = new Map<string, number>();
+
+/** The fd lines for `file` go to, opened on first use (O_APPEND, 0600, not through a symlink); stderr (2) if it cannot be opened. */
+function logFileFd(file: string, name: string): number {
+  let fd = logFiles.get(file);
+  if (fd === undefined) {
+    try {
+      fd = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      fd = 2;
+      writeQuietly(2, `${name}: cannot open CNIKIT_LOG_FILE ${JSON.stringify(file)}: ${(e as Error).message}; logging to stderr\n`);
+    }
+    logFiles.set(file, fd);
+  }
+  return fd;
 }
 
 function writeQuietly(fd: number, s: string): void {

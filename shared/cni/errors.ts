@@ -47,11 +47,16 @@ export function errorMessage(e: unknown): string {
 }
 
 /**
- * Wraps an unexpected exception as code 999 with `errorMessage`'s text, never a stack trace or engine
+ * Wraps an unexpected exception as code 999 (11 when its `kind` is 'try-again') with `errorMessage`'s text, never a stack trace or engine
  * text (issue 10, item 12); the entry point logs an engine error's original at debug (CNIKIT_LOG).
  */
 export function asCniError(e: unknown): CniError {
-  return e instanceof CniError ? e : new CniError(ErrInternal, errorMessage(e), '', { cause: e });
+  if (e instanceof CniError) return e;
+  // A transient failure underneath (the xtables lock held, EAGAIN, a link that did not come up in
+  // time: errors of shared/linux and shared/netfilter with kind 'try-again') is code 11, so the
+  // runtime retries instead of failing the pod.
+  const code = (e as { kind?: unknown } | null)?.kind === 'try-again' ? ErrTryAgainLater : ErrInternal;
+  return new CniError(code, errorMessage(e), '', { cause: e });
 }
 
 /** Prefixes the message of an error with context, keeping its code ("failed to allocate for range 0: ...") and `e` as `cause`. */

@@ -1,6 +1,7 @@
 // /proc/sys access for the sysctls plugins set (accept_ra, accept_dad, arp_notify, forwarding;
 // tuning's configured net.* keys). /proc/sys/net resolves to the netns of the thread that opens the file, so these
 // work inside withNetns.
+import { errorMessage } from '../cni/errors';
 import * as fs from 'node:fs';
 import { EINVAL, EIO, errnoMessage, errnoOf, kindOfErrno, type ErrorKind } from './netlink/errno';
 
@@ -71,6 +72,6 @@ export function enableForwarding(family: 4 | 6): void {
     if (family === 4) sysctlSet('net/ipv4/ip_forward', '1');
     else sysctlSet('net/ipv6/conf/all/forwarding', '1');
   } catch (e) {
-    throw new Error(`failed to enable forwarding: ${(e as Error).message}`, { cause: e });
+    throw new Error(`failed to enable forwarding: ${errorMessage(e)}`, { cause: e });
   }
 }

@@ -1,5 +1,5 @@
 // STATUS (spec 1.1): the check a netlink-based plugin makes before saying it can serve ADD.
-import { CniError, ErrPluginNotAvailable } from '../cni/errors';
+import { CniError, errorMessage, ErrPluginNotAvailable } from '../cni/errors';
 import { getLink } from '../linux/netlink/link';
 import { withNetlink } from '../linux/netlink/socket';
 
@@ -11,6 +11,6 @@ export function requireNetlink(): void {
   try {
     withNetlink((nl) => getLink(nl, 'lo'));
   } catch (e) {
-    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${e instanceof Error ? e.message : String(e)}`);
+    throw new CniError(ErrPluginNotAvailable, `netlink is not available: ${errorMessage(e)}`, '', { cause: e });
   }
 }

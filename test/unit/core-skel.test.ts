@@ -1,8 +1,11 @@
 // The protocol core (shared/skel.ts runPlugin) as the spec and the Go skel define it (issue 3, point 5):
 // environment, stdin, version negotiation, result printing per version, error JSON.
 import * as z from 'zod/mini';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from '../../shared/cni/skel';
-import { CniError, errorMessage, wrapError } from '../../shared/cni/errors';
+import { asCniError, CniError, errorMessage, wrapError } from '../../shared/cni/errors';
 import { formatResult, type Result } from '../../shared/cni/types';
 import { parseConfig } from '../../shared/cni/config';
 import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
@@ -604,5 +607,33 @@ describe('errorMessage: any thrown value as one line of our words', () => {
     [new Error(''), 'internal error'],
   ])('%p → %j', (e, want) => {
     expect(errorMessage(e)).toBe(want);
+  });
+});
+
+describe('asCniError: the code of a failure that is not a CniError', () => {
+  test("a transient failure underneath (kind 'try-again': xtables lock held, EAGAIN, a link wait that ran out) is code 11, anything else 999", () => {
+    const lockHeld = Object.assign(new Error('iptables-restore: Another app is currently holding the xtables lock'), { kind: 'try-again' });
+    expect(asCniError(lockHeld)).toMatchObject({ code: 11, message: lockHeld.message, cause: lockHeld });
+    expect(asCniError(Object.assign(new Error('no such device'), { kind: 'not-found' }))).toMatchObject({ code: 999 });
+    expect(asCniError(new Error('plain'))).toMatchObject({ code: 999 });
+    expect(asCniError(null)).toMatchObject({ code: 999 });
+    expect(wrapError(lockHeld, 'portmap ADD')).toMatchObject({ code: 11, message: `portmap ADD: ${lockHeld.message}` });
+  });
+});
+
+describe('loggerFromEnv: one fd per log file for the whole process', () => {
+  test('loggers made per call (a long-running caller) share the file: no fd per logger, every line lands', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnikit-log-'));
+    const file = join(dir, 'plugins.log');
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    try {
+      loggerFromEnv({ CNIKIT_LOG: 'info', CNIKIT_LOG_FILE: file }, 'warmup').info('first');
+      const before = fds();
+      for (let i = 0; i < 20; i++) loggerFromEnv({ CNIKIT_LOG: 'info', CNIKIT_LOG_FILE: file }, `call${i}`).info(`line ${i}`);
+      expect(fds()).toBe(before);
+      expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(21);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
