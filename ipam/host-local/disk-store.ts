@@ -115,10 +115,13 @@ export class DiskStore implements Store {
     try {
       // Opened here, never following a planted symlink; FileLock reopens that very file.
       if (this.lockFd < 0) this.lockFd = this.store.open('lock', C.O_CREAT | C.O_RDONLY, 0o750);
-      this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, this.opts.flocker ?? libcFlocker, this.opts.lockTimeoutMs);
+      this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, this.opts.flocker ?? libcFlocker, this.opts.lockTimeoutMs, {
+        path: shown,
+        busy: 'another host-local call holds it; try again later (ipam.lockTimeoutMs)',
+      });
       this.fileLock.lock();
     } catch (e) {
-      if (e instanceof CniError) throw new CniError(e.code, e.message.replace(`/proc/self/fd/${this.lockFd}`, shown), e.details);
+      if (e instanceof CniError) throw e;
       throw ioError(e);
     }
   }

@@ -25,10 +25,16 @@ export class FileLock {
   private held = false;
 
   /** `timeoutMs`: how long lock()/acquire() wait for another holder before failing with code 11. */
+  /**
+   * `path` is opened (O_CREAT); `show.path` is what messages name instead (e.g. the store's path
+   * when `path` is /proc/self/fd/N of a file opened without following symlinks); `show.busy` is the
+   * timeout's details (who holds it, what to tune).
+   */
   constructor(
     private readonly path: string,
     private readonly flocker: Flocker,
     private readonly timeoutMs: number,
+    private readonly show: { path?: string; busy?: string } = {},
   ) {}
 
   /** One LOCK_NB attempt: true if taken, false if another process holds it; throws CniError 999 (cause: SyscallError) otherwise. */
@@ -39,11 +45,11 @@ export class FileLock {
     const r = flock(this.fd, LOCK_EX | LOCK_NB);
     if (r === 0) return (this.held = true);
     if (r === -EWOULDBLOCK) return false;
-    throw new CniError(ErrInternal, `failed to lock ${this.path}: ${errnoMessage(r)}`, '', { cause: new SyscallError('flock', -r) });
+    throw new CniError(ErrInternal, `failed to lock ${this.show.path ?? this.path}: ${errnoMessage(r)}`, '', { cause: new SyscallError('flock', -r) });
   }
 
   private timedOut(): CniError {
-    return new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path}`, 'another host-local call holds it; try again later (ipam.lockTimeoutMs)');
+    return new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.show.path ?? this.path}`, this.show.busy ?? 'another process holds it; try again later');
   }
 
   /**

@@ -8,7 +8,6 @@
 // Files are 0600 in 0700 directories, written atomically (fsync, rename), never opened through a
 // symlink (shared/linux/files.ts PinnedDir); names are one validated path component.
 import { closeSync, constants as C, mkdirSync } from 'node:fs';
-import { CniError, ErrTryAgainLater } from '../cni/errors';
 import { type FileError, PinnedDir } from '../linux/files';
 import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../linux/libc';
 import { FileLock } from '../linux/lock';
@@ -128,14 +127,11 @@ export class AttachmentRecords<T> {
    */
   lock(): void {
     if (this.lockFd < 0) this.lockFd = this.dir.open(LOCK_FILE, C.O_CREAT | C.O_RDONLY, 0o600);
-    this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS);
-    try {
-      this.fileLock.lock();
-    } catch (e) {
-      if (e instanceof CniError && e.code === ErrTryAgainLater)
-        throw new CniError(ErrTryAgainLater, `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the lock ${this.dir.path}/${LOCK_FILE}`, `another ${this.codec.plugin} ADD or GC of this network holds it; try again later`);
-      throw e;
-    }
+    this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS, {
+      path: `${this.dir.path}/${LOCK_FILE}`,
+      busy: `another ${this.codec.plugin} ADD or GC of this network holds it; try again later`,
+    });
+    this.fileLock.lock();
   }
 
   /** Releases the lock (if held) and closes the directory. */
