@@ -162,13 +162,3 @@ export function withNetns<T>(path: string, fn: SyncNetnsWork<T>): T {
   }
 }
 
-/**
- * True if `path` is the network namespace this thread is in (CNI_NETNS equal to our own netns is
- * the Go skel's ErrInvalidNetNS check). Throws like openNetnsFd for a bad path.
- */
-export function isCurrentNetns(path: string): boolean {
-  fs.closeSync(openNetnsFd(path));
-  const a = fs.statSync(path);
-  const b = fs.statSync(SELF_NETNS);
-  return a.dev === b.dev && a.ino === b.ino;
-}

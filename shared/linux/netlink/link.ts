@@ -394,14 +394,6 @@ export function setLink(nl: NetlinkSocket, ref: LinkRef, c: LinkChanges): void {
 
 export const setLinkUp = (nl: NetlinkSocket, ref: LinkRef): void => setLink(nl, ref, { up: true });
 export const setLinkDown = (nl: NetlinkSocket, ref: LinkRef): void => setLink(nl, ref, { up: false });
-export const setLinkMtu = (nl: NetlinkSocket, ref: LinkRef, mtu: number): void => setLink(nl, ref, { mtu });
-export const setLinkMac = (nl: NetlinkSocket, ref: LinkRef, mac: string): void => setLink(nl, ref, { mac });
-export const setLinkName = (nl: NetlinkSocket, ref: LinkRef, name: string): void => setLink(nl, ref, { name });
-export const setLinkPromisc = (nl: NetlinkSocket, ref: LinkRef, on: boolean): void => setLink(nl, ref, { promisc: on });
-export const setLinkAllmulti = (nl: NetlinkSocket, ref: LinkRef, on: boolean): void => setLink(nl, ref, { allmulti: on });
-export const setLinkTxQLen = (nl: NetlinkSocket, ref: LinkRef, txQLen: number): void => setLink(nl, ref, { txQLen });
-export const setLinkMaster = (nl: NetlinkSocket, ref: LinkRef, master: number): void => setLink(nl, ref, { master });
-export const setLinkNoMaster = (nl: NetlinkSocket, ref: LinkRef): void => setLink(nl, ref, { master: 0 });
 
 export interface BridgePortChanges {
   hairpin?: boolean;

@@ -135,11 +135,6 @@ export function addRoute(nl: NetlinkSocket, r: RouteSpec): void {
   nl.request(buildRoute('add', r), 'adding route', describeRoute(r));
 }
 
-/** Adds or replaces a route (NLM_F_REPLACE). */
-export function replaceRoute(nl: NetlinkSocket, r: RouteSpec): void {
-  nl.request(buildRoute('replace', r), 'replacing route', describeRoute(r));
-}
-
 /** Deletes a route; missing -> ESRCH (isNotFound). */
 export function deleteRoute(nl: NetlinkSocket, r: RouteSpec): void {
   nl.request(buildRoute('delete', r), 'deleting route', describeRoute(r));
