@@ -126,6 +126,23 @@ export function delLines(t: FilterTable, ips: IP[]): string[] {
   return t.rules.filter((l) => want.has(l)).map((l) => `-D${l.slice(2)}`);
 }
 
+/**
+ * The lines that take back a transaction of addLines' `added` lines (as applied): its rules
+ * deleted in reverse order, then the chains it created (`-N`) flushed and deleted. Chains that were
+ * there before, and every rule it did not add, stay. For ADD's rollback (no partial change).
+ */
+export function undoLines(added: readonly string[]): string[] {
+  const rules: string[] = [];
+  const chains: string[] = [];
+  for (const l of [...added].reverse()) {
+    const [op, chain] = l.split(' ', 2) as [string, string];
+    if (op === '-N') chains.push(chain);
+    else if (op === '-A') rules.push(`-D${l.slice(2)}`);
+    else if (op === '-I') rules.push(`-D ${chain} ${l.slice(`-I ${chain} 1 `.length)}`); // addLines inserts at 1 only
+  }
+  return [...rules, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
+}
+
 const POD_RULE_RE = new RegExp(`^-A ${PRIV_CHAIN} -s (\\S+)/(?:32|128) -j ACCEPT$`);
 
 /** The addresses CNI-FORWARD holds pod rules for (their `-s <ip> -j ACCEPT` rule), whoever wrote them. */
@@ -159,16 +176,17 @@ const ATTEMPTS = 5;
  * Reads the table, computes the lines and applies them in one transaction. When the transaction
  * fails because another process changed the table in between (a concurrent ADD created a chain
  * first), re-reads and tries again; a failure on an unchanged table is thrown (NetfilterError).
- * `read`: the table as the caller just read it (saves the first read).
+ * `read`: the table as the caller just read it (saves the first read). Returns the lines applied
+ * ([] when there was nothing to do), for undoLines.
  */
-export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): void {
+export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): string[] {
   let t = read ?? readFilterTable(f);
   for (let attempt = 1; ; attempt++) {
     const l = lines(t);
-    if (!l.length) return;
+    if (!l.length) return [];
     try {
       mustRunTool(restoreTool(f), ['-w', '--noflush'], what, ['*filter', ...l, 'COMMIT', ''].join('\n'));
-      return;
+      return l;
     } catch (e) {
       if (!(e instanceof NetfilterError) || attempt >= ATTEMPTS) throw e;
       const again = readFilterTable(f);
