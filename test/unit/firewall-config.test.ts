@@ -1,7 +1,7 @@
 // firewall: config parsing and validation (the reference's FirewallNetConf, with our code-7 errors),
 // the iptables restore lines (the reference's rules, in iptables-save's form) and the nftables scripts.
 import { bridgeName, loadFirewallConf, podAddresses } from '../../plugins/meta/firewall/config';
-import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules, undoLines } from '../../plugins/meta/firewall/iptables';
 import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';
@@ -147,6 +147,23 @@ describe('firewall iptables lines', () => {
       ].join('\n'),
     );
     expect(podAddressesInTable(t)).toEqual(['198.18.0.2', 'fd00:18::2']);
+  });
+
+  test('undoLines takes back exactly what addLines added: its rules deleted in reverse, then the chains it created flushed and deleted', () => {
+    const added = addLines(EMPTY, { adminChain: 'CNI-ADMIN', ips: [ip('198.18.0.2')], isolation: { bridge: 'cni0', policy: 'same-bridge' } });
+    const undo = undoLines(added);
+    // Every added rule has its -D, in reverse order; -I lines are deleted by their rule text.
+    const rules = added.filter((l) => !l.startsWith('-N ')).reverse();
+    expect(undo.slice(0, rules.length)).toEqual(rules.map((l) => (l.startsWith('-I ') ? l.replace(/^-I (\S+) 1 /, '-D $1 ') : l.replace(/^-A /, '-D '))));
+    expect(undo).toContain('-D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
+    expect(undo.slice(rules.length)).toEqual([
+      ...['CNI-ISOLATION-STAGE-2', 'CNI-ISOLATION-STAGE-1', 'CNI-ADMIN', 'CNI-FORWARD'].map((c) => `-F ${c}`),
+      ...['CNI-ISOLATION-STAGE-2', 'CNI-ISOLATION-STAGE-1', 'CNI-ADMIN', 'CNI-FORWARD'].map((c) => `-X ${c}`),
+    ]);
+    // Chains that were there before are not in the transaction, so they stay.
+    const existing = parseFilterTable('*filter\n:CNI-FORWARD - [0:0]\n:CNI-ADMIN - [0:0]\nCOMMIT\n');
+    expect(undoLines(addLines(existing, { adminChain: 'CNI-ADMIN', ips: [ip('198.18.0.2')] })).filter((l) => /^-[FX] /.test(l))).toEqual([]);
+    expect(undoLines([])).toEqual([]);
   });
 
   test('CHECK fails with the reference message naming the missing rule', () => {
