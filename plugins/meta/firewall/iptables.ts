@@ -127,20 +127,31 @@ export function delLines(t: FilterTable, ips: IP[]): string[] {
 }
 
 /**
- * The lines that take back a transaction of addLines' `added` lines (as applied): its rules
- * deleted in reverse order, then the chains it created (`-N`) flushed and deleted. Chains that were
- * there before, and every rule it did not add, stay. For ADD's rollback (no partial change).
+ * The lines that take back a transaction of addLines' `added` lines (as transact applied them),
+ * against the table `t` as it is now: its rules still there deleted in reverse order, then the
+ * chains it created (`-N`) deleted, each only when nothing else is in it or jumps to it (a process
+ * without our lock, e.g. the reference plugin, may have used it since; a flush would drop its
+ * rules). Chains that were there before, and rules it did not add, stay. For ADD's rollback.
  */
-export function undoLines(added: readonly string[]): string[] {
+export function undoLines(added: readonly string[], t: FilterTable): string[] {
+  const there = new Set(t.rules);
   const rules: string[] = [];
+  const removed = new Set<string>();
   const chains: string[] = [];
   for (const l of [...added].reverse()) {
     const [op, chain] = l.split(' ', 2) as [string, string];
-    if (op === '-N') chains.push(chain);
-    else if (op === '-A') rules.push(`-D${l.slice(2)}`);
-    else if (op === '-I') rules.push(`-D ${chain} ${l.slice(`-I ${chain} 1 `.length)}`); // addLines inserts at 1 only
+    if (op === '-N') {
+      chains.push(chain);
+      continue;
+    }
+    const rule = op === '-I' ? `-A ${chain} ${l.slice(`-I ${chain} 1 `.length)}` : l; // addLines inserts at 1 only
+    if (!there.has(rule) || removed.has(rule)) continue; // already gone
+    removed.add(rule);
+    rules.push(`-D${rule.slice(2)}`);
   }
-  return [...rules, ...chains.map((c) => `-F ${c}`), ...chains.map((c) => `-X ${c}`)];
+  const left = t.rules.filter((r) => !removed.has(r));
+  const unused = (c: string): boolean => t.chains.has(c) && !left.some((r) => r.startsWith(`-A ${c} `) || new RegExp(` -[jg] ${c}( |$)`).test(r));
+  return [...rules, ...chains.filter(unused).map((c) => `-X ${c}`)];
 }
 
 const POD_RULE_RE = new RegExp(`^-A ${PRIV_CHAIN} -s (\\S+)/(?:32|128) -j ACCEPT$`);

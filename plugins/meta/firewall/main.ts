@@ -67,7 +67,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
         const mine = ofFamily(ips, f);
         if (!mine.length) continue; // as the reference: a family's chains only when the pod has an address of it
         const added = ipt.transact(f, what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }));
-        if (added.length) rollback.push(() => void ipt.transact(f, `${what} (undo)`, () => ipt.undoLines(added)));
+        if (added.length) rollback.push(() => void ipt.transact(f, `${what} (undo)`, (t) => ipt.undoLines(added, t)));
       }
       // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
       store?.write(recordName(a.containerID, a.ifName), { containerID: a.containerID, ifName: a.ifName, ips });
