@@ -89,7 +89,8 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
  * are found by address: the prevResult's (as the reference) and the attachment record's (so DEL
  * also works without prevResult or when the address changed). A record-only address that another
  * attachment's record names is kept (it was reused). Then the record goes. A pod the reference
- * ADDed has no record: prevResult alone, as today. nftables: found by the attachment's comment.
+ * ADDed has no record: prevResult alone, as today. Records and rules are changed under the
+ * dataDir's and the network's locks (code 11 after 10 s). nftables: found by the attachment's comment.
  * Chains, jumps and bridge isolation stay (shared by other pods). A missing tool means there is
  * nothing of ours to remove.
  */
@@ -176,7 +177,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
  * whole GC), unless another attachment's record names them, then the record goes. Rules without a
  * record (ADDed by the reference) cannot be attributed: they stay, and are logged. Best effort: every
  * step runs, the failures are reported together; a record whose rules could not be removed stays
- * for the next GC.
+ * for the next GC. Holds the dataDir's and the network's locks for the whole run (code 11 after 10 s).
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadFirewallConf(a);
