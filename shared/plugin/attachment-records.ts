@@ -7,6 +7,10 @@
 //
 // Files are 0600 in 0700 directories, written atomically (fsync, rename), never opened through a
 // symlink (shared/linux/files.ts PinnedDir); names are one validated path component.
+//
+// A plugin whose verbs read every network's records (firewall: CNI-FORWARD is shared by all
+// networks) also takes the lock over the whole dataDir (DataDirLock, <dataDir>/.lock), always
+// before a network's lock: one fixed order, so two processes never wait on each other.
 import { closeSync, constants as C, mkdirSync } from 'node:fs';
 import { type FileError, PinnedDir } from '../linux/files';
 import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../linux/libc';
@@ -140,5 +144,54 @@ export class AttachmentRecords<T> {
     if (this.lockFd >= 0) closeSync(this.lockFd);
     this.lockFd = -1;
     this.dir.close();
+  }
+}
+
+/**
+ * The lock over a whole dataDir: flock of <dataDir>/.lock (created 0600, never through a symlink),
+ * until release(). For verbs that read other networks' records and must not see them change before
+ * their own restore. Taken before any network's lock() (fixed order). take() waits at most 10 s,
+ * then CniError code 11; null when dataDir does not exist (no record to protect); FileError when
+ * the lock file cannot be opened.
+ */
+export class DataDirLock {
+  private constructor(
+    private readonly fd: number,
+    private readonly fileLock: FileLock,
+  ) {}
+
+  static take(dataDir: string, plugin: string): DataDirLock | null {
+    let root: PinnedDir;
+    try {
+      root = PinnedDir.open(dataDir, { followSymlinks: true });
+    } catch (e) {
+      if ((e as FileError).code === 'ENOENT') return null;
+      throw e;
+    }
+    let fd = -1;
+    try {
+      fd = root.open(LOCK_FILE, C.O_CREAT | C.O_RDONLY, 0o600);
+      const fileLock = new FileLock(`/proc/self/fd/${fd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS);
+      try {
+        fileLock.lock();
+      } catch (e) {
+        fileLock.close();
+        if (e instanceof CniError && e.code === ErrTryAgainLater)
+          throw new CniError(ErrTryAgainLater, `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the lock ${root.path}/${LOCK_FILE}`, `another ${plugin} ADD, DEL or GC holds it; try again later`);
+        throw e;
+      }
+      const held = new DataDirLock(fd, fileLock);
+      fd = -1;
+      return held;
+    } finally {
+      if (fd >= 0) closeSync(fd);
+      root.close();
+    }
+  }
+
+  /** Releases the lock and closes its file. */
+  release(): void {
+    this.fileLock.close();
+    closeSync(this.fd);
   }
 }

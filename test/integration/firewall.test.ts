@@ -44,6 +44,37 @@ function failingTool(tool: string, stderr: string): { path: string; dispose: () 
   return { path: `${d}:${process.env.PATH}`, dispose: () => rmSync(d, { recursive: true, force: true }) };
 }
 
+/**
+ * A PATH whose iptables-restore waits until release() before running the real one, so a verb can be
+ * held between reading the records and its restore; waiting() resolves once it is held there.
+ */
+async function gatedRestore(): Promise<{ path: string; waiting: () => Promise<void>; release: () => void; dispose: () => void }> {
+  const d = mkdtempSync(join(tmpdir(), 'fw-gate-'));
+  const real = (await execa('sh', ['-c', 'command -v iptables-restore'])).stdout.trim();
+  writeFileSync(join(d, 'iptables-restore'), `#!/bin/sh\ntouch ${d}/waiting\nwhile [ ! -e ${d}/go ]; do sleep 0.02; done\nexec ${real} "$@"\n`);
+  chmodSync(join(d, 'iptables-restore'), 0o755);
+  const release = () => writeFileSync(join(d, 'go'), '');
+  return {
+    path: `${d}:${process.env.PATH}`,
+    waiting: async () => {
+      while (!readdirSync(d).includes('waiting')) await new Promise((r) => setTimeout(r, 20));
+    },
+    release,
+    dispose: () => {
+      release();
+      rmSync(d, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts `call` and waits up to 1 s for it to finish; true when it did (it was not held by a lock). */
+async function finishesWithin1s(call: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void call.finally(() => (done = true)).catch(() => {});
+  for (let i = 0; i < 50 && !done; i++) await new Promise((r) => setTimeout(r, 20));
+  return done;
+}
+
 describe('firewall iptables backend (default)', () => {
   test('ADD writes the reference chains, jumps and per-pod rules in both families and returns prevResult unchanged', async () => {
     f = await FirewallLab.create();
@@ -140,6 +171,10 @@ describe('firewall iptables backend (default)', () => {
     expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
     const prev = f.prev.get(pod);
     const moved = { ...prev, ips: prev.ips.map((i: { address: string }) => ({ ...i, address: i.address.includes(':') ? 'fd00:18::99/64' : '198.18.0.99/24' })) };
+    // The new address has pod rules too (as a reference ADD with it would leave), so DEL must remove both.
+    for (const l of podLines('198.18.0.99', 32)) await inHost(`iptables ${l}`);
+    for (const l of podLines('fd00:18::99', 128)) await inHost(`ip6tables ${l}`);
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 4), 32), ...podLines('198.18.0.99', 32)]);
     const del = await f.call('DEL', { ...f.conf(), prevResult: moved });
     expect(`${del.exitCode} ${del.stderr}`).toBe('0 ');
     expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps()]);
@@ -193,13 +228,13 @@ describe('firewall iptables backend (default)', () => {
     }
   });
 
-  test('ADD and GC of a network wait while another process holds its .lock (so GC never races an ADD reusing a stale address)', async () => {
+  test('ADD waits while another process holds the network\'s .lock, GC and DEL while it holds the dataDir\'s .lock; each succeeds after', async () => {
     f = await FirewallLab.create(2);
     const [a, b] = f.pods as [string, string];
     expect((await f.call('ADD', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
-    const lock = join(f.dataDir, 'brnet', '.lock');
+    let lock = join(f.dataDir, 'brnet', '.lock');
     const holders: Array<ReturnType<typeof execa>> = [];
-    /** Another process takes the lock for 1.5 s; resolves once it holds it. */
+    /** Another process takes `lock` for 1.5 s; resolves once it holds it. */
     const hold = async () => {
       const h = execa('flock', ['-x', lock, 'sleep', '1.5']);
       h.catch(() => {}); // killed in finally when the test fails early
@@ -213,14 +248,72 @@ describe('firewall iptables backend (default)', () => {
       expect(`${add.exitCode} ${add.stderr}`).toBe('0 ');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
       await holders[0];
+      lock = join(f.dataDir, '.lock');
       await hold();
       t0 = Date.now();
-      expect((await f.call('GC', f.gcConf([b]))).exitCode).toBe(0);
+      expect((await f.call('GC', f.gcConf([a, b]))).exitCode).toBe(0);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      await holders[1];
+      await hold();
+      t0 = Date.now();
+      expect((await f.call('DEL', f.conf({}, a), { forPod: a })).exitCode).toBe(0);
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
     } finally {
       for (const h of holders) h.kill();
     }
     expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32)]);
+  });
+
+  test('a DEL of a stale attachment racing an ADD that reuses its address: the ADD waits for the DEL, and the new attachment keeps its rules', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    expect((await f.call('ADD', f.conf())).exitCode).toBe(0);
+    // DEL without prevResult: the address is the record's alone, so DEL checks no other record names
+    // it. Its iptables-restore is held until the test lets it go: the ADD runs in between.
+    const gate = await gatedRestore();
+    try {
+      const { prevResult: _, ...noPrev } = f.conf();
+      const del = f.call('DEL', noPrev, { pod: '', path: gate.path });
+      await gate.waiting();
+      // The same address for a new attachment: without a lock held by DEL, it finds the rules there,
+      // adds nothing and finishes before DEL's restore removes them.
+      const add = f.call('ADD', f.conf(), { env: { CNI_CONTAINERID: 'ctr-new' } });
+      expect(await finishesWithin1s(add)).toBe(false); // it waits for DEL's lock
+      gate.release();
+      const [d, a] = await Promise.all([del, add]);
+      expect(`${d.exitCode} ${d.stderr}`).toBe('0 ');
+      expect(`${a.exitCode} ${a.stderr}`).toBe('0 ');
+    } finally {
+      gate.dispose();
+    }
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 6), 128)]);
+    expect(records('brnet')).toEqual(['ctr-new:eth0']);
+  });
+
+  test('a GC of one network racing an ADD in another network that reuses a stale address: the ADD waits for the GC, and the new attachment keeps its rules', async () => {
+    f = await FirewallLab.create();
+    const pod = f.pods[0]!;
+    // A stale attachment of network "other" with the pod's address; no record of brnet names it yet.
+    expect((await f.call('ADD', f.conf({}, pod, 'other'))).exitCode).toBe(0);
+    const gate = await gatedRestore();
+    try {
+      const gc = f.call('GC', f.gcConf([], {}, 'other'), { pod: '', path: gate.path });
+      await gate.waiting();
+      // brnet's ADD takes brnet's lock, not other's: only the dataDir's lock keeps it out.
+      const add = f.call('ADD', f.conf(), { env: { CNI_CONTAINERID: 'ctr-new' } });
+      expect(await finishesWithin1s(add)).toBe(false);
+      gate.release();
+      const [g, a] = await Promise.all([gc, add]);
+      expect(`${g.exitCode} ${g.stderr}`).toBe('0 ');
+      expect(`${a.exitCode} ${a.stderr}`).toBe('0 ');
+    } finally {
+      gate.dispose();
+    }
+    expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 4), 32)]);
+    expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(pod, 6), 128)]);
+    expect(records('other')).toEqual([]);
+    expect(records('brnet')).toEqual(['ctr-new:eth0']);
   });
 
   test('dataDir that is not absolute is code 7 naming it, with no rule written', async () => {
@@ -231,17 +324,26 @@ describe('firewall iptables backend (default)', () => {
     expect(cniRules(await filterTable(f.host, 4))).toEqual([]);
   });
 
-  test('a failed ADD leaves no pod rule behind: IPv6 restore fails, the IPv4 rules are taken back', async () => {
-    f = await FirewallLab.create();
+  test('a failed ADD leaves the tables as they were: IPv6 restore fails, what IPv4 added (rules, jumps, isolation, new chains) is taken back, chains that were there stay', async () => {
+    f = await FirewallLab.create(2);
+    const [a, b] = f.pods as [string, string];
     const tool = failingTool('ip6tables-restore', 'ip6tables-restore: injected failure');
+    const iso = { ingressPolicy: 'same-bridge' };
     try {
-      const r = await f.call('ADD', f.conf(), { path: tool.path });
+      // Fresh host: the IPv4 transaction created every chain, jump and isolation rule.
+      let before = [await filterTable(f.host, 4), await filterTable(f.host, 6)];
+      let r = await f.call('ADD', f.conf(iso, a), { forPod: a, path: tool.path });
       expect(r.exitCode).not.toBe(0);
       expect(r.json.msg).toContain('injected failure');
-      expect(cniRules(await filterTable(f.host, 4)).filter((l) => l.startsWith('-A CNI-FORWARD -'))).toEqual([
-        '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN',
-      ]);
-      expect(cniRules(await filterTable(f.host, 6))).toEqual([]);
+      expect([await filterTable(f.host, 4), await filterTable(f.host, 6)]).toEqual(before);
+      expect(records('brnet')).toEqual([]);
+      // Chains, jumps and isolation already there (a's ADD): only b's pod rules were added, only they go.
+      expect((await f.call('ADD', f.conf(iso, a), { forPod: a })).exitCode).toBe(0);
+      before = [await filterTable(f.host, 4), await filterTable(f.host, 6)];
+      r = await f.call('ADD', f.conf(iso, b), { forPod: b, path: tool.path });
+      expect(r.exitCode).not.toBe(0);
+      expect([await filterTable(f.host, 4), await filterTable(f.host, 6)]).toEqual(before);
+      expect(records('brnet')).toEqual([`${f.id(a)}:eth0`]);
     } finally {
       tool.dispose();
     }

@@ -1,7 +1,7 @@
 // firewall: config parsing and validation (the reference's FirewallNetConf, with our code-7 errors),
 // the iptables restore lines (the reference's rules, in iptables-save's form) and the nftables scripts.
 import { bridgeName, loadFirewallConf, podAddresses } from '../../plugins/meta/firewall/config';
-import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules, undoLines } from '../../plugins/meta/firewall/iptables';
 import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';
@@ -147,6 +147,30 @@ describe('firewall iptables lines', () => {
       ].join('\n'),
     );
     expect(podAddressesInTable(t)).toEqual(['198.18.0.2', 'fd00:18::2']);
+  });
+
+  test('undoLines takes back exactly what addLines added: its rules deleted in reverse, then the chains it created, unless something else now uses them', () => {
+    const plan = { adminChain: 'CNI-ADMIN', ips: [ip('198.18.0.2')], isolation: { bridge: 'cni0', policy: 'same-bridge' as const } };
+    const added = addLines(EMPTY, plan);
+    // The table after the transaction, as iptables-save lists it (-I 1 lines as -A; undoLines does not depend on the order).
+    const after = (extra: string[] = []) => ({
+      chains: new Set([...EMPTY.chains, ...added.filter((l) => l.startsWith('-N ')).map((l) => l.slice(3))]),
+      rules: [...added.filter((l) => !l.startsWith('-N ')).map((l) => l.replace(/^-I (\S+) 1 /, '-A $1 ')), ...extra],
+    });
+    const undo = undoLines(added, after());
+    const rules = added.filter((l) => !l.startsWith('-N ')).reverse();
+    expect(undo.slice(0, rules.length)).toEqual(rules.map((l) => (l.startsWith('-I ') ? l.replace(/^-I (\S+) 1 /, '-D $1 ') : l.replace(/^-A /, '-D '))));
+    expect(undo).toContain('-D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
+    expect(undo.slice(rules.length)).toEqual(['-X CNI-ISOLATION-STAGE-2', '-X CNI-ISOLATION-STAGE-1', '-X CNI-ADMIN', '-X CNI-FORWARD']);
+    // Another process put a pod rule into CNI-FORWARD meanwhile: it and its chain (and the chain's jump target) stay.
+    const other = '-A CNI-FORWARD -s 198.18.0.9/32 -j ACCEPT';
+    const u2 = undoLines(added, after([other]));
+    expect(u2).not.toContain(`-D${other.slice(2)}`);
+    expect(u2.filter((l) => l.startsWith('-X '))).toEqual(['-X CNI-ISOLATION-STAGE-2', '-X CNI-ISOLATION-STAGE-1', '-X CNI-ADMIN']);
+    // Chains that were there before are not in the transaction, so they stay; a rule already gone is not deleted twice.
+    const existing = parseFilterTable('*filter\n:CNI-FORWARD - [0:0]\n:CNI-ADMIN - [0:0]\nCOMMIT\n');
+    const podOnly = addLines(existing, { adminChain: 'CNI-ADMIN', ips: [ip('198.18.0.2')] });
+    expect(undoLines(podOnly, { chains: existing.chains, rules: [] })).toEqual([]);
   });
 
   test('CHECK fails with the reference message naming the missing rule', () => {

@@ -126,6 +126,34 @@ export function delLines(t: FilterTable, ips: IP[]): string[] {
   return t.rules.filter((l) => want.has(l)).map((l) => `-D${l.slice(2)}`);
 }
 
+/**
+ * The lines that take back a transaction of addLines' `added` lines (as transact applied them),
+ * against the table `t` as it is now: its rules still there deleted in reverse order, then the
+ * chains it created (`-N`) deleted, each only when nothing else is in it or jumps to it (a process
+ * without our lock, e.g. the reference plugin, may have used it since; a flush would drop its
+ * rules). Chains that were there before, and rules it did not add, stay. For ADD's rollback.
+ */
+export function undoLines(added: readonly string[], t: FilterTable): string[] {
+  const there = new Set(t.rules);
+  const rules: string[] = [];
+  const removed = new Set<string>();
+  const chains: string[] = [];
+  for (const l of [...added].reverse()) {
+    const [op, chain] = l.split(' ', 2) as [string, string];
+    if (op === '-N') {
+      chains.push(chain);
+      continue;
+    }
+    const rule = op === '-I' ? `-A ${chain} ${l.slice(`-I ${chain} 1 `.length)}` : l; // addLines inserts at 1 only
+    if (!there.has(rule) || removed.has(rule)) continue; // already gone
+    removed.add(rule);
+    rules.push(`-D${rule.slice(2)}`);
+  }
+  const left = t.rules.filter((r) => !removed.has(r));
+  const unused = (c: string): boolean => t.chains.has(c) && !left.some((r) => r.startsWith(`-A ${c} `) || new RegExp(` -[jg] ${c}( |$)`).test(r));
+  return [...rules, ...chains.filter(unused).map((c) => `-X ${c}`)];
+}
+
 const POD_RULE_RE = new RegExp(`^-A ${PRIV_CHAIN} -s (\\S+)/(?:32|128) -j ACCEPT$`);
 
 /** The addresses CNI-FORWARD holds pod rules for (their `-s <ip> -j ACCEPT` rule), whoever wrote them. */
@@ -159,16 +187,17 @@ const ATTEMPTS = 5;
  * Reads the table, computes the lines and applies them in one transaction. When the transaction
  * fails because another process changed the table in between (a concurrent ADD created a chain
  * first), re-reads and tries again; a failure on an unchanged table is thrown (NetfilterError).
- * `read`: the table as the caller just read it (saves the first read).
+ * `read`: the table as the caller just read it (saves the first read). Returns the lines applied
+ * ([] when there was nothing to do), for undoLines.
  */
-export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): void {
+export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): string[] {
   let t = read ?? readFilterTable(f);
   for (let attempt = 1; ; attempt++) {
     const l = lines(t);
-    if (!l.length) return;
+    if (!l.length) return [];
     try {
       mustRunTool(restoreTool(f), ['-w', '--noflush'], what, ['*filter', ...l, 'COMMIT', ''].join('\n'));
-      return;
+      return l;
     } catch (e) {
       if (!(e instanceof NetfilterError) || attempt >= ATTEMPTS) throw e;
       const again = readFilterTable(f);

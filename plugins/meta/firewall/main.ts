@@ -18,7 +18,7 @@ import { bridgeName, loadFirewallConf, podAddresses, type FirewallConf } from '.
 import * as ipt from './iptables';
 import * as nft from './nftables';
 import { FileError } from '../../../shared/linux/files';
-import { AttachmentRecords } from '../../../shared/plugin/attachment-records';
+import { AttachmentRecords, DataDirLock } from '../../../shared/plugin/attachment-records';
 import { addressesRecordedElsewhere, FIREWALL_RECORDS, recordName, type RecordStore } from './records';
 
 /** The prevResult every verb but DEL needs (code 7: firewall only makes sense chained after an interface plugin). */
@@ -52,17 +52,22 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       if (ips.length || isolation) nft.applyScript(nft.addScript(ips, nft.attachmentComment(conf.name, a.containerID, a.ifName), isolation), what);
       return prev;
     }
-    // Each family is one transaction; if IPv6's fails, IPv4's pod rules are taken back (no partial change).
+    // Each family is one transaction; if IPv6's fails, exactly what IPv4's added (rules, and the
+    // chains it created) is taken back: no partial change.
     const rollback = new Rollback((e) => a.log.warn(`cleanup after failed ADD: ${errorMessage(e)}`));
-    // Opened (and locked against GC) before any rule: a store that cannot be made fails the ADD unchanged.
+    // Opened (and locked) before any rule: a store that cannot be made fails the ADD unchanged.
     const store = ips.length ? AttachmentRecords.create(conf.dataDir, conf.name, FIREWALL_RECORDS) : null;
+    let all: DataDirLock | null = null;
     try {
+      // The dataDir's lock, then the network's (one order everywhere): DEL and GC of any network
+      // read every record before their restore, and must not see this ADD half done.
+      all = store && DataDirLock.take(conf.dataDir, 'firewall');
       store?.lock();
       for (const f of FAMILIES) {
         const mine = ofFamily(ips, f);
         if (!mine.length) continue; // as the reference: a family's chains only when the pod has an address of it
-        ipt.transact(f, what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }));
-        rollback.push(() => ipt.transact(f, `${what} (undo)`, (t) => ipt.delLines(t, mine)));
+        const added = ipt.transact(f, what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }));
+        if (added.length) rollback.push(() => void ipt.transact(f, `${what} (undo)`, (t) => ipt.undoLines(added, t)));
       }
       // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
       store?.write(recordName(a.containerID, a.ifName), { containerID: a.containerID, ifName: a.ifName, ips });
@@ -71,6 +76,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       throw e;
     } finally {
       store?.close();
+      all?.release();
     }
     return prev;
   } catch (e) {
@@ -83,7 +89,8 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
  * are found by address: the prevResult's (as the reference) and the attachment record's (so DEL
  * also works without prevResult or when the address changed). A record-only address that another
  * attachment's record names is kept (it was reused). Then the record goes. A pod the reference
- * ADDed has no record: prevResult alone, as today. nftables: found by the attachment's comment.
+ * ADDed has no record: prevResult alone, as today. Records and rules are changed under the
+ * dataDir's and the network's locks (code 11 after 10 s). nftables: found by the attachment's comment.
  * Chains, jumps and bridge isolation stay (shared by other pods). A missing tool means there is
  * nothing of ours to remove.
  */
@@ -110,37 +117,41 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   }
   const name = recordName(a.containerID, a.ifName);
   let store: RecordStore | null = null;
+  let all: DataDirLock | null = null;
   try {
-    store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
-    const extra = (store?.read(name)?.ips ?? []).filter((r) => !ips.some((p) => ipEqual(p, r)));
-    if (extra.length) {
-      const live = addressesRecordedElsewhere(conf.dataDir, conf.name, new Set([name]));
-      for (const ip of extra) {
-        if (live.has(formatIP(ip))) a.log.warn(`DEL: ${formatIP(ip)} from ${conf.name}/${name}'s record is another attachment's now; its rules stay`);
-        else ips.push(ip);
+    // Locked (dataDir, then network: ADD's order) from the record read to the record's removal: an
+    // ADD reusing a record-only address cannot finish in between (it would skip the rules it finds,
+    // and this DEL would then remove them from under the new pod).
+    try {
+      all = DataDirLock.take(conf.dataDir, 'firewall');
+      store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
+      store?.lock();
+      const extra = (store?.read(name)?.ips ?? []).filter((r) => !ips.some((p) => ipEqual(p, r)));
+      if (extra.length) {
+        const live = addressesRecordedElsewhere(conf.dataDir, conf.name, new Set([name]));
+        for (const ip of extra) {
+          if (live.has(formatIP(ip))) a.log.warn(`DEL: ${formatIP(ip)} from ${conf.name}/${name}'s record is another attachment's now; its rules stay`);
+          else ips.push(ip);
+        }
       }
+    } catch (e) {
+      if (e instanceof CniError) throw e; // a held lock (code 11): retried later, never removed unlocked
+      a.log.warn(`DEL: attachment record of ${conf.name}/${name} unreadable, using prevResult alone: ${errorMessage(e)}`);
     }
-  } catch (e) {
-    a.log.warn(`DEL: attachment record of ${conf.name}/${name} unreadable, using prevResult alone: ${errorMessage(e)}`);
-  }
-  try {
-    if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
-    for (const f of FAMILIES) {
-      const mine = ofFamily(ips, f);
-      if (mine.length) ipt.transact(f, `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
+    try {
+      if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
+      for (const f of FAMILIES) {
+        const mine = ofFamily(ips, f);
+        if (mine.length) ipt.transact(f, `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
+      }
+    } catch (e) {
+      if (!(e instanceof NetfilterError && e.notFound)) throw netfilterError(e);
     }
-  } catch (e) {
-    if (!(e instanceof NetfilterError && e.notFound)) {
-      store?.close();
-      throw netfilterError(e);
-    }
-  }
-  // After the rules: a DEL that failed above keeps the record, so a retry still knows the addresses.
-  if (!store) return;
-  try {
-    store.remove(name);
+    // After the rules: a DEL that failed above keeps the record, so a retry still knows the addresses.
+    store?.remove(name);
   } finally {
-    store.close();
+    store?.close();
+    all?.release();
   }
 }
 
@@ -166,7 +177,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
  * whole GC), unless another attachment's record names them, then the record goes. Rules without a
  * record (ADDed by the reference) cannot be attributed: they stay, and are logged. Best effort: every
  * step runs, the failures are reported together; a record whose rules could not be removed stays
- * for the next GC.
+ * for the next GC. Holds the dataDir's and the network's locks for the whole run (code 11 after 10 s).
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadFirewallConf(a);
@@ -181,7 +192,16 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     }
     return;
   }
-  const store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
+  // The dataDir's lock, then the network's (ADD's order), for the whole run: the live check reads
+  // every network's records, and no ADD or DEL of any network may change them before our restore.
+  const all = DataDirLock.take(conf.dataDir, 'firewall');
+  let store: RecordStore | null = null;
+  try {
+    store = AttachmentRecords.open(conf.dataDir, conf.name, FIREWALL_RECORDS);
+  } catch (e) {
+    all?.release();
+    throw e;
+  }
   const keep = new Set(valid.map((v) => recordName(v.containerID, v.ifname)));
   const attempts = new Attempts(errorMessage);
   const stale = new Map<string, IP[]>(); // record name -> its addresses
@@ -226,6 +246,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     }
   } finally {
     store?.close();
+    all?.release();
   }
   attempts.throwIfAny();
 }
