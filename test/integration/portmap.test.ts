@@ -3,7 +3,9 @@
 // the address changed, GC, conflicts; traffic to a published port from the host netns (its bridge
 // address and 127.0.0.1) and from another pod (hairpin) over IPv4 and IPv6, for both backends; the
 // differential against the reference (/usr/lib/cni/portmap, iptables); netfilter processes per verb;
-// the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir.
+// the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir;
+// DEL and GC with the record of the other backend, an unreadable IPv6 table, one container on two
+// networks; concurrent ADDs of one port serialised by the network lock.
 import { countNetfilterExecs } from '../support/exec-count';
 import { execa, type ResultPromise } from 'execa';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -419,6 +421,16 @@ describe('portmap DEL and GC: the recorded backend, unreadable families, one con
     }
     expect((await pm('GC', gcConf, { pod: '', id: 'ctr-gc' })).exitCode).toBe(0);
     expect([await anyPodRules(), records('brnet')]).toEqual([[], []]);
+  });
+
+  test.each(['iptables', 'nftables'] as const)('%s: 8 ADDs at once mapping the same port on one network (the network lock serialises the conflict check): one succeeds, 7 fail with code 7', async (backend) => {
+    const [prev] = await setup(1);
+    const ids = Array.from({ length: 8 }, (_, i) => `ctr-race${i}`);
+    const conf = pmConf(prev, { backend }, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }]);
+    const adds = await Promise.all(ids.map((id) => pm('ADD', conf, { id })));
+    expect(adds.filter((r) => r.exitCode === 0)).toHaveLength(1);
+    expect(adds.filter((r) => r.exitCode !== 0).map((r) => r.json?.code)).toEqual(Array(7).fill(7));
+    expect(records('brnet')).toHaveLength(1);
   });
 
   test('nftables DEL with portMappings of a container on two portmap networks removes only this network\'s rules; the other network\'s DNATs and record stay', async () => {
