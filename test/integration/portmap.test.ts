@@ -3,7 +3,9 @@
 // the address changed, GC, conflicts; traffic to a published port from the host netns (its bridge
 // address and 127.0.0.1) and from another pod (hairpin) over IPv4 and IPv6, for both backends; the
 // differential against the reference (/usr/lib/cni/portmap, iptables); netfilter processes per verb;
-// the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir.
+// the attachment records (DEL without portMappings, nftables GC, modes, symlinks), in a temp dataDir;
+// DEL and GC with the record of the other backend, an unreadable IPv6 table, one container on two
+// networks; concurrent ADDs of one port serialised by the network lock.
 import { countNetfilterExecs } from '../support/exec-count';
 import { execa, type ResultPromise } from 'execa';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -354,6 +356,96 @@ describe('portmap attachment records', () => {
     } finally {
       rmSync(decoy, { recursive: true, force: true });
     }
+  });
+});
+
+describe('portmap DEL and GC: the recorded backend, unreadable families, one container on two networks', () => {
+  const other = (b: 'iptables' | 'nftables') => (b === 'iptables' ? 'nftables' : 'iptables');
+  /** Every per-pod rule of either backend: iptables per-pod chain lines and nftables commented rules. */
+  const anyPodRules = async (): Promise<unknown[]> => [...[...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH)), ...(await nftRules()).filter((x) => x.comment)];
+
+  /**
+   * A directory for the front of PATH whose `nft` fails to list the ip6 table and whose
+   * `ip6tables-save` fails, the other commands going to the real tools: the IPv6 table of either
+   * backend cannot be read, the IPv4 one can.
+   */
+  function ip6Unreadable(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'pm-noip6-'));
+    writeFileSync(join(dir, 'nft'), `#!/bin/sh\ncase "$*" in *"table ip6 "*) echo "Error: ip6 hidden by the test" >&2; exit 1;; esac\nexec /usr/sbin/nft "$@"\n`, { mode: 0o755 });
+    writeFileSync(join(dir, 'ip6tables-save'), '#!/bin/sh\necho "ip6tables-save: hidden by the test" >&2\nexit 1\n', { mode: 0o755 });
+    return dir;
+  }
+  const withPath = (dir: string): string[] => ['env', `PATH=${dir}:${process.env.PATH}`];
+
+  test.each(['iptables', 'nftables'] as const)('DEL with portMappings after the config switched away from %s: the recorded backend\'s rules go, then the record', async (added) => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, { backend: added }))).exitCode).toBe(0);
+    expect(await anyPodRules()).not.toEqual([]);
+    const del = await pm('DEL', pmConf(prev, { backend: other(added) }));
+    expect(del.exitCode).toBe(0);
+    expect([await anyPodRules(), records('brnet')]).toEqual([[], []]);
+  });
+
+  test.each(['iptables', 'nftables'] as const)('%s DEL while the IPv6 table cannot be read fails naming it and keeps the record; the retry removes the IPv6 rules and the record', async (backend) => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, { backend }))).exitCode).toBe(0);
+    const dir = ip6Unreadable();
+    try {
+      for (const conf of [pmConf(prev, { backend }), { cniVersion: '1.0.0', name: 'brnet', type: 'portmap', dataDir: DATA }]) {
+        const del = await lab.call('DEL', conf, { plugin: 'portmap', binary: OURS(), pod: '', id: 'ctr-pm1', wrap: withPath(dir) });
+        expect([del.exitCode, del.json?.msg]).toEqual([1, expect.stringMatching(new RegExp(`IPv6 ${backend} table unreadable .*hidden by the test.*; attachment record kept`))]);
+        expect(records('brnet')).toEqual(['ctr-pm1:eth0']);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // The IPv4 rules went with the first try; the IPv6 ones are still there for the retry.
+    const v6left = backend === 'iptables' ? (await natRules(6)).filter((l) => l.includes(CH)) : (await nftRules()).filter((x) => x.comment && x.family === 'ip6');
+    const v4left = backend === 'iptables' ? (await natRules(4)).filter((l) => l.includes(CH)) : (await nftRules()).filter((x) => x.comment && x.family === 'ip');
+    expect([v4left, v6left.length > 0]).toEqual([[], true]);
+    expect((await pm('DEL', pmConf(prev, { backend }), { pod: '' })).exitCode).toBe(0);
+    expect([await anyPodRules(), records('brnet')]).toEqual([[], []]);
+  });
+
+  test.each(['iptables', 'nftables'] as const)('%s GC while the IPv6 table cannot be read keeps a stale record with an IPv6 address and reports it; the next GC removes the rest', async (backend) => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, { backend }), { id: 'ctr-a' })).exitCode).toBe(0);
+    const gcConf = { cniVersion: '1.1.0', name: 'brnet', type: 'portmap', backend, dataDir: DATA, 'cni.dev/valid-attachments': [] };
+    const dir = ip6Unreadable();
+    try {
+      const gc = await lab.call('GC', gcConf, { plugin: 'portmap', binary: OURS(), pod: '', id: 'ctr-gc', wrap: withPath(dir) });
+      expect([gc.exitCode, gc.json?.msg]).toEqual([1, expect.stringMatching(new RegExp(`ctr-a:eth0: kept: IPv6 ${backend} table unreadable .*hidden by the test`))]);
+      expect(records('brnet')).toEqual(['ctr-a:eth0']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect((await pm('GC', gcConf, { pod: '', id: 'ctr-gc' })).exitCode).toBe(0);
+    expect([await anyPodRules(), records('brnet')]).toEqual([[], []]);
+  });
+
+  test.each(['iptables', 'nftables'] as const)('%s: 8 ADDs at once mapping the same port on one network (the network lock serialises the conflict check): one succeeds, 7 fail with code 7', async (backend) => {
+    const [prev] = await setup(1);
+    const ids = Array.from({ length: 8 }, (_, i) => `ctr-race${i}`);
+    const conf = pmConf(prev, { backend }, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }]);
+    const adds = await Promise.all(ids.map((id) => pm('ADD', conf, { id })));
+    expect(adds.filter((r) => r.exitCode === 0)).toHaveLength(1);
+    expect(adds.filter((r) => r.exitCode !== 0).map((r) => r.json?.code)).toEqual(Array(7).fill(7));
+    expect(records('brnet')).toHaveLength(1);
+  });
+
+  test('nftables DEL with portMappings of a container on two portmap networks removes only this network\'s rules; the other network\'s DNATs and record stay', async () => {
+    const [prev1, prev2] = await setup(2);
+    const conf = (prev: Json, name: string, port: number) => ({ ...pmConf(prev, { backend: 'nftables' }, [{ hostPort: port, containerPort: 80, protocol: 'tcp' }]), name });
+    expect((await pm('ADD', conf(prev1, 'brnet', 8080), { pod: lab.pods[0]!, id: 'ctr-a' })).exitCode).toBe(0);
+    expect((await pm('ADD', conf(prev2, 'othernet', 9191), { pod: lab.pods[1]!, id: 'ctr-a' })).exitCode).toBe(0);
+    expect((await pm('DEL', conf(prev1, 'brnet', 8080), { pod: '', id: 'ctr-a' })).exitCode).toBe(0);
+    const ports = (await nftRules()).filter((x) => x.chain === 'hostports').map((x) => `${x.family} ${x.comment} ${/"right":\s*(\d+)/.exec(JSON.stringify(x.expr))![1]}`);
+    expect(ports.sort()).toEqual(['ip ctr-a 9191', 'ip6 ctr-a 9191']);
+    // othernet's masquerade rules (to its addresses) stay too; nothing leads to the brnet address any more.
+    const left = JSON.stringify(await nftRules());
+    for (const ip of prev1.ips.map((i: Json) => i.address.split('/')[0])) expect([ip, left.includes(`"${ip}"`)]).toEqual([ip, false]);
+    for (const ip of prev2.ips.map((i: Json) => i.address.split('/')[0])) expect([ip, left.includes(`"${ip}"`)]).toEqual([ip, true]);
+    expect([records('brnet'), records('othernet')]).toEqual([[], ['ctr-a:eth0']]);
   });
 });
 

@@ -4,7 +4,7 @@
 // conflicts → route_localnet → one write transaction per family (iptables) or for all (nftables) →
 // the attachment record (records.ts) → stale UDP conntrack entries of the mapped ports.
 // DEL and GC find the pod's rules by its chain name or comment, never by its current address; the
-// record tells DEL (without portMappings) and GC (nftables) which attachments have rules, and where.
+// record tells DEL and GC which attachments have rules, with which backend and to which addresses.
 import { CniError, ErrPluginNotAvailable, errorMessage } from '../../../shared/cni/errors';
 import { parseValidAttachments, type GCAttachment } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
@@ -17,6 +17,7 @@ import { getLink } from '../../../shared/linux/netlink/link';
 import { listRoutes } from '../../../shared/linux/netlink/route';
 import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
+import type { MasqBackend } from '../../../shared/netfilter/masquerade';
 import { parsePrevResult, requirePrevResult } from '../../../shared/plugin/prev-result';
 import { Attempts } from '../../../shared/plugin/attempts';
 import { AttachmentRecords, recordName } from '../../../shared/plugin/attachment-records';
@@ -125,12 +126,16 @@ function routingInterface(ip: IP): string | undefined {
 /**
  * Removes the container's rules, found by the per-pod chain name (iptables) or the container-ID
  * comment (nftables): no netns or prevResult needed, and a pod whose address changed is still
- * cleaned. With portMappings, in both families as the reference. Without (the reference removes
- * nothing then; a runtime that does not repeat the capability args on DEL would leak the DNATs), the
- * attachment record says whether ADD wrote rules, with which backend and to which addresses; no
- * record: nothing to do and no netfilter process run. The record goes after the rules (a failed DEL
- * keeps it for the retry). A family whose table cannot be read is skipped (no IPv6 nat here) unless
- * neither can be.
+ * cleaned. The attachment record says which backend wrote the rules and to which addresses: that
+ * backend is cleaned first, in the families of the recorded addresses, and with portMappings the
+ * configured backend too when it is another (the config changed since ADD), in both families as the
+ * reference. nftables rules carry only the container ID, so with a record only those leading to a
+ * recorded address go (the same container on another network keeps its rules); without one, every
+ * rule with the container ID (upstream's DEL). Without portMappings and without a record (the
+ * reference removes nothing then): nothing to do and no netfilter process run. A family whose table
+ * cannot be read is skipped (no IPv6 nat here) unless the record has an address in it (DEL fails,
+ * naming it) or, without a record, neither can be read. The record goes last: a failed DEL keeps it
+ * for the retry and for GC.
  */
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
@@ -146,16 +151,16 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     a.log.warn(`DEL: attachment record ${conf.name}/${name} unreadable: ${errorMessage(e)}`);
   }
   try {
-    if (conf.portMappings.length) {
-      if (conf.backend === 'nftables') {
-        const lines = readableFamilies((f) => nft.delLines(a.containerID, f, nft.readTable(f)));
-        nft.writeScript(lines.flatMap(([, l]) => l), what);
-      } else {
-        for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.delLines(conf.name, a.containerID, t), what);
-      }
-    } else if (record) {
-      if (record.backend === 'nftables') nftDelAttachment(a.containerID, record.pods, what);
-      else for (const p of record.pods) ipt.applyNat(p.family, ipt.readNat(p.family), (t) => ipt.delLines(conf.name, a.containerID, t), what);
+    // The recorded backend first (it wrote the rules), then the configured one if the config changed since.
+    const backends = new Set<MasqBackend>([...(record ? [record.backend] : []), ...(conf.portMappings.length ? [conf.backend] : [])]);
+    for (const backend of backends) {
+      const needed = backend === record?.backend ? [...new Set(record.pods.map((p) => p.family))] : [];
+      const families = conf.portMappings.length ? FAMILIES : needed;
+      const failed = delRules(conf.name, a.containerID, backend, families, record?.pods ?? null, what);
+      const missed = needed.filter((f) => failed.has(f));
+      if (missed.length) throw new Error(`${what}: ${missed.map((f) => `${famName(f)} ${backend} table unreadable (${failed.get(f)})`).join('; ')}; attachment record kept`);
+      if (!record && failed.size === families.length) throw unusable(failed);
+      for (const [f, e] of failed) a.log.warn(`DEL: ${famName(f)} ${backend} table skipped: ${e}`);
     }
     if (record) store!.remove(name);
   } finally {
@@ -163,25 +168,44 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   }
 }
 
-/** Deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one script). */
+/**
+ * Deletes the rules of `containerID` on `network` with `backend` in `families`: iptables by the
+ * per-pod chain name; nftables, when `pods` is given (the recorded addresses), only the rules leading
+ * to them, else every rule commented with the container ID. Returns the families whose table could
+ * not be read (with the error), which were skipped; a write failure throws.
+ */
+function delRules(network: string, containerID: string, backend: MasqBackend, families: Family[], pods: PodAddress[] | null, what: string): Map<Family, string> {
+  if (backend === 'nftables') {
+    const { tables, failed } = readFamilies(families, nft.readTable);
+    nft.writeScript(tables.flatMap(([f, rules]) => (pods ? nft.delAttachmentLines(containerID, pods, f, rules) : nft.delLines(containerID, f, rules))), what);
+    return failed;
+  }
+  const { tables, failed } = readFamilies(families, ipt.readNat);
+  for (const [f, nat] of tables) ipt.applyNat(f, nat, (t) => ipt.delLines(network, containerID, t), what);
+  return failed;
+}
+
+/** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one script). */
 function nftDelAttachment(containerID: string, pods: PodAddress[], what: string): void {
   const fams = [...new Set(pods.map((p) => p.family))];
   nft.writeScript(fams.flatMap((f) => nft.delAttachmentLines(containerID, pods, f, nft.readTable(f))), what);
 }
 
-/** Runs `read` for each family; a family that fails is left out unless both fail (then throws both errors). */
-function readableFamilies<T>(read: (f: Family) => T): Array<[Family, T]> {
-  const out: Array<[Family, T]> = [];
-  const errors: string[] = [];
-  for (const f of FAMILIES) {
+/** The error when no family's table can be read. */
+const unusable = (failed: Map<Family, string>): Error => new Error(`neither IPv4 nor IPv6 netfilter is usable: ${[...failed].map(([f, e]) => `${famName(f)}: ${e}`).join('; ')}`);
+
+/** Runs `read` for each of `families`: the tables read, and the families that failed with their error. */
+function readFamilies<T>(families: Family[], read: (f: Family) => T): { tables: Array<[Family, T]>; failed: Map<Family, string> } {
+  const tables: Array<[Family, T]> = [];
+  const failed = new Map<Family, string>();
+  for (const f of families) {
     try {
-      out.push([f, read(f)]);
+      tables.push([f, read(f)]);
     } catch (e) {
-      errors.push(`${famName(f)}: ${errorMessage(e)}`);
+      failed.set(f, errorMessage(e));
     }
   }
-  if (!out.length) throw new Error(`neither IPv4 nor IPv6 netfilter is usable: ${errors.join('; ')}`);
-  return out;
+  return { tables, failed };
 }
 
 /** The pod's rules are all in place for each of its addresses (the reference's cmdCheck, stricter: see checkFamily). */
@@ -203,7 +227,8 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
  * (upstream's format), so a stale attachment is known by its record and its rules by ID and recorded
  * address, one script for all; rules without a record here (another network's, or ADDed by the
  * reference) are left, and logged. Best effort: every step runs, the failures are reported together;
- * a record whose rules could not be removed stays for the next GC.
+ * a record whose rules could not be removed stays for the next GC, as does one with an address in a
+ * family whose table could not be read (skipped, as on a host without IPv6 nat; reported then).
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
@@ -215,27 +240,41 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     const stale = await staleRecords(a, store, valid, attempts);
     const validIDs = new Set(valid.map((v) => v.containerID));
     let removed = false;
+    let failed = new Map<Family, string>(); // families whose table could not be read: their rules were not looked for
     if (conf.backend === 'nftables') {
       await attempts.run(`removing nftables port mappings of stale attachments of ${conf.name}`, () => {
-        const tables = readableFamilies(nft.readTable);
+        const read = readFamilies(FAMILIES, nft.readTable);
+        failed = read.failed;
+        if (!read.tables.length) throw unusable(failed);
         // A container with another, valid attachment here keeps its rules (they share the comment).
         const gone = [...stale.values()].filter((r): r is PortMapRecord => !!r && r.backend === 'nftables' && !validIDs.has(r.containerID));
-        nft.writeScript(tables.flatMap(([f, rules]) => gone.flatMap((r) => nft.delAttachmentLines(r.containerID, r.pods, f, rules))), `garbage-collecting port mappings of ${conf.name}`);
+        nft.writeScript(read.tables.flatMap(([f, rules]) => gone.flatMap((r) => nft.delAttachmentLines(r.containerID, r.pods, f, rules))), `garbage-collecting port mappings of ${conf.name}`);
         const recorded = new Set((store?.names() ?? []).map((n) => n.slice(0, n.indexOf(':'))));
-        const unrecorded = [...new Set(tables.flatMap(([, rules]) => rules.flatMap((r) => (r.comment !== undefined && !recorded.has(r.comment) ? [r.comment] : []))))];
+        const unrecorded = [...new Set(read.tables.flatMap(([, rules]) => rules.flatMap((r) => (r.comment !== undefined && !recorded.has(r.comment) ? [r.comment] : []))))];
         if (unrecorded.length)
           a.log.info(`GC: nftables port mappings of ${unrecorded.join(', ')} have no attachment record of ${conf.name} (another network's, or ADDed by another portmap plugin?); left to DEL`);
         removed = true;
       });
     } else {
       await attempts.run(`removing iptables port mappings of stale attachments of ${conf.name}`, () => {
-        for (const [f, nat] of readableFamilies(ipt.readNat)) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, validIDs, t), `garbage-collecting port mappings of ${conf.name}`);
+        const read = readFamilies(FAMILIES, ipt.readNat);
+        failed = read.failed;
+        if (!read.tables.length) throw unusable(failed);
+        for (const [f, nat] of read.tables) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, validIDs, t), `garbage-collecting port mappings of ${conf.name}`);
         removed = true;
       });
     }
-    // A record of the other backend (the config changed since its ADD) stays: this run did not look for its rules.
+    // A record of the other backend (the config changed since its ADD) stays: this run did not look
+    // for its rules; so does one with an address in a family whose table could not be read (reported).
     if (removed)
-      for (const [name, r] of stale) if (!r || r.backend === conf.backend) await attempts.run(`removing ${store!.path}/${name}`, () => store!.remove(name));
+      for (const [name, r] of stale) {
+        if (r && r.backend !== conf.backend) continue;
+        const missed = [...new Set((r?.pods ?? []).map((p) => p.family))].filter((f) => failed.has(f));
+        await attempts.run(`removing ${store!.path}/${name}`, () => {
+          if (missed.length) throw new Error(`kept: ${missed.map((f) => `${famName(f)} ${conf.backend} table unreadable (${failed.get(f)})`).join('; ')}`);
+          store!.remove(name);
+        });
+      }
   } finally {
     store?.close();
   }

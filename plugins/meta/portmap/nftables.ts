@@ -139,7 +139,12 @@ export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress
   return lines;
 }
 
-/** DEL: delete every rule whose comment is the container ID (upstream's rule), found without netns or address. */
+/**
+ * DEL without an attachment record (ADDed by upstream's plugin, or the record lost): delete every
+ * rule whose comment is the container ID (upstream's rule), found without netns or address. That
+ * includes the container's rules of every other portmap network; with a record DEL uses
+ * delAttachmentLines instead.
+ */
 export function delLines(containerID: string, family: Family, rules: NftRule[]): string[] {
   const t = `${nftFamily(family)} ${TABLE}`;
   return rules.filter((r) => r.comment === containerID && POD_CHAINS.includes(r.chain)).map((r) => `delete rule ${t} ${r.chain} handle ${r.handle}`);
