@@ -171,13 +171,14 @@ export class DataDirLock {
     let fd = -1;
     try {
       fd = root.open(LOCK_FILE, C.O_CREAT | C.O_RDONLY, 0o600);
-      const fileLock = new FileLock(`/proc/self/fd/${fd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS);
+      const fileLock = new FileLock(`/proc/self/fd/${fd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS, {
+        path: `${root.path}/${LOCK_FILE}`,
+        busy: `another ${plugin} ADD, DEL or GC holds it; try again later`,
+      });
       try {
         fileLock.lock();
       } catch (e) {
         fileLock.close();
-        if (e instanceof CniError && e.code === ErrTryAgainLater)
-          throw new CniError(ErrTryAgainLater, `timed out after ${LOCK_TIMEOUT_MS} ms waiting for the lock ${root.path}/${LOCK_FILE}`, `another ${plugin} ADD, DEL or GC holds it; try again later`);
         throw e;
       }
       const held = new DataDirLock(fd, fileLock);
