@@ -7,13 +7,12 @@
 // fd with O_NOFOLLOW/O_EXCL (shared/linux/files.ts); owners read from lease files are validated
 // like CNI_CONTAINERID/CNI_IFNAME before they name an index file; a lease file that is not a small
 // regular file, or whose owner is not valid, still blocks its address but is never indexed.
-import { closeSync, constants as C, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, ErrIOFailure, errorMessage } from '../../shared/cni/errors';
 import { validateContainerID, validateIfName } from '../../shared/cni/skel';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
 import { FileError, PinnedDir } from '../../shared/linux/files';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../../shared/linux/libc';
 import { FileLock, type Flocker } from '../../shared/linux/lock';
 import { LeaseIndex, UNKNOWN_BOOT, type Owner } from './lease-index';
 import type { Lease, Store } from './store';
@@ -22,8 +21,6 @@ export const LAST_IP_PREFIX = 'last_reserved_ip.';
 const LINE_BREAK = '\r\n';
 const MAX_LEASE_FILE = 4096; // "<id>\r\n<ifname>": an ID of a few hundred bytes at most
 const MAX_LAST_IP_FILE = 64;
-
-const libcFlocker: Flocker = { flock, LOCK_EX, LOCK_NB, LOCK_UN };
 
 export interface DiskStoreOptions {
   lockTimeoutMs: number;
@@ -76,7 +73,6 @@ interface ScannedLease extends Owner {
 export class DiskStore implements Store {
   readonly dir: string;
   private readonly store: PinnedDir;
-  private lockFd = -1;
   private fileLock: FileLock | null = null;
   private index: LeaseIndex | null | undefined; // undefined: not opened yet; null: unavailable
   private bootIdCache: string | undefined;
@@ -111,14 +107,9 @@ export class DiskStore implements Store {
   }
 
   lock(): void {
-    const shown = join(this.dir, 'lock');
     try {
-      // Opened here, never following a planted symlink; FileLock reopens that very file.
-      if (this.lockFd < 0) this.lockFd = this.store.open('lock', C.O_CREAT | C.O_RDONLY, 0o750);
-      this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, this.opts.flocker ?? libcFlocker, this.opts.lockTimeoutMs, {
-        path: shown,
-        busy: 'another host-local call holds it; try again later (ipam.lockTimeoutMs)',
-      });
+      // Opened in the pinned store directory, never through a planted symlink.
+      this.fileLock ??= FileLock.inDir(this.store, 'lock', 0o750, this.opts.lockTimeoutMs, 'another host-local call holds it; try again later (ipam.lockTimeoutMs)', this.opts.flocker);
       this.fileLock.lock();
     } catch (e) {
       if (e instanceof CniError) throw e;
@@ -137,8 +128,6 @@ export class DiskStore implements Store {
   close(): void {
     this.fileLock?.close();
     this.fileLock = null;
-    if (this.lockFd >= 0) closeSync(this.lockFd);
-    this.lockFd = -1;
     this.index?.close();
     this.index = undefined;
     this.store.close();

@@ -6,7 +6,8 @@
 // process's event loop goes on while another process holds the lock.
 import { closeSync, constants, openSync } from 'node:fs';
 import { CniError, ErrInternal, ErrTryAgainLater } from '../cni/errors';
-import { SyscallError } from './libc';
+import type { PinnedDir } from './files';
+import { flock, LOCK_EX, LOCK_NB, LOCK_UN, SyscallError } from './libc';
 import { EWOULDBLOCK, errnoMessage } from './netlink/errno';
 
 export interface Flocker {
@@ -16,6 +17,9 @@ export interface Flocker {
   LOCK_UN: number;
 }
 
+/** flock(2) through libc (bun:ffi, loaded on first call); tests pass their own Flocker. */
+export const libcFlocker: Flocker = { flock, LOCK_EX, LOCK_NB, LOCK_UN };
+
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleepMs = (ms: number): void => void Atomics.wait(sleeper, 0, 0, ms);
 const MAX_DELAY_MS = 50;
@@ -24,18 +28,29 @@ export class FileLock {
   private fd = -1;
   private held = false;
 
-  /** `timeoutMs`: how long lock()/acquire() wait for another holder before failing with code 11. */
   /**
-   * `path` is opened (O_CREAT); `show.path` is what messages name instead (e.g. the store's path
-   * when `path` is /proc/self/fd/N of a file opened without following symlinks); `show.busy` is the
-   * timeout's details (who holds it, what to tune).
+   * `path` is opened on first use (O_CREAT) unless `fd` is already open on it; `timeoutMs` is how
+   * long lock()/acquire() wait for another holder before failing with code 11; `busy` is the
+   * timeout's details (who holds it, what to tune). close() closes the fd either way.
    */
   constructor(
     private readonly path: string,
     private readonly flocker: Flocker,
     private readonly timeoutMs: number,
-    private readonly show: { path?: string; busy?: string } = {},
-  ) {}
+    private readonly busy = 'another process holds it; try again later',
+    fd = -1,
+  ) {
+    this.fd = fd;
+  }
+
+  /**
+   * A lock on `name` inside `dir`, the file opened there at once (O_CREAT, `mode`) without
+   * following a symlink planted in its place; messages name `<dir>/<name>`. Throws FileError when it
+   * cannot be opened.
+   */
+  static inDir(dir: PinnedDir, name: string, mode: number, timeoutMs: number, busy: string, flocker: Flocker = libcFlocker): FileLock {
+    return new FileLock(`${dir.path}/${name}`, flocker, timeoutMs, busy, dir.open(name, constants.O_CREAT | constants.O_RDONLY, mode));
+  }
 
   /** One LOCK_NB attempt: true if taken, false if another process holds it; throws CniError 999 (cause: SyscallError) otherwise. */
   private tryLock(): boolean {
@@ -45,11 +60,11 @@ export class FileLock {
     const r = flock(this.fd, LOCK_EX | LOCK_NB);
     if (r === 0) return (this.held = true);
     if (r === -EWOULDBLOCK) return false;
-    throw new CniError(ErrInternal, `failed to lock ${this.show.path ?? this.path}: ${errnoMessage(r)}`, '', { cause: new SyscallError('flock', -r) });
+    throw new CniError(ErrInternal, `failed to lock ${this.path}: ${errnoMessage(r)}`, '', { cause: new SyscallError('flock', -r) });
   }
 
   private timedOut(): CniError {
-    return new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.show.path ?? this.path}`, this.show.busy ?? 'another process holds it; try again later');
+    return new CniError(ErrTryAgainLater, `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path}`, this.busy);
   }
 
   /**

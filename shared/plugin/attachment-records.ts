@@ -11,9 +11,8 @@
 // A plugin whose verbs read every network's records (firewall: CNI-FORWARD is shared by all
 // networks) also takes the lock over the whole dataDir (DataDirLock, <dataDir>/.lock), always
 // before a network's lock: one fixed order, so two processes never wait on each other.
-import { closeSync, constants as C, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { type FileError, PinnedDir } from '../linux/files';
-import { flock, LOCK_EX, LOCK_NB, LOCK_UN } from '../linux/libc';
 import { FileLock } from '../linux/lock';
 
 const LOCK_FILE = '.lock'; // dot names are not records
@@ -40,7 +39,6 @@ export const recordName = (containerID: string, ifName: string): string => `${co
 
 /** The records of one network: <dataDir>/<network>, a directory of ours alone. */
 export class AttachmentRecords<T> {
-  private lockFd = -1;
   private fileLock: FileLock | null = null;
 
   private constructor(
@@ -71,13 +69,8 @@ export class AttachmentRecords<T> {
 
   /** For DEL and GC: opens <dataDir>/<network> if it is there (null when it or dataDir is missing). Throws FileError ('ENOTDIR': not a directory, or a symlink). */
   static open<T>(dataDir: string, network: string, codec: RecordCodec<T>): AttachmentRecords<T> | null {
-    let root: PinnedDir;
-    try {
-      root = PinnedDir.open(dataDir, { followSymlinks: true });
-    } catch (e) {
-      if ((e as FileError).code === 'ENOENT') return null;
-      throw e;
-    }
+    const root = openIfThere(dataDir);
+    if (!root) return null;
     try {
       return AttachmentRecords.in(root, network, codec);
     } catch (e) {
@@ -130,19 +123,14 @@ export class AttachmentRecords<T> {
    * that address's rules. Waits at most 10 s, then CniError code 11; FileError when it cannot open.
    */
   lock(): void {
-    if (this.lockFd < 0) this.lockFd = this.dir.open(LOCK_FILE, C.O_CREAT | C.O_RDONLY, 0o600);
-    this.fileLock ??= new FileLock(`/proc/self/fd/${this.lockFd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS, {
-      path: `${this.dir.path}/${LOCK_FILE}`,
-      busy: `another ${this.codec.plugin} ADD or GC of this network holds it; try again later`,
-    });
+    this.fileLock ??= FileLock.inDir(this.dir, LOCK_FILE, 0o600, LOCK_TIMEOUT_MS, `another ${this.codec.plugin} ADD or GC of this network holds it; try again later`);
     this.fileLock.lock();
   }
 
   /** Releases the lock (if held) and closes the directory. */
   close(): void {
-    this.fileLock?.close(); // its own fd, reopened through /proc/self/fd/<lockFd>
-    if (this.lockFd >= 0) closeSync(this.lockFd);
-    this.lockFd = -1;
+    this.fileLock?.close();
+    this.fileLock = null;
     this.dir.close();
   }
 }
@@ -155,37 +143,21 @@ export class AttachmentRecords<T> {
  * the lock file cannot be opened.
  */
 export class DataDirLock {
-  private constructor(
-    private readonly fd: number,
-    private readonly fileLock: FileLock,
-  ) {}
+  private constructor(private readonly fileLock: FileLock) {}
 
   static take(dataDir: string, plugin: string): DataDirLock | null {
-    let root: PinnedDir;
+    const root = openIfThere(dataDir);
+    if (!root) return null;
     try {
-      root = PinnedDir.open(dataDir, { followSymlinks: true });
-    } catch (e) {
-      if ((e as FileError).code === 'ENOENT') return null;
-      throw e;
-    }
-    let fd = -1;
-    try {
-      fd = root.open(LOCK_FILE, C.O_CREAT | C.O_RDONLY, 0o600);
-      const fileLock = new FileLock(`/proc/self/fd/${fd}`, { flock, LOCK_EX, LOCK_NB, LOCK_UN }, LOCK_TIMEOUT_MS, {
-        path: `${root.path}/${LOCK_FILE}`,
-        busy: `another ${plugin} ADD, DEL or GC holds it; try again later`,
-      });
+      const fileLock = FileLock.inDir(root, LOCK_FILE, 0o600, LOCK_TIMEOUT_MS, `another ${plugin} ADD, DEL or GC holds it; try again later`);
       try {
         fileLock.lock();
       } catch (e) {
         fileLock.close();
         throw e;
       }
-      const held = new DataDirLock(fd, fileLock);
-      fd = -1;
-      return held;
+      return new DataDirLock(fileLock);
     } finally {
-      if (fd >= 0) closeSync(fd);
       root.close();
     }
   }
@@ -193,6 +165,15 @@ export class DataDirLock {
   /** Releases the lock and closes its file. */
   release(): void {
     this.fileLock.close();
-    closeSync(this.fd);
+  }
+}
+
+/** `dataDir` opened (symlinks in its path followed: it is the administrator's), or null when it does not exist. Throws FileError otherwise. */
+function openIfThere(dataDir: string): PinnedDir | null {
+  try {
+    return PinnedDir.open(dataDir, { followSymlinks: true });
+  } catch (e) {
+    if ((e as FileError).code === 'ENOENT') return null;
+    throw e;
   }
 }
