@@ -7,27 +7,17 @@ import { execa } from 'execa';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REFERENCE_DIR, binDir, runCni, withNetns, type RunResult } from '../support/cni';
+import { REFERENCE_DIR, binDir, runCni, suiteNetns, type RunResult } from '../support/cni';
 
 let host: string; // scratch "host" netns the plugin runs in
 let sandbox: string;
-let nsDone: () => void;
 let dataDir: string;
 let outside: string; // a directory beside the store that nothing may touch
 
-beforeAll(async () => {
-  await new Promise<void>((ready) => {
-    void withNetns(['hls-host', 'hls-ctr'], async ([h, c]) => {
-      host = h!;
-      sandbox = `/var/run/netns/${c}`;
-      ready();
-      await new Promise<void>((r) => (nsDone = r));
-    });
-  });
-});
-afterAll(async () => {
-  nsDone();
-  await new Promise((r) => setTimeout(r, 200)); // let withNetns delete them
+const scratch = suiteNetns(['hls-host', 'hls-ctr']);
+beforeAll(() => {
+  host = scratch.names[0]!;
+  sandbox = `/var/run/netns/${scratch.names[1]}`;
 });
 beforeEach(() => {
   dataDir = mkdtempSync(join(tmpdir(), 'hls-'));

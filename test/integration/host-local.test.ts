@@ -5,28 +5,18 @@ import { execa } from 'execa';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALL_VERSIONS, binDir, runCni, withNetns, type RunResult } from '../support/cni';
+import { ALL_VERSIONS, binDir, runCni, suiteNetns, type RunResult } from '../support/cni';
 
 const atLeast = (v: string, m: string) => v.localeCompare(m, undefined, { numeric: true }) >= 0;
 
 let dataDir: string;
 let host: string; // scratch "host" netns the plugin runs in
 let sandbox: string; // CNI_NETNS path handed to ADD
-let nsDone: () => void;
 
-beforeAll(async () => {
-  await new Promise<void>((ready) => {
-    void withNetns(['hl-host', 'hl-ctr'], async ([h, c]) => {
-      host = h!;
-      sandbox = `/var/run/netns/${c}`;
-      ready();
-      await new Promise<void>((r) => (nsDone = r));
-    });
-  });
-});
-afterAll(async () => {
-  nsDone();
-  await new Promise((r) => setTimeout(r, 200)); // let withNetns delete them
+const scratch = suiteNetns(['hl-host', 'hl-ctr']);
+beforeAll(() => {
+  host = scratch.names[0]!;
+  sandbox = `/var/run/netns/${scratch.names[1]}`;
 });
 beforeEach(() => {
   dataDir = mkdtempSync(join(tmpdir(), 'hl-int-'));

@@ -72,6 +72,22 @@ export async function withNetns<T>(prefixes: string[], fn: (names: string[]) => 
   }
 }
 
+/**
+ * Scratch netns for a whole test file: added in beforeAll, deleted in afterAll (whatever the tests
+ * did). `names` holds them, in the order of `prefixes`, once beforeAll has run.
+ */
+export function suiteNetns(prefixes: string[]): { names: string[] } {
+  const held = { names: [] as string[] };
+  beforeAll(async () => {
+    held.names = prefixes.map(nsName);
+    for (const n of held.names) await addNetns(n);
+  });
+  afterAll(async () => {
+    for (const n of held.names) await delNetns(n);
+  });
+  return held;
+}
+
 export const ALL_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 
 /**
