@@ -13,6 +13,7 @@ import { errorMessage } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
 import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
+import { parseAddressPool } from './ipam';
 import { keyValues } from './model';
 import { DEFAULT_STATE_DIR, NetworkController, PREDEFINED, type Network, type Sandbox } from './controller';
 
@@ -46,6 +47,7 @@ const GLOBAL: Options = {
   'state-dir': { type: 'string' },
   'cni-path': { type: 'string' },
   'conf-dir': { type: 'string' },
+  'default-address-pool': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -54,6 +56,8 @@ const GLOBAL_HELP = [
   `  --state-dir DIR   the model's state (default $CNM_STATE_DIR, else ${DEFAULT_STATE_DIR})`,
   '  --cni-path DIRS   plugin directories, ":"-separated (default $CNI_PATH, else /opt/cni/bin)',
   '  --conf-dir DIR    conflists the cni driver names (default $NETCONFPATH, else /etc/cni/net.d)',
+  '  --default-address-pool base=CIDR,size=N   subnets for networks created without --subnet',
+  "                    (repeatable; default dockerd's: 172.17-31.0.0/16, then 192.168.0.0/16 as /20s)",
   '  -h, --help        this help',
 ];
 
@@ -475,8 +479,10 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const stateDir = str(values['state-dir']) || env.CNM_STATE_DIR || DEFAULT_STATE_DIR;
     const cniPath = (str(values['cni-path']) ?? env.CNI_PATH ?? '/opt/cni/bin').split(':').filter(Boolean);
     const confDir = str(values['conf-dir']) || env.NETCONFPATH || '/etc/cni/net.d';
+    const pools = strs(values['default-address-pool']).map(parseAddressPool);
     let ctl: Promise<NetworkController> | undefined;
-    const controller = (): Promise<NetworkController> => (ctl ??= NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor() }));
+    const controller = (): Promise<NetworkController> =>
+      (ctl ??= NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), ...(pools.length ? { defaultAddressPools: pools } : {}) }));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
     if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')))

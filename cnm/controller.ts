@@ -9,13 +9,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Runner } from '../runner/runner';
 import type { Executor } from '../shared/cni/exec';
-
+import { parseCIDR, type IPNet } from '../shared/ip';
 import type { PinnedDir } from '../shared/linux/files';
 import { FileLock } from '../shared/linux/lock';
 import { createNamedNetns, deleteNamedNetns } from '../shared/linux/netns';
-import { setLinkUp, withNetlink } from '../shared/linux/netlink';
+import { listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
 import { CnmError, conflict, failed, invalid, notFound } from './errors';
-import { NetworkIpam, overlappingSubnets, resolveIpamConfig, type IpamRequest } from './ipam';
+import { DEFAULT_ADDRESS_POOLS, NetworkIpam, overlappingSubnets, pickSubnet, resolveIpamConfig, type AddressPool, type EndpointIpam, type IpamRequest } from './ipam';
 import { newID, now, validateName, validateSandboxName, type EndpointRecord, type NetworkRecord, type SandboxRecord, type Scope } from './model';
 import { LocalNetworkStore, openStateDir, RecordDir, type NetworkStore } from './store';
 import type { Driver, DriverContext, JoinRequest } from './drivers/driver';
@@ -38,6 +38,8 @@ export interface ControllerOptions {
   /** Network stores by scope; 'local' defaults to files under the state dir. */
   stores?: Partial<Record<Scope, NetworkStore>>;
   drivers?: Driver[]; // registered after the built-in ones (same name replaces)
+  /** Subnets for networks created without --subnet; default dockerd's (DEFAULT_ADDRESS_POOLS). */
+  defaultAddressPools?: readonly AddressPool[];
 }
 
 export interface NetworkCreateOptions {
@@ -76,8 +78,10 @@ export class NetworkController {
   readonly sandboxesDir: RecordDir<SandboxRecord>;
   readonly stateDir: string;
   readonly netnsDir: string;
+  private readonly pools: readonly AddressPool[];
 
   private constructor(state: PinnedDir, o: ControllerOptions) {
+    this.pools = o.defaultAddressPools ?? DEFAULT_ADDRESS_POOLS;
     this.stateDir = state.path;
     this.netnsDir = o.netnsDir ?? DEFAULT_NETNS_DIR;
     this.lock = FileLock.inDir(state, 'lock', 0o600, o.lockTimeoutMs ?? 120_000, `another cnm process holds ${state.path}/lock`);
@@ -172,6 +176,13 @@ export class NetworkController {
     const req: IpamRequest = { subnets: [], ipRanges: [], gateways: [], auxAddresses: {}, ...o.ipam, ipv6 };
     if (!d.usesIpam && (req.subnets.length || req.ipRanges.length || req.gateways.length || Object.keys(req.auxAddresses).length))
       throw invalid(`network ${JSON.stringify(name)}: the ${d.name} driver takes no IPAM flags (--subnet, --ip-range, --gateway, --aux-address)`);
+    if (d.usesIpam && !req.subnets.length) {
+      // Docker picks a free subnet from its default pools: one no network and no host route overlaps.
+      const taken = [...existing.flatMap((n) => n.ipam.config.map((p) => parseCIDR(p.subnet)!)), ...hostRoutes()];
+      const picked = pickSubnet(this.pools, taken);
+      if (!picked) throw conflict(`network ${JSON.stringify(name)}: no free subnet left in the default address pools; give --subnet`);
+      req.subnets = [picked];
+    }
     const config = resolveIpamConfig(req);
     for (const n of existing) {
       const o2 = overlappingSubnets(config, n.ipam.config);
@@ -192,21 +203,23 @@ export class NetworkController {
     };
     const ipam = this.ipamOf(rec);
     try {
-      if (ipam) ipam.reserveAux(rec.id);
+      if (ipam) await ipam.reserveAux(rec.id);
       await d.createNetwork(rec, this.ctx);
       await this.store(rec.scope).put(rec);
     } catch (e) {
       // Nothing of a refused network stays: its conflist, its store.
       await d.deleteNetwork(rec, this.ctx).catch(() => undefined);
-      ipam?.destroy();
+      await ipam?.destroy();
       throw e instanceof CnmError ? e : failed(`creating network ${JSON.stringify(name)}`, e);
     }
     return new Network(this, rec);
   }
 
   /** The IPAM of a network whose driver uses the controller's (null otherwise). */
-  ipamOf(n: NetworkRecord): NetworkIpam | null {
-    return this.driver(n.driver).usesIpam ? new NetworkIpam(this.ctx.ipamDataDir, n.name, n.ipam.config) : null;
+  ipamOf(n: NetworkRecord): EndpointIpam | null {
+    const d = this.driver(n.driver);
+    if (!d.usesIpam) return null;
+    return d.ipam ? d.ipam(n, this.ctx) : new NetworkIpam(this.ctx.ipamDataDir, n.name, n.ipam.config);
   }
 
   async deleteNetworkRecord(n: NetworkRecord): Promise<void> {
@@ -301,6 +314,11 @@ export class NetworkController {
   }
 }
 
+/** The routes of the netns cnm runs in that a new network must not overlap (not the default routes). */
+function hostRoutes(): IPNet[] {
+  return withNetlink((nl) => listRoutes(nl)).filter((r) => r.dst.prefix > 0).map((r) => r.dst);
+}
+
 /** name, then full ID, then unique ID prefix (docker's order). */
 function pick<T extends { id: string; name: string }>(what: string, ref: string, all: T[]): T {
   const byName = all.find((r) => r.name === ref);
@@ -351,7 +369,7 @@ export class Network {
       if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
       const ipam = c.ipamOf(this.record);
       if (ipam) {
-        const a = ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 });
+        const a = await ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 });
         if (a.ipv4) rec.ipv4 = a.ipv4.address;
         if (a.ipv6) rec.ipv6 = a.ipv6.address;
       } else if (o.ipv6 && !this.record.ipv6 && this.record.driver !== 'cni') {
@@ -360,7 +378,7 @@ export class Network {
       try {
         c.endpointsDir.write(rec);
       } catch (e) {
-        ipam?.release(rec.id);
+        await ipam?.release(rec.id);
         throw failed(`creating endpoint ${JSON.stringify(name)}`, e);
       }
       return new Endpoint(c, rec);
@@ -378,7 +396,7 @@ export class Network {
       const eps = c.endpointRecords({ networkID: this.id });
       if (eps.length) throw conflict(`network ${JSON.stringify(this.name)} has active endpoints: ${eps.length}`);
       await c.driver(this.record.driver).deleteNetwork(this.record, c.ctx);
-      c.ipamOf(this.record)?.destroy();
+      await c.ipamOf(this.record)?.destroy();
       await c.deleteNetworkRecord(this.record);
     });
   }
@@ -558,7 +576,7 @@ export class Endpoint {
         await this.leave(undefined, { force: true });
       }
       const net = await c.networkRecord(cur.networkID);
-      if (net) c.ipamOf(net)?.release(cur.id);
+      if (net) await c.ipamOf(net)?.release(cur.id);
       c.endpointsDir.remove(cur.id);
     });
   }
