@@ -148,7 +148,7 @@ const COMMANDS: Record<string, Command> = {
         ipv6: c.values.ipv6 === true,
         internal: c.values.internal === true,
         options: keyValues('--opt', strs(c.values.opt)),
-        labels: keyValues('--label', strs(c.values.label)),
+        labels: keyValues('--label', strs(c.values.label).map((l) => (l.includes('=') ? l : `${l}=`))), // docker: a bare key has the value 
       });
       c.io.stdout(`${n.id}\n`);
       return 0;
@@ -448,12 +448,9 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
   let name: string | undefined;
   if (group && GROUPS[group]) name = words[1] ? `${group} ${words[1].value}` : undefined;
   else name = group;
-  if (!group) {
-    (wantsHelp ? io.stdout : io.stderr)(mainHelp());
-    return wantsHelp ? 0 : 1;
-  }
-  if (group && GROUPS[group] && !words[1]) {
-    (wantsHelp ? io.stdout : io.stderr)(groupHelp(group));
+  if (!group || (GROUPS[group] && !words[1])) {
+    if (wantsHelp) io.stdout(group ? groupHelp(group) : mainHelp());
+    else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)\n`);
     return wantsHelp ? 0 : 1;
   }
   const cmd = name ? COMMANDS[name] : undefined;
@@ -485,8 +482,9 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
       (ctl ??= NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), ...(pools.length ? { defaultAddressPools: pools } : {}) }));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')))
-      io.stderr(`cnm ${name}: ${e.message} (usage: ${cmd.usage})\n`);
+    // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.
+    const parseError = e instanceof TypeError && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    if (e instanceof UsageError || parseError) io.stderr(`cnm ${name}: ${parseError ? (e as Error).message.split('. ')[0]!.replace(/\.$/, '') : (e as Error).message} (usage: ${cmd.usage})\n`);
     else io.stderr(`cnm: ${errorMessage(e)}\n`);
     return name === 'run' ? 125 : 1;
   }

@@ -13,7 +13,7 @@ import { parseCIDR, type IPNet } from '../shared/ip';
 import type { PinnedDir } from '../shared/linux/files';
 import { FileLock } from '../shared/linux/lock';
 import { createNamedNetns, deleteNamedNetns } from '../shared/linux/netns';
-import { listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
+import { listLinks, listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
 import { CnmError, conflict, failed, invalid, notFound } from './errors';
 import { DEFAULT_ADDRESS_POOLS, NetworkIpam, overlappingSubnets, pickSubnet, resolveIpamConfig, type AddressPool, type EndpointIpam, type IpamRequest } from './ipam';
 import { newID, now, validateName, validateSandboxName, type EndpointRecord, type NetworkRecord, type SandboxRecord, type Scope } from './model';
@@ -509,11 +509,13 @@ export class Endpoint {
       if (excl) throw conflict(`sandbox ${JSON.stringify(s.name)} is on the ${JSON.stringify(excl.name)} network, which must be its only one`);
       if (!!d.hostNetwork !== s.hostNetwork)
         throw conflict(s.hostNetwork ? `sandbox ${JSON.stringify(s.name)} runs in the host's netns: it can only join the host network` : `the host network needs a sandbox created for it (cnm run --network host), not ${JSON.stringify(s.name)}`);
-      const used = new Set(others.map((e) => e.ifName));
+      // What the netns already has beyond our records (a cnitool attachment's eth0 and default route) counts too.
+      const present = s.key ? withNetlink((nl) => ({ links: listLinks(nl).map((l) => l.name), defaultRoute: listRoutes(nl).some((r) => r.dst.prefix === 0) }), s.key) : { links: [], defaultRoute: false };
+      const used = new Set([...others.map((e) => e.ifName), ...present.links]);
       let ifName = d.ifName;
       for (let i = 0; !ifName; i++) if (!used.has(`eth${i}`)) ifName = `eth${i}`;
       const hasGateway = (net.ipam.config.length > 0 || !d.usesIpam) && !net.internal;
-      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) };
+      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) && !present.defaultRoute };
       this.save();
       const j: JoinRequest = { network: net, endpoint: this.record, sandbox: s, ifName, defaultRoute: !!this.record.gateway };
       try {

@@ -145,7 +145,7 @@ test('cnm run: exits with the command status; --rm removes everything also when 
 
     // SIGINT while the command runs: it is passed on, then the sandbox is removed; exit 128+2
     const run = h.spawn([join(binDir(), 'cnm'), 'run', '--rm', '--name', 'i', '--network', 'web', '--', 'sleep', '60']);
-    await until(async () => (await h.sh('pgrep', '-x', 'sleep')).stdout !== '');
+    await until(async () => (await h.sh('ip', 'netns', 'pids', 'i')).stdout !== ''); // the command runs in the sandbox
     run.kill('SIGINT');
     const done = await run;
     expect(done.exitCode).toBe(130);
@@ -212,3 +212,86 @@ test.each([
     await expectNothingLeft(h, 'web');
   }),
 );
+
+test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses an existing conflist by name (and names an unknown one)', () =>
+  withCnmHost(async (h) => {
+    const none = await h.cnm('run', '--rm', '--network', 'none', '--', 'ip', '-o', 'link');
+    expect(none.code).toBe(0);
+    expect(none.stdout.split('\n').map((l) => l.split(':')[1]!.trim())).toEqual(['lo']);
+    expect(none.stdout).toContain('UP');
+    expect(await h.cnm('network', 'rm', 'none')).toEqual({ code: 1, stdout: '', stderr: 'cnm: "none" is a pre-defined network and cannot be removed' });
+
+    await h.sh('ip', 'link', 'add', 'hostonly0', 'type', 'bridge');
+    const host = await h.cnm('run', '--rm', '--network', 'host', '--', 'ip', '-o', 'link', 'show', 'hostonly0');
+    expect(host.code).toBe(0);
+    expect(await h.cnm('run', '--rm', '--network', 'host', '--network', 'none', '--', 'true')).toMatchObject({ code: 125, stderr: expect.stringMatching(/^cnm: sandbox "cnm-[0-9a-f]{8}" is connected to other networks: the "none" network must be its only one$/) });
+
+    const confDir = '/run/cni-conf';
+    const list = { cniVersion: '1.0.0', name: 'mynet', plugins: [{ type: 'bridge', bridge: 'mybr0', isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: '198.18.9.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] } }] };
+    await h.sh('sh', '-c', `mkdir -p ${confDir} && echo '${JSON.stringify(list)}' > ${confDir}/10-mynet.conflist`);
+    expect(await h.cnm('network', 'create', '-d', 'cni', '-o', 'cni.network=nope', '--conf-dir', confDir, 'c0')).toEqual({ code: 1, stdout: '', stderr: `cnm: -o cni.network=nope: no net configuration with name "nope" in ${confDir}` });
+    await h.ok('network', 'create', '-d', 'cni', '-o', 'cni.network=mynet', '--conf-dir', confDir, 'c1');
+    // the list is kept with the network: editing the source afterwards changes nothing
+    await h.sh('rm', `${confDir}/10-mynet.conflist`);
+    const r = await h.cnm('run', '--rm', '--name', 'cs', '--network', 'c1', '--ip', '198.18.9.77', '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0');
+    expect(r).toMatchObject({ code: 0, stdout: expect.stringContaining('inet 198.18.9.77/24') });
+    await h.ok('network', 'rm', 'c1');
+    expect((await h.sh('ls', '-A', '/var/lib/cni/results')).stdout).toBe('');
+  }));
+
+test('cnitool drives a cnm network through its conflist in <state>/net.d and allocates from the same store: no address twice', () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.10.0/24', '--aux-address', 'printer=198.18.10.3', 'web');
+    await h.ok('sandbox', 'create', 'a');
+    await h.ok('network', 'connect', 'web', 'a'); // 198.18.10.2
+    await h.ok('sandbox', 'create', 'b'); // a netns for cnitool
+    const add = await h.sh('env', `NETCONFPATH=${STATE}/net.d`, join(binDir(), 'cnitool'), 'add', 'web', '/run/netns/b');
+    expect(add.code).toBe(0);
+    // not .1 (gateway), .2 (the endpoint), .3 (aux)
+    expect(JSON.parse(add.stdout).ips).toEqual([expect.objectContaining({ address: '198.18.10.4/24' })]);
+    expect(await h.cnm('sandbox', 'exec', 'b', '--', 'ping', '-c1', '-W2', '198.18.10.2')).toMatchObject({ code: 0 });
+    // a cnm endpoint made now gets the next free address and the next free ethN, and keeps cnitool's default route (eth0's)
+    await h.ok('network', 'connect', 'web', 'b');
+    expect((await h.sh('ip', '-n', 'b', '-4', '-o', 'addr', 'show', 'eth1')).stdout).toContain('198.18.10.5/24');
+    expect(await routes(h, 'b')).toEqual([
+      'default via 198.18.10.1 dev eth0',
+      '198.18.10.0/24 dev eth0 proto kernel scope link src 198.18.10.4',
+      '198.18.10.0/24 dev eth1 proto kernel scope link src 198.18.10.5',
+    ]);
+    expect(await h.sh('env', `NETCONFPATH=${STATE}/net.d`, join(binDir(), 'cnitool'), 'del', 'web', '/run/netns/b')).toMatchObject({ code: 0 });
+    expect((await h.sh('ls', `${STATE}/ipam/web`)).stdout.split('\n').filter((f) => f.startsWith('198.')).sort()).toEqual(['198.18.10.2', '198.18.10.3', '198.18.10.5']);
+    await h.ok('sandbox', 'rm', 'a', 'b');
+    await h.ok('network', 'rm', 'web');
+    await expectNothingLeft(h, 'web');
+  }));
+
+test('CLI: global options before or after the subcommand, --help on every command, one stderr line per error naming the object, exit codes', () =>
+  withCnmHost(async (h) => {
+    await h.ok('--state-dir', '/run/s1', 'network', 'create', '--subnet', '198.18.11.0/24', 'one');
+    expect(await h.ok('network', 'ls', '--state-dir', '/run/s1', '--filter', 'name=on', '--format', 'json')).toContain('"Name":"one"');
+    expect(await h.ok('network', 'ls', '-q', '--filter', 'driver=bridge')).toBe(''); // the default state dir has none
+    for (const cmd of [[], ['network'], ['sandbox'], ['network', 'create'], ['network', 'ls'], ['network', 'inspect'], ['network', 'connect'], ['network', 'disconnect'], ['network', 'rm'], ['network', 'prune'], ['sandbox', 'create'], ['sandbox', 'ls'], ['sandbox', 'rm'], ['sandbox', 'exec'], ['run']]) {
+      const r = await h.cnm(...cmd, '--help');
+      expect({ cmd, code: r.code, stderr: r.stderr }).toEqual({ cmd, code: 0, stderr: '' });
+      expect(r.stdout).toMatch(/^usage: cnm /);
+      expect(r.stdout).toContain('--state-dir DIR');
+    }
+    const errors: Array<[string[], number, string]> = [
+      [['network', 'ls', '--bogus'], 1, "cnm network ls: Unknown option '--bogus' (usage: cnm network ls [OPTIONS])"],
+      [['network', 'create'], 1, 'cnm network create: needs NETWORK (usage: cnm network create [OPTIONS] NETWORK)'],
+      [['network', 'create', '--state-dir', '/run/s1', '--subnet', '198.18.11.0/24', 'one'], 1, 'cnm: network with name "one" already exists'],
+      [['network', 'rm', '--state-dir', '/run/s1', 'one', 'two'], 1, 'cnm: no such network "two"'],
+      [['network', 'disconnect', 'none', 'x'], 1, 'cnm: no such sandbox "x"'],
+      [['sandbox', 'exec', 'x'], 1, 'cnm sandbox exec: needs -- CMD... (usage: cnm sandbox exec NAME -- CMD...)'],
+      [['frob'], 1, 'cnm: unknown command "frob" (see cnm --help)'],
+      [['run', '--network', 'nope', '--', 'true'], 125, 'cnm: no such network "nope"'],
+    ];
+    for (const [args, code, stderr] of errors) expect({ args, ...(await h.cnm(...args)) }).toMatchObject({ args, code, stderr });
+    // rm removed "one" before failing on "two": it says so on stdout
+    expect((await h.ok('--state-dir', '/run/s1', 'network', 'ls', '--format', 'json')).split('\n').map((l) => JSON.parse(l).Name)).toEqual(['host', 'none']);
+    expect(await h.ok('network', 'disconnect', '-f', 'none', 'x')).toBe('');
+    expect((await h.cnm('sandbox', 'exec', '--', 'x')).code).toBe(1);
+    // state files: 0700 directories, 0600 records
+    expect((await h.sh('stat', '-c', '%a %n', '/run/s1', '/run/s1/networks', '/run/s1/net.d')).stdout).toBe('700 /run/s1\n700 /run/s1/networks\n700 /run/s1/net.d');
+    expect((await h.sh('sh', '-c', 'stat -c %a /run/s1/networks/*.json | sort -u')).stdout).toBe('600');
+  }));
