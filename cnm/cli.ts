@@ -11,6 +11,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeAll } from '../shared/cni/skel';
 import { errorMessage } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
+import { loggerFromEnv } from '../shared/log';
 import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
 import { parseAddressPool } from './ipam';
@@ -477,9 +478,10 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const cniPath = (str(values['cni-path']) ?? env.CNI_PATH ?? '/opt/cni/bin').split(':').filter(Boolean);
     const confDir = str(values['conf-dir']) || env.NETCONFPATH || '/etc/cni/net.d';
     const pools = strs(values['default-address-pool']).map(parseAddressPool);
+    const log = loggerFromEnv(env, 'cnm');
     let ctl: Promise<NetworkController> | undefined;
     const controller = (): Promise<NetworkController> =>
-      (ctl ??= NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), ...(pools.length ? { defaultAddressPools: pools } : {}) }));
+      (ctl ??= log.step('open', () => NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), log, ...(pools.length ? { defaultAddressPools: pools } : {}) })));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
     // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.

@@ -12,6 +12,7 @@ import type { Executor } from '../shared/cni/exec';
 import { parseCIDR, type IPNet } from '../shared/ip';
 import type { PinnedDir } from '../shared/linux/files';
 import { FileLock } from '../shared/linux/lock';
+import { createLogger, type Logger } from '../shared/log';
 import { createNamedNetns, deleteNamedNetns } from '../shared/linux/netns';
 import { listLinks, listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
 import { CnmError, conflict, failed, invalid, notFound } from './errors';
@@ -38,6 +39,8 @@ export interface ControllerOptions {
   /** Network stores by scope; 'local' defaults to files under the state dir. */
   stores?: Partial<Record<Scope, NetworkStore>>;
   drivers?: Driver[]; // registered after the built-in ones (same name replaces)
+  /** Steps with timings at debug (CNIKIT_LOG=debug, as the plugins); default: silent. */
+  log?: Logger;
   /** Subnets for networks created without --subnet; default dockerd's (DEFAULT_ADDRESS_POOLS). */
   defaultAddressPools?: readonly AddressPool[];
 }
@@ -79,9 +82,11 @@ export class NetworkController {
   readonly stateDir: string;
   readonly netnsDir: string;
   private readonly pools: readonly AddressPool[];
+  readonly log: Logger;
 
   private constructor(state: PinnedDir, o: ControllerOptions) {
     this.pools = o.defaultAddressPools ?? DEFAULT_ADDRESS_POOLS;
+    this.log = o.log ?? createLogger({ level: 'off', write: () => undefined, name: 'cnm' });
     this.stateDir = state.path;
     this.netnsDir = o.netnsDir ?? DEFAULT_NETNS_DIR;
     this.lock = FileLock.inDir(state, 'lock', 0o600, o.lockTimeoutMs ?? 120_000, `another cnm process holds ${state.path}/lock`);
@@ -128,7 +133,7 @@ export class NetworkController {
   /** Runs `fn` holding the state lock (re-entrant within one async call chain). */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     if (this.held.getStore()) return fn();
-    await this.lock.acquire();
+    await this.log.step('state lock', () => this.lock.acquire());
     try {
       return await this.held.run(true, fn);
     } finally {
@@ -261,8 +266,10 @@ export class NetworkController {
       this.sandboxesDir.write(rec);
       if (key)
         try {
-          createNamedNetns(key);
-          withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          this.log.step(`create netns ${key}`, () => {
+            createNamedNetns(key);
+            withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          });
         } catch (e) {
           try {
             deleteNamedNetns(key);
@@ -369,7 +376,7 @@ export class Network {
       if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
       const ipam = c.ipamOf(this.record);
       if (ipam) {
-        const a = await ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 });
+        const a = await c.log.step(`allocate addresses on ${this.name}`, () => ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 }));
         if (a.ipv4) rec.ipv4 = a.ipv4.address;
         if (a.ipv6) rec.ipv6 = a.ipv6.address;
       } else if (o.ipv6 && !this.record.ipv6 && this.record.driver !== 'cni') {
@@ -519,7 +526,7 @@ export class Endpoint {
       this.save();
       const j: JoinRequest = { network: net, endpoint: this.record, sandbox: s, ifName, defaultRoute: !!this.record.gateway };
       try {
-        const got = await d.join(j, c.ctx);
+        const got = await c.log.step(`${d.name} join ${net.name} ${ifName}`, () => d.join(j, c.ctx));
         this.record = { ...this.record, state: 'joined', ...got };
         this.save();
       } catch (e) {
@@ -551,7 +558,8 @@ export class Endpoint {
       const s: SandboxRecord = sRec ?? { id: r.sandboxID, name: r.name, key: '', created: '', hostNetwork: false };
       if (net) {
         const key = s.key && existsSync(s.key) ? s.key : '';
-        await c.driver(net.driver).leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx);
+        const d = c.driver(net.driver);
+        await c.log.step(`${d.name} leave ${net.name} ${r.ifName ?? ''}`, () => d.leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx));
       }
       const { sandboxID: _s, ifName: _i, gateway: _g, mac: _m, ...rest } = r;
       this.record = { ...rest, state: 'created' };
