@@ -287,6 +287,7 @@ test('CLI: global options before or after the subcommand, --help on every comman
       [['run', '--network', 'nope', '--', 'true'], 125, 'cnm: no such network "nope"'],
     ];
     for (const [args, code, stderr] of errors) expect({ args, ...(await h.cnm(...args)) }).toMatchObject({ args, code, stderr });
+    expect(await h.cnm('--version')).toEqual({ code: 0, stdout: expect.stringMatching(/^cnm: cnikit \d+\.\d+\.\d+ \(build [0-9a-f]{12}\)$/), stderr: '' });
     // rm removed "one" before failing on "two": it says so on stdout
     expect((await h.ok('--state-dir', '/run/s1', 'network', 'ls', '--format', 'json')).split('\n').map((l) => JSON.parse(l).Name)).toEqual(['host', 'none']);
     expect(await h.ok('network', 'disconnect', '-f', 'none', 'x')).toBe('');
