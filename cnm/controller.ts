@@ -101,6 +101,7 @@ export class NetworkController {
       confDir: o.confDir ?? '/etc/cni/net.d',
       netDir: state.subdir('net.d', { create: 0o700 }),
       ipamDataDir: join(state.path, 'ipam'),
+      networks: () => this.networkRecords(),
     };
     for (const d of [...builtinDrivers, ...(o.drivers ?? [])]) this.registerDriver(d);
   }
