@@ -225,6 +225,7 @@ test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses 
     expect(none.stdout.split('\n').map((l) => l.split(':')[1]!.trim())).toEqual(['lo']);
     expect(none.stdout).toContain('UP');
     expect(await h.cnm('network', 'rm', 'none')).toEqual({ code: 1, stdout: '', stderr: 'cnm: "none" is a pre-defined network and cannot be removed' });
+    expect(await h.cnm('run', '--rm', '--network', 'none', '--ip', '198.18.9.9', '--', 'true')).toEqual({ code: 125, stdout: '', stderr: 'cnm: network "none" (driver null) gives no addresses: --ip/--ip6 cannot be used' });
 
     await h.sh('ip', 'link', 'add', 'hostonly0', 'type', 'bridge');
     const host = await h.cnm('run', '--rm', '--network', 'host', '--', 'ip', '-o', 'link', 'show', 'hostonly0');
