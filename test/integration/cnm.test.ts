@@ -315,3 +315,16 @@ test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cle
     await h.ok('network', 'rm', 'web');
     await expectNothingLeft(h, 'web');
   }));
+
+test('8 concurrent cnm runs on one network: the state lock serialises them, each gets its own address, nothing is left', () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.13.0/24', '--ip-range', '198.18.13.64/28', 'web');
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => h.sh(join(binDir(), 'cnm'), 'run', '--rm', '--name', `c${i}`, '--network', 'web', '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0')));
+    for (const r of runs) expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const addrs = runs.map((r) => /inet (\S+)/.exec(r.stdout)![1]!);
+    expect(new Set(addrs).size).toBe(8);
+    // from --ip-range 198.18.13.64/28 only
+    for (const a of addrs) expect(a).toMatch(/^198\.18\.13\.(6[4-9]|7\d)\/24$/);
+    await h.ok('network', 'rm', 'web');
+    await expectNothingLeft(h, 'web');
+  }));
