@@ -210,6 +210,9 @@ export class NetworkController {
     };
     const ipam = this.ipamOf(rec);
     try {
+      // A store of this name belongs to no network (the name is free): what a create killed before
+      // its record was written left. Its leases would block this network's addresses.
+      await ipam?.destroy();
       if (ipam) await ipam.reserveAux(rec.id);
       await d.createNetwork(rec, this.ctx);
       await this.store(rec.scope).put(rec);
