@@ -230,6 +230,7 @@ test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses 
     await h.sh('ip', 'link', 'add', 'hostonly0', 'type', 'bridge');
     const host = await h.cnm('run', '--rm', '--network', 'host', '--', 'ip', '-o', 'link', 'show', 'hostonly0');
     expect(host.code).toBe(0);
+    expect(await h.cnm('run', '--rm', '--name', 'nx', '--network', 'host', '--', 'no-such-command-here')).toEqual({ code: 127, stdout: '', stderr: 'cnm: sandbox "nx": cannot run "no-such-command-here": ENOENT' });
     expect(await h.cnm('run', '--rm', '--network', 'host', '--network', 'none', '--', 'true')).toMatchObject({ code: 125, stderr: expect.stringMatching(/^cnm: sandbox "cnm-[0-9a-f]{8}" is connected to other networks: the "none" network must be its only one$/) });
 
     const confDir = '/run/cni-conf';
