@@ -269,15 +269,17 @@ export class NetworkController {
       if (key && existsSync(key)) throw conflict(`sandbox ${JSON.stringify(name)}: ${key} already exists (a netns of that name)`);
       const rec: SandboxRecord = { id: newID(), name, key, created: now(), hostNetwork: o.hostNetwork ?? false };
       this.sandboxesDir.write(rec);
+      let made = false; // only a netns we made is removed again (never one that appeared meanwhile)
       if (key)
         try {
           this.log.step(`create netns ${key}`, () => {
             createNamedNetns(key);
+            made = true;
             withNetlink((nl) => setLinkUp(nl, 'lo'), key);
           });
         } catch (e) {
           try {
-            deleteNamedNetns(key);
+            if (made) deleteNamedNetns(key);
           } finally {
             this.sandboxesDir.remove(rec.id);
           }
