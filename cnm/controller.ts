@@ -453,6 +453,11 @@ export class Network {
         })),
       },
       Internal: r.internal,
+      // Docker's swarm-only fields, constant here, so consumers of docker's shape find them.
+      Attachable: false,
+      Ingress: false,
+      ConfigFrom: { Network: '' },
+      ConfigOnly: false,
       Containers: containers,
       Options: r.options,
       Labels: r.labels,
