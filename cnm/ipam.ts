@@ -71,29 +71,33 @@ export function resolveIpamConfig(req: IpamRequest): IpamPoolConfig[] {
   );
   if (req.ipv6 && !subnets.some((n) => n.ip.family === 6)) throw invalid('--ipv6 needs an IPv6 --subnet');
   const pools = subnets.map((subnet): IpamPoolConfig & { net: IPNet } => ({ net: subnet, subnet: formatCIDR(subnet), gateway: '' }));
-  const owner = (flag: string, value: string, ip: IP): (typeof pools)[number] => {
+  // `what` is the flag and its value as the user wrote them (`--gateway 198.18.0.1`, `--aux-address a=198.18.0.5`).
+  const owner = (what: string, ip: IP): (typeof pools)[number] => {
     const p = pools.find((p) => contains(p.net, ip));
-    if (!p) throw invalid(`${flag} ${value} is in no --subnet`);
+    if (!p) throw invalid(`${what} is in no --subnet`);
     return p;
   };
   for (const r of req.ipRanges) {
     const n = cidrArg('--ip-range', r);
-    const p = owner('--ip-range', r, n.ip);
+    const p = owner(`--ip-range ${r}`, n.ip);
     if (!contains(p.net, lastAddress(n))) throw invalid(`--ip-range ${r} is not inside --subnet ${p.subnet}`);
     if (p.ipRange) throw invalid(`--ip-range ${r}: --subnet ${p.subnet} already has --ip-range ${p.ipRange}`);
     p.ipRange = formatCIDR(networkOf(n));
   }
   for (const g of req.gateways) {
     const ip = ipArg('--gateway', g);
-    const p = owner('--gateway', g, ip);
+    const p = owner(`--gateway ${g}`, ip);
     if (p.gateway) throw invalid(`--gateway ${g}: --subnet ${p.subnet} already has --gateway ${p.gateway}`);
     checkUsable('--gateway', g, p.net, ip);
     p.gateway = formatIP(ip);
   }
   for (const [name, a] of Object.entries(req.auxAddresses)) {
     const ip = ipArg(`--aux-address ${name}`, a);
-    const p = owner(`--aux-address ${name}=`, a, ip);
+    const p = owner(`--aux-address ${name}=${a}`, ip);
     checkUsable(`--aux-address ${name}=`, a, p.net, ip);
+    // One address, one reservation (libnetwork refuses the second: "Address already in use").
+    const dup = Object.entries(p.auxAddresses ?? {}).find(([, b]) => b === formatIP(ip));
+    if (dup) throw invalid(`--aux-address ${name}=${a}: ${a} is already --aux-address ${dup[0]}`);
     (p.auxAddresses ??= {})[name] = formatIP(ip);
   }
   for (const p of pools) {
@@ -272,14 +276,23 @@ export class NetworkIpam implements EndpointIpam {
       if (!s) continue;
       const ip = ipArg(flag, s);
       if (ip.family !== f) throw invalid(`invalid ${flag} ${s}: not an IPv${f} address`);
-      if (!this.config.some((p) => familyOfPool(p) === f && contains(parseCIDR(p.subnet)!, ip)))
-        throw invalid(`${flag} ${s} is in no subnet of network ${JSON.stringify(this.network)}`);
+      const pool = this.config.find((p) => familyOfPool(p) === f && contains(parseCIDR(p.subnet)!, ip));
+      if (!pool) throw invalid(`${flag} ${s} is in no subnet of network ${JSON.stringify(this.network)}`);
+      // Said here in Docker's terms: host-local's own refusals name its range sets.
+      checkUsable(flag, s, parseCIDR(pool.subnet)!, ip);
+      if (formatIP(ip) === pool.gateway) throw new CnmError('conflict', `${flag} ${s} is the gateway of network ${JSON.stringify(this.network)}`);
       want.set(f, ip);
     }
     const dynamic = rangeSets(this.config, true);
     const whole = rangeSets(this.config, false);
     return this.withStore((s) => {
       const out: Allocation = {};
+      for (const [f, ip] of want) {
+        const held = s.leaseAt(ip);
+        if (!held || (held.id === owner && held.ifname === ENDPOINT_LEASE_IFNAME)) continue;
+        const aux = held.ifname === AUX_LEASE_IFNAME ? this.config.flatMap((p) => Object.entries(p.auxAddresses ?? {})).find(([, a]) => a === formatIP(ip)) : undefined;
+        throw new CnmError('conflict', `${f === 4 ? '--ip' : '--ip6'} ${formatIP(ip)} is already in use on network ${JSON.stringify(this.network)}${aux ? ` (--aux-address ${aux[0]})` : ''}`);
+      }
       try {
         dynamic.forEach((set, i) => {
           const f = set[0]!.subnet.ip.family;

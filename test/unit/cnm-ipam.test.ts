@@ -48,6 +48,8 @@ describe('resolveIpamConfig (docker network create flags)', () => {
     [{ subnets: ['198.18.0.0/24'], ipRanges: ['198.18.0.128/23'] }, '--ip-range 198.18.0.128/23 is not inside --subnet 198.18.0.0/24'],
     [{ subnets: ['198.18.0.0/24'], auxAddresses: { gw: '198.18.0.1' } }, '--aux-address gw=198.18.0.1 is the gateway of --subnet 198.18.0.0/24'],
     [{ subnets: ['198.18.0.0/24'], auxAddresses: { x: 'nope' } }, 'invalid --aux-address x "nope": not an IP address'],
+    [{ subnets: ['198.18.0.0/24'], auxAddresses: { a: '198.18.9.9' } }, '--aux-address a=198.18.9.9 is in no --subnet'],
+    [{ subnets: ['198.18.0.0/24'], auxAddresses: { a: '198.18.0.10', b: '198.18.0.10' } }, '--aux-address b=198.18.0.10: 198.18.0.10 is already --aux-address a'],
   ])('refuses %j naming the flag and value', (r, msg) => {
     expect(err(() => resolveIpamConfig(req(r)))).toBe(msg);
   });
@@ -90,13 +92,15 @@ describe('NetworkIpam on host-local’s store', () => {
     expect(Object.keys(leases())).toEqual(['198.18.0.2']);
   });
 
-  test('a requested --ip may lie outside --ip-range but not on the gateway, an aux address, a taken address or outside the subnets', () => {
+  test('a requested --ip may lie outside --ip-range but not on the gateway, an aux address, a taken address, the network or broadcast address or outside the subnets; each refusal is said in Docker terms, not host-local range sets', () => {
     const ipam = open(resolveIpamConfig(req({ subnets: ['198.18.0.0/24'], ipRanges: ['198.18.0.0/28'], auxAddresses: { r: '198.18.0.200' } })));
     ipam.reserveAux(ID(99));
     expect(ipam.allocate(ID(1), { ipv4: '198.18.0.100' })).toEqual({ ipv4: { address: '198.18.0.100/24', gateway: '198.18.0.1' } });
-    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.100' }))).toBe('network "web": requested IP address 198.18.0.100 is not available in range set 198.18.0.1-198.18.0.254');
-    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.200' }))).toBe('network "web": requested IP address 198.18.0.200 is not available in range set 198.18.0.1-198.18.0.254');
-    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.1' }))).toBe('network "web": requested ip 198.18.0.1 is subnet\'s gateway');
+    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.100' }))).toBe('--ip 198.18.0.100 is already in use on network "web"');
+    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.200' }))).toBe('--ip 198.18.0.200 is already in use on network "web" (--aux-address r)');
+    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.1' }))).toBe('--ip 198.18.0.1 is the gateway of network "web"');
+    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.0' }))).toBe('--ip 198.18.0.0 is the network or broadcast address of 198.18.0.0/24');
+    expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.0.255' }))).toBe('--ip 198.18.0.255 is the network or broadcast address of 198.18.0.0/24');
     expect(err(() => ipam.allocate(ID(2), { ipv4: '198.18.1.1' }))).toBe('--ip 198.18.1.1 is in no subnet of network "web"');
     expect(err(() => ipam.allocate(ID(2), { ipv6: '198.18.0.9' }))).toBe('invalid --ip6 198.18.0.9: not an IPv6 address');
     expect(err(() => ipam.allocate(ID(2), { ipv6: 'fd00::9' }))).toBe('--ip6 fd00::9 is in no subnet of network "web"');
