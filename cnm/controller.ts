@@ -178,7 +178,9 @@ export class NetworkController {
     const d = this.driver(driverName);
     const existing = await this.networkRecords();
     if (existing.some((n) => n.name === name)) throw conflict(`network with name ${JSON.stringify(name)} already exists`);
-    if (d.hostNetwork && existing.some((n) => this.drivers.get(n.driver)?.hostNetwork)) throw conflict(`only one instance of the ${JSON.stringify(d.name)} network is allowed`);
+    // libnetwork's host and null drivers each hold one network ("only one instance of ... is allowed").
+    if ((d.exclusive || d.hostNetwork) && existing.some((n) => n.driver === d.name || (d.hostNetwork && this.drivers.get(n.driver)?.hostNetwork)))
+      throw conflict(`only one instance of the ${JSON.stringify(d.name)} network is allowed`);
     const ipv6 = o.ipv6 ?? false;
     const req: IpamRequest = { subnets: [], ipRanges: [], gateways: [], auxAddresses: {}, ...o.ipam, ipv6 };
     if (!d.usesIpam && (req.subnets.length || req.ipRanges.length || req.gateways.length || Object.keys(req.auxAddresses).length))

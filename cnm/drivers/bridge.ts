@@ -3,7 +3,7 @@
 // same chain with `static` IPAM carrying the endpoint's allocated addresses (see ../ipam.ts).
 import { contains, parseCIDR } from '../../shared/ip';
 import { deleteLink, getLink, isNotFound, listLinks, withNetlink } from '../../shared/linux/netlink';
-import { bridgeConflist, bridgeSettings, type BridgeNetworkSpec } from '../bridge-conflist';
+import { bridgeConflist, bridgeSettings, OPT_BRIDGE_NAME, type BridgeNetworkSpec } from '../bridge-conflist';
 import { conflict, invalid } from '../errors';
 import type { NetworkRecord } from '../model';
 import { cniAdd, cniDel, removeConflist, writeConflist } from './cni-attach';
@@ -35,15 +35,17 @@ export const bridgeDriver: Driver = {
     const other = (await ctx.networks()).find((o) => o.driver === 'bridge' && o.data.bridge === s.bridge);
     if (other) throw conflict(`bridge ${JSON.stringify(s.bridge)} is already used by network ${JSON.stringify(other.name)}`);
     // A device that exists already (docker0, an admin's bridge) is used, and left alone at network rm.
-    const existed = withNetlink((nl) => {
+    const existing = withNetlink((nl) => {
       try {
-        getLink(nl, s.bridge);
-        return true;
+        return getLink(nl, s.bridge);
       } catch (e) {
-        if (isNotFound(e)) return false;
+        if (isNotFound(e)) return null;
         throw e;
       }
     });
+    // Refused now, as Docker's driver does, rather than by every join's CNI ADD.
+    if (existing && existing.kind !== 'bridge') throw invalid(`-o ${OPT_BRIDGE_NAME}=${s.bridge}: existing interface ${JSON.stringify(s.bridge)} is not a bridge`);
+    const existed = existing !== null;
     n.data = { bridge: s.bridge, ...(existed ? { bridgeExisted: true } : {}) };
     writeConflist(ctx, n.name, bridgeConflist(spec(n), { ipam: { type: 'host-local', dataDir: ctx.ipamDataDir }, cniPath: ctx.cniPath }));
   },

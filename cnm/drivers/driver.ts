@@ -40,7 +40,7 @@ export interface Driver {
   readonly usesIpam: boolean;
   /** The interface name a join uses instead of the next ethN (null: loopback). */
   readonly ifName?: string;
-  /** host / null: the sandbox's only network (Docker refuses to mix them with others). */
+  /** host / null: the sandbox's only network (Docker refuses to mix them with others), and the driver's only network. */
   readonly exclusive?: boolean;
   /** host: sandboxes share the netns cnm runs in; there is one such network. */
   readonly hostNetwork?: boolean;

@@ -309,6 +309,22 @@ test('CLI: global options before or after the subcommand, --help on every comman
     expect((await h.sh('sh', '-c', 'stat -c %a /run/s1/networks/*.json | sort -u')).stdout).toBe('600');
   }));
 
+test('network create refuses as dockerd does: a second null or host network ("only one instance"), and a bridge name that is an existing non-bridge link (at create, not at the first join); nothing of a refused network stays', () =>
+  withCnmHost(async (h) => {
+    expect(await h.cnm('network', 'create', '-d', 'null', 'none2')).toEqual({ code: 1, stdout: '', stderr: 'cnm: only one instance of the "null" network is allowed' });
+    expect(await h.cnm('network', 'create', '-d', 'host', 'host2')).toEqual({ code: 1, stdout: '', stderr: 'cnm: only one instance of the "host" network is allowed' });
+    await h.sh('ip', 'link', 'add', 'vx0', 'type', 'veth', 'peer', 'name', 'vx1');
+    expect(await h.cnm('network', 'create', '--subnet', '198.18.15.0/24', '-o', 'com.docker.network.bridge.name=vx0', 'web')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'cnm: -o com.docker.network.bridge.name=vx0: existing interface "vx0" is not a bridge',
+    });
+    expect((await h.sh('ip', '-o', 'link', 'show', 'vx0')).code).toBe(0); // left alone
+    expect((await h.ok('network', 'ls', '--format', 'json')).split('\n').map((l) => JSON.parse(l).Name)).toEqual(['host', 'none']);
+    expect((await h.sh('ls', '-A', `${STATE}/ipam`)).stdout).toBe('');
+    expect((await h.sh('ls', '-A', `${STATE}/net.d`)).stdout).toBe('none.conflist');
+  }));
+
 test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cleanly: DEL runs without a netns, the lease and masquerade go', () =>
   withCnmHost(async (h) => {
     await h.ok('network', 'create', '--subnet', '198.18.12.0/24', 'web');
