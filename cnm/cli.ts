@@ -15,7 +15,7 @@ import { loggerFromEnv } from '../shared/log';
 import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
 import { parseAddressPool } from './ipam';
-import { keyValues } from './model';
+import { keyValues, type NetworkRecord } from './model';
 import { DEFAULT_STATE_DIR, NetworkController, PREDEFINED, type Network, type Sandbox } from './controller';
 
 export interface CnmIO {
@@ -95,9 +95,66 @@ function atLeastOne(c: Ctx, names: string): void {
 
 const short = (id: string, noTrunc = false): string => (noTrunc ? id : id.slice(0, 12));
 
+/** Columns as docker's tables lay them out (Go tabwriter: cell width + 3 padding, at least 10). */
 function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3))).join('').trimEnd() + '\n').join('');
+  const w = rows[0]!.map((_, i) => Math.max(10, ...rows.map((r) => r[i]!.length + 3)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('').trimEnd() + '\n').join('');
+}
+
+/** Go's time.Time.String() of an ISO-8601 UTC time, as docker's `--format` shows CreatedAt. */
+function goTime(iso: string): string {
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d+))?Z$/.exec(iso);
+  if (!m) return iso;
+  const frac = (m[3] ?? '').replace(/0+$/, '');
+  return `${m[1]} ${m[2]}${frac ? `.${frac}` : ''} +0000 UTC`;
+}
+
+/** docker's network filter keys (daemon/network/filter.go) and how each matches. */
+const NETWORK_FILTERS = ['dangling', 'driver', 'id', 'label', 'name', 'scope', 'type'] as const;
+
+/** docker's filters.Match: the value equals, or is a regular expression found in, the source (a bad expression matches nothing). */
+function filterMatch(pattern: string, source: string): boolean {
+  if (pattern === source) return true;
+  try {
+    return new RegExp(pattern).test(source);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `network ls --filter` as dockerd applies it: values of one key are alternatives (any may match),
+ * except label, whose values must all match; different keys must all match. Throws UsageError
+ * naming a filter without `=`, an unknown key or a bad type/dangling value.
+ */
+function filterNetworks(nets: NetworkRecord[], filters: string[], endpoints: (n: NetworkRecord) => number): NetworkRecord[] {
+  const byKey = new Map<string, string[]>();
+  for (const f of filters) {
+    const i = f.indexOf('=');
+    if (i <= 0) throw new UsageError(`invalid --filter ${JSON.stringify(f)}: expected KEY=VALUE`);
+    const k = f.slice(0, i);
+    if (!(NETWORK_FILTERS as readonly string[]).includes(k)) throw new UsageError(`invalid --filter ${JSON.stringify(f)}: the keys are ${NETWORK_FILTERS.join(', ')}`);
+    byKey.set(k, [...(byKey.get(k) ?? []), f.slice(i + 1)]);
+  }
+  const builtin = (n: NetworkRecord): boolean => PREDEFINED[n.name] !== undefined;
+  for (const v of byKey.get('type') ?? []) if (v !== 'custom' && v !== 'builtin') throw new UsageError(`invalid --filter "type=${v}": custom or builtin`);
+  for (const v of byKey.get('dangling') ?? []) if (!['true', 'false', '1', '0'].includes(v)) throw new UsageError(`invalid --filter "dangling=${v}": true or false`);
+  const test: Record<(typeof NETWORK_FILTERS)[number], (n: NetworkRecord, v: string) => boolean> = {
+    driver: (n, v) => n.driver === v,
+    scope: (n, v) => n.scope === v,
+    name: (n, v) => filterMatch(v, n.name),
+    id: (n, v) => filterMatch(v, n.id),
+    type: (n, v) => builtin(n) === (v === 'builtin'),
+    // docker: a dangling network is a custom one no container uses
+    dangling: (n, v) => (!builtin(n) && endpoints(n) === 0) === (v === 'true' || v === '1'),
+    label: (n, v) => {
+      const j = v.indexOf('=');
+      return j < 0 ? v in n.labels : n.labels[v.slice(0, j)] === v.slice(j + 1);
+    },
+  };
+  return nets.filter((n) =>
+    [...byKey].every(([k, vs]) => (k === 'label' ? vs.every((v) => test.label(n, v)) : vs.some((v) => test[k as (typeof NETWORK_FILTERS)[number]](n, v)))),
+  );
 }
 
 /**
@@ -166,28 +223,48 @@ const COMMANDS: Record<string, Command> = {
     usage: 'cnm network ls [OPTIONS]',
     about: 'List networks',
     options: { quiet: { type: 'boolean', short: 'q' }, filter: { type: 'string', short: 'f', multiple: true }, 'no-trunc': { type: 'boolean' }, format: { type: 'string' } },
-    help: ['  -q, --quiet            only IDs', '  -f, --filter K=V       driver=X, name=X (substring), label=K or label=K=V, id=PREFIX', '      --no-trunc         full IDs', '      --format json      one JSON object per line'],
+    help: [
+      '  -q, --quiet            only IDs',
+      '  -f, --filter K=V       driver=X, name=X, id=X (X: the value or a regular expression found in it), label=K or label=K=V,',
+      '                         scope=local, type=custom|builtin, dangling=true|false; several values of one key: any may',
+      '                         match (label: all must), different keys: all must',
+      '      --no-trunc         full IDs',
+      "      --format json      one JSON object per line, docker's (string values)",
+    ],
     async run(c) {
       exactly(c, 0, '');
       const format = str(c.values.format);
       if (format !== undefined && format !== 'json') throw new UsageError(`unsupported --format ${JSON.stringify(format)} (only json)`);
-      let nets = (await (await c.controller()).networks()).map((n) => n.record);
-      for (const f of strs(c.values.filter)) {
-        const i = f.indexOf('=');
-        const [k, v] = i < 0 ? [f, ''] : [f.slice(0, i), f.slice(i + 1)];
-        if (k === 'driver') nets = nets.filter((n) => n.driver === v);
-        else if (k === 'name') nets = nets.filter((n) => n.name.includes(v));
-        else if (k === 'id') nets = nets.filter((n) => n.id.startsWith(v));
-        else if (k === 'label') {
-          const j = v.indexOf('=');
-          nets = j < 0 ? nets.filter((n) => v in n.labels) : nets.filter((n) => n.labels[v.slice(0, j)] === v.slice(j + 1));
-        } else throw new UsageError(`invalid --filter ${JSON.stringify(f)}: use driver=, name=, id= or label=`);
-      }
+      const ctl = await c.controller();
+      const nets = filterNetworks(
+        (await ctl.networks()).map((n) => n.record),
+        strs(c.values.filter),
+        (n) => ctl.endpointRecords({ networkID: n.id }).length,
+      );
       nets.sort((a, b) => a.name.localeCompare(b.name));
       const noTrunc = c.values['no-trunc'] === true;
       if (c.values.quiet === true) c.io.stdout(nets.map((n) => `${short(n.id, noTrunc)}\n`).join(''));
       else if (format === 'json')
-        c.io.stdout(nets.map((n) => JSON.stringify({ ID: short(n.id, noTrunc), Name: n.name, Driver: n.driver, Scope: n.scope, IPv6: n.ipv6, Internal: n.internal, Labels: n.labels, CreatedAt: n.created }) + '\n').join(''));
+        // docker's `{{json .}}` of its network context: every value a string, keys in order
+        c.io.stdout(
+          nets
+            .map((n) =>
+              JSON.stringify({
+                CreatedAt: goTime(n.created),
+                Driver: n.driver,
+                ID: short(n.id, noTrunc),
+                IPv6: String(n.ipv6),
+                Internal: String(n.internal),
+                Labels: Object.entries(n.labels)
+                  .sort(([a], [b]) => a.localeCompare(b))
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(','),
+                Name: n.name,
+                Scope: n.scope,
+              }) + '\n',
+            )
+            .join(''),
+        );
       else c.io.stdout(table([['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE'], ...nets.map((n) => [short(n.id, noTrunc), n.name, n.driver, n.scope])]));
       return 0;
     },

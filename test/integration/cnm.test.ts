@@ -325,6 +325,32 @@ test('network create refuses as dockerd does: a second null or host network ("on
     expect((await h.sh('ls', '-A', `${STATE}/net.d`)).stdout).toBe('none.conflist');
   }));
 
+test("network ls as docker's: its column layout, values of one --filter key are alternatives (label's all apply) and different keys all apply, name/id match as regular expressions, type/scope/dangling filters, a filter without = is refused, --format json has docker's string values", () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.16.0/24', '--label', 'env=prod', '--label', 'tier', 'application');
+    await h.ok('network', 'create', '--subnet', '198.18.17.0/24', '--label', 'env=prod', 'web');
+    await h.ok('sandbox', 'create', 's');
+    await h.ok('network', 'connect', 'web', 's');
+    const names = async (...f: string[]): Promise<string[]> => (await h.ok('network', 'ls', ...f.flatMap((x) => ['-f', x]), '--format', 'json')).split('\n').filter(Boolean).map((l) => JSON.parse(l).Name);
+    expect(await names('name=web', 'name=appl')).toEqual(['application', 'web']);
+    expect(await names('driver=null', 'driver=host')).toEqual(['host', 'none']);
+    expect(await names('driver=bridge', 'name=^w')).toEqual(['web']);
+    expect(await names('name=^(host|none)$')).toEqual(['host', 'none']);
+    expect(await names('label=env=prod', 'label=tier')).toEqual(['application']);
+    expect(await names('type=builtin')).toEqual(['host', 'none']);
+    expect(await names('type=custom', 'scope=local')).toEqual(['application', 'web']);
+    expect(await names('dangling=true')).toEqual(['application']);
+    expect(await h.cnm('network', 'ls', '-f', 'name')).toEqual({ code: 1, stdout: '', stderr: 'cnm network ls: invalid --filter "name": expected KEY=VALUE (usage: cnm network ls [OPTIONS])' });
+
+    // docker's tabwriter: each column the widest cell + 3, at least 10 wide
+    const id = (await h.ok('network', 'ls', '-q', '-f', 'name=^web$'));
+    expect(await h.ok('network', 'ls', '-f', 'name=^web$')).toBe(`NETWORK ID     NAME      DRIVER    SCOPE\n${id}   web       bridge    local`);
+    const [line] = (await h.ok('network', 'ls', '-f', 'name=application', '--format', 'json')).split('\n');
+    expect(Object.keys(JSON.parse(line!))).toEqual(['CreatedAt', 'Driver', 'ID', 'IPv6', 'Internal', 'Labels', 'Name', 'Scope']);
+    expect(JSON.parse(line!)).toMatchObject({ CreatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC$/), Driver: 'bridge', IPv6: 'false', Internal: 'false', Labels: 'env=prod,tier=', Name: 'application', Scope: 'local' });
+    await h.ok('sandbox', 'rm', 's');
+  }));
+
 test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cleanly: DEL runs without a netns, the lease and masquerade go', () =>
   withCnmHost(async (h) => {
     await h.ok('network', 'create', '--subnet', '198.18.12.0/24', 'web');
