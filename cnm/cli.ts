@@ -467,6 +467,7 @@ async function runCommand(c: Ctx, netRefs: string[]): Promise<number> {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
   let sb: Sandbox | null = null;
+  let started = false;
   try {
     sb = await ctl.newSandbox(str(c.values.name) ?? `cnm-${randomBytes(4).toString('hex')}`, { hostNetwork });
     for (const [i, n] of networks.entries()) {
@@ -474,12 +475,15 @@ async function runCommand(c: Ctx, netRefs: string[]): Promise<number> {
       await n.connect(sb, i === 0 ? { ipv4: str(c.values.ip), ipv6: str(c.values.ip6) } : {});
     }
     if (interrupted) return 128 + signalNumber(interrupted);
+    started = true;
     return await execIn(sb, c.cmd, c.io.stderr, (kill) => (killChild = kill));
   } catch (e) {
     c.io.stderr(`cnm: ${errorMessage(e)}\n`);
     return 125;
   } finally {
-    if (c.values.rm === true && sb)
+    // A run that never got to CMD leaves nothing, --rm or not: a half-connected sandbox is of no
+    // use and would hold its name (docker keeps such a container in state Created).
+    if (sb && (c.values.rm === true || !started))
       try {
         await sb.delete();
       } catch (e) {

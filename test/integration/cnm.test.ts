@@ -351,6 +351,31 @@ test("network ls as docker's: its column layout, values of one --filter key are 
     await h.ok('sandbox', 'rm', 's');
   }));
 
+test('cnm run that fails before CMD starts (its second network has no free address) removes the sandbox it made and its first connect, also without --rm, and exits 125', () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.18.0/30', 'web'); // one address: .2
+    await h.ok('network', 'create', '--subnet', '198.18.19.0/24', 'db');
+    await h.ok('sandbox', 'create', 'x');
+    await h.ok('network', 'connect', 'web', 'x');
+    // a run whose CMD ran keeps its sandbox without --rm (docker keeps the exited container)
+    expect(await h.cnm('run', '--name', 'r', '--network', 'db', '--', 'true')).toEqual({ code: 0, stdout: '', stderr: '' });
+    expect(await h.cnm('run', '--name', 'f', '--network', 'db', '--network', 'web', '--', 'true')).toEqual({
+      code: 125,
+      stdout: '',
+      stderr: 'cnm: network "web": no IP addresses available in range set: 198.18.18.1-198.18.18.2',
+    });
+    expect((await h.ok('sandbox', 'ls')).split('\n').slice(1).map((l) => l.split(/\s+/)[1])).toEqual(['x', 'r']);
+    expect((await h.sh('ip', 'netns', 'list')).stdout.split('\n').map((l) => l.split(' ')[0]).sort()).toEqual(['r', 'x']);
+    expect((await h.sh('ip', '-o', 'link', 'show', 'type', 'veth')).stdout.split('\n')).toHaveLength(2);
+    expect((await h.sh('ls', `${STATE}/ipam/db`)).stdout.split('\n').filter((f) => f.startsWith('198.'))).toEqual(['198.18.19.2']);
+    expect((await h.sh('ls', '-A', '/var/lib/cni/results')).stdout.split('\n')).toHaveLength(2);
+    // and the name is free again
+    expect(await h.cnm('run', '--rm', '--name', 'f', '--network', 'db', '--', 'true')).toEqual({ code: 0, stdout: '', stderr: '' });
+    await h.ok('sandbox', 'rm', 'x', 'r');
+    await h.ok('network', 'rm', 'web', 'db');
+    await expectNothingLeft(h, 'web');
+  }));
+
 test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cleanly: DEL runs without a netns, the lease and masquerade go', () =>
   withCnmHost(async (h) => {
     await h.ok('network', 'create', '--subnet', '198.18.12.0/24', 'web');
