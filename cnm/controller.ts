@@ -185,12 +185,16 @@ export class NetworkController {
     const req: IpamRequest = { subnets: [], ipRanges: [], gateways: [], auxAddresses: {}, ...o.ipam, ipv6 };
     if (!d.usesIpam && (req.subnets.length || req.ipRanges.length || req.gateways.length || Object.keys(req.auxAddresses).length))
       throw invalid(`network ${JSON.stringify(name)}: the ${d.name} driver takes no IPAM flags (--subnet, --ip-range, --gateway, --aux-address)`);
-    if (d.usesIpam && !req.subnets.length) {
+    if (d.usesIpam && !req.subnets.some((sn) => !sn.includes(':'))) {
       // Docker picks a free subnet from its default pools: one no network and no host route overlaps.
+      // Every Docker network has IPv4, so an IPv6 --subnet alone gets one too (libnetwork ipamutils).
       const taken = [...existing.flatMap((n) => n.ipam.config.map((p) => parseCIDR(p.subnet)!)), ...hostRoutes()];
-      const picked = pickSubnet(this.pools, taken);
-      if (!picked) throw conflict(`network ${JSON.stringify(name)}: no free subnet left in the default address pools; give --subnet`);
-      req.subnets = [picked];
+      const picked = pickSubnet(
+        this.pools.filter((p) => !p.base.includes(':')),
+        taken,
+      );
+      if (!picked) throw conflict(`network ${JSON.stringify(name)}: no free IPv4 subnet left in the default address pools; give --subnet`);
+      req.subnets = [picked, ...req.subnets];
     }
     const config = resolveIpamConfig(req);
     for (const n of existing) {

@@ -136,6 +136,21 @@ test('IPv6: a dual-stack network gives both families; --ip6 is honoured; the san
     await expectNothingLeft(h, 'v6');
   }));
 
+test('an IPv6 --subnet alone still gives the network an IPv4 subnet from the default pools, as Docker does; the sandbox gets both families', () =>
+  withCnmHost(async (h) => {
+    await h.ok('--default-address-pool', 'base=198.18.64.0/23,size=24', 'network', 'create', '--ipv6', '--subnet', 'fd00:18:6::/64', 'v6');
+    const [inspect] = JSON.parse(await h.ok('network', 'inspect', 'v6'));
+    expect(inspect.IPAM.Config).toEqual([
+      { Subnet: '198.18.64.0/24', Gateway: '198.18.64.1' },
+      { Subnet: 'fd00:18:6::/64', Gateway: 'fd00:18:6::1' },
+    ]);
+    const r = await h.cnm('run', '--rm', '--network', 'v6', '--', 'ip', '-o', 'addr', 'show', 'eth0', 'scope', 'global');
+    expect(r).toMatchObject({ code: 0, stdout: expect.stringContaining('inet 198.18.64.2/24') });
+    expect(r.stdout).toContain('inet6 fd00:18:6::2/64');
+    await h.ok('network', 'rm', 'v6');
+    await expectNothingLeft(h, 'v6');
+  }));
+
 test('cnm run: exits with the command status; --rm removes everything also when the command fails, cannot be run, or cnm is interrupted', () =>
   withCnmHost(async (h) => {
     await h.ok('network', 'create', '--subnet', '198.18.6.0/24', 'web');
