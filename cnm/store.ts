@@ -28,11 +28,15 @@ export class RecordDir<T extends { id: string }> {
   read(id: string): T | null {
     const data = this.dir.read(RecordDir.file(id), MAX_RECORD);
     if (!data) return null;
+    let rec: unknown;
     try {
-      return JSON.parse(data.toString('utf8')) as T;
+      rec = JSON.parse(data.toString('utf8'));
     } catch (e) {
       throw new CnmError('failed', `${this.dir.path}/${id}.json: not valid JSON`, { cause: e });
     }
+    // A file edited or copied by hand: said here, naming it, not as a TypeError further on.
+    if (typeof rec !== 'object' || rec === null || (rec as { id?: unknown }).id !== id) throw new CnmError('failed', `${this.dir.path}/${id}.json: not the record of ID ${id.slice(0, 12)}`);
+    return rec as T;
   }
 
   write(rec: T): void {

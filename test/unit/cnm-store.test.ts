@@ -27,7 +27,7 @@ test('records are <id>.json, 0600 in a 0700 directory, replaced atomically (no t
   expect(recs.read(ID('a'))).toBeNull();
 });
 
-test('an ID that is not 64 hex digits never names a file; list skips junk and a planted symlink is neither read nor followed', () => {
+test('an ID that is not 64 hex digits never names a file; list skips junk and a planted symlink is neither read nor followed; a file that is not JSON or not the record of its ID is refused naming it', () => {
   const state = openStateDir(dir);
   const recs = RecordDir.open<{ id: string }>(state, 'networks');
   for (const bad of ['../x', 'A'.repeat(64), ID('a').slice(1), '']) {
@@ -43,6 +43,11 @@ test('an ID that is not 64 hex digits never names a file; list skips junk and a 
   expect(recs.list()).toEqual([{ id: ID('b') }]);
   writeFileSync(join(dir, 'networks', `${ID('d')}.json`), '{not json');
   expect(() => recs.read(ID('d'))).toThrow(`${join(dir, 'networks')}/${ID('d')}.json: not valid JSON`);
+  // valid JSON that is not this ID's record (a hand-edited or copied file) is named too, not read as one
+  for (const junk of [{ id: 1 }, [ID('d')], 'x', { id: ID('a') }]) {
+    writeFileSync(join(dir, 'networks', `${ID('d')}.json`), JSON.stringify(junk));
+    expect(() => recs.read(ID('d'))).toThrow(new CnmError('failed', `${join(dir, 'networks')}/${ID('d')}.json: not the record of ID ${ID('d').slice(0, 12)}`));
+  }
   expect(lstatSync(join(dir, 'secret')).isFile()).toBe(true);
 });
 
