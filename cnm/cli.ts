@@ -225,7 +225,7 @@ const COMMANDS: Record<string, Command> = {
     options: { quiet: { type: 'boolean', short: 'q' }, filter: { type: 'string', short: 'f', multiple: true }, 'no-trunc': { type: 'boolean' }, format: { type: 'string' } },
     help: [
       '  -q, --quiet            only IDs',
-      '  -f, --filter K=V       driver=X, name=X, id=X (X: the value or a regular expression found in it), label=K or label=K=V,',
+      '  -f, --filter K=V       name=X, id=X (X: a regular expression found in it), driver=X, label=K or label=K=V,',
       '                         scope=local, type=custom|builtin, dangling=true|false; several values of one key: any may',
       '                         match (label: all must), different keys: all must',
       '      --no-trunc         full IDs',
