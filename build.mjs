@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 
 const root = dirname(fileURLToPath(import.meta.url));
@@ -43,6 +44,25 @@ function usageError(msg) {
   process.exit(2);
 }
 
+// The etcd3 client (overlay agent) loads its gRPC definitions from proto/rpc.proto next to its own
+// file when its module loads, a file the single executable does not carry. The build parses them
+// once (the same loader and options) and the bundle builds the definitions from that JSON instead.
+const embedEtcdProtos = {
+  name: 'embed-etcd-protos',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+      if (!src.includes(call)) throw new Error(`${args.path}: the etcd3 proto loading changed; update embedEtcdProtos in build.mjs`);
+      const require = createRequire(args.path);
+      const { loadProtosWithOptionsSync } = require('@grpc/proto-loader/build/src/util');
+      const root = loadProtosWithOptionsSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+      const json = JSON.stringify(root.toJSON());
+      return { contents: src.replace(call, `(0, proto_loader_1.fromJSON)(${json}, {`), loader: 'js' };
+    });
+  },
+};
+
 async function compile() {
   mkdirSync(bin, { recursive: true });
   const bundle = join(dist, 'cnikit.mjs');
@@ -58,6 +78,7 @@ async function compile() {
     define: { __CNIKIT_VERSION__: JSON.stringify(version) },
     outfile: bundle,
     logLevel: 'warning',
+    plugins: [embedEtcdProtos],
   });
   const tmp = `${exe}.tmp`;
   // --compile-jit-policy raises JSC's tier-up thresholds: a plugin lives ~20 ms, so compiling hot
