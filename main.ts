@@ -11,8 +11,14 @@ import { cnitool } from './runner/cli';
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
 import { isOwnExecutable, versionLine } from './shared/self';
 
-/** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
-const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
+/**
+ * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Heavy ones
+ * (the etcd client) are imported when called, so a plugin's start-up does not pay for them.
+ */
+const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
+  cnitool,
+  'overlay-agent': async (argv) => (await import('./overlay/cli')).overlayAgent(argv),
+};
 
 const SELF = 'cnikit';
 

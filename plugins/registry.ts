@@ -9,6 +9,7 @@ import { portmap } from './meta/portmap/main';
 import { bandwidth } from './meta/bandwidth/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
+import { overlay } from './meta/overlay/main';
 
 export const plugins: Readonly<Record<string, Plugin>> = {
   'host-local': hostLocal,
@@ -20,4 +21,5 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   ptp,
   portmap,
   bandwidth,
+  overlay,
 };

@@ -1,0 +1,51 @@
+// The etcd client of the overlay (agent and CNM driver): endpoint parsing with errors naming the
+// value, and a client whose unary calls have a deadline (an unreachable etcd fails a call in
+// seconds instead of waiting forever; watch streams have none, they live as long as the agent).
+import { Etcd3 } from 'etcd3';
+import { parseIP } from '../shared/ip';
+
+const CALL_DEADLINE_MS = 5000;
+
+/**
+ * Parses "http://IP:2379[,http://IP2:2379...]" (etcd:// is accepted for http://, as Docker's
+ * --cluster-store writes it). Throws Error naming the bad endpoint: only http and https, a host,
+ * an explicit port 1..65535, no path.
+ */
+export function parseEndpoints(flag: string, value: string): string[] {
+  const out: string[] = [];
+  for (const raw of value.split(',').map((s) => s.trim())) {
+    const bad = (why: string): never => {
+      throw new Error(`${flag} ${JSON.stringify(raw)}: ${why} (expected http://IP:PORT[,http://IP2:PORT...])`);
+    };
+    if (!raw) bad('empty endpoint');
+    let u: URL;
+    try {
+      u = new URL(raw.replace(/^etcd:\/\//, 'http://'));
+    } catch {
+      return bad('not a URL');
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') bad(`scheme ${u.protocol.replace(/:$/, '')} is not http or https`);
+    if (!u.hostname) bad('no host');
+    if (!u.port) bad('no port');
+    if ((u.pathname && u.pathname !== '/') || u.search || u.hash || u.username) bad('an endpoint is scheme://host:port and nothing else');
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    if (!parseIP(host) && !/^[a-zA-Z0-9.-]+$/.test(host)) bad(`host ${host} is not an address or a name`);
+    out.push(`${u.protocol}//${u.host}`);
+  }
+  return out;
+}
+
+/** A client for `hosts` (parseEndpoints' output). Close it with close(). */
+export function connectEtcd(hosts: string[]): Etcd3 {
+  return new Etcd3({
+    hosts,
+    dialTimeout: 3000,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
+  });
+}
+
+/** One line for an etcd failure: the library's errors carry gRPC detail; the endpoints make it actionable. */
+export function etcdFailure(hosts: string[], e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return `etcd at ${hosts.join(',')}: ${msg.split('\n')[0]}`;
+}

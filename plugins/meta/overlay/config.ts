@@ -1,0 +1,75 @@
+// The overlay plugin's network configuration: which overlay network, where the agent writes its host
+// leases, and the bridge options passed through (ipMasq, mtu), like flannel's plugin.
+import * as z from 'zod/mini';
+import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
+import type { CmdArgs } from '../../../shared/cni/skel';
+import { formatCIDR } from '../../../shared/ip';
+import { DEFAULT_STATE_DIR, type HostLease } from '../../../overlay/lease-file';
+import { MIN_POD_MTU, isNetworkName } from '../../../overlay/network';
+
+/** Where ADD keeps the delegate config DEL and CHECK need (flannel's dataDir /var/lib/cni/flannel). */
+export const DEFAULT_DATA_DIR = '/var/lib/cni/overlay';
+
+export interface OverlayConf {
+  name: string;
+  cniVersion: string;
+  /** the overlay network's name in etcd */
+  network: string;
+  stateDir: string;
+  dataDir: string;
+  ipMasq: boolean;
+  mtu: number | undefined;
+}
+
+function schema(raw: unknown) {
+  return sparseObject(
+    raw,
+    {
+      name: () => z.string(),
+      cniVersion: () => opt(z.string()),
+      network: () => z.string(),
+      stateDir: () => opt(z.string()),
+      dataDir: () => opt(z.string()),
+      ipMasq: () => opt(z.boolean()),
+      mtu: () => opt(z.int()),
+    },
+    { required: ['name', 'network'], loose: true },
+  );
+}
+
+/** Parses the config; throws CniError code 7 naming the field and its value. */
+export function loadOverlayConf(a: CmdArgs): OverlayConf {
+  const c = parseConfig(schema(a.conf), a.conf);
+  if (!isNetworkName(c.network)) throw configError('network', c.network, 'must be an overlay network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)');
+  if (c.mtu !== undefined && c.mtu !== null && c.mtu < MIN_POD_MTU) throw configError('mtu', c.mtu, `must be at least ${MIN_POD_MTU}`);
+  return {
+    name: c.name,
+    cniVersion: a.cniVersion,
+    network: c.network,
+    stateDir: stateDirFromConfig('stateDir', c.stateDir, DEFAULT_STATE_DIR),
+    dataDir: stateDirFromConfig('dataDir', c.dataDir, DEFAULT_DATA_DIR),
+    ipMasq: c.ipMasq ?? false,
+    mtu: c.mtu ?? undefined,
+  };
+}
+
+/**
+ * The bridge + host-local config a pod on this host gets (flannel's delegate): the host subnet for
+ * addresses, the host's bridge of this VNI as gateway and default route, the overlay's MTU (or a
+ * smaller one the config asks for: a larger one could not cross the tunnel). Throws CniError 7 for
+ * an MTU over the overlay's.
+ */
+export function delegateConf(conf: OverlayConf, lease: HostLease): Record<string, unknown> {
+  if (conf.mtu !== undefined && conf.mtu > lease.mtu) throw configError('mtu', conf.mtu, `exceeds the MTU ${lease.mtu} of overlay network "${conf.network}" (underlay MTU − 50)`);
+  return {
+    cniVersion: conf.cniVersion,
+    name: conf.name,
+    type: 'bridge',
+    bridge: lease.bridge,
+    isGateway: true,
+    isDefaultGateway: true,
+    ipMasq: conf.ipMasq,
+    mtu: conf.mtu ?? lease.mtu,
+    ipam: { type: 'host-local', subnet: formatCIDR(lease.hostSubnet) },
+  };
+}

@@ -1,0 +1,91 @@
+// The overlay plugin's verbs (flannel's CNI plugin is the pattern): a pod on an overlay network is a
+// bridge + host-local pod on this host's subnet of it. The subnet comes from the host lease the
+// overlay agent wrote (overlay/lease-file.ts); the pod path never talks to etcd, so an ADD costs
+// what a bridge ADD costs. ADD saves the delegate config, so DEL and CHECK work the same way after
+// the lease changed or went away.
+import { CniError, ErrPluginNotAvailable, ErrTryAgainLater } from '../../../shared/cni/errors';
+import { delegateAdd, delegateCheck, delegateDel } from '../../../shared/cni/invoke';
+import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
+import type { Result } from '../../../shared/cni/types';
+import { AttachmentRecords, recordName, type RecordCodec } from '../../../shared/plugin/attachment-records';
+import { readLease, type HostLease } from '../../../overlay/lease-file';
+import { delegateConf, loadOverlayConf, type OverlayConf } from './config';
+
+type Delegate = Record<string, unknown>;
+
+const codec: RecordCodec<Delegate> = {
+  plugin: 'overlay',
+  maxBytes: 16 * 1024,
+  encode: (d) => JSON.stringify(d),
+  decode(data, shown) {
+    const d = JSON.parse(data.toString('utf8')) as unknown;
+    if (typeof d !== 'object' || d === null || (d as Delegate).type !== 'bridge') throw new Error(`${shown} is not an overlay delegate config`);
+    return d as Delegate;
+  },
+};
+
+/** The agent's lease, or CniError 11 (try again later) naming the network and where it looked. */
+function requireLease(conf: OverlayConf, code = ErrTryAgainLater): HostLease {
+  const lease = readLease(conf.stateDir, conf.network);
+  if (!lease)
+    throw new CniError(code, `overlay network "${conf.network}" has no host lease on this host yet`, `no ${conf.network}.json in ${conf.stateDir}: is the overlay agent running, and is "${conf.network}" defined in etcd?`);
+  return lease;
+}
+
+/** The delegated bridge's CmdArgs: the same call with the delegate config as stdin. */
+function withConf(a: CmdArgs, d: Delegate): CmdArgs {
+  return { ...a, conf: d, stdinData: Buffer.from(JSON.stringify(d)) };
+}
+
+async function cmdAdd(a: CmdArgs): Promise<Result> {
+  const conf = loadOverlayConf(a);
+  const d = delegateConf(conf, requireLease(conf));
+  const records = AttachmentRecords.create(conf.dataDir, conf.network, codec);
+  const name = recordName(a.containerID, a.ifName);
+  try {
+    records.write(name, d); // first: a DEL after a crash mid-ADD still finds what to release
+    try {
+      return await delegateAdd('bridge', withConf(a, d));
+    } catch (e) {
+      records.remove(name);
+      throw e;
+    }
+  } finally {
+    records.close();
+  }
+}
+
+async function cmdDel(a: CmdArgs): Promise<void> {
+  const conf = loadOverlayConf(a);
+  const records = AttachmentRecords.open(conf.dataDir, conf.network, codec);
+  if (!records) return; // no ADD got as far as the bridge: nothing to release
+  try {
+    const name = recordName(a.containerID, a.ifName);
+    const d = records.read(name);
+    if (!d) return;
+    await delegateDel('bridge', withConf(a, d));
+    records.remove(name);
+  } finally {
+    records.close();
+  }
+}
+
+async function cmdCheck(a: CmdArgs): Promise<void> {
+  const conf = loadOverlayConf(a);
+  const records = AttachmentRecords.open(conf.dataDir, conf.network, codec);
+  const d = records?.read(recordName(a.containerID, a.ifName));
+  records?.close();
+  if (!d) throw new CniError(ErrTryAgainLater, `overlay network "${conf.network}": no attachment of container ${a.containerID} on ${a.ifName}`);
+  await delegateCheck('bridge', withConf(a, d));
+}
+
+/** Ready when the agent has leased this host a subnet of the network. */
+function cmdStatus(a: CmdArgs): void {
+  requireLease(loadOverlayConf(a), ErrPluginNotAvailable);
+}
+
+export const overlay: Plugin = {
+  name: 'overlay',
+  about: 'CNI overlay plugin: pods on this host\'s subnet of a VXLAN overlay network (the overlay agent\'s host lease), wired by bridge + host-local',
+  funcs: { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus },
+};
