@@ -7,8 +7,12 @@ import { formatCIDR } from '../../../shared/ip';
 import { DEFAULT_STATE_DIR, type HostLease } from '../../../overlay/lease-file';
 import { MIN_POD_MTU, isNetworkName } from '../../../overlay/network';
 
-/** Where ADD keeps the delegate config DEL and CHECK need (flannel's dataDir /var/lib/cni/flannel). */
+/**
+ * The plugin's own state (flannel's dataDir /var/lib/cni/flannel): <dataDir>/attachments/<network>/
+ * holds the delegate config ADD used, for DEL and CHECK; <dataDir>/ipam is host-local's dataDir.
+ */
 export const DEFAULT_DATA_DIR = '/var/lib/cni/overlay';
+export const attachmentsDir = (c: OverlayConf): string => `${c.dataDir}/attachments`;
 
 export interface OverlayConf {
   name: string;
@@ -70,6 +74,6 @@ export function delegateConf(conf: OverlayConf, lease: HostLease): Record<string
     isDefaultGateway: true,
     ipMasq: conf.ipMasq,
     mtu: conf.mtu ?? lease.mtu,
-    ipam: { type: 'host-local', subnet: formatCIDR(lease.hostSubnet) },
+    ipam: { type: 'host-local', subnet: formatCIDR(lease.hostSubnet), dataDir: `${conf.dataDir}/ipam` },
   };
 }

@@ -9,7 +9,7 @@ import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { AttachmentRecords, recordName, type RecordCodec } from '../../../shared/plugin/attachment-records';
 import { readLease, type HostLease } from '../../../overlay/lease-file';
-import { delegateConf, loadOverlayConf, type OverlayConf } from './config';
+import { attachmentsDir, delegateConf, loadOverlayConf, type OverlayConf } from './config';
 
 type Delegate = Record<string, unknown>;
 
@@ -40,7 +40,7 @@ function withConf(a: CmdArgs, d: Delegate): CmdArgs {
 async function cmdAdd(a: CmdArgs): Promise<Result> {
   const conf = loadOverlayConf(a);
   const d = delegateConf(conf, requireLease(conf));
-  const records = AttachmentRecords.create(conf.dataDir, conf.network, codec);
+  const records = AttachmentRecords.create(attachmentsDir(conf), conf.network, codec);
   const name = recordName(a.containerID, a.ifName);
   try {
     records.write(name, d); // first: a DEL after a crash mid-ADD still finds what to release
@@ -57,7 +57,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
 
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadOverlayConf(a);
-  const records = AttachmentRecords.open(conf.dataDir, conf.network, codec);
+  const records = AttachmentRecords.open(attachmentsDir(conf), conf.network, codec);
   if (!records) return; // no ADD got as far as the bridge: nothing to release
   try {
     const name = recordName(a.containerID, a.ifName);
@@ -72,7 +72,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
 
 async function cmdCheck(a: CmdArgs): Promise<void> {
   const conf = loadOverlayConf(a);
-  const records = AttachmentRecords.open(conf.dataDir, conf.network, codec);
+  const records = AttachmentRecords.open(attachmentsDir(conf), conf.network, codec);
   const d = records?.read(recordName(a.containerID, a.ifName));
   records?.close();
   if (!d) throw new CniError(ErrTryAgainLater, `overlay network "${conf.network}": no attachment of container ${a.containerID} on ${a.ifName}`);
