@@ -263,14 +263,15 @@ export class OverlayAgent {
         this.sayOnce(name, 'error', `network ${name}: ${errorMessage(e)}`);
       }
     }
-    // Networks that are gone: their devices and lease files (only ever from a complete view).
-    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed device of VNI ${vni}: no network uses it`);
+    // Networks that are gone (only ever judged from a complete view): the lease file first, so no
+    // new pod is wired to a network whose device is about to go, then the device.
     for (const f of listLeaseFiles(this.o.stateDir)) {
       if (defined.has(f)) continue;
       removeLease(this.o.stateDir, f);
       this.said.delete(f);
       this.o.log.info(`network ${f}: removed from etcd, lease file removed`);
     }
+    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed device of VNI ${vni}: no network uses it`);
   }
 
   private async syncNetwork(name: string, def: NetworkDef, st: NetState): Promise<void> {

@@ -63,7 +63,8 @@ export interface Host {
   ns: string;
   ip: string;
   stateDir: string;
-  dataDir: string;
+  /** the host's own scratch directory (cnm state, CNI cache) */
+  dir: string;
   agent?: Proc;
 }
 
@@ -77,7 +78,8 @@ export interface EtcdMember {
 
 export class OverlayLab {
   readonly id = randomBytes(3).toString('hex');
-  readonly prefix = `/cnikit-test-${this.id}/`;
+  /** the etcd prefix of the lab's agents: unique, or the product's default (cnm has no prefix flag) */
+  readonly prefix: string;
   readonly tmp = mkdtempSync(join(tmpdir(), 'cnikit-overlay-'));
   readonly sw = `ovsw-${this.id}`;
   readonly hosts: Host[] = [];
@@ -85,6 +87,10 @@ export class OverlayLab {
   private netns: string[] = [];
   private procs: Proc[] = [];
   private nextIp = 11;
+
+  constructor(o: { defaultPrefix?: boolean } = {}) {
+    this.prefix = o.defaultPrefix ? '/cnikit/overlay/' : `/cnikit-test-${this.id}/`;
+  }
 
   async start(): Promise<void> {
     await this.ns(this.sw);
@@ -107,7 +113,7 @@ export class OverlayLab {
 
   async addHost(mtu = 1500): Promise<Host> {
     const i = this.hosts.length + 1;
-    const h: Host = { name: `host${i}`, ns: `ovh${i}-${this.id}`, ip: `${UNDERLAY}.${this.nextIp++}`, stateDir: join(this.tmp, `host${i}`, 'state'), dataDir: join(this.tmp, `host${i}`, 'data') };
+    const h: Host = { name: `host${i}`, ns: `ovh${i}-${this.id}`, ip: `${UNDERLAY}.${this.nextIp++}`, stateDir: join(this.tmp, `host${i}`, 'state'), dir: join(this.tmp, `host${i}`) };
     await this.ns(h.ns);
     await this.plug(h.ns, `h${i}`, h.ip, mtu);
     this.hosts.push(h);
@@ -204,7 +210,15 @@ export class OverlayLab {
   }
 
   overlayConf(h: Host, network: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return { cniVersion: '1.0.0', name: `${network}-net`, type: 'overlay', network, stateDir: h.stateDir, dataDir: h.dataDir, ...extra };
+    return { cniVersion: '1.0.0', name: `${network}-net`, type: 'overlay', network, stateDir: h.stateDir, ...extra };
+  }
+
+  /** `cnikit cnm` on host `h` with the lab's etcd as cluster store and the host's own state. */
+  async cnm(h: Host, ...args: string[]) {
+    const r = await inNs(h.ns, [join(binDir(), 'cnikit'), 'cnm', '--state-dir', join(h.dir, 'cnm'), '--cluster-store', this.etcd.map((m) => `etcd://${m.ip}:2379`).join(','), '--overlay-state-dir', h.stateDir, '--cni-path', binDir(), ...args], {
+      env: { PATH: process.env.PATH!, CNI_CACHEDIR: join(h.dir, 'cache') },
+    });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   }
 
   /** Kills every process the lab started, deletes its netns and temp dir. Never throws. */

@@ -8,10 +8,12 @@ import { DEFAULT_STATE_DIR, type HostLease } from '../../../overlay/lease-file';
 import { MIN_POD_MTU, isNetworkName } from '../../../overlay/network';
 
 /**
- * The plugin's own state (flannel's dataDir /var/lib/cni/flannel): <dataDir>/attachments/<network>/
- * holds the delegate config ADD used, for DEL and CHECK; <dataDir>/ipam is host-local's dataDir.
+ * The plugin's own state (flannel's dataDir): <dataDir>/attachments/<network>/ holds the delegate
+ * config ADD used, for DEL and CHECK; <dataDir>/ipam is host-local's dataDir. Default: <stateDir>/pods,
+ * next to the host lease the addresses come from, so every user of one agent (CNI pods, cnm
+ * sandboxes) shares one address store per network, and the reservations go with the lease.
  */
-export const DEFAULT_DATA_DIR = '/var/lib/cni/overlay';
+export const dataDirOf = (stateDir: string): string => `${stateDir}/pods`;
 export const attachmentsDir = (c: OverlayConf): string => `${c.dataDir}/attachments`;
 
 export interface OverlayConf {
@@ -46,12 +48,13 @@ export function loadOverlayConf(a: CmdArgs): OverlayConf {
   const c = parseConfig(schema(a.conf), a.conf);
   if (!isNetworkName(c.network)) throw configError('network', c.network, 'must be an overlay network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)');
   if (c.mtu !== undefined && c.mtu !== null && c.mtu < MIN_POD_MTU) throw configError('mtu', c.mtu, `must be at least ${MIN_POD_MTU}`);
+  const stateDir = stateDirFromConfig('stateDir', c.stateDir, DEFAULT_STATE_DIR);
   return {
     name: c.name,
     cniVersion: a.cniVersion,
     network: c.network,
-    stateDir: stateDirFromConfig('stateDir', c.stateDir, DEFAULT_STATE_DIR),
-    dataDir: stateDirFromConfig('dataDir', c.dataDir, DEFAULT_DATA_DIR),
+    stateDir,
+    dataDir: stateDirFromConfig('dataDir', c.dataDir, dataDirOf(stateDir)),
     ipMasq: c.ipMasq ?? false,
     mtu: c.mtu ?? undefined,
   };
@@ -67,7 +70,9 @@ export function delegateConf(conf: OverlayConf, lease: HostLease): Record<string
   if (conf.mtu !== undefined && conf.mtu > lease.mtu) throw configError('mtu', conf.mtu, `exceeds the MTU ${lease.mtu} of overlay network "${conf.network}" (underlay MTU − 50)`);
   return {
     cniVersion: conf.cniVersion,
-    name: conf.name,
+    // The overlay network's name, not this config's: host-local keys its store by it, so pods of
+    // any config and cnm sandboxes on one network share one store of this host's subnet.
+    name: conf.network,
     type: 'bridge',
     bridge: lease.bridge,
     isGateway: true,
