@@ -205,16 +205,23 @@ export async function overlayCases({ ours, rounds, log }) {
     lab.addNs(pb);
     const ipOf = (h, p) => JSON.parse(inNs(h.ns, [join(ours, 'overlay')], { input: JSON.stringify({ ...overlay, stateDir: h.state }), env: { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: `t-${p}`, CNI_NETNS: `/run/netns/${p}`, CNI_IFNAME: 'eth0', CNI_PATH: ours } })).ips[0].address.split('/')[0];
     const [ia, ib] = [ipOf(h1, pa), ipOf(h2, pb)];
-    const vx = [];
-    for (let i = 0; i < 3; i++) vx.push(await tcpMbps(lab, pa, pb, ib));
-    // Without VXLAN: each host routes the other's pod subnet via the other's underlay address.
+    // Alternating rounds: VXLAN (the agent's routes), then the same pods routed over the underlay
+    // without encapsulation (each host routes the other's pod subnet via the other's underlay address).
     const [sa, sb] = [JSON.parse(lab.lease(h1)).hostSubnet, JSON.parse(lab.lease(h2)).hostSubnet];
-    for (const h of lab.hosts) h.agent?.kill('SIGKILL'); // no agent may put the VXLAN routes back
+    for (const h of lab.hosts) h.agent?.kill('SIGKILL'); // from here on the routes are the bench's
     await sleep(200);
-    run('ip', ['-n', h1.ns, 'route', 'replace', sb, 'via', h2.ip, 'dev', 'eth0']);
-    run('ip', ['-n', h2.ns, 'route', 'replace', sa, 'via', h1.ip, 'dev', 'eth0']);
+    const vtep = (subnet) => subnet.replace(/\/\d+$/, '');
+    const via = (mode) => {
+      for (const [h, other, subnet] of [[h1, h2, sb], [h2, h1, sa]])
+        run('ip', ['-n', h.ns, 'route', 'replace', subnet, ...(mode === 'vxlan' ? ['via', vtep(subnet), 'dev', `ovl.${VNI}`, 'onlink'] : ['via', other.ip, 'dev', 'eth0'])]);
+    };
+    const vx = [];
     const plain = [];
-    for (let i = 0; i < 3; i++) plain.push(await tcpMbps(lab, pa, pb, ib));
+    for (let i = 0; i < Math.max(3, rounds >> 1); i++)
+      for (const mode of i % 2 ? ['plain', 'vxlan'] : ['vxlan', 'plain']) {
+        via(mode);
+        (mode === 'vxlan' ? vx : plain).push(await tcpMbps(lab, pa, pb, ib));
+      }
     const [mv, mp] = [median(vx), median(plain)];
     results.push({ name: 'overlay-tcp-mbps (vs no VXLAN)', unit: 'count', ours_count: mv, reference_count: mp, ratio: round(mv / mp, 2) });
     log(`overlay-tcp-mbps: VXLAN ${vx.join(', ')} Mbit/s; routed underlay ${plain.join(', ')} Mbit/s (pods ${ia} -> ${ib})`);
