@@ -489,7 +489,7 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const overlayStateDir = str(values['overlay-state-dir']) || DEFAULT_OVERLAY_STATE_DIR;
     let ctl: Promise<NetworkController> | undefined;
     // The etcd client is loaded only for --cluster-store.
-    const cluster = async () => (clusterStore ? (await import('./cluster-store')).clusterOptions(clusterStore, overlayStateDir) : { stores: {}, drivers: [] });
+    const cluster = async () => (clusterStore ? await (await import('./cluster-store')).clusterOptions(clusterStore, overlayStateDir) : { stores: {}, drivers: [] });
     const controller = (): Promise<NetworkController> =>
       (ctl ??= cluster().then((cl) => NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), ...(pools.length ? { defaultAddressPools: pools } : {}), stores: cl.stores, drivers: cl.drivers })));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });

@@ -75,13 +75,13 @@ function parse(v: string): NetworkRecord[] {
  * What `--cluster-store URL [--overlay-state-dir DIR]` adds to a controller: the global store and
  * the overlay driver. Throws CnmError 'invalid' naming a bad URL.
  */
-export function clusterOptions(url: string, overlayStateDir: string): { stores: { global: NetworkStore }; drivers: Driver[] } {
+export async function clusterOptions(url: string, overlayStateDir: string): Promise<{ stores: { global: NetworkStore }; drivers: Driver[] }> {
   let hosts: string[];
   try {
     hosts = parseEndpoints('--cluster-store', url);
   } catch (e) {
     throw new CnmError('invalid', (e as Error).message);
   }
-  const c: Cluster = { client: connectEtcd(hosts), hosts, prefix: DEFAULT_PREFIX, overlayStateDir, host: hostname() };
+  const c: Cluster = { client: await connectEtcd(hosts), hosts, prefix: DEFAULT_PREFIX, overlayStateDir, host: hostname() };
   return { stores: { global: new EtcdNetworkStore(c) }, drivers: [overlayDriver(c)] };
 }

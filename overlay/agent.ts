@@ -71,7 +71,7 @@ const RESYNC_MS = 5000; // repairs kernel drift and retries a claim that found n
 const MAX_CLAIM_TRIES = 16; // per sync: a lost race re-reads the state through the watch
 
 export class OverlayAgent {
-  private client: Etcd3;
+  private client!: Etcd3;
   private nl: NetlinkSocket;
   private underlay!: Underlay;
   private mtu = 0;
@@ -85,7 +85,6 @@ export class OverlayAgent {
   private said = new Map<string, string>();
 
   constructor(private readonly o: AgentOptions) {
-    this.client = connectEtcd(o.hosts);
     this.nl = openNetlink();
   }
 
@@ -99,6 +98,7 @@ export class OverlayAgent {
     if (this.mtu < MIN_POD_MTU)
       throw new Error(`MTU ${this.underlay.mtu} of underlay ${this.underlay.name} is too small: VXLAN takes ${VXLAN_OVERHEAD} bytes and pods need at least ${MIN_POD_MTU}`);
     enableForwarding(4);
+    this.client = await connectEtcd(this.o.hosts);
     const log = this.o.log;
     log.info(`host ${this.o.name}, underlay ${formatIP(this.underlay.ip)} on ${this.underlay.name} (MTU ${this.underlay.mtu}, pods ${this.mtu}), etcd ${this.o.hosts.join(',')}`);
     const cap = Math.max(1000, (this.o.ttl * 1000) / 3);
@@ -126,7 +126,7 @@ export class OverlayAgent {
   }
 
   close(): void {
-    this.client.close();
+    this.client?.close();
     this.nl.close();
   }
 
@@ -157,7 +157,11 @@ export class OverlayAgent {
       watcher = await this.client.watch().prefix(this.o.prefix).startRevision(String(BigInt(snap.header.revision) + 1n)).create();
       watcher.on('put', (kv) => this.onEvent(kv, false));
       watcher.on('delete', (kv) => this.onEvent(kv, true));
-      watcher.on('disconnected', (e) => fail(new Error(`watch disconnected: ${errorMessage(e)}`)));
+      // A dropped watch stream is re-established by the client on another endpoint and resumes
+      // after the last revision it delivered, so no event is missed; only a watch that cannot resume
+      // (an error) or the lease ends the session.
+      watcher.on('disconnected', (e) => this.o.log.warn(`${etcdFailure(this.o.hosts, e)}: watch reconnecting`));
+      watcher.on('connected', () => this.schedule());
       watcher.on('error', (e) => fail(new Error(`watch failed: ${errorMessage(e)}`)));
       this.o.log.info(`connected: lease ${this.leaseId} (TTL ${this.o.ttl} s), ${this.nets.size} network(s) at revision ${snap.header.revision}`);
       const resync = setInterval(() => this.schedule(), RESYNC_MS);

@@ -86,6 +86,7 @@ export async function overlayAgent(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     log.error(errorMessage(e));
+    if (e instanceof Error && e.stack) log.debug(e.stack);
     return 1;
   } finally {
     agent.close();

@@ -1,7 +1,7 @@
 // The etcd client of the overlay (agent and CNM driver): endpoint parsing with errors naming the
 // value, and a client whose unary calls have a deadline (an unreachable etcd fails a call in
 // seconds instead of waiting forever; watch streams have none, they live as long as the agent).
-import { Etcd3, type IOptions } from 'etcd3';
+import type { Etcd3, IOptions } from 'etcd3';
 import { parseIP } from '../shared/ip';
 
 const CALL_DEADLINE_MS = 5000;
@@ -44,8 +44,12 @@ type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>[
  */
 const passThrough = { execute: async <T>(fn: () => T | Promise<T>): Promise<T> => fn() } as unknown as HostPolicy;
 
-/** A client for `hosts` (parseEndpoints' output). Close it with close(). */
-export function connectEtcd(hosts: string[]): Etcd3 {
+/**
+ * A client for `hosts` (parseEndpoints' output). Close it with close(). The etcd3 module is loaded
+ * here, on first use (the build keeps it a separate chunk of the executable).
+ */
+export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
+  const { Etcd3 } = await import('etcd3');
   return new Etcd3({
     hosts,
     dialTimeout: 3000,
