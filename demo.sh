@@ -19,12 +19,14 @@ node build.mjs --install --dir "$scratch/bin"
 
 id=$$
 HOST=cnikit-demo-host-$id POD1=cnikit-demo-pod1-$id POD2=cnikit-demo-pod2-$id
+WEB=cnikit-demo-web-$id CLIENT=cnikit-demo-client-$id
 SW=cnikit-demo-sw-$id ETCDNS=cnikit-demo-etcd-$id HA=cnikit-demo-ha-$id HB=cnikit-demo-hb-$id SBA=demo-sa-$id
-pids=()  # etcd and the agents: stopped by cleanup
+pids=()  # etcd and the overlay agents: stopped by cleanup
 cleanup() {
+  [ -z "${web_pid:-}" ] || kill "$web_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   ip netns del "$SBA" 2>/dev/null || true
-  for ns in "$POD1" "$POD2" "$HOST" "$HA" "$HB" "$ETCDNS" "$SW"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "$WEB" "$CLIENT" "$POD1" "$POD2" "$HOST" "$HA" "$HB" "$ETCDNS" "$SW"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -77,6 +79,31 @@ cni del "$POD1"; cni del "$POD2"; cni del "$POD2"
 echo "== leases after DEL"; ls "$scratch/ipam/demo"
 echo "== cached results after DEL"; ls "$scratch/cache/results"
 
+# The CNM shim: the same suite in Docker's terms. cnm runs in the host netns through nsenter --net
+# (not `ip netns exec`, whose throwaway mount namespace would hide the sandboxes it bind-mounts under
+# /run/netns); its state, leases and the result cache stay in the scratch dir.
+cnm() {
+  env -i PATH="$PATH" CNI_PATH="$scratch/bin" CNI_CACHEDIR="$scratch/cache" CNM_STATE_DIR="$scratch/cnm" \
+    nsenter --net="/var/run/netns/$HOST" "$scratch/bin/cnm" "$@"
+}
+cnm_bg() { # cnm in the background whose pid is $! itself (env and nsenter exec into it): a signal reaches cnm
+  env -i PATH="$PATH" CNI_PATH="$scratch/bin" CNI_CACHEDIR="$scratch/cache" CNM_STATE_DIR="$scratch/cnm" \
+    nsenter --net="/var/run/netns/$HOST" "$scratch/bin/cnm" "$@" &
+  web_pid=$!
+}
+echo "== CNM: cnm network create (a bridge network, Docker's defaults: gateway = first address, masquerade)"
+cnm network create --subnet 198.18.20.0/24 --label demo=cnm cnmdemo
+cnm network ls
+echo "== CNM: cnm run web (--ip 198.18.20.10, in the background) and cnm run client, which pings it"
+cnm_bg run --rm --name "$WEB" --network cnmdemo --ip 198.18.20.10 -- sleep 60
+for _ in $(seq 100); do ip netns pids "$WEB" 2>/dev/null | grep -q . && break; sleep 0.1; done
+cnm run --rm --name "$CLIENT" --network cnmdemo -- sh -c 'ip -br addr show eth0; ip route; ping -c 2 -W 2 198.18.20.10'
+echo "== CNM: cnm network inspect cnmdemo (web is still attached)"
+cnm network inspect cnmdemo
+echo "== CNM: stop web (cnm run --rm disconnects and removes its sandbox), cnm network rm"
+kill -TERM "$web_pid"; wait "$web_pid" || true; web_pid=
+cnm sandbox ls
+cnm network rm cnmdemo
 # Two hosts, one overlay network (Docker's two-host overlay demo): host netns on a scratch underlay
 # switch, etcd in its own netns, an overlay agent per host, the network created with cnm on host A,
 # a sandbox on A pinged from a `cnm run` on host B across VXLAN.
@@ -97,23 +124,23 @@ if command -v etcd >/dev/null; then
     nsenter --net="/run/netns/$ns" "$scratch/bin/overlay-agent" --etcd $E --underlay-ip "$ip" --name "host-$n" \
       --state-dir "$scratch/ovl-$n" --lease-ttl 5 --log-level warn & pids+=($!); disown
   done
-  cnm() { # host-netns letter cnm-args...
+  cnm_at() { # host-netns letter cnm-args...
     local ns=$1 n=$2; shift 2
     CNI_CACHEDIR="$scratch/cache-$n" nsenter --net="/run/netns/$ns" "$scratch/bin/cnm" --state-dir "$scratch/cnm-$n" \
       --cluster-store "etcd://198.19.0.100:2379" --overlay-state-dir "$scratch/ovl-$n" --cni-path "$scratch/bin" "$@"
   }
   until nsenter --net="/run/netns/$ETCDNS" etcdctl --endpoints=$E endpoint health >/dev/null 2>&1; do sleep 0.2; done
   echo "== host A: cnm network create -d overlay --subnet 198.18.128.0/17 multi"
-  cnm "$HA" a network create -d overlay --subnet 198.18.128.0/17 multi >/dev/null
-  echo "== host B: cnm network ls"; cnm "$HB" b network ls
+  cnm_at "$HA" a network create -d overlay --subnet 198.18.128.0/17 multi >/dev/null
+  echo "== host B: cnm network ls"; cnm_at "$HB" b network ls
   until [ -e "$scratch/ovl-a/multi.json" ] && [ -e "$scratch/ovl-b/multi.json" ]; do sleep 0.1; done
   echo "== host leases"; cat "$scratch/ovl-a/multi.json" "$scratch/ovl-b/multi.json"
-  cnm "$HA" a sandbox create "$SBA" >/dev/null; cnm "$HA" a network connect multi "$SBA"
+  cnm_at "$HA" a sandbox create "$SBA" >/dev/null; cnm_at "$HA" a network connect multi "$SBA"
   sa_ip=$(ip -n "$SBA" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
   echo "== host B: cnm run --network multi -- ping $sa_ip (a sandbox on host A, over VXLAN)"
-  cnm "$HB" b run --rm --network multi -- ping -c 2 -W 2 "$sa_ip"
+  cnm_at "$HB" b run --rm --network multi -- ping -c 2 -W 2 "$sa_ip"
   echo "== host A: routes and FDB towards host B"; ip -n "$HA" route show dev ovl.1; bridge -n "$HA" fdb show dev ovl.1
-  cnm "$HA" a sandbox rm "$SBA" >/dev/null; cnm "$HB" b network rm multi >/dev/null; echo "== network removed from host B"
+  cnm_at "$HA" a sandbox rm "$SBA" >/dev/null; cnm_at "$HB" b network rm multi >/dev/null; echo "== network removed from host B"
 else
   echo "== (two-host overlay part skipped: no etcd; apt-get install etcd-server)"
 fi

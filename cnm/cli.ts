@@ -11,6 +11,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeAll } from '../shared/cni/skel';
 import { errorMessage } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
+import { loggerFromEnv } from '../shared/log';
 import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
 import { parseAddressPool } from './ipam';
@@ -104,13 +105,20 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3))).join('').trimEnd() + '\n').join('');
 }
 
-/** Runs CMD in the sandbox's netns (nsenter --net, so the sandbox's mount stays ours); resolves to its exit status. */
-function execIn(sb: Sandbox, cmd: string[], onChild?: (kill: (sig: NodeJS.Signals) => void) => void): Promise<number> {
+/**
+ * Runs CMD in the sandbox's netns (nsenter --net, so the sandbox's mount stays ours; a host-network
+ * sandbox runs it directly); resolves to its exit status, 128+N for signal N, and like a shell 127
+ * (not found) or 126 (not executable) when it cannot start, with one line on `stderr`.
+ */
+function execIn(sb: Sandbox, cmd: string[], stderr: (s: string) => void, onChild?: (kill: (sig: NodeJS.Signals) => void) => void): Promise<number> {
   const [file, ...args] = sb.key ? ['nsenter', `--net=${sb.key}`, '--', ...cmd] : cmd;
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const child = spawn(file!, args, { stdio: 'inherit' });
     onChild?.((sig) => child.kill(sig));
-    child.once('error', (e) => reject(new CnmError('failed', `sandbox ${JSON.stringify(sb.name)}: cannot run ${JSON.stringify(cmd[0])}: ${e.message}`)));
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      stderr(`cnm: sandbox ${JSON.stringify(sb.name)}: cannot run ${JSON.stringify(file)}: ${e.code ?? e.message}\n`);
+      resolve(e.code === 'ENOENT' ? 127 : 126);
+    });
     child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
   });
 }
@@ -153,7 +161,7 @@ const COMMANDS: Record<string, Command> = {
         ipv6: c.values.ipv6 === true,
         internal: c.values.internal === true,
         options: keyValues('--opt', strs(c.values.opt)),
-        labels: keyValues('--label', strs(c.values.label)),
+        labels: keyValues('--label', strs(c.values.label).map((l) => (l.includes('=') ? l : `${l}=`))), // docker: a bare key has the value 
       });
       c.io.stdout(`${n.id}\n`);
       return 0;
@@ -348,7 +356,7 @@ const COMMANDS: Record<string, Command> = {
     takesCommand: true,
     async run(c) {
       exactly(c, 1, 'NAME');
-      return execIn((await c.controller()).sandbox(c.args[0]!), c.cmd);
+      return execIn((await c.controller()).sandbox(c.args[0]!), c.cmd, c.io.stderr);
     },
   },
   run: {
@@ -394,7 +402,7 @@ async function runCommand(c: Ctx, netRefs: string[]): Promise<number> {
       await n.connect(sb, i === 0 ? { ipv4: str(c.values.ip), ipv6: str(c.values.ip6) } : {});
     }
     if (interrupted) return 128 + signalNumber(interrupted);
-    return await execIn(sb, c.cmd, (kill) => (killChild = kill));
+    return await execIn(sb, c.cmd, c.io.stderr, (kill) => (killChild = kill));
   } catch (e) {
     c.io.stderr(`cnm: ${errorMessage(e)}\n`);
     return 125;
@@ -453,12 +461,9 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
   let name: string | undefined;
   if (group && GROUPS[group]) name = words[1] ? `${group} ${words[1].value}` : undefined;
   else name = group;
-  if (!group) {
-    (wantsHelp ? io.stdout : io.stderr)(mainHelp());
-    return wantsHelp ? 0 : 1;
-  }
-  if (group && GROUPS[group] && !words[1]) {
-    (wantsHelp ? io.stdout : io.stderr)(groupHelp(group));
+  if (!group || (GROUPS[group] && !words[1])) {
+    if (wantsHelp) io.stdout(group ? groupHelp(group) : mainHelp());
+    else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)\n`);
     return wantsHelp ? 0 : 1;
   }
   const cmd = name ? COMMANDS[name] : undefined;
@@ -487,15 +492,20 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const pools = strs(values['default-address-pool']).map(parseAddressPool);
     const clusterStore = str(values['cluster-store']);
     const overlayStateDir = str(values['overlay-state-dir']) || DEFAULT_OVERLAY_STATE_DIR;
+    const log = loggerFromEnv(env, 'cnm');
     let ctl: Promise<NetworkController> | undefined;
     // The etcd client is loaded only for --cluster-store.
     const cluster = async () => (clusterStore ? await (await import('./cluster-store')).clusterOptions(clusterStore, overlayStateDir) : { stores: {}, drivers: [] });
     const controller = (): Promise<NetworkController> =>
-      (ctl ??= cluster().then((cl) => NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), ...(pools.length ? { defaultAddressPools: pools } : {}), stores: cl.stores, drivers: cl.drivers })));
+      (ctl ??= log.step('open', async () => {
+        const cl = await cluster();
+        return NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), log, ...(pools.length ? { defaultAddressPools: pools } : {}), stores: cl.stores, drivers: cl.drivers });
+      }));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')))
-      io.stderr(`cnm ${name}: ${e.message} (usage: ${cmd.usage})\n`);
+    // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.
+    const parseError = e instanceof TypeError && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    if (e instanceof UsageError || parseError) io.stderr(`cnm ${name}: ${parseError ? (e as Error).message.split('. ')[0]!.replace(/\.$/, '') : (e as Error).message} (usage: ${cmd.usage})\n`);
     else io.stderr(`cnm: ${errorMessage(e)}\n`);
     return name === 'run' ? 125 : 1;
   }

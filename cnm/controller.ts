@@ -12,8 +12,9 @@ import type { Executor } from '../shared/cni/exec';
 import { parseCIDR, type IPNet } from '../shared/ip';
 import type { PinnedDir } from '../shared/linux/files';
 import { FileLock } from '../shared/linux/lock';
+import { createLogger, type Logger } from '../shared/log';
 import { createNamedNetns, deleteNamedNetns } from '../shared/linux/netns';
-import { listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
+import { listLinks, listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
 import { CnmError, conflict, failed, invalid, notFound } from './errors';
 import { DEFAULT_ADDRESS_POOLS, NetworkIpam, overlappingSubnets, pickSubnet, resolveIpamConfig, type AddressPool, type EndpointIpam, type IpamRequest } from './ipam';
 import { newID, now, validateName, validateSandboxName, type EndpointRecord, type NetworkRecord, type SandboxRecord, type Scope } from './model';
@@ -38,6 +39,8 @@ export interface ControllerOptions {
   /** Network stores by scope; 'local' defaults to files under the state dir. */
   stores?: Partial<Record<Scope, NetworkStore>>;
   drivers?: Driver[]; // registered after the built-in ones (same name replaces)
+  /** Steps with timings at debug (CNIKIT_LOG=debug, as the plugins); default: silent. */
+  log?: Logger;
   /** Subnets for networks created without --subnet; default dockerd's (DEFAULT_ADDRESS_POOLS). */
   defaultAddressPools?: readonly AddressPool[];
 }
@@ -53,6 +56,7 @@ export interface NetworkCreateOptions {
 export interface EndpointCreateOptions {
   ipv4?: string; // requested address (--ip)
   ipv6?: string; // --ip6
+  sandboxID?: string; // made for this sandbox (connect): a crash before the join is finished by the next cleanup
 }
 
 export interface SandboxCreateOptions {
@@ -79,9 +83,11 @@ export class NetworkController {
   readonly stateDir: string;
   readonly netnsDir: string;
   private readonly pools: readonly AddressPool[];
+  readonly log: Logger;
 
   private constructor(state: PinnedDir, o: ControllerOptions) {
     this.pools = o.defaultAddressPools ?? DEFAULT_ADDRESS_POOLS;
+    this.log = o.log ?? createLogger({ level: 'off', write: () => undefined, name: 'cnm' });
     this.stateDir = state.path;
     this.netnsDir = o.netnsDir ?? DEFAULT_NETNS_DIR;
     this.lock = FileLock.inDir(state, 'lock', 0o600, o.lockTimeoutMs ?? 120_000, `another cnm process holds ${state.path}/lock`);
@@ -96,6 +102,7 @@ export class NetworkController {
       confDir: o.confDir ?? '/etc/cni/net.d',
       netDir: state.subdir('net.d', { create: 0o700 }),
       ipamDataDir: join(state.path, 'ipam'),
+      networks: () => this.networkRecords(),
     };
     for (const d of [...builtinDrivers, ...(o.drivers ?? [])]) this.registerDriver(d);
   }
@@ -128,7 +135,7 @@ export class NetworkController {
   /** Runs `fn` holding the state lock (re-entrant within one async call chain). */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     if (this.held.getStore()) return fn();
-    await this.lock.acquire();
+    await this.log.step('state lock', () => this.lock.acquire());
     try {
       return await this.held.run(true, fn);
     } finally {
@@ -203,6 +210,9 @@ export class NetworkController {
     };
     const ipam = this.ipamOf(rec);
     try {
+      // A store of this name belongs to no network (the name is free): what a create killed before
+      // its record was written left. Its leases would block this network's addresses.
+      await ipam?.destroy();
       if (ipam) await ipam.reserveAux(rec.id);
       await d.createNetwork(rec, this.ctx);
       await this.store(rec.scope).put(rec);
@@ -259,13 +269,17 @@ export class NetworkController {
       if (key && existsSync(key)) throw conflict(`sandbox ${JSON.stringify(name)}: ${key} already exists (a netns of that name)`);
       const rec: SandboxRecord = { id: newID(), name, key, created: now(), hostNetwork: o.hostNetwork ?? false };
       this.sandboxesDir.write(rec);
+      let made = false; // only a netns we made is removed again (never one that appeared meanwhile)
       if (key)
         try {
-          createNamedNetns(key);
-          withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          this.log.step(`create netns ${key}`, () => {
+            createNamedNetns(key);
+            made = true;
+            withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          });
         } catch (e) {
           try {
-            deleteNamedNetns(key);
+            if (made) deleteNamedNetns(key);
           } finally {
             this.sandboxesDir.remove(rec.id);
           }
@@ -308,7 +322,9 @@ export class NetworkController {
   async repair(): Promise<void> {
     const sandboxes = new Set(this.sandboxesDir.list().map((s) => s.id));
     for (const e of this.endpointRecords()) {
-      const stale = e.state === 'joining' || (e.sandboxID !== undefined && !sandboxes.has(e.sandboxID)) || !(await this.networkRecord(e.networkID));
+      // joining, or created for a sandbox by a connect: its process died (we hold the lock)
+      const dead = e.state === 'joining' || (e.state === 'created' && e.sandboxID !== undefined);
+      const stale = dead || (e.sandboxID !== undefined && !sandboxes.has(e.sandboxID)) || !(await this.networkRecord(e.networkID));
       if (stale) await new Endpoint(this, e).delete({ force: true });
     }
   }
@@ -365,21 +381,29 @@ export class Network {
     const c = this.controller;
     return c.locked(async () => {
       if (c.endpointRecords({ networkID: this.id }).some((e) => e.name === name)) throw conflict(`endpoint with name ${JSON.stringify(name)} already exists in network ${JSON.stringify(this.name)}`);
-      const rec: EndpointRecord = { id: newID(), name, networkID: this.id, created: now(), state: 'created' };
-      if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
+      const d = c.driver(this.record.driver);
       const ipam = c.ipamOf(this.record);
-      if (ipam) {
-        const a = await ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 });
-        if (a.ipv4) rec.ipv4 = a.ipv4.address;
-        if (a.ipv6) rec.ipv6 = a.ipv6.address;
-      } else if (o.ipv6 && !this.record.ipv6 && this.record.driver !== 'cni') {
-        throw invalid(`--ip6 ${o.ipv6}: network ${JSON.stringify(this.name)} has no IPv6`);
-      }
+      const rec: EndpointRecord = { id: newID(), name, networkID: this.id, created: now(), state: 'created', ...(o.sandboxID ? { sandboxID: o.sandboxID } : {}) };
+      if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
+      // The record first: whatever is made for it afterwards (leases, the driver's part) is owned by
+      // its ID, so a crash at any point leaves something endpoint delete (or prune) can undo.
+      c.endpointsDir.write(rec);
       try {
-        c.endpointsDir.write(rec);
+        if (ipam) {
+          const a = await c.log.step(`allocate addresses on ${this.name}`, () => ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 }));
+          if (a.ipv4) rec.ipv4 = a.ipv4.address;
+          if (a.ipv6) rec.ipv6 = a.ipv6.address;
+          c.endpointsDir.write(rec);
+        }
+        if (d.createEndpoint) {
+          Object.assign(rec, await d.createEndpoint(this.record, rec, c.ctx));
+          c.endpointsDir.write(rec);
+        }
       } catch (e) {
+        await d.deleteEndpoint?.(this.record, rec, c.ctx).catch(() => undefined);
         await ipam?.release(rec.id);
-        throw failed(`creating endpoint ${JSON.stringify(name)}`, e);
+        c.endpointsDir.remove(rec.id);
+        throw e instanceof CnmError ? e : failed(`creating endpoint ${JSON.stringify(name)} on network ${JSON.stringify(this.name)}`, e);
       }
       return new Endpoint(c, rec);
     });
@@ -429,6 +453,11 @@ export class Network {
         })),
       },
       Internal: r.internal,
+      // Docker's swarm-only fields, constant here, so consumers of docker's shape find them.
+      Attachable: false,
+      Ingress: false,
+      ConfigFrom: { Network: '' },
+      ConfigOnly: false,
       Containers: containers,
       Options: r.options,
       Labels: r.labels,
@@ -444,7 +473,7 @@ export class Network {
       const sbRec = sb.reload();
       if (this.controller.endpointRecords({ networkID: this.id, sandboxID: sbRec.id }).length)
         throw conflict(`sandbox ${JSON.stringify(sbRec.name)} is already connected to network ${JSON.stringify(this.name)}`);
-      const ep = await this.createEndpoint(sbRec.name, o);
+      const ep = await this.createEndpoint(sbRec.name, { ...o, sandboxID: sbRec.id });
       try {
         await ep.join(sb);
       } catch (e) {
@@ -499,30 +528,35 @@ export class Endpoint {
     await c.locked(async () => {
       this.record = c.endpointsDir.read(this.id) ?? this.record;
       const s = sb.reload();
-      if (this.record.state !== 'created') throw conflict(`endpoint ${JSON.stringify(this.name)} is already joined to a sandbox`);
+      const before = this.record;
+      if (before.state !== 'created') throw conflict(`endpoint ${JSON.stringify(this.name)} is already joined to a sandbox`);
+      if (before.sandboxID && before.sandboxID !== s.id) throw conflict(`endpoint ${JSON.stringify(this.name)} was made for another sandbox`);
       const net = await this.network();
       const d = c.driver(net.driver);
-      const others = c.endpointRecords({ sandboxID: s.id });
+      const others = c.endpointRecords({ sandboxID: s.id }).filter((e) => e.id !== this.id);
       const otherNets = await Promise.all(others.map((e) => c.networkRecord(e.networkID)));
       if (d.exclusive && others.length) throw conflict(`sandbox ${JSON.stringify(s.name)} is connected to other networks: the ${JSON.stringify(net.name)} network must be its only one`);
       const excl = otherNets.find((n) => n && c.driver(n.driver).exclusive);
       if (excl) throw conflict(`sandbox ${JSON.stringify(s.name)} is on the ${JSON.stringify(excl.name)} network, which must be its only one`);
       if (!!d.hostNetwork !== s.hostNetwork)
         throw conflict(s.hostNetwork ? `sandbox ${JSON.stringify(s.name)} runs in the host's netns: it can only join the host network` : `the host network needs a sandbox created for it (cnm run --network host), not ${JSON.stringify(s.name)}`);
-      const used = new Set(others.map((e) => e.ifName));
+      // What the netns already has beyond our records (a cnitool attachment's eth0 and default route) counts too.
+      const present = s.key ? withNetlink((nl) => ({ links: listLinks(nl).map((l) => l.name), defaultRoute: listRoutes(nl).some((r) => r.dst.prefix === 0) }), s.key) : { links: [], defaultRoute: false };
+      const used = new Set([...others.map((e) => e.ifName), ...present.links]);
       let ifName = d.ifName;
       for (let i = 0; !ifName; i++) if (!used.has(`eth${i}`)) ifName = `eth${i}`;
-      const hasGateway = (net.ipam.config.length > 0 || !d.usesIpam) && !net.internal;
-      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) };
+      // The default route: ours to give only with our addresses (a cni chain routes as it likes), on a
+      // network with a way out, to a sandbox that has none yet.
+      const gateway = d.usesIpam && net.ipam.config.length > 0 && !net.internal && !others.some((e) => e.gateway) && !present.defaultRoute;
+      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway };
       this.save();
       const j: JoinRequest = { network: net, endpoint: this.record, sandbox: s, ifName, defaultRoute: !!this.record.gateway };
       try {
-        const got = await d.join(j, c.ctx);
+        const got = await c.log.step(`${d.name} join ${net.name} ${ifName}`, () => d.join(j, c.ctx));
         this.record = { ...this.record, state: 'joined', ...got };
         this.save();
       } catch (e) {
-        const { sandboxID: _s, ifName: _i, gateway: _g, ...rest } = this.record;
-        this.record = { ...rest, state: 'created' };
+        this.record = before;
         this.save();
         throw e instanceof CnmError ? e : failed(`joining endpoint ${JSON.stringify(this.name)} to sandbox ${JSON.stringify(s.name)}`, e);
       }
@@ -538,10 +572,11 @@ export class Endpoint {
     await c.locked(async () => {
       this.record = c.endpointsDir.read(this.id) ?? this.record;
       const r = this.record;
-      if (!r.sandboxID || r.state === 'created') {
+      if (r.state === 'created') {
         if (o.force) return;
         throw conflict(`endpoint ${JSON.stringify(this.name)} is not joined to a sandbox`);
       }
+      if (!r.sandboxID) throw new CnmError('failed', `endpoint ${JSON.stringify(this.name)}: record in state ${r.state} names no sandbox`);
       if (sb && sb.id !== r.sandboxID) throw conflict(`endpoint ${JSON.stringify(this.name)} is not joined to sandbox ${JSON.stringify(sb.name)}`);
       const net = await c.networkRecord(r.networkID);
       const sRec = c.sandboxesDir.read(r.sandboxID);
@@ -549,7 +584,8 @@ export class Endpoint {
       const s: SandboxRecord = sRec ?? { id: r.sandboxID, name: r.name, key: '', created: '', hostNetwork: false };
       if (net) {
         const key = s.key && existsSync(s.key) ? s.key : '';
-        await c.driver(net.driver).leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx);
+        const d = c.driver(net.driver);
+        await c.log.step(`${d.name} leave ${net.name} ${r.ifName ?? ''}`, () => d.leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx));
       }
       const { sandboxID: _s, ifName: _i, gateway: _g, mac: _m, ...rest } = r;
       this.record = { ...rest, state: 'created' };
@@ -576,7 +612,10 @@ export class Endpoint {
         await this.leave(undefined, { force: true });
       }
       const net = await c.networkRecord(cur.networkID);
-      if (net) await c.ipamOf(net)?.release(cur.id);
+      if (net) {
+        await c.driver(net.driver).deleteEndpoint?.(net, this.record, c.ctx);
+        await c.ipamOf(net)?.release(cur.id);
+      }
       c.endpointsDir.remove(cur.id);
     });
   }

@@ -24,5 +24,5 @@ export { bridgeConflist, bridgeSettings, hasPlugin, BRIDGE_OPTIONS, OPT_BRIDGE_N
 export type { BridgeNetworkSpec, BridgeSettings, BridgeIpam, BridgeConflistOptions } from './bridge-conflist';
 export type { Driver, DriverContext, JoinRequest, JoinResult } from './drivers/driver';
 export { builtinDrivers } from './drivers/registry';
-export { cniAdd, cniDel, writeConflist, removeConflist } from './drivers/cni-attach';
+export { cniAdd, cniDel, writeConflist, removeConflist, type AttachArgs } from './drivers/cni-attach';
 export { OPT_CNI_NETWORK } from './drivers/cni';

@@ -2,7 +2,7 @@
 // `-o cni.network=NAME` and read from the conf dir when the network is created. The list is kept
 // with the network (and written to net.d under the CNM network's name), so a later edit of the
 // source does not change a network that has endpoints. Addresses come from the chain's own IPAM at
-// join; --ip is passed as the `ips` capability (runtimeConfig.ips), which host-local honours.
+// join; --ip/--ip6 are passed on as requested addresses (requestedIPs below).
 import { loadConfList } from '../../runner/conf';
 import { failed, invalid } from '../errors';
 import type { NetworkRecord } from '../model';
@@ -13,10 +13,20 @@ export const OPT_CNI_NETWORK = 'cni.network';
 
 const list = (n: NetworkRecord): Record<string, unknown> => ({ ...(n.data.conflist as Record<string, unknown>), name: n.name });
 
-const capabilityArgs = (j: JoinRequest): Record<string, unknown> => {
-  const ips = [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
-  return ips.length ? { ips } : {};
-};
+const requested = (j: JoinRequest): string[] => [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
+
+/**
+ * --ip/--ip6 reach the chain as the `ips` capability (runtimeConfig.ips) when a plugin of the list
+ * declares it, else as CNI_ARGS IP= (host-local and the reference's IPAMs read it; one address),
+ * with IgnoreUnknown=1 so plugins that do not know IP do not fail on it (the reference's LoadArgs).
+ */
+function requestedIPs(list: Record<string, unknown>, j: JoinRequest): { capabilityArgs: Record<string, unknown>; args: Array<[string, string]> } {
+  const ips = requested(j);
+  if (!ips.length) return { capabilityArgs: {}, args: [] };
+  const plugins = Array.isArray(list.plugins) ? (list.plugins as Array<{ capabilities?: Record<string, unknown> }>) : [];
+  if (plugins.some((p) => p.capabilities?.ips === true)) return { capabilityArgs: { ips }, args: [] };
+  return { capabilityArgs: {}, args: [['IgnoreUnknown', '1'], ['IP', ips[0]!]] };
+}
 
 export const cniDriver: Driver = {
   name: 'cni',
@@ -34,19 +44,20 @@ export const cniDriver: Driver = {
     } catch (e) {
       throw failed(`-o ${OPT_CNI_NETWORK}=${source}`, e);
     }
-    n.data = { source, conflist: JSON.parse(conf.bytes.toString('utf8')) as unknown, plugins: conf.plugins.map((p) => p.raw) };
-    // Fragments from <confDir>/<name>/*.conf become part of the kept list.
-    (n.data.conflist as Record<string, unknown>).plugins = n.data.plugins;
-    delete n.data.plugins;
+    // The list as loaded, fragments from <confDir>/<name>/*.conf included in its plugins.
+    const conflist = { ...(JSON.parse(conf.bytes.toString('utf8')) as Record<string, unknown>), plugins: conf.plugins.map((p) => p.raw) };
+    n.data = { source, conflist };
     writeConflist(ctx, n.name, list(n));
   },
   async deleteNetwork(n, ctx) {
     removeConflist(ctx, n.name);
   },
   async join(j, ctx) {
-    return cniAdd(ctx, list(j.network), j, capabilityArgs(j));
+    const l = list(j.network);
+    return cniAdd(ctx, l, j, requestedIPs(l, j));
   },
   async leave(j, ctx) {
-    await cniDel(ctx, list(j.network), j, capabilityArgs(j));
+    const l = list(j.network);
+    await cniDel(ctx, l, j, requestedIPs(l, j));
   },
 };
