@@ -24,7 +24,7 @@ SW=cnikit-demo-sw-$id ETCDNS=cnikit-demo-etcd-$id HA=cnikit-demo-ha-$id HB=cniki
 pids=()  # etcd and the overlay agents: stopped by cleanup
 cleanup() {
   [ -z "${web_pid:-}" ] || kill "$web_pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done  # agents before etcd
   ip netns del "$SBA" 2>/dev/null || true
   for ns in "$WEB" "$CLIENT" "$POD1" "$POD2" "$HOST" "$HA" "$HB" "$ETCDNS" "$SW"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$scratch"
