@@ -71,6 +71,21 @@ test('3 hosts × 2 pods: every pod pings every other pod (across hosts over VXLA
   expect(failed).toEqual([]);
 });
 
+test('CHECK passes on a pod; DEL releases its address and its record, and a second DEL succeeds', async () => {
+  const h = lab.hosts[1]!;
+  const ns = await lab.podNetns('chk');
+  const add = await lab.cni(h, 'ADD', ns, lab.overlayConf(h, NET));
+  expect(add.exitCode).toBe(0);
+  const ipam = `${h.stateDir}/pods/ipam/${NET}`;
+  const ip = String(add.json.ips[0].address).split('/')[0]!;
+  expect(existsSync(`${ipam}/${ip}`)).toBe(true);
+  expect((await lab.cni(h, 'CHECK', ns, { ...lab.overlayConf(h, NET), prevResult: add.json })).exitCode).toBe(0);
+  expect((await lab.cni(h, 'DEL', ns, lab.overlayConf(h, NET))).exitCode).toBe(0);
+  expect(existsSync(`${ipam}/${ip}`)).toBe(false);
+  expect(existsSync(`${h.stateDir}/pods/attachments/${NET}/c-${ns}:eth0`)).toBe(false);
+  expect((await lab.cni(h, 'DEL', ns, lab.overlayConf(h, NET))).exitCode).toBe(0);
+});
+
 test('pod MTU is the underlay MTU − 50: a DF ping of exactly 1450 bytes crosses hosts, 1451 does not', async () => {
   const [a, b] = [pods[0]!, pods[2]!];
   expect(a.host).not.toBe(b.host);

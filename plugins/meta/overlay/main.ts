@@ -32,9 +32,15 @@ function requireLease(conf: OverlayConf, code = ErrTryAgainLater): HostLease {
   return lease;
 }
 
-/** The delegated bridge's CmdArgs: the same call with the delegate config as stdin. */
+// What a runtime puts in this call's config for the plugin that does the work (CHECK's prevResult,
+// capability arguments): passed on to the bridge with the call's own cniVersion.
+const PER_CALL = ['cniVersion', 'prevResult', 'runtimeConfig', 'args'] as const;
+
+/** The delegated bridge's CmdArgs: the same call with the delegate config (and this call's per-call keys) as stdin. */
 function withConf(a: CmdArgs, d: Delegate): CmdArgs {
-  return { ...a, conf: d, stdinData: Buffer.from(JSON.stringify(d)) };
+  const conf: Delegate = { ...d };
+  for (const k of PER_CALL) if (a.conf[k] !== undefined) conf[k] = a.conf[k];
+  return { ...a, conf, stdinData: Buffer.from(JSON.stringify(conf)) };
 }
 
 async function cmdAdd(a: CmdArgs): Promise<Result> {
