@@ -18,10 +18,16 @@ export const OPT_VNI = 'vni';
 const list = (c: Cluster, n: NetworkRecord): Record<string, unknown> => ({
   cniVersion: '1.1.0',
   name: n.name,
-  plugins: [{ type: 'overlay', network: n.name, stateDir: c.overlayStateDir }],
+  plugins: [{ type: 'overlay', network: n.name, stateDir: c.overlayStateDir, capabilities: { ips: true } }],
 });
 
-/** Addresses come from this host's subnet of the network at join (the overlay chain's host-local). */
+/** --ip: the `ips` capability, which the overlay plugin passes on to host-local (the address must be in this host's subnet). */
+const requestedIPs = (j: JoinRequest): { capabilityArgs: Record<string, unknown> } => {
+  const ips = [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
+  return { capabilityArgs: ips.length ? { ips } : {} };
+};
+
+/** Addresses come from this host's subnet of the network at join (the overlay chain's host-local; --ip through the ips capability). */
 const hostSubnetIpam: EndpointIpam = {
   reserveAux: () => undefined,
   allocate: () => ({}),
@@ -106,7 +112,7 @@ export function overlayDriver(c: Cluster): Driver {
       const key = endpointKey(c, j);
       await etcdCall(c, 'registering the endpoint', c.client.put(key).value(JSON.stringify({ host: c.host, sandbox: j.sandbox.name })).exec());
       try {
-        return await cniAdd(ctx, list(c, j.network), j);
+        return await cniAdd(ctx, list(c, j.network), j, requestedIPs(j));
       } catch (e) {
         await c.client.delete().key(key).exec().catch(() => undefined);
         throw e;
@@ -114,7 +120,7 @@ export function overlayDriver(c: Cluster): Driver {
     },
 
     async leave(j, ctx) {
-      await cniDel(ctx, list(c, j.network), j);
+      await cniDel(ctx, list(c, j.network), j, requestedIPs(j));
       await etcdCall(c, 'unregistering the endpoint', c.client.delete().key(endpointKey(c, j)).exec());
     },
   };

@@ -1,7 +1,7 @@
 // The CNM side of the overlay (issue 13 §3): `cnm --cluster-store etcd://…` creates a global overlay
 // network on one host, every host sees it, cnm sandboxes on two hosts ping each other and a cnitool
 // pod on a third host pings both: the two-host demo of Docker's overlay document, on our suite.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { binDir } from '../support/cni';
@@ -67,12 +67,15 @@ test('VNIs are unique per network: -o vni=1 is refused while multi has it; the n
   expect(await lab.keys('vnis/')).toEqual([`${lab.prefix}vnis/1`]);
 });
 
-test('cnm sandboxes on hosts A and B ping each other; `cnm run` on B reaches A', async () => {
+test('cnm sandboxes on hosts A (with --ip) and B ping each other; `cnm run` on B reaches A', async () => {
+  // --ip: an address of A's own subnet of the network.
+  const want = JSON.parse(readFileSync(join(A.stateDir, 'multi.json'), 'utf8')).hostSubnet.replace(/0\/24$/, '50');
   await ok(A, 'sandbox', 'create', SA);
-  await ok(A, 'network', 'connect', 'multi', SA);
+  await ok(A, 'network', 'connect', '--ip', want, 'multi', SA);
   await ok(B, 'sandbox', 'create', SB);
   await ok(B, 'network', 'connect', 'multi', SB);
   ip.sa = await sandboxIP(A, 'multi', SA);
+  expect(ip.sa).toBe(want);
   ip.sb = await sandboxIP(B, 'multi', SB);
   expect(ip.sa.split('.').slice(0, 3)).not.toEqual(ip.sb.split('.').slice(0, 3)); // different host subnets
   expect((await lab.cnm(A, 'sandbox', 'exec', SA, '--', 'ping', '-c', '1', '-W', '2', ip.sb)).exitCode).toBe(0);
