@@ -86,6 +86,32 @@ test('CHECK passes on a pod; DEL releases its address and its record, and a seco
   expect((await lab.cni(h, 'DEL', ns, lab.overlayConf(h, NET))).exitCode).toBe(0);
 });
 
+test('ipMasq: a pod\'s traffic to another host\'s pod keeps its source address; what leaves the overlay is masqueraded', async () => {
+  const h = lab.hosts[0]!;
+  const ns = await lab.podNetns('masq');
+  const add = await lab.cni(h, 'ADD', ns, lab.overlayConf(h, NET, { ipMasq: true }));
+  expect(add.exitCode).toBe(0);
+  const src = String(add.json.ips[0].address).split('/')[0]!;
+  const before = (await inNs(h.ns, ['iptables-save', '-t', 'nat'])).stdout;
+  // The pod's masquerade chain exempts the whole overlay, not only this host's subnet.
+  expect(before.split('\n').some((l) => l.includes(`-d ${SUBNET} `) && l.includes(`c-${ns}`) && l.includes('-j ACCEPT'))).toBe(true);
+  // Who connects, as the other end sees it: a pod on another host, and host2's underlay address.
+  const seen = async (serverNs: string, listenIp: string): Promise<string> => {
+    const server = lab.spawn(serverNs, [process.execPath, '-e', `require('net').createServer((c)=>{console.log(c.remoteAddress);c.end();process.exit(0)}).listen(7070,'${listenIp}',()=>console.error('up'))`]);
+    await server.waitFor(/up/);
+    const c = await inNs(ns, [process.execPath, '-e', `require('net').connect(7070,'${listenIp}').on('data',()=>{}).on('end',()=>process.exit(0))`]);
+    expect(c.exitCode).toBe(0);
+    await server.exited;
+    return server.out.split('\n').find((l) => /^\d+\./.test(l)) ?? '';
+  };
+  const remote = pods.find((p) => p.host === lab.hosts[1])!;
+  expect(await seen(remote.ns, remote.ip)).toBe(src);
+  expect(await seen(lab.hosts[1]!.ns, lab.hosts[1]!.ip)).toBe(h.ip); // masqueraded to host1's underlay address
+  expect((await lab.cni(h, 'DEL', ns, lab.overlayConf(h, NET, { ipMasq: true }))).exitCode).toBe(0);
+  const rules = (await inNs(h.ns, ['iptables-save', '-t', 'nat'])).stdout;
+  expect(rules).not.toContain(`c-${ns}`);
+});
+
 test('pod MTU is the underlay MTU − 50: a DF ping of exactly 1450 bytes crosses hosts, 1451 does not', async () => {
   const [a, b] = [pods[0]!, pods[2]!];
   expect(a.host).not.toBe(b.host);

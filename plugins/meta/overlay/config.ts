@@ -1,9 +1,10 @@
 // The overlay plugin's network configuration: which overlay network, where the agent writes its host
-// leases, and the bridge options passed through (ipMasq, mtu), like flannel's plugin.
+// leases, the pod MTU, and masquerading (ipMasq, ipMasqBackend) done by this plugin for the whole overlay.
 import * as z from 'zod/mini';
 import { configError, opt, parseConfig, sparseObject, stateDirFromConfig } from '../../../shared/cni/config';
 import type { CmdArgs } from '../../../shared/cni/skel';
 import { formatCIDR } from '../../../shared/ip';
+import { checkMasqBackend, type MasqBackend } from '../../../shared/netfilter/masquerade';
 import { DEFAULT_STATE_DIR, type HostLease } from '../../../overlay/lease-file';
 import { MIN_POD_MTU, isNetworkName } from '../../../overlay/network';
 
@@ -24,6 +25,7 @@ export interface OverlayConf {
   stateDir: string;
   dataDir: string;
   ipMasq: boolean;
+  ipMasqBackend: MasqBackend | undefined; // undefined: autodetect
   mtu: number | undefined;
 }
 
@@ -37,6 +39,7 @@ function schema(raw: unknown) {
       stateDir: () => opt(z.string()),
       dataDir: () => opt(z.string()),
       ipMasq: () => opt(z.boolean()),
+      ipMasqBackend: () => opt(z.string()),
       mtu: () => opt(z.int()),
     },
     { required: ['name', 'network'], loose: true },
@@ -56,6 +59,7 @@ export function loadOverlayConf(a: CmdArgs): OverlayConf {
     stateDir,
     dataDir: stateDirFromConfig('dataDir', c.dataDir, dataDirOf(stateDir)),
     ipMasq: c.ipMasq ?? false,
+    ipMasqBackend: checkMasqBackend(c.ipMasqBackend),
     mtu: c.mtu ?? undefined,
   };
 }
@@ -77,7 +81,9 @@ export function delegateConf(conf: OverlayConf, lease: HostLease): Record<string
     bridge: lease.bridge,
     isGateway: true,
     isDefaultGateway: true,
-    ipMasq: conf.ipMasq,
+    // Masquerading is this plugin's (main.ts): the bridge's would exempt only this host's subnet
+    // and rewrite the source of traffic to every other host's pods.
+    ipMasq: false,
     mtu: conf.mtu ?? lease.mtu,
     ipam: { type: 'host-local', subnet: formatCIDR(lease.hostSubnet), dataDir: `${conf.dataDir}/ipam` },
   };

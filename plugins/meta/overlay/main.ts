@@ -3,7 +3,8 @@
 // overlay agent wrote (overlay/lease-file.ts); the pod path never talks to etcd, so an ADD costs
 // what a bridge ADD costs. ADD saves the delegate config, so DEL and CHECK work the same way after
 // the lease changed or went away.
-import { CniError, ErrPluginNotAvailable, ErrTryAgainLater } from '../../../shared/cni/errors';
+import { CniError, ErrPluginNotAvailable, ErrTryAgainLater, errorMessage } from '../../../shared/cni/errors';
+import { setupIPMasq, teardownIPMasq } from '../../../shared/netfilter/masquerade';
 import { delegateAdd, delegateCheck, delegateDel } from '../../../shared/cni/invoke';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
@@ -45,14 +46,19 @@ function withConf(a: CmdArgs, d: Delegate): CmdArgs {
 
 async function cmdAdd(a: CmdArgs): Promise<Result> {
   const conf = loadOverlayConf(a);
-  const d = delegateConf(conf, requireLease(conf));
+  const lease = requireLease(conf);
+  const d = delegateConf(conf, lease);
   const records = AttachmentRecords.create(attachmentsDir(conf), conf.network, codec);
   const name = recordName(a.containerID, a.ifName);
   try {
     records.write(name, d); // first: a DEL after a crash mid-ADD still finds what to release
+    let result: Result | undefined;
     try {
-      return await delegateAdd('bridge', withConf(a, d));
+      result = await delegateAdd('bridge', withConf(a, d));
+      if (conf.ipMasq) setupIPMasq(conf.ipMasqBackend, overlayAddresses(result, lease), conf.name, { containerID: a.containerID, ifname: a.ifName });
+      return result;
     } catch (e) {
+      if (result) await delegateDel('bridge', withConf(a, d)).catch((u: unknown) => a.log.warn(`cleanup after failed ADD: ${errorMessage(u)}`));
       records.remove(name);
       throw e;
     }
@@ -61,8 +67,18 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   }
 }
 
+/**
+ * The pod's IPv4 addresses with the overlay's prefix instead of the host subnet's: the masquerade
+ * rules exempt the network of each address, so traffic to any host's pods keeps its source
+ * (flannel's rule), and only what leaves the overlay is masqueraded.
+ */
+function overlayAddresses(r: Result, lease: HostLease): string[] {
+  return (r.ips ?? []).filter((ip) => !ip.address.includes(':')).map((ip) => `${ip.address.split('/')[0]}/${lease.subnet.prefix}`);
+}
+
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadOverlayConf(a);
+  if (conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName });
   const records = AttachmentRecords.open(attachmentsDir(conf), conf.network, codec);
   if (!records) return; // no ADD got as far as the bridge: nothing to release
   try {
