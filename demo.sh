@@ -20,9 +20,13 @@ node build.mjs --install --dir "$scratch/bin"
 id=$$
 HOST=cnikit-demo-host-$id POD1=cnikit-demo-pod1-$id POD2=cnikit-demo-pod2-$id
 WEB=cnikit-demo-web-$id CLIENT=cnikit-demo-client-$id
+SW=cnikit-demo-sw-$id ETCDNS=cnikit-demo-etcd-$id HA=cnikit-demo-ha-$id HB=cnikit-demo-hb-$id SBA=demo-sa-$id
+pids=()  # etcd and the overlay agents: stopped by cleanup
 cleanup() {
   [ -z "${web_pid:-}" ] || kill "$web_pid" 2>/dev/null || true
-  for ns in "$WEB" "$CLIENT" "$POD1" "$POD2" "$HOST"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done  # agents before etcd
+  ip netns del "$SBA" 2>/dev/null || true
+  for ns in "$WEB" "$CLIENT" "$POD1" "$POD2" "$HOST" "$HA" "$HB" "$ETCDNS" "$SW"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -100,4 +104,44 @@ echo "== CNM: stop web (cnm run --rm disconnects and removes its sandbox), cnm n
 kill -TERM "$web_pid"; wait "$web_pid" || true; web_pid=
 cnm sandbox ls
 cnm network rm cnmdemo
+# Two hosts, one overlay network (Docker's two-host overlay demo): host netns on a scratch underlay
+# switch, etcd in its own netns, an overlay agent per host, the network created with cnm on host A,
+# a sandbox on A pinged from a `cnm run` on host B across VXLAN.
+if command -v etcd >/dev/null; then
+  echo "== two hosts: underlay 198.19.0.0/24, etcd at 198.19.0.100"
+  for ns in "$SW" "$ETCDNS" "$HA" "$HB"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip -n "$SW" link add sw0 type bridge; ip -n "$SW" link set sw0 up
+  plug() { # netns port address
+    ip -n "$SW" link add "$2" type veth peer name eth0 netns "$1"; ip -n "$SW" link set "$2" master sw0 up
+    ip -n "$1" addr add "$3/24" dev eth0; ip -n "$1" link set eth0 up
+  }
+  plug "$ETCDNS" e0 198.19.0.100; plug "$HA" ha 198.19.0.11; plug "$HB" hb 198.19.0.12
+  E=http://198.19.0.100:2379
+  nsenter --net="/run/netns/$ETCDNS" etcd --data-dir "$scratch/etcd" --listen-client-urls $E --advertise-client-urls $E \
+    --log-level error 2>"$scratch/etcd.log" & pids+=($!); disown
+  for h in "$HA:198.19.0.11:a" "$HB:198.19.0.12:b"; do
+    IFS=: read -r ns ip n <<<"$h"
+    nsenter --net="/run/netns/$ns" "$scratch/bin/overlay-agent" --etcd $E --underlay-ip "$ip" --name "host-$n" \
+      --state-dir "$scratch/ovl-$n" --lease-ttl 5 --log-level warn & pids+=($!); disown
+  done
+  cnm_at() { # host-netns letter cnm-args...
+    local ns=$1 n=$2; shift 2
+    CNI_CACHEDIR="$scratch/cache-$n" nsenter --net="/run/netns/$ns" "$scratch/bin/cnm" --state-dir "$scratch/cnm-$n" \
+      --cluster-store "etcd://198.19.0.100:2379" --overlay-state-dir "$scratch/ovl-$n" --cni-path "$scratch/bin" "$@"
+  }
+  until nsenter --net="/run/netns/$ETCDNS" etcdctl --endpoints=$E endpoint health >/dev/null 2>&1; do sleep 0.2; done
+  echo "== host A: cnm network create -d overlay --subnet 198.18.128.0/17 multi"
+  cnm_at "$HA" a network create -d overlay --subnet 198.18.128.0/17 multi >/dev/null
+  echo "== host B: cnm network ls"; cnm_at "$HB" b network ls
+  until [ -e "$scratch/ovl-a/multi.json" ] && [ -e "$scratch/ovl-b/multi.json" ]; do sleep 0.1; done
+  echo "== host leases"; cat "$scratch/ovl-a/multi.json" "$scratch/ovl-b/multi.json"
+  cnm_at "$HA" a sandbox create "$SBA" >/dev/null; cnm_at "$HA" a network connect multi "$SBA"
+  sa_ip=$(ip -n "$SBA" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+  echo "== host B: cnm run --network multi -- ping $sa_ip (a sandbox on host A, over VXLAN)"
+  cnm_at "$HB" b run --rm --network multi -- ping -c 2 -W 2 "$sa_ip"
+  echo "== host A: routes and FDB towards host B"; ip -n "$HA" route show dev ovl.1; bridge -n "$HA" fdb show dev ovl.1
+  cnm_at "$HA" a sandbox rm "$SBA" >/dev/null; cnm_at "$HB" b network rm multi >/dev/null; echo "== network removed from host B"
+else
+  echo "== (two-host overlay part skipped: no etcd; apt-get install etcd-server)"
+fi
 echo "== done; removing the scratch namespaces and $scratch"

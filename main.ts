@@ -9,11 +9,14 @@ import { cnitool } from './runner/cli';
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
 import { versionLine } from './shared/self';
 
-/** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
+/**
+ * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Heavy ones
+ * (the CNM library, the etcd client) are imported when called: a plugin's start-up does not pay for them.
+ */
 const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
   cnitool,
-  // The CNM library is loaded only when cnm runs: a plugin's start-up does not pay for it.
   cnm: async (argv) => (await import('./cnm/cli')).cnm(argv),
+  'overlay-agent': async (argv) => (await import('./overlay/cli')).overlayAgent(argv),
 };
 
 const SELF = 'cnikit';

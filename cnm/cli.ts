@@ -16,6 +16,7 @@ import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
 import { parseAddressPool } from './ipam';
 import { keyValues, type NetworkRecord } from './model';
+import { DEFAULT_STATE_DIR as DEFAULT_OVERLAY_STATE_DIR } from '../overlay/lease-file';
 import { DEFAULT_STATE_DIR, NetworkController, PREDEFINED, type Network, type Sandbox } from './controller';
 
 export interface CnmIO {
@@ -49,6 +50,8 @@ const GLOBAL: Options = {
   'cni-path': { type: 'string' },
   'conf-dir': { type: 'string' },
   'default-address-pool': { type: 'string', multiple: true },
+  'cluster-store': { type: 'string' },
+  'overlay-state-dir': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -59,6 +62,8 @@ const GLOBAL_HELP = [
   '  --conf-dir DIR    conflists the cni driver names (default $NETCONFPATH, else /etc/cni/net.d)',
   '  --default-address-pool base=CIDR,size=N   subnets for networks created without --subnet',
   "                    (repeatable; default dockerd's: 172.17-31.0.0/16, then 192.168.0.0/16 as /20s)",
+  '  --cluster-store etcd://IP:2379[,etcd://IP2:2379...]   etcd for global networks (the overlay driver)',
+  `  --overlay-state-dir DIR   the overlay agent's --state-dir on this host (default ${DEFAULT_OVERLAY_STATE_DIR})`,
   '  -h, --help        this help',
 ];
 
@@ -194,7 +199,7 @@ const COMMANDS: Record<string, Command> = {
       label: { type: 'string', multiple: true },
     },
     help: [
-      '  -d, --driver NAME          bridge (default), null, host, cni',
+      '  -d, --driver NAME          bridge (default), null, host, cni, overlay (needs --cluster-store)',
       '      --subnet CIDR          a subnet (repeat for more; IPv6 needs --ipv6)',
       '      --ip-range CIDR        allocate from this part of its subnet',
       '      --gateway IP           gateway of its subnet (default: the first usable address)',
@@ -202,7 +207,7 @@ const COMMANDS: Record<string, Command> = {
       '      --ipv6                 enable IPv6',
       '      --internal             no masquerade and no default route (no way out)',
       '  -o, --opt KEY=VALUE        driver option (bridge: com.docker.network.bridge.name, ...enable_ip_masquerade,',
-      '                             com.docker.network.driver.mtu; cni: cni.network=NAME)',
+      '                             com.docker.network.driver.mtu; cni: cni.network=NAME; overlay: host-prefix=N, vni=N)',
       '      --label KEY=VALUE      label the network',
     ],
     async run(c) {
@@ -566,10 +571,17 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const cniPath = (str(values['cni-path']) ?? env.CNI_PATH ?? '/opt/cni/bin').split(':').filter(Boolean);
     const confDir = str(values['conf-dir']) || env.NETCONFPATH || '/etc/cni/net.d';
     const pools = strs(values['default-address-pool']).map(parseAddressPool);
+    const clusterStore = str(values['cluster-store']);
+    const overlayStateDir = str(values['overlay-state-dir']) || DEFAULT_OVERLAY_STATE_DIR;
     const log = loggerFromEnv(env, 'cnm');
     let ctl: Promise<NetworkController> | undefined;
+    // The etcd client is loaded only for --cluster-store.
+    const cluster = async () => (clusterStore ? await (await import('./cluster-store')).clusterOptions(clusterStore, overlayStateDir) : { stores: {}, drivers: [] });
     const controller = (): Promise<NetworkController> =>
-      (ctl ??= log.step('open', () => NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), log, ...(pools.length ? { defaultAddressPools: pools } : {}) })));
+      (ctl ??= log.step('open', async () => {
+        const cl = await cluster();
+        return NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), log, ...(pools.length ? { defaultAddressPools: pools } : {}), stores: cl.stores, drivers: cl.drivers });
+      }));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
     // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.

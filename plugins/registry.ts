@@ -13,6 +13,7 @@ import { portmap } from './meta/portmap/main';
 import { bandwidth } from './meta/bandwidth/main';
 import { loopback } from './main/loopback/main';
 import { ptp } from './main/ptp/main';
+import { overlay } from './meta/overlay/main';
 
 export const plugins: Readonly<Record<string, Plugin>> = {
   'host-local': hostLocal,
@@ -24,6 +25,7 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   ptp,
   portmap,
   bandwidth,
+  overlay,
 };
 
 /** Our own plugins found in CNI_PATH (links or copies of this executable) run in-process; others are exec'd. */

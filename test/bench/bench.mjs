@@ -502,6 +502,7 @@ function round(x, d = 1) {
 const execCell = (e) => `${e.add + e.del} execs (ADD ${e.add} + DEL ${e.del})`;
 
 const results = await main();
+if (!argv.includes('--only') || want('overlay')) results.push(...(await (await import('./overlay.mjs')).overlayCases({ ours: OURS, rounds: ROUNDS, log })));
 if (JSON_OUT) process.stdout.write(JSON.stringify({ cases: results }) + '\n');
 else {
   const rows = results.map((r) =>

@@ -141,6 +141,7 @@ export const RTA_METRICS = 8;
 export const RTA_MULTIPATH = 9;
 export const RTA_TABLE = 15;
 export const RTA_PREF = 20;
+export const RTNH_F_ONLINK = 4; // rtm_flags
 export const RTAX_MTU = 2;
 export const RTAX_ADVMSS = 8;
 
@@ -170,3 +171,20 @@ export const RT_TABLE_LOCAL = 255;
 /** IFLA_OPERSTATE values (RFC 2863), by number. */
 export const OPERSTATES = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'] as const;
 export type OperState = (typeof OPERSTATES)[number];
+
+// IFLA_INFO_DATA of a vxlan link (<linux/if_link.h>)
+export const IFLA_VXLAN_ID = 1;
+export const IFLA_VXLAN_LINK = 3;
+export const IFLA_VXLAN_LOCAL = 4;
+export const IFLA_VXLAN_LEARNING = 7;
+export const IFLA_VXLAN_PORT = 15; // u16, network byte order
+
+// Neighbours and FDB entries (<linux/neighbour.h>): RTM_*NEIGH with a struct ndmsg header
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
+export const RTM_GETNEIGH = 30;
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+export const NUD_NOARP = 0x40;
+export const NUD_PERMANENT = 0x80;
+export const NTF_SELF = 0x02;

@@ -46,7 +46,15 @@ import {
   RTM_NEWLINK,
   RTM_SETLINK,
   VETH_INFO_PEER,
+  IFLA_VXLAN_ID,
+  IFLA_VXLAN_LEARNING,
+  IFLA_VXLAN_LINK,
+  IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_PORT,
+  AF_INET,
 } from './constants';
+import { ipFromBytes, ipToBytes } from './ipaddr';
+import type { IP } from '../../ip';
 import { ENODEV } from './errno';
 import { NetlinkError, isNotFound, type LinkRef, refName } from './errors';
 import { formatMAC, parseMAC } from '../../mac';
@@ -111,6 +119,20 @@ export interface Link {
   bridgeIdMac?: string;
   /** bridge-port attributes of a bridge port (IFLA_INFO_SLAVE_DATA) */
   bridgePort?: BridgePortInfo;
+  /** IFLA_INFO_DATA of a vxlan link */
+  vxlan?: VxlanInfo;
+}
+
+/** What identifies a vxlan device's tunnel: VNI, underlay link and local VTEP address, UDP port, learning. */
+export interface VxlanInfo {
+  vni: number;
+  /** ifindex of the underlay link (IFLA_VXLAN_LINK), 0 if unset */
+  link: number;
+  /** local VTEP address (IPv4 only: IFLA_VXLAN_LOCAL) */
+  local?: IP;
+  /** UDP destination port (host order) */
+  port: number;
+  learning: boolean;
 }
 
 /** Decodes an RTM_NEWLINK message (a GETLINK reply, a dump entry or an event). */
@@ -152,6 +174,18 @@ export function decodeLink(m: NlMsg): Link {
       if (v !== undefined) link.vlanFiltering = v !== 0;
       const id = br.get(IFLA_BR_BRIDGE_ID);
       if (id && id.length >= 8) link.bridgeIdMac = formatMAC(id.subarray(2, 8));
+    }
+    if (link.kind === 'vxlan' && data) {
+      const vx = parseAttrs(data);
+      const local = vx.get(IFLA_VXLAN_LOCAL);
+      const port = vx.get(IFLA_VXLAN_PORT);
+      link.vxlan = {
+        vni: u32(vx.get(IFLA_VXLAN_ID)) ?? 0,
+        link: u32(vx.get(IFLA_VXLAN_LINK)) ?? 0,
+        port: port && port.length >= 2 ? port.readUInt16BE(0) : 0,
+        learning: (u8(vx.get(IFLA_VXLAN_LEARNING)) ?? 1) !== 0,
+      };
+      if (local && local.length === 4) link.vxlan.local = ipFromBytes(AF_INET, local);
     }
     const slave = li.get(IFLA_INFO_SLAVE_DATA);
     if (link.slaveKind === 'bridge' && slave) {
@@ -270,6 +304,51 @@ export function buildAddIfb(b: IfbSpec): Buffer {
 /** Creates an ifb (intermediate functional block) device. An existing link of that name -> EEXIST (isExists). */
 export function addIfb(nl: NetlinkSocket, b: IfbSpec): void {
   nl.request(buildAddIfb(b), 'creating ifb', b.name);
+}
+
+export interface VxlanSpec extends CommonCreate {
+  name: string;
+  /** VXLAN network identifier, 1..16777215 */
+  vni: number;
+  /** local VTEP address: the underlay address encapsulated packets leave from (IPv4) */
+  local: IP;
+  /** ifindex of the underlay link that carries the encapsulated packets */
+  link: number;
+  /** UDP destination port (IANA 4789) */
+  port: number;
+}
+
+/**
+ * `ip link add NAME mtu M type vxlan id VNI local IP dev LINK dstport PORT nolearning`: no learning
+ * and no multicast group, so every remote is an FDB entry someone programs (flannel's vxlan backend).
+ */
+export function buildAddVxlan(v: VxlanSpec): Buffer {
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(v.port);
+  return nlmsg(
+    RTM_NEWLINK,
+    REQ | NLM_F_CREATE | NLM_F_EXCL,
+    ifinfomsg(upFlags(v.up)),
+    ...commonAttrs(v),
+    attrStr(IFLA_IFNAME, v.name),
+    nested(
+      IFLA_LINKINFO,
+      attrStrRaw(IFLA_INFO_KIND, 'vxlan'),
+      nested(
+        IFLA_INFO_DATA,
+        attrU32(IFLA_VXLAN_ID, v.vni),
+        attrU32(IFLA_VXLAN_LINK, v.link),
+        attr(IFLA_VXLAN_LOCAL, ipToBytes(v.local)),
+        attrU8(IFLA_VXLAN_LEARNING, 0),
+        attr(IFLA_VXLAN_PORT, port),
+      ),
+    ),
+  );
+}
+
+/** Creates a vxlan device. An existing link of that name -> EEXIST (isExists); a VNI+port already used by another device -> EEXIST too. */
+export function addVxlan(nl: NetlinkSocket, v: VxlanSpec): void {
+  nl.request(buildAddVxlan(v), 'creating vxlan', v.name);
 }
 
 export interface VethEnd extends CommonCreate {

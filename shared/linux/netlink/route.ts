@@ -28,6 +28,7 @@ import {
   RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN,
   RT_TABLE_UNSPEC,
+  RTNH_F_ONLINK,
 } from './constants';
 import { afOf, familyOfAf, ipFromBytes, ipToBytes } from './ipaddr';
 import { RTMSG_LEN, type NlMsg, attr, attrU32, decodeRtmsg, nested, nlmsg, parseAttrs, rtmsg, u32 } from './message';
@@ -51,6 +52,8 @@ export interface Route {
   priority?: number;
   mtu?: number;
   advmss?: number;
+  /** RTNH_F_ONLINK: the gateway is on the link even though no address of the link covers it */
+  onlink?: boolean;
 }
 
 export interface RouteSpec {
@@ -69,6 +72,8 @@ export interface RouteSpec {
   priority?: number;
   mtu?: number;
   advmss?: number;
+  /** `onlink`: use the gateway without a covering address on the link (flannel's vxlan routes) */
+  onlink?: boolean;
 }
 
 /** AF_INET/AF_INET6 of the route: of its destination, else its gateway, else its source. */
@@ -125,7 +130,7 @@ export function buildRoute(verb: Verb, r: RouteSpec): Buffer {
   return nlmsg(
     RTM_NEWROUTE,
     flags,
-    rtmsg({ family, dstLen, table: hdrTable, protocol: r.protocol ?? RTPROT_BOOT, scope, type }),
+    rtmsg({ family, dstLen, table: hdrTable, protocol: r.protocol ?? RTPROT_BOOT, scope, type, flags: r.onlink ? RTNH_F_ONLINK : 0 }),
     ...attrs,
   );
 }
@@ -133,6 +138,11 @@ export function buildRoute(verb: Verb, r: RouteSpec): Buffer {
 /** Adds a route; an existing one -> EEXIST (isExists). */
 export function addRoute(nl: NetlinkSocket, r: RouteSpec): void {
   nl.request(buildRoute('add', r), 'adding route', describeRoute(r));
+}
+
+/** Adds or replaces the route with the same destination, table and metric. */
+export function replaceRoute(nl: NetlinkSocket, r: RouteSpec): void {
+  nl.request(buildRoute('replace', r), 'replacing route', describeRoute(r));
 }
 
 /** Deletes a route; missing -> ESRCH (isNotFound). */
@@ -154,6 +164,7 @@ export function decodeRoute(m: NlMsg): Route {
     protocol: h.protocol,
     type: h.type,
   };
+  if (h.flags & RTNH_F_ONLINK) r.onlink = true;
   const gw = a.get(RTA_GATEWAY);
   if (gw) r.gw = ipFromBytes(h.family, gw);
   const oif = u32(a.get(RTA_OIF));
