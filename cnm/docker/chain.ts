@@ -1,0 +1,175 @@
+// Which CNI chain a Docker network runs, and what each endpoint's ADD is given.
+// A network is either `-o cni.network=X` (conflist X from --conf-dir, read once at CreateNetwork and
+// kept with the network's record) or a bridge network generated from Docker's IPAM data.
+import { findInPath } from '../../shared/cni/invoke';
+import { contains, formatIP, parseCIDR, type IPNet } from '../../shared/ip';
+import { ConfError, confListFromBytes, loadConfList, type Json, type NetworkConfList } from '../../runner/conf';
+import { ProtocolError, type EndpointInterface, type CniPortMapping, type IPAMData } from './protocol';
+
+/** The generic option naming an existing conflist (`docker network create -o cni.network=NAME`). */
+export const CNI_NETWORK_OPTION = 'cni.network';
+
+const BRIDGE_NAME = 'com.docker.network.bridge.name';
+const MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
+const MTU = 'com.docker.network.driver.mtu';
+
+export interface NetworkInput {
+  id: string;
+  options: Record<string, string>; // `-o k=v`
+  ipv4: IPAMData[];
+  ipv6: IPAMData[];
+  internal: boolean;
+  confDir: string;
+  cniPath: string[];
+  ipamDir: string;
+}
+
+export interface NetworkChain {
+  conflist: string;
+  generated: boolean;
+  bridge?: string;
+}
+
+/**
+ * The chain for a new network. Throws ProtocolError (answered to `docker network create`) for an
+ * unknown or unreadable `cni.network` (naming it), a Docker subnet outside that conflist's IPAM
+ * ranges (naming both), or a bad option value (naming the option).
+ */
+export function networkChain(n: NetworkInput): NetworkChain {
+  const named = n.options[CNI_NETWORK_OPTION];
+  if (named !== undefined) return { conflist: namedChain(named, n), generated: false };
+  return generatedChain(n);
+}
+
+function namedChain(name: string, n: NetworkInput): string {
+  let list: NetworkConfList;
+  try {
+    list = loadConfList(n.confDir, name);
+  } catch (e) {
+    const why = e instanceof ConfError || e instanceof Error ? e.message : String(e);
+    throw new ProtocolError(`-o ${CNI_NETWORK_OPTION}=${name}: ${why}`);
+  }
+  const ranges = ipamSubnets(list);
+  for (const d of [...n.ipv4, ...n.ipv6]) {
+    const pool = parseCIDR(d.Pool);
+    // --ipam-driver null sends 0.0.0.0/0: the chain's own IPAM picks the address then.
+    if (!pool || pool.prefix === 0) continue;
+    if (!ranges.some((r) => r.ip.family === pool.ip.family && r.prefix <= pool.prefix && contains(r, pool.ip)))
+      throw new ProtocolError(
+        `subnet ${d.Pool} is not inside the IPAM ranges of CNI network "${name}" (${ranges.map((r) => `${formatIP(r.ip)}/${r.prefix}`).join(', ') || 'none'}); give a --subnet inside them`,
+      );
+  }
+  return list.bytes.toString();
+}
+
+/** The subnets of the first plugin's IPAM (`ipam.subnet`, `ipam.ranges[][].subnet`). */
+function ipamSubnets(list: NetworkConfList): IPNet[] {
+  const out: IPNet[] = [];
+  const ipam = list.plugins[0]?.raw.ipam as Json | undefined;
+  const add = (s: unknown): void => {
+    const c = typeof s === 'string' ? parseCIDR(s) : null;
+    if (c) out.push(c);
+  };
+  if (!ipam || typeof ipam !== 'object') return out;
+  add(ipam.subnet);
+  if (Array.isArray(ipam.ranges)) for (const set of ipam.ranges) if (Array.isArray(set)) for (const r of set) add((r as Json | null)?.subnet);
+  return out;
+}
+
+const bare = (cidr: string): string => cidr.split('/')[0] ?? '';
+
+function generatedChain(n: NetworkInput): NetworkChain {
+  const bridge = n.options[BRIDGE_NAME] ?? `cnm${n.id.slice(0, 12)}`;
+  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge) || bridge === '.' || bridge === '..') throw new ProtocolError(`-o ${BRIDGE_NAME}=${bridge}: not a valid interface name (1-15 of a-z A-Z 0-9 _ . -)`);
+  const masq = boolOption(n.options, MASQUERADE, true);
+  const mtu = n.options[MTU];
+  if (mtu !== undefined && !/^[0-9]{1,5}$/.test(mtu)) throw new ProtocolError(`-o ${MTU}=${mtu}: not an MTU`);
+  const ranges = [...n.ipv4, ...n.ipv6]
+    .filter((d) => parseCIDR(d.Pool) && parseCIDR(d.Pool)!.prefix > 0)
+    .map((d) => [{ subnet: d.Pool, ...(d.Gateway ? { gateway: bare(d.Gateway) } : {}) }]);
+  if (ranges.length === 0) throw new ProtocolError('a generated bridge network needs a subnet: give --subnet (or -o cni.network=NAME for a chain with its own IPAM)');
+  const plugins: Json[] = [
+    {
+      type: 'bridge',
+      bridge,
+      isGateway: true,
+      isDefaultGateway: !n.internal,
+      ipMasq: masq && !n.internal,
+      hairpinMode: true,
+      ...(mtu ? { mtu: Number(mtu) } : {}),
+      capabilities: { ips: true, mac: true },
+      ipam: { type: 'host-local', dataDir: n.ipamDir, ranges },
+    },
+  ];
+  if (hasPlugin('portmap', n.cniPath)) plugins.push({ type: 'portmap', snat: true, capabilities: { portMappings: true } });
+  const list = { cniVersion: '1.0.0', name: `cnm-${n.id.slice(0, 12)}`, plugins };
+  return { conflist: JSON.stringify(list, null, 2), generated: true, bridge };
+}
+
+function boolOption(o: Record<string, string>, key: string, dflt: boolean): boolean {
+  const v = o[key];
+  if (v === undefined) return dflt;
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) return false;
+  throw new ProtocolError(`-o ${key}=${v}: not a boolean`);
+}
+
+function hasPlugin(type: string, path: string[]): boolean {
+  try {
+    findInPath(type, path.join(':'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The parsed list of a stored conflist. */
+export function parseChain(conflist: string): NetworkConfList {
+  return confListFromBytes(Buffer.from(conflist));
+}
+
+/** What an endpoint's ADD (and its DEL) is given besides the IDs. */
+export interface EndpointArgs {
+  list: NetworkConfList;
+  capabilityArgs: Record<string, unknown>;
+  args: Array<[string, string]>;
+}
+
+/**
+ * The ADD's inputs for an endpoint. With Docker's IPAM the chain's IPAM must hand out exactly
+ * Docker's address: `runtimeConfig.ips` when the first plugin declares the `ips` capability, else
+ * CNI_ARGS `IP=` (host-local and static read both). With this driver's IPAM the address is already
+ * leased in its pool's store, so the first plugin's IPAM becomes `static` with that address (a
+ * second host-local lease of it would fail or double-count). `mac` and `portMappings` go as
+ * capability args (filtered by each plugin's capabilities, as libcni does).
+ */
+export function endpointArgs(conflist: string, iface: EndpointInterface, ports: CniPortMapping[], ownIpam: { gateway4: string; gateway6: string; internal: boolean } | null): EndpointArgs {
+  let list = parseChain(conflist);
+  const ips = [iface.Address, iface.AddressIPv6].filter((a) => a !== '');
+  const capabilityArgs: Record<string, unknown> = {};
+  const args: Array<[string, string]> = [];
+  if (iface.MacAddress) capabilityArgs.mac = iface.MacAddress;
+  if (ports.length) capabilityArgs.portMappings = ports;
+  if (ownIpam && ips.length) {
+    list = withStaticIpam(list, ips, ownIpam.gateway4, ownIpam.gateway6);
+  } else if (ips.length) {
+    if (list.plugins[0]?.capabilities.ips) capabilityArgs.ips = ips.map(bare);
+    else args.push(['IgnoreUnknown', '1'], ['IP', ips.map(bare).join(',')]);
+  }
+  return { list, capabilityArgs, args };
+}
+
+function withStaticIpam(list: NetworkConfList, ips: string[], gw4: string, gw6: string): NetworkConfList {
+  const [first, ...rest] = list.plugins;
+  if (!first) throw new ProtocolError(`CNI network "${list.name}" has no plugins`);
+  const old = (first.raw.ipam ?? {}) as Json;
+  const gwFor = (a: string): string => (a.includes(':') ? bare(gw6) : bare(gw4));
+  const ipam: Json = {
+    type: 'static',
+    addresses: ips.map((a) => ({ address: a, ...(gwFor(a) ? { gateway: gwFor(a) } : {}) })),
+    ...(Array.isArray(old.routes) ? { routes: old.routes } : {}),
+    ...(old.dns ? { dns: old.dns } : {}),
+  };
+  const conf = { cniVersion: list.cniVersion, name: list.name, plugins: [{ ...first.raw, ipam }, ...rest.map((p) => p.raw)] };
+  return confListFromBytes(Buffer.from(JSON.stringify(conf, null, 2)));
+}

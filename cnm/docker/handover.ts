@@ -1,0 +1,126 @@
+// "Prepare and hand over" (cnm-shim.md §5.1): the CNI chain runs at CreateEndpoint against a
+// scratch netns of ours, because the container's netns does not exist yet when Docker calls Join
+// (moby/libnetwork#1939); the container's link is then moved to the host netns, where libnetwork
+// finds it by name, moves it into the container and re-addresses it. DeleteEndpoint moves it back
+// (libnetwork returns it to the host under the same name) so the chain's DEL finds what its ADD made.
+import { execFile } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import { isNotFound } from '../../shared/linux/netlink/errors';
+import { deleteLink, getLink, setLink } from '../../shared/linux/netlink/link';
+import { withNetlink } from '../../shared/linux/netlink/socket';
+import { NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
+
+/** Where `ip netns add` bind-mounts a namespace (iproute2's NETNS_RUN_DIR). */
+export const NETNS_RUN_DIR = '/run/netns';
+
+export const netnsPath = (name: string): string => `${NETNS_RUN_DIR}/${name}`;
+
+/** `ip ARGS`, killed after `timeoutMs`; resolves with its stderr, rejects with an Error naming the command and its stderr. */
+function ip(args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', args, { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, _stdout, stderr) => {
+      if (!err) return resolve(stderr);
+      const why = err.killed ? `timed out after ${timeoutMs} ms` : (stderr.trim() || err.message).split('\n')[0];
+      reject(Object.assign(new Error(`ip ${args.join(' ')}: ${why}`), { stderr }));
+    });
+  });
+}
+
+/**
+ * Creates the scratch netns `name` (`ip netns add`, bounded by `timeoutMs`) and returns its path. An
+ * existing netns of that name is reused: a retried CreateEndpoint, or one a crash left (the caller
+ * then runs ADD into it again, which the chain's plugins treat as a new attachment).
+ */
+export async function addScratchNetns(name: string, timeoutMs: number): Promise<string> {
+  const path = netnsPath(name);
+  if (isNetns(path)) return path;
+  await ip(['netns', 'add', name], timeoutMs);
+  return path;
+}
+
+/** Removes the scratch netns `name` (its remaining links go with it); succeeds when it is gone. */
+export async function deleteScratchNetns(name: string, timeoutMs: number): Promise<void> {
+  if (!isNetns(netnsPath(name))) {
+    // A file left without its mount (a reboot) is removed by `ip netns del` too; nothing there: done.
+    try {
+      await ip(['netns', 'del', name], timeoutMs);
+    } catch {
+      /* nothing to delete */
+    }
+    return;
+  }
+  await ip(['netns', 'del', name], timeoutMs);
+}
+
+/** True when `path` is a network namespace (a bind mount of one). */
+export function isNetns(path: string): boolean {
+  try {
+    closeSync(openNetnsFd(path));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Moves link `ifName` from the netns at `from` (null: this process's netns) into the netns at `to`
+ * (null: ours). Returns false when there is no such link in `from` (or `from` is gone), true when
+ * moved; throws NetlinkError/NetnsError otherwise. A move keeps the link's MAC and MTU and its
+ * host-side peer; it drops its addresses and routes (the kernel's rule), which libnetwork re-adds.
+ */
+export function moveLink(ifName: string, from: string | null, to: string | null): boolean {
+  let toFd: number;
+  try {
+    toFd = openNetnsFd(to ?? '/proc/self/ns/net');
+  } catch (e) {
+    if (e instanceof NetnsNotFoundError) throw new Error(`cannot move link ${ifName}: netns ${to} does not exist`, { cause: e });
+    throw e;
+  }
+  try {
+    return withNetlink((nl) => {
+      try {
+        setLink(nl, ifName, { netnsFd: toFd });
+        return true;
+      } catch (e) {
+        if (isNotFound(e)) return false;
+        throw e;
+      }
+    }, from ?? undefined);
+  } catch (e) {
+    if (e instanceof NetnsNotFoundError) return false;
+    throw e;
+  } finally {
+    closeSync(toFd);
+  }
+}
+
+/** True when this process's netns has a link named `ifName`. */
+export function hasLink(ifName: string, netns?: string): boolean {
+  try {
+    return withNetlink((nl) => {
+      try {
+        getLink(nl, ifName);
+        return true;
+      } catch (e) {
+        if (isNotFound(e)) return false;
+        throw e;
+      }
+    }, netns);
+  } catch (e) {
+    if (e instanceof NetnsNotFoundError) return false;
+    throw e;
+  }
+}
+
+/** Deletes link `ifName` in this process's netns; false when there was none. */
+export function deleteHostLink(ifName: string): boolean {
+  return withNetlink((nl) => {
+    try {
+      deleteLink(nl, ifName);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  });
+}
