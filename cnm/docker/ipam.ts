@@ -102,7 +102,7 @@ export class IpamDriver {
     const sub = rec.subPool ? parseCIDR(rec.subPool) : null;
     const range: Json = { subnet: rec.pool, gateway: rec.gateway.split('/')[0] };
     if (sub && sub.prefix > net.prefix) Object.assign(range, { rangeStart: formatIP(networkOf(sub).ip), rangeEnd: formatIP(lastAddress(sub)) });
-    const conf = { cniVersion: '1.0.0', name: rec.store, plugins: [{ type: 'host-local', dataDir: this.o.state.ipamDir, ranges: [[range]] }] };
+    const conf = { cniVersion: '1.0.0', name: rec.store, plugins: [{ type: 'host-local', ipam: { type: 'host-local', dataDir: this.o.state.ipamDir, ranges: [[range]] } }] };
     return confListFromBytes(Buffer.from(JSON.stringify(conf)));
   }
 
