@@ -3,16 +3,18 @@
 import { basename } from 'node:path';
 import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
 import { errorMessage } from './shared/cni/errors';
-import { inProcessExecutor } from './shared/cni/invoke';
-import { processExecutor } from './shared/cni/exec';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
-import { plugins } from './plugins/registry';
+import { ownPluginsExecutor, plugins } from './plugins/registry';
 import { cnitool } from './runner/cli';
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
-import { isOwnExecutable, versionLine } from './shared/self';
+import { versionLine } from './shared/self';
 
 /** CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. */
-const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = { cnitool };
+const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
+  cnitool,
+  // The CNM library is loaded only when cnm runs: a plugin's start-up does not pay for it.
+  cnm: async (argv) => (await import('./cnm/cli')).cnm(argv),
+};
 
 const SELF = 'cnikit';
 
@@ -51,8 +53,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   // Our own plugins found in CNI_PATH (links or copies of this executable) run in-process.
-  const executor = inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);
-  await pluginMain(plugin, argv, { executor });
+  await pluginMain(plugin, argv, { executor: ownPluginsExecutor() });
 }
 
 /** Writes synchronously; 0, or 1 when the text could not be written (a closed pipe), quietly. */

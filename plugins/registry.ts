@@ -1,5 +1,9 @@
 // Every plugin the multi-call executable answers to; the build links exactly these names.
+import { basename } from 'node:path';
 import type { Plugin } from '../shared/cni/skel';
+import { inProcessExecutor } from '../shared/cni/invoke';
+import { processExecutor, type Executor } from '../shared/cni/exec';
+import { isOwnExecutable } from '../shared/self';
 import { hostLocal } from '../ipam/host-local/main';
 import { staticIPAM } from '../ipam/static/main';
 import { bridge } from './bridge/main';
@@ -21,3 +25,6 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   portmap,
   bandwidth,
 };
+
+/** Our own plugins found in CNI_PATH (links or copies of this executable) run in-process; others are exec'd. */
+export const ownPluginsExecutor = (): Executor => inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);

@@ -15,6 +15,11 @@ export const LOCK_UN = 8;
 
 export const CLONE_NEWNET = 0x40000000;
 
+export const MS_BIND = 0x1000;
+export const MS_REC = 0x4000;
+export const MS_SHARED = 1 << 20;
+export const MNT_DETACH = 2;
+
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
 export const SOCK_CLOEXEC = 0o2000000;
@@ -63,6 +68,9 @@ const SYMBOLS = {
   setsockopt: { args: ['i32', 'i32', 'i32', 'ptr', 'u32'], returns: 'i32' },
   poll: { args: ['ptr', 'u64', 'i32'], returns: 'i32' },
   fstatfs: { args: ['i32', 'ptr'], returns: 'i32' },
+  unshare: { args: ['i32'], returns: 'i32' },
+  mount: { args: ['ptr', 'ptr', 'ptr', 'u64', 'ptr'], returns: 'i32' },
+  umount2: { args: ['ptr', 'i32'], returns: 'i32' },
 } as const;
 
 type Lib = ReturnType<typeof openLib>;
@@ -82,6 +90,9 @@ function openLib() {
     setsockopt(fd: number, level: number, name: number, val: Uint8Array, len: number): number;
     poll(fds: Uint8Array, nfds: number, timeout: number): number;
     fstatfs(fd: number, buf: Uint8Array): number;
+    unshare(flags: number): number;
+    mount(source: Uint8Array | null, target: Uint8Array, fstype: Uint8Array | null, flags: number, data: Uint8Array | null): number;
+    umount2(target: Uint8Array, flags: number): number;
   };
 }
 
@@ -187,6 +198,23 @@ export function fstatfsType(fd: number): number {
   const r = ret(libc().fstatfs(fd, buf));
   if (r < 0) return r;
   return new DataView(buf.buffer).getUint32(0, true);
+}
+
+const cString = (s: string): Uint8Array => Buffer.from(`${s}\0`);
+
+/** unshare(2). Returns 0 or -errno. Only the calling thread moves (for CLONE_NEWNET). */
+export function unshare(flags: number): number {
+  return ret(libc().unshare(flags));
+}
+
+/** mount(2) without data; null source/fstype are passed as NULL. Returns 0 or -errno. */
+export function mount(source: string | null, target: string, fstype: string | null, flags: number): number {
+  return ret(libc().mount(source === null ? null : cString(source), cString(target), fstype === null ? null : cString(fstype), flags, null));
+}
+
+/** umount2(2). Returns 0 or -errno. */
+export function umount2(target: string, flags: number): number {
+  return ret(libc().umount2(cString(target), flags));
 }
 
 /** Address of a buffer, for the rare call that needs a raw pointer. */

@@ -4,8 +4,9 @@
 // in then, so the work must be synchronous. In a long-running process, netns work runs either
 // strictly synchronously here or on a thread of its own (netns-worker.ts), never across an await.
 import * as fs from 'node:fs';
-import { CLONE_NEWNET, fstatfsType, setns } from './libc';
+import { CLONE_NEWNET, fstatfsType, MNT_DETACH, MS_BIND, MS_REC, MS_SHARED, mount, setns, umount2, unshare } from './libc';
 import { EINVAL, ENOENT, ENOTDIR, errnoMessage, errnoOf, kindOfErrno, type ErrorKind } from './netlink/errno';
+import { dirname } from 'node:path';
 
 const NSFS_MAGIC = 0x6e736673;
 const PROC_SUPER_MAGIC = 0x9fa0; // /proc/<pid>/ns/net on kernels before nsfs (< 3.19)
@@ -162,3 +163,72 @@ export function withNetns<T>(path: string, fn: SyncNetnsWork<T>): T {
   }
 }
 
+
+/**
+ * Makes `dir` (e.g. /run/netns) a shared mount point, as `ip netns add` does (iproute2 netns.c
+ * create_netns_dir + netns_add): mounts under it then propagate to mount namespaces cloned later,
+ * and the bind mount of each netns file stays visible to processes of this mount namespace. When
+ * `dir` is not a mount point yet (EINVAL), it is bind-mounted onto itself first. Throws NetnsError.
+ */
+function shareNetnsDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  let r = mount('none', dir, 'none', MS_SHARED | MS_REC);
+  if (r === -EINVAL) {
+    const b = mount(dir, dir, 'none', MS_BIND | MS_REC);
+    if (b < 0) throw new NetnsError(dir, `bind-mounting ${dir} onto itself: ${errnoMessage(b)}`, -b);
+    r = mount('none', dir, 'none', MS_SHARED | MS_REC);
+  }
+  if (r < 0) throw new NetnsError(dir, `making ${dir} a shared mount: ${errnoMessage(r)}`, -r);
+}
+
+/**
+ * Creates a new network namespace held by a bind mount at `path` (normally /run/netns/<name>), the
+ * way `ip netns add <name>` does: an empty file created O_EXCL, then this thread alone unshares a
+ * new netns, its /proc/thread-self/ns/net is bind-mounted on the file, and the thread switches
+ * back at once, synchronously (setns/unshare act on the calling thread only, see the module
+ * comment). The namespace has only a down `lo`. Throws NetnsError (EEXIST when `path` exists; the
+ * file is removed again on any failure) or NetnsRestoreError (fatal) if this thread cannot return.
+ */
+export function createNamedNetns(path: string): void {
+  shareNetnsDir(dirname(path));
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0);
+  } catch (e) {
+    const errno = errnoOf(e);
+    throw new NetnsError(path, `creating "${path}": ${errnoMessage(errno)}`, errno, { cause: e });
+  }
+  fs.closeSync(fd);
+  const self = fs.openSync(SELF_NETNS, 'r');
+  let failure: NetnsError | null = null;
+  try {
+    const u = unshare(CLONE_NEWNET);
+    if (u < 0) failure = new NetnsError(path, `unshare(CLONE_NEWNET): ${errnoMessage(u)}`, -u);
+    else {
+      const m = mount(SELF_NETNS, path, 'none', MS_BIND);
+      restore(self);
+      if (m < 0) failure = new NetnsError(path, `bind-mounting the new netns on "${path}": ${errnoMessage(m)}`, -m);
+    }
+  } finally {
+    fs.closeSync(self);
+  }
+  if (failure) {
+    fs.rmSync(path, { force: true });
+    throw failure;
+  }
+}
+
+/**
+ * Removes a namespace made by createNamedNetns (or `ip netns add`): lazy unmount, then unlink, as
+ * `ip netns del` does. Already gone (no file, or a file that is not mounted) is success: teardown
+ * must be idempotent. Throws NetnsError for any other failure.
+ */
+export function deleteNamedNetns(path: string): void {
+  const r = umount2(path, MNT_DETACH);
+  if (r < 0 && r !== -EINVAL && r !== -ENOENT) throw new NetnsError(path, `unmounting "${path}": ${errnoMessage(r)}`, -r);
+  try {
+    fs.unlinkSync(path);
+  } catch (e) {
+    if (errnoOf(e) !== ENOENT) throw new NetnsError(path, `removing "${path}": ${errnoMessage(errnoOf(e))}`, errnoOf(e), { cause: e });
+  }
+}

@@ -1,0 +1,52 @@
+// The cni driver: a CNM network that is any existing CNI network list, named with
+// `-o cni.network=NAME` and read from the conf dir when the network is created. The list is kept
+// with the network (and written to net.d under the CNM network's name), so a later edit of the
+// source does not change a network that has endpoints. Addresses come from the chain's own IPAM at
+// join; --ip is passed as the `ips` capability (runtimeConfig.ips), which host-local honours.
+import { loadConfList } from '../../runner/conf';
+import { failed, invalid } from '../errors';
+import type { NetworkRecord } from '../model';
+import { cniAdd, cniDel, removeConflist, writeConflist } from './cni-attach';
+import type { Driver, JoinRequest } from './driver';
+
+export const OPT_CNI_NETWORK = 'cni.network';
+
+const list = (n: NetworkRecord): Record<string, unknown> => ({ ...(n.data.conflist as Record<string, unknown>), name: n.name });
+
+const capabilityArgs = (j: JoinRequest): Record<string, unknown> => {
+  const ips = [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
+  return ips.length ? { ips } : {};
+};
+
+export const cniDriver: Driver = {
+  name: 'cni',
+  scope: 'local',
+  usesIpam: false,
+
+  async createNetwork(n, ctx) {
+    const source = n.options[OPT_CNI_NETWORK];
+    if (!source) throw invalid(`network ${JSON.stringify(n.name)}: the cni driver needs -o ${OPT_CNI_NETWORK}=NAME`);
+    for (const k of Object.keys(n.options)) if (k !== OPT_CNI_NETWORK) throw invalid(`unsupported option ${JSON.stringify(k)} for the cni driver (supported: ${OPT_CNI_NETWORK})`);
+    if (n.ipam.config.length) throw invalid(`network ${JSON.stringify(n.name)}: a cni network's addresses come from its conflist's IPAM (no --subnet)`);
+    let conf;
+    try {
+      conf = loadConfList(ctx.confDir, source);
+    } catch (e) {
+      throw failed(`-o ${OPT_CNI_NETWORK}=${source}`, e);
+    }
+    n.data = { source, conflist: JSON.parse(conf.bytes.toString('utf8')) as unknown, plugins: conf.plugins.map((p) => p.raw) };
+    // Fragments from <confDir>/<name>/*.conf become part of the kept list.
+    (n.data.conflist as Record<string, unknown>).plugins = n.data.plugins;
+    delete n.data.plugins;
+    writeConflist(ctx, n.name, list(n));
+  },
+  async deleteNetwork(n, ctx) {
+    removeConflist(ctx, n.name);
+  },
+  async join(j, ctx) {
+    return cniAdd(ctx, list(j.network), j, capabilityArgs(j));
+  },
+  async leave(j, ctx) {
+    await cniDel(ctx, list(j.network), j, capabilityArgs(j));
+  },
+};
