@@ -1,17 +1,15 @@
 // Which CNI chain a Docker network runs, and what each endpoint's ADD is given.
 // A network is either `-o cni.network=X` (conflist X from --conf-dir, read once at CreateNetwork and
 // kept with the network's record) or a bridge network generated from Docker's IPAM data.
-import { findInPath } from '../../shared/cni/invoke';
 import { contains, formatIP, parseCIDR, type IPNet } from '../../shared/ip';
+import { bridgeConflist } from '../bridge-conflist';
+import type { IpamPoolConfig, NetworkRecord } from '../model';
 import { ConfError, confListFromBytes, loadConfList, type Json, type NetworkConfList } from '../../runner/conf';
 import { ProtocolError, type EndpointInterface, type CniPortMapping, type IPAMData } from './protocol';
 
 /** The generic option naming an existing conflist (`docker network create -o cni.network=NAME`). */
 export const CNI_NETWORK_OPTION = 'cni.network';
 
-const BRIDGE_NAME = 'com.docker.network.bridge.name';
-const MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
-const MTU = 'com.docker.network.driver.mtu';
 
 export interface NetworkInput {
   id: string;
@@ -27,7 +25,8 @@ export interface NetworkInput {
 export interface NetworkChain {
   conflist: string;
   generated: boolean;
-  bridge?: string;
+  /** generated networks: the CNM library's record (the bridge driver creates and deletes it) */
+  model?: NetworkRecord;
 }
 
 /**
@@ -78,49 +77,38 @@ function ipamSubnets(list: NetworkConfList): IPNet[] {
 
 const bare = (cidr: string): string => cidr.split('/')[0] ?? '';
 
+/** The CNM library's record of a generated network (bridge driver), from Docker's IPAM data. */
+export function bridgeModel(n: NetworkInput): NetworkRecord {
+  const config: IpamPoolConfig[] = [...n.ipv4, ...n.ipv6]
+    .filter((d) => (parseCIDR(d.Pool)?.prefix ?? 0) > 0)
+    .map((d) => ({ subnet: d.Pool, gateway: bare(d.Gateway) }));
+  if (config.length === 0) throw new ProtocolError('a generated bridge network needs a subnet: give --subnet (or -o cni.network=NAME for a chain with its own IPAM)');
+  return {
+    id: n.id,
+    name: `docker-${n.id.slice(0, 12)}`,
+    driver: 'bridge',
+    scope: 'local',
+    created: new Date().toISOString(),
+    ipv6: n.ipv6.length > 0,
+    internal: n.internal,
+    ipam: { driver: 'remote', options: {}, config },
+    options: n.options,
+    labels: {},
+    data: {},
+  };
+}
+
+/** The CNI network list of a generated network: the library's bridge conflist on host-local (Docker picks, `ips` requests it). */
 function generatedChain(n: NetworkInput): NetworkChain {
-  const bridge = n.options[BRIDGE_NAME] ?? `cnm${n.id.slice(0, 12)}`;
-  if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(bridge) || bridge === '.' || bridge === '..') throw new ProtocolError(`-o ${BRIDGE_NAME}=${bridge}: not a valid interface name (1-15 of a-z A-Z 0-9 _ . -)`);
-  const masq = boolOption(n.options, MASQUERADE, true);
-  const mtu = n.options[MTU];
-  if (mtu !== undefined && !/^[0-9]{1,5}$/.test(mtu)) throw new ProtocolError(`-o ${MTU}=${mtu}: not an MTU`);
-  const ranges = [...n.ipv4, ...n.ipv6]
-    .filter((d) => parseCIDR(d.Pool) && parseCIDR(d.Pool)!.prefix > 0)
-    .map((d) => [{ subnet: d.Pool, ...(d.Gateway ? { gateway: bare(d.Gateway) } : {}) }]);
-  if (ranges.length === 0) throw new ProtocolError('a generated bridge network needs a subnet: give --subnet (or -o cni.network=NAME for a chain with its own IPAM)');
-  const plugins: Json[] = [
-    {
-      type: 'bridge',
-      bridge,
-      isGateway: true,
-      isDefaultGateway: !n.internal,
-      ipMasq: masq && !n.internal,
-      hairpinMode: true,
-      ...(mtu ? { mtu: Number(mtu) } : {}),
-      capabilities: { ips: true, mac: true },
-      ipam: { type: 'host-local', dataDir: n.ipamDir, ranges },
-    },
-  ];
-  if (hasPlugin('portmap', n.cniPath)) plugins.push({ type: 'portmap', snat: true, capabilities: { portMappings: true } });
-  const list = { cniVersion: '1.0.0', name: `cnm-${n.id.slice(0, 12)}`, plugins };
-  return { conflist: JSON.stringify(list, null, 2), generated: true, bridge };
-}
-
-function boolOption(o: Record<string, string>, key: string, dflt: boolean): boolean {
-  const v = o[key];
-  if (v === undefined) return dflt;
-  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(v)) return true;
-  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(v)) return false;
-  throw new ProtocolError(`-o ${key}=${v}: not a boolean`);
-}
-
-function hasPlugin(type: string, path: string[]): boolean {
+  const model = bridgeModel(n);
+  const spec = { id: model.id, name: model.name, ipam: model.ipam.config, internal: model.internal, options: model.options };
+  let list: Json;
   try {
-    findInPath(type, path.join(':'));
-    return true;
-  } catch {
-    return false;
+    list = bridgeConflist(spec, { ipam: { type: 'host-local', dataDir: n.ipamDir }, cniPath: n.cniPath });
+  } catch (e) {
+    throw new ProtocolError(e instanceof Error ? e.message : String(e));
   }
+  return { conflist: JSON.stringify(list, null, 2), generated: true, model };
 }
 
 /** The parsed list of a stored conflist. */
@@ -143,14 +131,26 @@ export interface EndpointArgs {
  * second host-local lease of it would fail or double-count). `mac` and `portMappings` go as
  * capability args (filtered by each plugin's capabilities, as libcni does).
  */
-export function endpointArgs(conflist: string, iface: EndpointInterface, ports: CniPortMapping[], ownIpam: { gateway4: string; gateway6: string; internal: boolean } | null): EndpointArgs {
+export function endpointArgs(
+  conflist: string,
+  iface: EndpointInterface,
+  ports: CniPortMapping[],
+  ownIpam: { gateway4: string; gateway6: string; model?: NetworkRecord; cniPath: string[] } | null,
+): EndpointArgs {
   let list = parseChain(conflist);
   const ips = [iface.Address, iface.AddressIPv6].filter((a) => a !== '');
   const capabilityArgs: Record<string, unknown> = {};
   const args: Array<[string, string]> = [];
   if (iface.MacAddress) capabilityArgs.mac = iface.MacAddress;
   if (ports.length) capabilityArgs.portMappings = ports;
-  if (ownIpam && ips.length) {
+  if (ownIpam && ips.length && ownIpam.model) {
+    // A generated network: the library's bridge conflist with `static` IPAM, as its bridge driver joins.
+    const m = ownIpam.model;
+    const gw = (a: string): string => (a.includes(':') ? bare(ownIpam.gateway6) : bare(ownIpam.gateway4));
+    const addresses = Object.fromEntries(ips.map((a) => [a.includes(':') ? 'ipv6' : 'ipv4', { address: a, gateway: gw(a) }]));
+    const spec = { id: m.id, name: m.name, ipam: m.ipam.config, internal: m.internal, options: m.options };
+    list = confListFromBytes(Buffer.from(JSON.stringify(bridgeConflist(spec, { ipam: { type: 'static', addresses, defaultRoute: true }, cniPath: ownIpam.cniPath }), null, 2)));
+  } else if (ownIpam && ips.length) {
     list = withStaticIpam(list, ips, ownIpam.gateway4, ownIpam.gateway6);
   } else if (ips.length) {
     if (list.plugins[0]?.capabilities.ips) capabilityArgs.ips = ips.map(bare);

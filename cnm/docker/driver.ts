@@ -11,9 +11,11 @@ import { Runner, type RuntimeConf } from '../../runner/runner';
 import { CNI_NETWORK_OPTION, endpointArgs, networkChain, parseChain } from './chain';
 import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, moveLink, netnsPath, NETNS_RUN_DIR } from './handover';
 import { genericOptions, idField, interfaceField, ipamDataField, objField, portMappings, ProtocolError, strField, type Json } from './protocol';
-import type { EndpointRecord, NetworkRecord, PluginState } from './records';
-import { readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records';
+import { readdirSync } from 'node:fs';
+import { bridgeDriver } from '../drivers/bridge';
+import type { DriverContext } from '../drivers/driver';
+import { NetworkIpam } from '../ipam';
 
 /** The address space this driver's IPAM names (GetDefaultAddressSpaces): a network whose pools carry it uses our IPAM. */
 export const OWN_ADDRESS_SPACE = 'cnikit-local';
@@ -25,8 +27,6 @@ export interface DriverOptions {
   runner: Runner;
   confDir: string;
   cniPath: string[];
-  /** bound of each `ip netns` call (the CNI execs are bounded by the runner's timeout) */
-  timeoutMs: number;
   log: (line: string) => void;
 }
 
@@ -62,7 +62,8 @@ interface HandOver {
  * Picks the container interface (`name == CNI_IFNAME`, `sandbox == CNI_NETNS`), its first address of
  * each family, and turns the result's routes into Join's gateway and static routes: the default
  * route's gateway is the Gateway (none: no default route, e.g. an --internal network), the other
- * routes are StaticRoutes (RouteType 0 with a next hop, 1 connected), and a gateway outside the
+ * routes are StaticRoutes (RouteType 0 with a next hop, 1 connected); a route without `gw` goes via
+ * its family's address gateway when there is one (as the reference's ipam.ConfigureIface), and a gateway outside the
  * address's prefix gets a connected /32 (/128) route, without which libnetwork cannot add the
  * default route (cnm-shim.md §1.4, "route for the gateway could not be found").
  */
@@ -75,17 +76,19 @@ export function handOver(r: Result, ifName: string, netns: string): HandOver {
   for (const rt of r.routes ?? []) {
     const dst = parseCIDR(rt.dst);
     if (!dst) continue;
+    const own = dst.ip.family === 4 ? v4 : v6;
+    // A route without gw goes via the address's gateway, else on-link (the reference's ConfigureIface).
+    const gw = rt.gw ?? own?.gateway;
     if (dst.prefix === 0) {
-      if (!rt.gw) continue;
-      if (dst.ip.family === 4 && !join.gateway) join.gateway = rt.gw;
-      if (dst.ip.family === 6 && !join.gatewayIPv6) join.gatewayIPv6 = rt.gw;
+      if (!gw) continue;
+      if (dst.ip.family === 4 && !join.gateway) join.gateway = gw;
+      if (dst.ip.family === 6 && !join.gatewayIPv6) join.gatewayIPv6 = gw;
       continue;
     }
-    const own = dst.ip.family === 4 ? v4 : v6;
     const net = own ? parseCIDR(own.address) : null;
     // The subnet route of the address itself: libnetwork adds it with the address.
-    if (net && !rt.gw && net.prefix === dst.prefix && contains(net, dst.ip)) continue;
-    join.staticRoutes.push(rt.gw ? { Destination: rt.dst, RouteType: 0, NextHop: rt.gw } : { Destination: rt.dst, RouteType: 1 });
+    if (net && net.prefix === dst.prefix && contains(net, dst.ip)) continue;
+    join.staticRoutes.push(gw ? { Destination: rt.dst, RouteType: 0, NextHop: gw } : { Destination: rt.dst, RouteType: 1 });
   }
   for (const [gw, own, host] of [
     [join.gateway, v4, '/32'],
@@ -102,7 +105,11 @@ const short = (id: string): string => id.slice(0, 12);
 
 export class NetworkDriver {
   private readonly queue = new KeyedQueue();
-  constructor(private readonly o: DriverOptions) {}
+  /** what the library's drivers are given (the bridge driver creates and deletes generated networks) */
+  private readonly ctx: DriverContext;
+  constructor(private readonly o: DriverOptions) {
+    this.ctx = { runner: o.runner, cniPath: o.cniPath, confDir: o.confDir, netDir: o.state.netDir, ipamDataDir: o.state.ipamDir };
+  }
 
   /** The scratch netns name of an endpoint. */
   scratchName(eid: string): string {
@@ -132,15 +139,17 @@ export class NetworkDriver {
   private async createNetwork(b: Json): Promise<Json> {
     const id = idField(b, 'NetworkID');
     return this.queue.run(id, async () => {
-      if (this.o.state.network(id)) return {}; // a re-sent call
+      if (this.o.state.networks.read(id)) return {}; // a re-sent call
       const options = objField(b, 'Options');
       const generic = genericOptions(options);
       const [ipv4, ipv6] = [ipamDataField(b, 'IPv4Data'), ipamDataField(b, 'IPv6Data')];
       const internal = options['com.docker.network.internal'] === true;
       const chain = networkChain({ id, options: generic, ipv4, ipv6, internal, confDir: this.o.confDir, cniPath: this.o.cniPath, ipamDir: this.o.state.ipamDir });
       const ownIpam = [...ipv4, ...ipv6].some((d) => d.AddressSpace === OWN_ADDRESS_SPACE);
-      const rec: NetworkRecord = { id, ...chain, options: generic, ipv4, ipv6, internal, ownIpam };
-      this.o.state.saveNetwork(rec);
+      // A generated network is the library's bridge network: its conflist goes to <state>/net.d too.
+      if (chain.model) await bridgeDriver.createNetwork(chain.model, this.ctx);
+      const rec: DockerNetworkRecord = { id, ...chain, options: generic, ipv4, ipv6, internal, ownIpam };
+      this.o.state.networks.write(rec);
       return {};
     });
   }
@@ -148,24 +157,21 @@ export class NetworkDriver {
   private async deleteNetwork(b: Json): Promise<Json> {
     const id = idField(b, 'NetworkID');
     return this.queue.run(id, async () => {
-      const rec = this.o.state.network(id);
+      const rec = this.o.state.networks.read(id);
       // Endpoints whose DeleteEndpoint never came (a daemon crash) go first (cnm-shim.md §5.5.8).
-      for (const eid of this.o.state.endpointIds()) {
-        const ep = this.o.state.endpoint(eid);
-        if (ep?.network === id) await this.removeEndpoint(ep);
-      }
+      for (const ep of this.o.state.endpoints.list()) if (ep.network === id) await this.removeEndpoint(ep);
       if (!rec) return {};
       try {
         await this.o.runner.gcNetworkList(parseChain(rec.conflist), []);
       } catch (e) {
         this.o.log(`network ${short(id)}: GC of the chain's leftovers: ${errorMessage(e)}`);
       }
-      if (rec.generated) {
-        // The bridge plugin never deletes its bridge (nor does the reference); the network is ours.
-        if (rec.bridge) deleteHostLink(rec.bridge);
-        rmSync(join(this.o.state.ipamDir, parseChain(rec.conflist).name), { recursive: true, force: true });
+      if (rec.model) {
+        // The library's bridge driver removes the conflist in net.d and the bridge once no port is left.
+        await bridgeDriver.deleteNetwork(rec.model, this.ctx);
+        new NetworkIpam(this.o.state.ipamDir, rec.model.name, rec.model.ipam.config).destroy();
       }
-      this.o.state.removeNetwork(id);
+      this.o.state.networks.remove(id);
       return {};
     });
   }
@@ -176,17 +182,17 @@ export class NetworkDriver {
     const iface = interfaceField(b);
     const ports = portMappings(objField(b, 'Options'));
     return this.queue.run(nid, async () => {
-      const done = this.o.state.endpoint(eid);
+      const done = this.o.state.endpoints.read(eid);
       if (done) return done.network === nid ? { Interface: done.reply } : Promise.reject(new ProtocolError(`endpoint ${short(eid)} exists on another network (${short(done.network)})`));
-      const net = this.o.state.network(nid);
+      const net = this.o.state.networks.read(nid);
       if (!net) throw new ProtocolError(`network ${short(nid)} is not known to this driver (its state directory lost the record)`);
       const gateway = (d: { Gateway: string }[]): string => d[0]?.Gateway ?? '';
-      const { list, capabilityArgs, args } = endpointArgs(net.conflist, iface, ports, net.ownIpam ? { gateway4: gateway(net.ipv4), gateway6: gateway(net.ipv6), internal: net.internal } : null);
+      const { list, capabilityArgs, args } = endpointArgs(net.conflist, iface, ports, net.ownIpam ? { gateway4: gateway(net.ipv4), gateway6: gateway(net.ipv6), model: net.model, cniPath: this.o.cniPath } : null);
       const ifName = `cni${short(eid)}`;
       const ns = this.scratchName(eid);
       const rt: RuntimeConf = { containerID: eid, ifName, netns: netnsPath(ns), args, capabilityArgs };
       try {
-        await addScratchNetns(ns, this.o.timeoutMs);
+        addScratchNetns(ns);
         // A link of this name in the host without a record is a crash's leftover (cnm-shim.md §5.5.13).
         deleteHostLink(ifName);
         const result = await this.o.runner.addNetworkList(list, rt);
@@ -213,7 +219,7 @@ export class NetworkDriver {
           mac: iface.MacAddress || h.mac,
           sandboxKey: '',
         };
-        this.o.state.saveEndpoint(rec);
+        this.o.state.endpoints.write(rec);
         return { Interface: reply };
       } catch (e) {
         // Docker sends no DeleteEndpoint after a failed CreateEndpoint: undo everything here.
@@ -235,7 +241,7 @@ export class NetworkDriver {
       this.o.log(`undo: CNI DEL of ${rt.containerID}: ${errorMessage(e)}`);
     }
     try {
-      await deleteScratchNetns(ns, this.o.timeoutMs);
+      deleteScratchNetns(ns);
     } catch (e) {
       this.o.log(`undo: ${errorMessage(e)}`);
     }
@@ -245,7 +251,7 @@ export class NetworkDriver {
     const nid = idField(b, 'NetworkID');
     const eid = idField(b, 'EndpointID');
     return this.queue.run(nid, async () => {
-      const ep = this.o.state.endpoint(eid);
+      const ep = this.o.state.endpoints.read(eid);
       if (ep) await this.removeEndpoint(ep);
       return {};
     });
@@ -261,7 +267,7 @@ export class NetworkDriver {
     const list = parseChain(ep.conflist);
     let netns = netnsPath(ep.netns);
     try {
-      await addScratchNetns(ep.netns, this.o.timeoutMs);
+      addScratchNetns(ep.netns);
       moveLink(ep.ifName, null, netns);
     } catch (e) {
       // No scratch netns (none can be made): DEL without one, as after a reboot (spec: DEL with an empty CNI_NETNS).
@@ -270,8 +276,8 @@ export class NetworkDriver {
       netns = '';
     }
     await this.o.runner.delNetworkList(list, { containerID: ep.id, ifName: ep.ifName, netns, args: ep.args, capabilityArgs: ep.capabilityArgs });
-    await deleteScratchNetns(ep.netns, this.o.timeoutMs);
-    this.o.state.removeEndpoint(ep.id);
+    deleteScratchNetns(ep.netns);
+    this.o.state.endpoints.remove(ep.id);
   }
 
   private async join(b: Json): Promise<Json> {
@@ -279,10 +285,10 @@ export class NetworkDriver {
     const eid = idField(b, 'EndpointID');
     const sandboxKey = strField(b, 'SandboxKey');
     return this.queue.run(nid, async () => {
-      const ep = this.o.state.endpoint(eid);
+      const ep = this.o.state.endpoints.read(eid);
       if (!ep || ep.network !== nid) throw new ProtocolError(`endpoint ${short(eid)} of network ${short(nid)} does not exist`);
       if (!hasLink(ep.ifName)) throw new ProtocolError(`endpoint ${short(eid)}: its interface ${ep.ifName} is not in the host network namespace`);
-      if (ep.sandboxKey !== sandboxKey) this.o.state.saveEndpoint({ ...ep, sandboxKey, joinedAt: Date.now() });
+      if (ep.sandboxKey !== sandboxKey) this.o.state.endpoints.write({ ...ep, sandboxKey, joinedAt: Date.now() });
       const j = ep.join;
       return {
         InterfaceName: { SrcName: ep.ifName, DstPrefix: 'eth' },
@@ -298,9 +304,9 @@ export class NetworkDriver {
   /** Never fails: an error here aborts the container's start (cnm-shim.md §1.4). */
   private async endpointOperInfo(b: Json): Promise<Json> {
     try {
-      const ep = this.o.state.endpoint(idField(b, 'EndpointID'));
+      const ep = this.o.state.endpoints.read(idField(b, 'EndpointID'));
       if (!ep) return { Value: {} };
-      const net = this.o.state.network(ep.network);
+      const net = this.o.state.networks.read(ep.network);
       return {
         Value: {
           'cni.network': parseChain(ep.conflist).name,
@@ -327,44 +333,35 @@ export class NetworkDriver {
    */
   async collectGarbage(minAgeMs: number, sweepNetns: boolean): Promise<void> {
     const st = this.o.state;
-    for (const eid of st.endpointIds()) {
-      let ep: EndpointRecord | null;
-      try {
-        ep = st.endpoint(eid);
-      } catch (e) {
-        this.o.log(`gc: ${errorMessage(e)}`);
-        continue;
-      }
-      const joinedAt = ep?.joinedAt ?? 0;
-      if (!ep || !ep.sandboxKey || isNetns(ep.sandboxKey) || Date.now() - joinedAt < minAgeMs) continue;
-      await this.queue.run(ep.network, async () => {
-        const now = st.endpoint(eid);
-        if (!now) return;
+    for (const listed of st.endpoints.list()) {
+      if (!listed.sandboxKey || isNetns(listed.sandboxKey) || Date.now() - (listed.joinedAt ?? 0) < minAgeMs) continue;
+      await this.queue.run(listed.network, async () => {
+        const ep = st.endpoints.read(listed.id);
+        if (!ep) return;
         try {
-          await this.removeEndpoint(now);
-          this.o.log(`gc: endpoint ${short(eid)} (its sandbox ${now.sandboxKey} is gone) deleted`);
+          await this.removeEndpoint(ep);
+          this.o.log(`gc: endpoint ${short(ep.id)} (its sandbox ${ep.sandboxKey} is gone) deleted`);
         } catch (e) {
-          this.o.log(`gc: endpoint ${short(eid)}: ${errorMessage(e)}`);
+          this.o.log(`gc: endpoint ${short(ep.id)}: ${errorMessage(e)}`);
         }
       });
     }
-    const known = new Set(st.endpointIds().map((eid) => this.scratchName(eid)));
-    for (const nid of st.networkIds()) {
-      await this.queue.run(nid, async () => {
-        const net = st.network(nid);
+    for (const listed of st.networks.list()) {
+      await this.queue.run(listed.id, async () => {
+        const net = st.networks.read(listed.id);
         if (!net) return;
-        const valid = st
-          .endpointIds()
-          .map((eid) => st.endpoint(eid))
-          .filter((ep): ep is EndpointRecord => ep?.network === nid)
+        const valid = st.endpoints
+          .list()
+          .filter((ep) => ep.network === net.id)
           .map((ep) => ({ containerID: ep.id, ifname: ep.ifName }));
         try {
           await this.o.runner.gcNetworkList(parseChain(net.conflist), valid);
         } catch (e) {
-          this.o.log(`gc: network ${short(nid)}: ${errorMessage(e)}`);
+          this.o.log(`gc: network ${short(net.id)}: ${errorMessage(e)}`);
         }
       });
     }
+    const known = new Set(st.endpoints.list().map((ep) => this.scratchName(ep.id)));
     if (!sweepNetns) return;
     const mine = new RegExp(`^${this.o.name.replace(/[.]/g, '\\.')}-[0-9a-f]{12}$`);
     let names: string[] = [];
@@ -376,7 +373,7 @@ export class NetworkDriver {
     for (const n of names) {
       if (!mine.test(n) || known.has(n)) continue;
       try {
-        await deleteScratchNetns(n, this.o.timeoutMs);
+        deleteScratchNetns(n);
         this.o.log(`gc: scratch netns ${n} without an endpoint removed`);
       } catch (e) {
         this.o.log(`gc: ${errorMessage(e)}`);

@@ -3,53 +3,34 @@
 // (moby/libnetwork#1939); the container's link is then moved to the host netns, where libnetwork
 // finds it by name, moves it into the container and re-addresses it. DeleteEndpoint moves it back
 // (libnetwork returns it to the host under the same name) so the chain's DEL finds what its ADD made.
-import { execFile } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import { isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLink } from '../../shared/linux/netlink/link';
 import { withNetlink } from '../../shared/linux/netlink/socket';
-import { NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
+import { createNamedNetns, deleteNamedNetns, NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
 
 /** Where `ip netns add` bind-mounts a namespace (iproute2's NETNS_RUN_DIR). */
 export const NETNS_RUN_DIR = '/run/netns';
 
 export const netnsPath = (name: string): string => `${NETNS_RUN_DIR}/${name}`;
 
-/** `ip ARGS`, killed after `timeoutMs`; resolves with its stderr, rejects with an Error naming the command and its stderr. */
-function ip(args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, _stdout, stderr) => {
-      if (!err) return resolve(stderr);
-      const why = err.killed ? `timed out after ${timeoutMs} ms` : (stderr.trim() || err.message).split('\n')[0];
-      reject(Object.assign(new Error(`ip ${args.join(' ')}: ${why}`), { stderr }));
-    });
-  });
-}
-
 /**
- * Creates the scratch netns `name` (`ip netns add`, bounded by `timeoutMs`) and returns its path. An
- * existing netns of that name is reused: a retried CreateEndpoint, or one a crash left (the caller
- * then runs ADD into it again, which the chain's plugins treat as a new attachment).
+ * Creates the scratch netns `name` in-process (as `ip netns add`) and returns its path. An existing
+ * netns of that name is reused (a re-sent CreateEndpoint, or one a crash left: the chain's ADD then
+ * runs into it again); a file there that is no namespace (a reboot's leftover) is replaced.
+ * Throws NetnsError.
  */
-export async function addScratchNetns(name: string, timeoutMs: number): Promise<string> {
+export function addScratchNetns(name: string): string {
   const path = netnsPath(name);
   if (isNetns(path)) return path;
-  await ip(['netns', 'add', name], timeoutMs);
+  deleteNamedNetns(path);
+  createNamedNetns(path);
   return path;
 }
 
-/** Removes the scratch netns `name` (its remaining links go with it); succeeds when it is gone. */
-export async function deleteScratchNetns(name: string, timeoutMs: number): Promise<void> {
-  if (!isNetns(netnsPath(name))) {
-    // A file left without its mount (a reboot) is removed by `ip netns del` too; nothing there: done.
-    try {
-      await ip(['netns', 'del', name], timeoutMs);
-    } catch {
-      /* nothing to delete */
-    }
-    return;
-  }
-  await ip(['netns', 'del', name], timeoutMs);
+/** Removes the scratch netns `name` (its remaining links go with it); succeeds when it is gone. Throws NetnsError. */
+export function deleteScratchNetns(name: string): void {
+  deleteNamedNetns(netnsPath(name));
 }
 
 /** True when `path` is a network namespace (a bind mount of one). */

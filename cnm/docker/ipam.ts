@@ -1,16 +1,14 @@
 // The IpamDriver side (`docker network create --ipam-driver NAME`, libnetwork ipams/remote): this
-// driver allocates, from host-local's on-disk store under <state>/docker/ipam, one store per pool.
-// The endpoint's chain then gets exactly that address (chain.ts endpointArgs), so nothing is
-// allocated twice. RequestAddress carries no endpoint ID: the MAC libnetwork generates for the
-// endpoint (RequiresMACAddress) is the lease's owner, so a re-sent request finds its lease again.
+// driver allocates, with the CNM library's Docker IPAM on host-local's on-disk store (../ipam.ts),
+// one store per pool under <state>/ipam. The endpoint's chain then gets exactly that address
+// (chain.ts endpointArgs: `static` IPAM), so nothing is allocated twice. RequestAddress carries no
+// endpoint ID: the MAC libnetwork generates for the endpoint (RequiresMACAddress) owns the lease,
+// so a re-sent request finds its lease again (cnm-shim.md §2, §5.3 B).
 import { createHash, randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseResult } from '../../shared/cni/types';
-import { addTo, contains, formatCIDR, formatIP, lastAddress, networkOf, parseCIDR, parseIP } from '../../shared/ip';
-import { confListFromBytes, type NetworkConfList } from '../../runner/conf';
-import { resultMap } from '../../runner/result';
-import type { Runner, RuntimeConf } from '../../runner/runner';
+import { contains, formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from '../../shared/ip';
+import { canonicalizeRange } from '../../ipam/host-local/range';
+import { NetworkIpam } from '../ipam';
+import type { IpamPoolConfig } from '../model';
 import { KeyedQueue, OWN_ADDRESS_SPACE } from './driver';
 import { objField, ProtocolError, strField, type Json } from './protocol';
 import type { PluginState, PoolRecord } from './records';
@@ -19,21 +17,11 @@ const GATEWAY_OPTION = 'com.docker.network.gateway';
 const REQUEST_TYPE = 'RequestAddressType';
 const MAC_OPTION = 'com.docker.network.endpoint.macaddress';
 
-export interface IpamOptions {
-  state: PluginState;
-  runner: Runner;
-  cniPath: string[];
-  timeoutMs: number;
-  log: (line: string) => void;
-}
-
-/** A pool's leases: owner → address (CIDR), kept with the pool record. */
-type Leases = Record<string, string>;
-type PoolWithLeases = PoolRecord & { leases?: Leases };
+const bare = (cidr: string): string => cidr.split('/')[0] ?? '';
 
 export class IpamDriver {
   private readonly queue = new KeyedQueue();
-  constructor(private readonly o: IpamOptions) {}
+  constructor(private readonly o: { state: PluginState }) {}
 
   readonly handlers: Record<string, (b: Json) => Promise<Json>> = {
     'IpamDriver.GetCapabilities': async () => ({ RequiresMACAddress: true, RequiresRequestReplay: false }),
@@ -43,6 +31,12 @@ export class IpamDriver {
     'IpamDriver.RequestAddress': (b) => this.requestAddress(b),
     'IpamDriver.ReleaseAddress': (b) => this.releaseAddress(b),
   };
+
+  /** The library's IPAM of a pool: one IpamPoolConfig (subnet, --ip-range, gateway) on the pool's store. */
+  private ipam(rec: PoolRecord): NetworkIpam {
+    const config: IpamPoolConfig = { subnet: rec.pool, gateway: bare(rec.gateway), ...(rec.subPool ? { ipRange: rec.subPool } : {}) };
+    return new NetworkIpam(this.o.state.ipamDir, rec.store, [config]);
+  }
 
   /**
    * A pool is Docker's --subnet (with --ip-range as its sub-pool); this driver picks none itself.
@@ -59,17 +53,15 @@ export class IpamDriver {
     if ((net.ip.family === 6) !== v6) throw new ProtocolError(`Pool ${pool} is not an IPv${v6 ? 6 : 4} subnet`);
     const sub = subPool ? parseCIDR(subPool) : null;
     if (subPool && (!sub || !contains(net, sub.ip) || sub.prefix < net.prefix)) throw new ProtocolError(`SubPool (--ip-range) ${subPool} is not inside ${pool}`);
-    const id = `pool-${createHash('sha256').update(`${pool}|${subPool}`).digest('hex').slice(0, 16)}`;
+    const id = createHash('sha256').update(`${pool}|${subPool}`).digest('hex');
     return this.queue.run('pools', async () => {
-      for (const other of this.o.state.poolIds()) {
-        const p = this.o.state.pool(other);
-        const o = p ? parseCIDR(p.pool) : null;
-        if (o && o.ip.family === net.ip.family && (contains(o, net.ip) || contains(net, o.ip))) throw new ProtocolError(`subnet ${pool} overlaps subnet ${p!.pool} of another network of this driver`);
+      for (const p of this.o.state.pools.list()) {
+        const o = parseCIDR(p.pool);
+        if (o && o.ip.family === net.ip.family && (contains(o, net.ip) || contains(net, o.ip))) throw new ProtocolError(`subnet ${pool} overlaps subnet ${p.pool} of another network of this driver`);
       }
-      const gw = addTo(networkOf(net).ip, 1n);
-      if (!gw || !contains(net, gw)) throw new ProtocolError(`subnet ${pool} has no usable address`);
-      const rec: PoolWithLeases = { id, pool, subPool, v6, gateway: `${formatIP(gw)}/${net.prefix}`, store: id, leases: {} };
-      this.o.state.savePool(rec);
+      const gw = canonicalizeRange({ subnet: net }).rangeStart; // the first usable address
+      const rec: PoolRecord = { id, pool, subPool, v6, gateway: `${formatIP(gw)}/${net.prefix}`, store: `docker-pool-${id.slice(0, 16)}`, leases: {} };
+      this.o.state.pools.write(rec);
       return { PoolID: id, Pool: pool, Data: { [GATEWAY_OPTION]: rec.gateway } };
     });
   }
@@ -79,49 +71,16 @@ export class IpamDriver {
     return this.queue.run('pools', async () => {
       const rec = this.pool(id, false);
       if (!rec) return {};
-      rmSync(join(this.o.state.ipamDir, rec.store), { recursive: true, force: true });
-      this.o.state.removePool(id);
+      this.ipam(rec).destroy();
+      this.o.state.pools.remove(id);
       return {};
     });
   }
 
-  private pool(id: string, must: boolean): PoolWithLeases | null {
-    let rec: PoolWithLeases | null = null;
-    try {
-      rec = this.o.state.pool(id) as PoolWithLeases | null;
-    } catch {
-      rec = null;
-    }
+  private pool(id: string, must: boolean): PoolRecord | null {
+    const rec = /^[0-9a-f]{64}$/.test(id) ? this.o.state.pools.read(id) : null;
     if (!rec && must) throw new ProtocolError(`PoolID ${JSON.stringify(id)} is not a pool of this driver`);
     return rec;
-  }
-
-  /** The one-plugin host-local list whose store (<state>/docker/ipam/<pool ID>) holds the pool's leases. */
-  private list(rec: PoolRecord): NetworkConfList {
-    const net = parseCIDR(rec.pool)!;
-    const sub = rec.subPool ? parseCIDR(rec.subPool) : null;
-    const range: Json = { subnet: rec.pool, gateway: rec.gateway.split('/')[0] };
-    if (sub && sub.prefix > net.prefix) Object.assign(range, { rangeStart: formatIP(networkOf(sub).ip), rangeEnd: formatIP(lastAddress(sub)) });
-    const conf = { cniVersion: '1.0.0', name: rec.store, plugins: [{ type: 'host-local', ipam: { type: 'host-local', dataDir: this.o.state.ipamDir, ranges: [[range]] } }] };
-    return confListFromBytes(Buffer.from(JSON.stringify(conf)));
-  }
-
-  /**
-   * Runs host-local ADD or DEL for `owner` on the pool's store through the runner (bounded, result
-   * cached like any attachment). ADD returns the leased CIDR. host-local never enters CNI_NETNS; it
-   * gets a path that is not a namespace because ADD requires one.
-   */
-  private async hostLocal(verb: 'ADD' | 'DEL', rec: PoolRecord, owner: string, ip?: string): Promise<string> {
-    const list = this.list(rec);
-    const rt: RuntimeConf = { containerID: owner, ifName: 'eth0', netns: `/run/netns/${rec.store}-none`, args: ip ? [['IP', ip]] : [] };
-    if (verb === 'DEL') {
-      await this.o.runner.delNetworkList(list, rt);
-      return '';
-    }
-    const result = await this.o.runner.addNetworkList(list, rt);
-    const a = parseResult(resultMap(result), result.version).ips?.[0]?.address;
-    if (!a) throw new ProtocolError(`host-local returned no address for pool ${rec.pool}`);
-    return a;
   }
 
   /**
@@ -133,31 +92,31 @@ export class IpamDriver {
     const id = strField(b, 'PoolID');
     const want = strField(b, 'Address');
     const opts = objField(b, 'Options');
-    if (want && !parseIP(want)) throw new ProtocolError(`Address ${JSON.stringify(want)} is not an IP address`);
+    const ip = want ? parseIP(want) : null;
+    if (want && !ip) throw new ProtocolError(`Address ${JSON.stringify(want)} is not an IP address`);
     const mac = typeof opts[MAC_OPTION] === 'string' ? (opts[MAC_OPTION] as string) : '';
-    const owner =
-      opts[REQUEST_TYPE] === GATEWAY_OPTION ? 'gateway' : mac ? `mac-${mac.toLowerCase().replace(/[^0-9a-f]/g, '')}` : want ? `addr-${want.replace(/[^0-9a-fA-F]/g, '-')}` : `req-${randomBytes(8).toString('hex')}`;
+    const isGateway = opts[REQUEST_TYPE] === GATEWAY_OPTION;
+    const owner = isGateway ? 'gateway' : mac ? `mac-${mac.toLowerCase().replace(/[^0-9a-f]/g, '')}` : ip ? `addr-${formatIP(ip).replace(/[.:]/g, '-')}` : `req-${randomBytes(8).toString('hex')}`;
     return this.queue.run(id, async () => {
       const rec = this.pool(id, true)!;
-      const leases = rec.leases ?? {};
-      const held = leases[owner];
-      if (held && (!want || held.split('/')[0] === want)) return { Address: held, Data: {} };
-      if (want) {
-        const net = parseCIDR(rec.pool)!;
-        if (!contains(net, parseIP(want)!)) throw new ProtocolError(`address ${want} is not in subnet ${rec.pool}`);
-        // The gateway is excluded from host-local's range; Docker asks for it by address (--gateway).
-        if (want === rec.gateway.split('/')[0]) {
-          leases[owner] = `${want}/${net.prefix}`;
-          this.o.state.savePool({ ...rec, leases } as PoolRecord);
-          return { Address: leases[owner], Data: {} };
-        }
+      const net = parseCIDR(rec.pool)!;
+      const held = rec.leases[owner];
+      if (held && (!ip || bare(held) === formatIP(ip))) return { Address: held, Data: {} };
+      if (ip && !contains(net, ip)) throw new ProtocolError(`address ${want} is not in subnet ${rec.pool}`);
+      if (isGateway) {
+        // --gateway: the pool's gateway becomes that address; the store's ranges never hand it out.
+        if (!ip) throw new ProtocolError('a gateway request without an address');
+        const gateway = `${formatIP(ip)}/${net.prefix}`;
+        this.o.state.pools.write({ ...rec, gateway, leases: { ...rec.leases, gateway } });
+        return { Address: gateway, Data: {} };
       }
-      const address = await this.hostLocal('ADD', rec, owner, want || undefined);
-      leases[owner] = address;
+      const got = this.ipam(rec).allocate(owner, ip ? { [ip.family === 4 ? 'ipv4' : 'ipv6']: formatIP(ip) } : {});
+      const address = (rec.v6 ? got.ipv6 : got.ipv4)?.address;
+      if (!address) throw new ProtocolError(`pool ${rec.pool}: no address allocated`);
       try {
-        this.o.state.savePool({ ...rec, leases } as PoolRecord);
+        this.o.state.pools.write({ ...rec, leases: { ...rec.leases, [owner]: address } });
       } catch (e) {
-        await this.hostLocal('DEL', rec, owner).catch(() => undefined);
+        this.ipam(rec).release(owner);
         throw e;
       }
       return { Address: address, Data: {} };
@@ -170,13 +129,13 @@ export class IpamDriver {
     return this.queue.run(id, async () => {
       const rec = this.pool(id, false);
       if (!rec) return {};
-      const leases = rec.leases ?? {};
+      const leases = { ...rec.leases };
       for (const [owner, a] of Object.entries(leases)) {
-        if (a.split('/')[0] !== addr) continue;
-        if (owner !== 'gateway' || a.split('/')[0] !== rec.gateway.split('/')[0]) await this.hostLocal('DEL', rec, owner);
+        if (bare(a) !== addr) continue;
+        if (owner !== 'gateway') this.ipam(rec).release(owner);
         delete leases[owner];
-        this.o.state.savePool({ ...rec, leases } as PoolRecord);
       }
+      this.o.state.pools.write({ ...rec, leases });
       return {};
     });
   }

@@ -1,25 +1,26 @@
 // The Docker plugin's records on disk, so that a restart (or kill -9) loses nothing: dockerd never
 // replays CreateNetwork or re-activates a plugin (cnm-shim.md §5.5.3), so the next call may be a
-// Join or DeleteEndpoint for an endpoint an earlier process created. Layout under <state>/docker:
+// Join or DeleteEndpoint for an endpoint an earlier process created. Layout under <state>/docker
+// (RecordDir files of the CNM library's store.ts, named by 64-hex IDs):
 //   networks/<NetworkID>.json   endpoints/<EndpointID>.json   pools/<PoolID>.json
-//   lock (held by the running daemon)   cache/ (libcni result cache)   ipam/ (host-local stores)
+//   lock (held by the running daemon)   cache/ (libcni result cache)
+// Host-local stores are the library's <state>/ipam/<network>, generated conflists its <state>/net.d.
 // Every record is written atomically (fsync + rename) before the call that made it is answered.
-import { PinnedDir, FileError } from '../../shared/linux/files';
+import type { PinnedDir } from '../../shared/linux/files';
 import { FileLock } from '../../shared/linux/lock';
+import type { NetworkRecord } from '../model';
+import { openStateDir, RecordDir } from '../store';
 import type { IPAMData } from './protocol';
 
-const MAX_RECORD = 1 << 20;
-const ID_RE = /^[0-9a-f]{64}$/;
-
 /** A Docker network this driver created (CreateNetwork). */
-export interface NetworkRecord {
+export interface DockerNetworkRecord {
   id: string;
   /** the CNI network list run for each endpoint (a generated bridge network, or `cni.network` from --conf-dir) */
   conflist: string;
   /** true when the chain was generated for this network (its bridge and store are ours to remove) */
   generated: boolean;
-  /** the generated bridge's name (generated networks only) */
-  bridge?: string;
+  /** generated networks: the CNM library's record of it (bridge driver) */
+  model?: NetworkRecord;
   /** `-o k=v` as sent */
   options: Record<string, string>;
   ipv4: IPAMData[];
@@ -56,52 +57,52 @@ export interface EndpointRecord {
 
 /** An address pool this driver's IPAM handed out (RequestPool). */
 export interface PoolRecord {
-  id: string;
+  id: string; // 64 hex: sha256 of the pool and sub-pool
   pool: string; // CIDR
   subPool: string; // CIDR or ""
   v6: boolean;
   gateway: string; // CIDR
-  /** the host-local network name whose store holds this pool's leases */
+  /** the name of the host-local store (under <state>/ipam) holding this pool's leases */
   store: string;
+  /** owner (the endpoint's MAC, "gateway", an aux address) → leased CIDR, so a re-sent request finds its lease */
+  leases: Record<string, string>;
 }
 
 export class PluginState {
   readonly path: string;
   /** the libcni result cache directory */
   readonly cacheDir: string;
-  /** the data directory of the generated networks' and pools' host-local stores */
+  /** host-local stores, one per network or pool: the CNM library's <state>/ipam */
   readonly ipamDir: string;
+  /** the CNM library's <state>/net.d: generated networks' conflists, for cnitool */
+  readonly netDir: PinnedDir;
+  readonly networks: RecordDir<DockerNetworkRecord>;
+  readonly endpoints: RecordDir<EndpointRecord>;
+  readonly pools: RecordDir<PoolRecord>;
+  private readonly top: PinnedDir;
   private readonly root: PinnedDir;
-  private readonly dirs: Record<'networks' | 'endpoints' | 'pools', PinnedDir>;
   private lock: FileLock | undefined;
 
   /**
-   * Opens (creating, 0700) `<stateDir>/docker` and its record directories. Throws FileError when
-   * something that is not a directory is in the way.
+   * Opens (creating, 0700) `<stateDir>/docker` and its record directories. Throws CnmError/FileError
+   * when something that is not a directory is in the way.
    */
   constructor(stateDir: string) {
-    const top = PinnedDir.open(stateDir, { create: 0o700, followSymlinks: true });
-    try {
-      this.root = top.subdir('docker', { create: 0o700 });
-    } finally {
-      top.close();
-    }
+    this.top = openStateDir(stateDir);
+    this.root = this.top.subdir('docker', { create: 0o700 });
     this.path = this.root.path;
-    this.dirs = {
-      networks: this.root.subdir('networks', { create: 0o700 }),
-      endpoints: this.root.subdir('endpoints', { create: 0o700 }),
-      pools: this.root.subdir('pools', { create: 0o700 }),
-    };
-    for (const d of Object.values(this.dirs)) d.cleanupTemp();
-    const made = (name: string): string => {
-      const d = this.root.subdir(name, { create: 0o700 });
+    this.networks = RecordDir.open(this.root, 'networks');
+    this.endpoints = RecordDir.open(this.root, 'endpoints');
+    this.pools = RecordDir.open(this.root, 'pools');
+    this.netDir = this.top.subdir('net.d', { create: 0o700 });
+    const made = (dir: PinnedDir, name: string): string => {
+      const d = dir.subdir(name, { create: 0o700 });
       d.close();
       return d.path;
     };
-    this.cacheDir = made('cache');
-    this.ipamDir = made('ipam');
+    this.cacheDir = made(this.root, 'cache');
+    this.ipamDir = made(this.top, 'ipam');
   }
-
 
   /**
    * Takes the daemon's lock for as long as the process lives: a second daemon on the same state
@@ -114,80 +115,8 @@ export class PluginState {
 
   close(): void {
     this.lock?.close();
-    for (const d of Object.values(this.dirs)) d.close();
+    this.netDir.close();
     this.root.close();
+    this.top.close();
   }
-
-  private read<T>(dir: 'networks' | 'endpoints' | 'pools', id: string): T | null {
-    const data = this.dirs[dir].read(`${id}.json`, MAX_RECORD);
-    if (!data) return null;
-    try {
-      return JSON.parse(data.toString()) as T;
-    } catch {
-      throw new FileError('EINVAL', `${this.dirs[dir].path}/${id}.json`, 'is not valid JSON (a damaged record)');
-    }
-  }
-  private write(dir: 'networks' | 'endpoints' | 'pools', id: string, rec: unknown): void {
-    this.dirs[dir].writeAtomic(`${id}.json`, JSON.stringify(rec));
-  }
-  private list(dir: 'networks' | 'endpoints' | 'pools', valid: (id: string) => boolean): string[] {
-    return this.dirs[dir]
-      .list()
-      .filter((n) => n.endsWith('.json'))
-      .map((n) => n.slice(0, -5))
-      .filter(valid)
-      .sort();
-  }
-
-  network(id: string): NetworkRecord | null {
-    return this.read<NetworkRecord>('networks', checkId(id));
-  }
-  saveNetwork(r: NetworkRecord): void {
-    this.write('networks', checkId(r.id), r);
-  }
-  removeNetwork(id: string): void {
-    this.dirs.networks.unlink(`${checkId(id)}.json`);
-  }
-  networkIds(): string[] {
-    return this.list('networks', (id) => ID_RE.test(id));
-  }
-
-  endpoint(id: string): EndpointRecord | null {
-    return this.read<EndpointRecord>('endpoints', checkId(id));
-  }
-  saveEndpoint(r: EndpointRecord): void {
-    this.write('endpoints', checkId(r.id), r);
-  }
-  removeEndpoint(id: string): void {
-    this.dirs.endpoints.unlink(`${checkId(id)}.json`);
-  }
-  endpointIds(): string[] {
-    return this.list('endpoints', (id) => ID_RE.test(id));
-  }
-
-  pool(id: string): PoolRecord | null {
-    return this.read<PoolRecord>('pools', checkPoolId(id));
-  }
-  savePool(r: PoolRecord): void {
-    this.write('pools', checkPoolId(r.id), r);
-  }
-  removePool(id: string): void {
-    this.dirs.pools.unlink(`${checkPoolId(id)}.json`);
-  }
-  poolIds(): string[] {
-    return this.list('pools', (id) => POOL_ID_RE.test(id));
-  }
-}
-
-function checkId(id: string): string {
-  if (!ID_RE.test(id)) throw new FileError('EBADNAME', JSON.stringify(id), 'is not a 64-hex-digit ID');
-  return id;
-}
-
-/** Pool IDs are ours: "pool-" + 16 hex digits of the pool's hash (a safe file name by construction). */
-export const POOL_ID_RE = /^pool-[0-9a-f]{16}$/;
-
-function checkPoolId(id: string): string {
-  if (!POOL_ID_RE.test(id)) throw new FileError('EBADNAME', JSON.stringify(id), 'is not a pool ID of this driver');
-  return id;
 }

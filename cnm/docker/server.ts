@@ -5,14 +5,12 @@
 import { createConnection } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../../shared/cni/errors';
-import { inProcessExecutor } from '../../shared/cni/invoke';
-import { processExecutor, type Executor } from '../../shared/cni/exec';
-import { isOwnExecutable } from '../../shared/self';
+import type { Executor } from '../../shared/cni/exec';
 import { Runner } from '../../runner/runner';
-import { plugins } from '../../plugins/registry';
+import { ownPluginsExecutor } from '../../plugins/registry';
 import { NetworkDriver } from './driver';
 import { IpamDriver } from './ipam';
 import { bodyObject, type Json } from './protocol';
@@ -47,9 +45,6 @@ export interface RunningPlugin {
   close(): Promise<void>;
 }
 
-/** Our own plugins found in CNI_PATH (links or copies of this executable) run in-process, as in main.ts. */
-export const ownPluginsInProcess = (): Executor => inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);
-
 /**
  * Starts the plugin: takes the state directory's lock, collects garbage left by an earlier run,
  * removes a stale socket (one nobody answers on) and listens. Throws an Error naming the cause
@@ -69,11 +64,11 @@ export async function startDockerPlugin(o: PluginOptions): Promise<RunningPlugin
     path: o.cniPath,
     cacheDir: state.cacheDir,
     timeoutMs: o.timeoutMs,
-    executor: o.executor ?? ownPluginsInProcess(),
+    executor: o.executor ?? ownPluginsExecutor(),
     onStderr: (c) => log(`plugin: ${c.toString().trimEnd()}`),
   });
-  const network = new NetworkDriver({ name: o.name, state, runner, confDir: o.confDir, cniPath: o.cniPath, timeoutMs: o.timeoutMs, log });
-  const ipam = new IpamDriver({ state, runner, cniPath: o.cniPath, timeoutMs: o.timeoutMs, log });
+  const network = new NetworkDriver({ name: o.name, state, runner, confDir: o.confDir, cniPath: o.cniPath, log });
+  const ipam = new IpamDriver({ state });
   const handlers: Record<string, (b: Json) => Promise<Json>> = {
     'Plugin.Activate': async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }),
     ...network.handlers,
@@ -201,7 +196,7 @@ Serves the Docker network and IPAM driver NAME on <socket-dir>/NAME.sock in the 
 (docker network create -d NAME [--ipam-driver NAME] ...), one log line per request on stderr.
   --state-dir   records, result cache and address stores (default $CNM_STATE_DIR, else ${DEFAULT_STATE_DIR})
   --cni-path    plugin directories (default $CNI_PATH, else ${DEFAULT_CNI_PATH})
-  --conf-dir    where -o cni.network=X finds conflist X (default ${DEFAULT_CONF_DIR})
+  --conf-dir    where -o cni.network=X finds conflist X (default $NETCONFPATH, else ${DEFAULT_CONF_DIR})
   --timeout     bound of each plugin run and netns call (default 60)
 Start it before dockerd and stop it after (SIGTERM/SIGINT remove the socket); its state survives restarts.
 `;
@@ -246,7 +241,7 @@ export async function dockerPluginMain(argv: string[], env: NodeJS.ProcessEnv = 
       name: values.name,
       socketDir: values['socket-dir'] ?? DEFAULT_SOCKET_DIR,
       stateDir: values['state-dir'] ?? env.CNM_STATE_DIR ?? DEFAULT_STATE_DIR,
-      confDir: values['conf-dir'] ?? DEFAULT_CONF_DIR,
+      confDir: values['conf-dir'] ?? env.NETCONFPATH ?? DEFAULT_CONF_DIR,
       cniPath: (values['cni-path'] ?? env.CNI_PATH ?? DEFAULT_CNI_PATH).split(':').filter(Boolean),
       timeoutMs: timeout * 1000,
       gcIntervalMs: 60_000,

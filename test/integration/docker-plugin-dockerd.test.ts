@@ -17,7 +17,7 @@ let stateDir: string;
 const P = `cnikit${process.pid}`; // unique: a running dockerd caches a plugin name's activation
 
 const leases = (): string[] => {
-  const root = join(stateDir, 'docker', 'ipam');
+  const root = join(stateDir, 'ipam');
   if (!existsSync(root)) return [];
   return readdirSync(root).flatMap((n) => readdirSync(join(root, n)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f) || /^[0-9a-f]*:[0-9a-f:]+$/.test(f)).map((f) => `${n}/${f}`));
 };
@@ -102,7 +102,7 @@ d('docker network create -d <plugin> with Docker\'s IPAM', () => {
   test('the plugin killed with -9 and restarted between docker run and docker rm: rm -f still removes the link, the lease and the scratch netns', async () => {
     await docker.must(['run', '-d', '--name', 'k9', '--network', 'n1', 'bb', 'sleep', '600']);
     const ip = (await docker.must(['inspect', '-f', '{{.NetworkSettings.Networks.n1.IPAddress}}', 'k9'])).trim();
-    expect(leases()).toContain(`cnm-${(await networkId('n1')).slice(0, 12)}/${ip}`);
+    expect(leases()).toContain(`docker-${(await networkId('n1')).slice(0, 12)}/${ip}`);
     await plugin.stop('SIGKILL');
     await plugin.start();
     await docker.must(['rm', '-f', 'k9']);

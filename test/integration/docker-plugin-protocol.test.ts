@@ -12,9 +12,9 @@ const hex = (prefix: string): string => prefix.padEnd(64, '0');
 const NID = hex('c4515c30');
 const EID = hex('ba9c80b6');
 
-// docker network create -d P --subnet 198.18.97.0/24 --gateway 198.18.97.1 --aux-address a1=198.18.97.5 -o k1=v1 n1
+// docker network create -d P --subnet 198.18.97.0/24 --gateway 198.18.97.1 --aux-address a1=198.18.97.5 [-o k1=v1] n1
 // (Docker's default IPAM: AddressSpace "LocalDefault"; the captured body otherwise unchanged).
-const createNetwork = (nid = NID, subnet = '198.18.97', generic: Record<string, string> = { k1: 'v1' }) => ({
+const createNetwork = (nid = NID, subnet = '198.18.97', generic: Record<string, string> = {}) => ({
   NetworkID: nid,
   Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': generic },
   IPv4Data: [{ AddressSpace: 'LocalDefault', AuxAddresses: { a1: `${subnet}.5/24` }, Gateway: `${subnet}.1/24`, Pool: `${subnet}.0/24` }],
@@ -45,7 +45,7 @@ let stateDir: string;
 let confDir: string;
 
 const leases = (network: string): string[] => {
-  const d = join(stateDir, 'docker', 'ipam', network);
+  const d = join(stateDir, 'ipam', network);
   return existsSync(d) ? readdirSync(d).filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n) || /^[0-9a-f]*:[0-9a-f:]+$/.test(n)) : [];
 };
 const records = (kind: 'networks' | 'endpoints' | 'pools'): string[] => readdirSync(join(stateDir, 'docker', kind));
@@ -95,10 +95,18 @@ describe('handshake (empty bodies, as dockerd sends them)', () => {
 });
 
 describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () => {
-  test('CreateNetwork (captured body, sent twice) records the network once and answers {}', async () => {
+  test('CreateNetwork with the captured -o k1=v1 is refused naming the option (the bridge driver knows no such option); nothing is recorded', async () => {
+    const r = await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(NID, '198.18.97', { k1: 'v1' }));
+    expect(r.status).toBe(500);
+    expect(String(r.json.Err)).toMatch(/unsupported option "k1"/);
+    expect(records('networks')).toEqual([]);
+  });
+
+  test('CreateNetwork (captured body, sent twice) records the network once, its conflist in <state>/net.d for cnitool, and answers {}', async () => {
     expect(await post(sock, 'NetworkDriver.CreateNetwork', createNetwork())).toEqual({ status: 200, json: {} });
     expect(await post(sock, 'NetworkDriver.CreateNetwork', createNetwork())).toEqual({ status: 200, json: {} });
     expect(records('networks')).toEqual([`${NID}.json`]);
+    expect(existsSync(join(stateDir, 'net.d', `docker-${NID.slice(0, 12)}.conflist`))).toBe(true);
   });
 
   test('CreateEndpoint runs the chain, hands the link over to the host netns with Docker\'s MAC, and answers no field Docker already set', async () => {
@@ -106,14 +114,14 @@ describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () 
     expect(r).toEqual({ status: 200, json: { Interface: {} } });
     const link = await s.must('ip', ['-o', 'link', 'show', `cni${EID.slice(0, 12)}`]);
     expect(link).toContain('link/ether 02:42:e7:82:57:57');
-    expect(await s.must('ip', ['-o', 'link', 'show', 'master', 'cnmc4515c300000'])).toMatch(/veth/); // its peer is a port of the bridge
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual(['198.18.97.11']);
+    expect(await s.must('ip', ['-o', 'link', 'show', 'master', 'br-c4515c300000'])).toMatch(/veth/); // its peer is a port of the bridge
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual(['198.18.97.11']);
     expect(await s.rules()).toMatch(/8080/); // portmap published the port
   });
 
   test('a re-sent CreateEndpoint answers the same and allocates nothing more', async () => {
     expect(await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint())).toEqual({ status: 200, json: { Interface: {} } });
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual(['198.18.97.11']);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual(['198.18.97.11']);
     expect((await s.links()).filter((l) => l.startsWith('cni'))).toEqual([`cni${EID.slice(0, 12)}`]);
   });
 
@@ -141,7 +149,7 @@ describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () 
     for (const m of ['RevokeExternalConnectivity', 'Leave', 'DeleteEndpoint', 'Leave', 'DeleteEndpoint']) expect(await post(sock, `NetworkDriver.${m}`, ids())).toEqual({ status: 200, json: {} });
     expect((await s.links()).filter((l) => l.startsWith('cni') || l.startsWith('veth'))).toEqual([]);
     expect(await s.netnsNames()).toEqual([]);
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual([]);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual([]);
     expect(await s.rules()).not.toMatch(/8080/);
     expect(records('endpoints')).toEqual([]);
   });
@@ -156,7 +164,7 @@ describe('failure paths', () => {
     expect((await s.links()).filter((l) => l.startsWith('cni') || l.startsWith('veth'))).toEqual([]);
     expect(await s.netnsNames()).toEqual([]);
     expect(records('endpoints')).toEqual([]);
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual([]);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual([]);
   });
 
   test('-p with host port 0 is refused naming the binding; nothing is created', async () => {
@@ -257,18 +265,18 @@ describe('--ipam-driver (this driver allocates)', () => {
     const r = await post(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: nid, EndpointID: eid, Interface: { Address: byMacAddress, AddressIPv6: '', MacAddress: '02:42:c6:12:64:02' }, Options: {} });
     expect(r).toEqual({ status: 200, json: { Interface: {} } });
     // One lease, in the pool's store: the generated chain's own host-local store holds none.
-    expect(leases(`cnm-${nid.slice(0, 12)}`)).toEqual([]);
+    expect(leases(`docker-${nid.slice(0, 12)}`)).toEqual([]);
     expect((await post(sock, 'NetworkDriver.EndpointOperInfo', ids(eid, nid))).json.Value).toMatchObject({ address: byMacAddress });
     expect((await post(sock, 'NetworkDriver.Join', join_(eid, '/x', nid))).json).toMatchObject({ Gateway: '198.18.100.1' });
     expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(eid, nid))).toEqual({ status: 200, json: {} });
     expect(await s.rules()).not.toMatch(/198\.18\.100\.6/);
-    expect(leases(poolId).sort()).toEqual(['198.18.100.5', '198.18.100.6']);
+    expect(leases(`docker-pool-${poolId.slice(0, 16)}`).sort()).toEqual(['198.18.100.5', '198.18.100.6']);
     for (const a of ['198.18.100.6', '198.18.100.5']) await post(sock, 'IpamDriver.ReleaseAddress', { PoolID: poolId, Address: a });
-    expect(leases(poolId)).toEqual([]);
+    expect(leases(`docker-pool-${poolId.slice(0, 16)}`)).toEqual([]);
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
     expect(await post(sock, 'IpamDriver.ReleasePool', { PoolID: poolId })).toEqual({ status: 200, json: {} });
     expect(records('pools')).toEqual([]);
-    expect(await s.links()).not.toContain(`cnm${nid.slice(0, 12)}`);
+    expect(await s.links()).not.toContain(`br-${nid.slice(0, 12)}`);
   });
 });
 
@@ -277,10 +285,10 @@ describe('concurrency, restarts and garbage', () => {
     const eids = Array.from({ length: 8 }, (_, i) => hex(`c0${i}`));
     const created = await Promise.all(eids.map((e, i) => post(sock, 'NetworkDriver.CreateEndpoint', { ...createEndpoint(e, `198.18.97.${20 + i}/24`, NID, `02:42:c6:12:61:${(20 + i).toString(16)}`), Options: {} })));
     expect(created.map((r) => r.status)).toEqual(Array(8).fill(200));
-    expect(leases(`cnm-${NID.slice(0, 12)}`).sort()).toEqual(eids.map((_, i) => `198.18.97.${20 + i}`).sort());
+    expect(leases(`docker-${NID.slice(0, 12)}`).sort()).toEqual(eids.map((_, i) => `198.18.97.${20 + i}`).sort());
     const deleted = await Promise.all(eids.map((e) => post(sock, 'NetworkDriver.DeleteEndpoint', ids(e))));
     expect(deleted.map((r) => r.status)).toEqual(Array(8).fill(200));
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual([]);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual([]);
     expect(await s.netnsNames()).toEqual([]);
   });
 
@@ -296,7 +304,7 @@ describe('concurrency, restarts and garbage', () => {
     expect(await s.links()).toContain(`cni${eid.slice(0, 12)}`);
     expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(eid))).toEqual({ status: 200, json: {} });
     expect(await s.links()).not.toContain(`cni${eid.slice(0, 12)}`);
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual([]);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual([]);
     await s.must('sh', ['-c', 'umount /run/netns/sbx && rm /run/netns/sbx']);
   });
 
@@ -310,7 +318,7 @@ describe('concurrency, restarts and garbage', () => {
     await plugin.stop('SIGKILL');
     await plugin.start();
     expect(plugin.logText()).toMatch(/gc: endpoint 6c1000000000 \(its sandbox \/run\/netns\/no-such-sandbox is gone\) deleted/);
-    expect(leases(`cnm-${NID.slice(0, 12)}`)).toEqual(['198.18.97.42']);
+    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual(['198.18.97.42']);
     expect(await s.netnsNames()).toEqual([`cniproto-${kept.slice(0, 12)}`]);
     expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(kept))).toEqual({ status: 200, json: {} });
   });
@@ -320,7 +328,8 @@ describe('concurrency, restarts and garbage', () => {
     await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint(eid, '198.18.97.43/24'));
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: NID })).toEqual({ status: 200, json: {} });
     expect((await s.links()).filter((l) => l !== 'lo' && l !== 'mynet0')).toEqual([]);
-    expect(existsSync(join(stateDir, 'docker', 'ipam', `cnm-${NID.slice(0, 12)}`))).toBe(false);
+    expect(existsSync(join(stateDir, 'ipam', `docker-${NID.slice(0, 12)}`))).toBe(false);
+    expect(existsSync(join(stateDir, 'net.d', `docker-${NID.slice(0, 12)}.conflist`))).toBe(false);
     expect(records('networks')).toEqual([]);
     expect(records('endpoints')).toEqual([]);
     expect(await s.netnsNames()).toEqual([]);
