@@ -9,7 +9,7 @@ import { contains, formatIP, parseCIDR, parseIP } from '../../shared/ip';
 import { resultMap } from '../../runner/result';
 import { Runner, type RuntimeConf } from '../../runner/runner';
 import { CNI_NETWORK_OPTION, endpointArgs, networkChain, parseChain } from './chain';
-import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, moveLink, netnsPath, NETNS_RUN_DIR } from './handover';
+import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, moveLink, netnsPath, NETNS_RUN_DIR, restoreAddresses } from './handover';
 import { genericOptions, idField, interfaceField, ipamDataField, objField, portMappings, ProtocolError, strField, type Json } from './protocol';
 import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records';
 import { readdirSync } from 'node:fs';
@@ -259,7 +259,8 @@ export class NetworkDriver {
 
   /**
    * DEL of one endpoint (call inside its network's queue): the link goes back into the scratch
-   * netns it was made in (libnetwork returned it to the host under its CNI_IFNAME), DEL runs with
+   * netns it was made in (libnetwork returned it to the host under its CNI_IFNAME) with its
+   * addresses, so the chain's DEL finds the state its ADD left; DEL runs with
    * the ADD's inputs and cached result, then the scratch netns and the record go. A DEL that fails
    * keeps the record (the next DeleteEndpoint, DeleteNetwork or start-up GC retries) and throws.
    */
@@ -268,7 +269,13 @@ export class NetworkDriver {
     let netns = netnsPath(ep.netns);
     try {
       addScratchNetns(ep.netns);
-      moveLink(ep.ifName, null, netns);
+      if (moveLink(ep.ifName, null, netns)) {
+        try {
+          restoreAddresses(ep.ifName, netns, [ep.address, ep.addressIPv6].filter(Boolean));
+        } catch (e) {
+          this.o.log(`endpoint ${short(ep.id)}: restoring its addresses before DEL: ${errorMessage(e)}`);
+        }
+      }
     } catch (e) {
       // No scratch netns (none can be made): DEL without one, as after a reboot (spec: DEL with an empty CNI_NETNS).
       this.o.log(`endpoint ${short(ep.id)}: ${errorMessage(e)}; DEL runs without a netns`);

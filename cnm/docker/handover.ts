@@ -4,7 +4,9 @@
 // finds it by name, moves it into the container and re-addresses it. DeleteEndpoint moves it back
 // (libnetwork returns it to the host under the same name) so the chain's DEL finds what its ADD made.
 import { closeSync } from 'node:fs';
-import { isNotFound } from '../../shared/linux/netlink/errors';
+import { parseCIDR } from '../../shared/ip';
+import { addAddr } from '../../shared/linux/netlink/addr';
+import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLink } from '../../shared/linux/netlink/link';
 import { withNetlink } from '../../shared/linux/netlink/socket';
 import { createNamedNetns, deleteNamedNetns, NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
@@ -73,6 +75,27 @@ export function moveLink(ifName: string, from: string | null, to: string | null)
   } finally {
     closeSync(toFd);
   }
+}
+
+/**
+ * Puts `addresses` (CIDRs) back on link `ifName` in the netns at `netns`: a link that came back from
+ * the container has none (a netns move drops them), and a chain's DEL may find what to undo through
+ * them (the Go reference bridge tears its masquerade rules down by the link's addresses). Throws
+ * NetlinkError/NetnsError; an address already there is fine.
+ */
+export function restoreAddresses(ifName: string, netns: string, addresses: string[]): void {
+  withNetlink((nl) => {
+    const link = getLink(nl, ifName);
+    for (const a of addresses) {
+      const net = parseCIDR(a);
+      if (!net) continue;
+      try {
+        addAddr(nl, link, net, net.ip.family === 6 ? { noDad: true } : {});
+      } catch (e) {
+        if (!isExists(e)) throw e;
+      }
+    }
+  }, netns);
 }
 
 /** True when this process's netns has a link named `ifName`. */

@@ -8,7 +8,7 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorMessage } from '../../shared/cni/errors';
-import type { Executor } from '../../shared/cni/exec';
+import { processExecutor, type Executor } from '../../shared/cni/exec';
 import { Runner } from '../../runner/runner';
 import { ownPluginsExecutor } from '../../plugins/registry';
 import { NetworkDriver } from './driver';
@@ -30,7 +30,7 @@ export interface PluginOptions {
   stateDir: string;
   confDir: string;
   cniPath: string[];
-  /** per CNI plugin exec and per `ip netns` call; Docker itself waits forever (cnm-shim.md §1.2) */
+  /** per CNI plugin process (the runner kills it after this); Docker itself waits forever (cnm-shim.md §1.2) */
   timeoutMs: number;
   /** how the chain's plugins run; default: ours in-process, others exec'd */
   executor?: Executor;
@@ -191,13 +191,14 @@ function readBody(req: IncomingMessage): Promise<string> {
 }
 
 const USAGE = `usage: cnm docker-plugin --name NAME [--socket-dir ${DEFAULT_SOCKET_DIR}] [--state-dir DIR]
-                         [--cni-path DIR[:DIR]] [--conf-dir ${DEFAULT_CONF_DIR}] [--timeout SECONDS]
+                         [--cni-path DIR[:DIR]] [--conf-dir ${DEFAULT_CONF_DIR}] [--timeout SECONDS] [--exec-plugins]
 Serves the Docker network and IPAM driver NAME on <socket-dir>/NAME.sock in the foreground
 (docker network create -d NAME [--ipam-driver NAME] ...), one log line per request on stderr.
   --state-dir   records, result cache and address stores (default $CNM_STATE_DIR, else ${DEFAULT_STATE_DIR})
   --cni-path    plugin directories (default $CNI_PATH, else ${DEFAULT_CNI_PATH})
   --conf-dir    where -o cni.network=X finds conflist X (default $NETCONFPATH, else ${DEFAULT_CONF_DIR})
-  --timeout     bound of each plugin run and netns call (default 60)
+  --timeout     bound of each plugin process's run (default 60)
+  --exec-plugins  exec our own plugins too (default: those in --cni-path run in-process, others are exec'd)
 Start it before dockerd and stop it after (SIGTERM/SIGINT remove the socket); its state survives restarts.
 `;
 
@@ -217,6 +218,7 @@ export async function dockerPluginMain(argv: string[], env: NodeJS.ProcessEnv = 
         'cni-path': { type: 'string' },
         'conf-dir': { type: 'string' },
         timeout: { type: 'string' },
+        'exec-plugins': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -245,6 +247,7 @@ export async function dockerPluginMain(argv: string[], env: NodeJS.ProcessEnv = 
       cniPath: (values['cni-path'] ?? env.CNI_PATH ?? DEFAULT_CNI_PATH).split(':').filter(Boolean),
       timeoutMs: timeout * 1000,
       gcIntervalMs: 60_000,
+      ...(values['exec-plugins'] ? { executor: processExecutor } : {}),
     });
   } catch (e) {
     process.stderr.write(`cnm docker-plugin: ${errorMessage(e)}\n`);

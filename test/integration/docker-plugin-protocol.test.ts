@@ -336,6 +336,33 @@ describe('concurrency, restarts and garbage', () => {
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: NID })).toEqual({ status: 200, json: {} });
   });
 
+  test('with the Go reference plugins exec\'d (bridge + host-local): the link comes back with its address, so the reference bridge\'s DEL removes its masquerade rules', async () => {
+    writeFileSync(
+      join(confDir, '20-refnet.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'refnet',
+        plugins: [{ type: 'bridge', bridge: 'refnet0', isGateway: true, isDefaultGateway: true, ipMasq: true, ipam: { type: 'host-local', dataDir: join(s.dir, 'ref-ipam'), ranges: [[{ subnet: '198.18.101.0/24' }]] } }],
+      }),
+    );
+    const ref = new PluginDaemon(s, 'cniref', { stateDir: join(s.dir, 'refstate'), confDir, socketDir: join(s.dir, 'plugins'), cniPath: '/usr/lib/cni' });
+    await ref.start();
+    try {
+      const nid = hex('e1');
+      const eid = hex('e2');
+      const net = { NetworkID: nid, Options: { 'com.docker.network.generic': { 'cni.network': 'refnet' } }, IPv4Data: [{ AddressSpace: 'LocalDefault', Gateway: '198.18.101.1/24', Pool: '198.18.101.0/24' }], IPv6Data: [] };
+      expect(await post(ref.socket, 'NetworkDriver.CreateNetwork', net)).toEqual({ status: 200, json: {} });
+      expect((await post(ref.socket, 'NetworkDriver.CreateEndpoint', { NetworkID: nid, EndpointID: eid, Interface: { Address: '198.18.101.9/24', AddressIPv6: '', MacAddress: '' }, Options: {} })).status).toBe(200);
+      expect(await s.rules()).toMatch(/198\.18\.101\.9/);
+      // What libnetwork leaves at DeleteEndpoint: the link back in the host, without addresses.
+      expect(await post(ref.socket, 'NetworkDriver.DeleteEndpoint', ids(eid, nid))).toEqual({ status: 200, json: {} });
+      expect(await s.rules()).not.toMatch(/198\.18\.101\.9/);
+      expect(readdirSync(join(s.dir, 'ref-ipam', 'refnet')).filter((f) => f.startsWith('198.'))).toEqual([]);
+    } finally {
+      await ref.stop('SIGTERM');
+    }
+  });
+
   test('SIGTERM removes the socket and exits 0', async () => {
     expect(await plugin.stop('SIGTERM')).toBe(0);
     expect(existsSync(sock)).toBe(false);
