@@ -12,6 +12,7 @@ import { CNI_NETWORK_OPTION, endpointArgs, networkChain, parseChain } from './ch
 import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, moveLink, netnsPath, NETNS_RUN_DIR, restoreAddresses } from './handover';
 import { genericOptions, idField, interfaceField, ipamDataField, objField, portMappings, ProtocolError, strField, type Json } from './protocol';
 import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records';
+import { phase } from './timings';
 import { readdirSync } from 'node:fs';
 import { bridgeDriver } from '../drivers/bridge';
 import type { DriverContext } from '../drivers/driver';
@@ -162,7 +163,8 @@ export class NetworkDriver {
       for (const ep of this.o.state.endpoints.list()) if (ep.network === id) await this.removeEndpoint(ep);
       if (!rec) return {};
       try {
-        await this.o.runner.gcNetworkList(parseChain(rec.conflist), []);
+        // GC only on our own (generated) chains: a cni.network conflist's stores may hold other runtimes' attachments.
+        await this.o.runner.gcNetworkList(parseChain(rec.conflist), [], { sendGC: rec.generated });
       } catch (e) {
         this.o.log(`network ${short(id)}: GC of the chain's leftovers: ${errorMessage(e)}`);
       }
@@ -192,13 +194,15 @@ export class NetworkDriver {
       const ns = this.scratchName(eid);
       const rt: RuntimeConf = { containerID: eid, ifName, netns: netnsPath(ns), args, capabilityArgs };
       try {
-        addScratchNetns(ns);
-        // A link of this name in the host without a record is a crash's leftover (cnm-shim.md §5.5.13).
-        deleteHostLink(ifName);
-        const result = await this.o.runner.addNetworkList(list, rt);
+        await phase('netns', () => {
+          addScratchNetns(ns);
+          // A link of this name in the host without a record is a crash's leftover (cnm-shim.md §5.5.13).
+          deleteHostLink(ifName);
+        });
+        const result = await phase('ADD', () => this.o.runner.addNetworkList(list, rt));
         const r = parseResult(resultMap(result), result.version);
         const h = handOver(r, ifName, rt.netns);
-        if (!moveLink(ifName, rt.netns, null)) throw new Error(`CNI network "${list.name}" made no interface ${ifName} in ${rt.netns}`);
+        if (!(await phase('hand-over', () => moveLink(ifName, rt.netns, null)))) throw new Error(`CNI network "${list.name}" made no interface ${ifName} in ${rt.netns}`);
         // libnetwork refuses an answer that sets a field it sent (cnm-shim.md §1.4).
         const reply: Record<string, string> = {};
         if (!iface.Address && h.v4) reply.Address = h.v4.address;
@@ -219,7 +223,7 @@ export class NetworkDriver {
           mac: iface.MacAddress || h.mac,
           sandboxKey: '',
         };
-        this.o.state.endpoints.write(rec);
+        await phase('record', () => this.o.state.endpoints.write(rec));
         return { Interface: reply };
       } catch (e) {
         // Docker sends no DeleteEndpoint after a failed CreateEndpoint: undo everything here.
@@ -269,7 +273,7 @@ export class NetworkDriver {
     let netns = netnsPath(ep.netns);
     try {
       addScratchNetns(ep.netns);
-      if (moveLink(ep.ifName, null, netns)) {
+      if (await phase('take-back', () => moveLink(ep.ifName, null, netns))) {
         try {
           restoreAddresses(ep.ifName, netns, [ep.address, ep.addressIPv6].filter(Boolean));
         } catch (e) {
@@ -282,7 +286,7 @@ export class NetworkDriver {
       deleteHostLink(ep.ifName);
       netns = '';
     }
-    await this.o.runner.delNetworkList(list, { containerID: ep.id, ifName: ep.ifName, netns, args: ep.args, capabilityArgs: ep.capabilityArgs });
+    await phase('DEL', () => this.o.runner.delNetworkList(list, { containerID: ep.id, ifName: ep.ifName, netns, args: ep.args, capabilityArgs: ep.capabilityArgs }));
     deleteScratchNetns(ep.netns);
     this.o.state.endpoints.remove(ep.id);
   }
@@ -334,7 +338,8 @@ export class NetworkDriver {
    * container ended while this daemon was down, or dockerd crashed: Docker then sends no
    * DeleteEndpoint, cnm-shim.md §5.5.4) are DEL'ed; then, per network, the chain's cached
    * attachments without a record (a crash inside CreateEndpoint) are DEL'ed and CNI GC runs where
-   * the chain supports it (1.1.0); last, scratch netns of this instance without a record go.
+   * the chain supports it (1.1.0) and is ours (generated: a `cni.network` conflist's stores may hold
+   * other runtimes' attachments, which GC would take for stale); last, scratch netns of this instance without a record go.
    * `minAgeMs`: a sandbox key younger than this may not be mounted yet (runc creates it after Join).
    * `sweepNetns` only before serving: a CreateEndpoint in flight has a scratch netns and no record yet.
    */
@@ -362,7 +367,7 @@ export class NetworkDriver {
           .filter((ep) => ep.network === net.id)
           .map((ep) => ({ containerID: ep.id, ifname: ep.ifName }));
         try {
-          await this.o.runner.gcNetworkList(parseChain(net.conflist), valid);
+          await this.o.runner.gcNetworkList(parseChain(net.conflist), valid, { sendGC: net.generated });
         } catch (e) {
           this.o.log(`gc: network ${short(net.id)}: ${errorMessage(e)}`);
         }

@@ -15,6 +15,7 @@ import { NetworkDriver } from './driver';
 import { IpamDriver } from './ipam';
 import { bodyObject, type Json } from './protocol';
 import { PluginState } from './records';
+import { collectPhases } from './timings';
 
 export const DEFAULT_SOCKET_DIR = '/run/docker/plugins';
 export const DEFAULT_STATE_DIR = '/var/lib/cnikit/cnm';
@@ -150,23 +151,26 @@ async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: 
   const method = (req.url ?? '').replace(/^\//, '');
   let body: Json = {};
   let status = 200;
-  let answer: Json;
-  try {
-    const handler = req.method === 'POST' ? handlers[method] : undefined;
-    const text = await readBody(req);
-    if (!handler) {
-      status = 404;
-      answer = { Err: `${req.method} ${req.url}: not implemented by this plugin` };
-    } else {
-      body = bodyObject(text);
-      answer = await handler(body);
+  let answer: Json = {};
+  const { phases } = await collectPhases(async () => {
+    try {
+      const handler = req.method === 'POST' ? handlers[method] : undefined;
+      const text = await readBody(req);
+      if (!handler) {
+        status = 404;
+        answer = { Err: `${req.method} ${req.url}: not implemented by this plugin` };
+      } else {
+        body = bodyObject(text);
+        answer = await handler(body);
+      }
+    } catch (e) {
+      status = 500;
+      answer = { Err: errorMessage(e) };
     }
-  } catch (e) {
-    status = 500;
-    answer = { Err: errorMessage(e) };
-  }
+  });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  log(`${method} ${shortIds(body)}${shortIds(body) ? ' ' : ''}-> ${status === 200 ? 'ok' : `${status} ${String(answer.Err)}`} (${ms.toFixed(1)} ms)`);
+  const took = `${ms.toFixed(1)} ms${phases.length ? `: ${phases.join(', ')}` : ''}`;
+  log(`${method} ${shortIds(body)}${shortIds(body) ? ' ' : ''}-> ${status === 200 ? 'ok' : `${status} ${String(answer.Err)}`} (${took})`);
   const out = JSON.stringify(answer);
   res.writeHead(status, { 'Content-Type': 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(out) });
   res.end(out);

@@ -25,14 +25,16 @@ const post = (socketPath, method, body) =>
   });
 
 /**
- * Runs the group; `ctx` is bench.mjs's: OURS, REF, ROUNDS, host (the scratch host netns name), work
+ * Runs the group (cases docker-endpoint, docker-endpoint-ours-execd, docker-endpoint-chain); `ctx` is bench.mjs's: OURS, REF, ROUNDS, host (the scratch host netns name), work
  * (a temp dir removed by bench.mjs), record(name, oursMs[], refMs[], extra), skip(name, why), log.
  */
 export default async function dockerPluginBench(ctx) {
   const { OURS, REF, ROUNDS, host, work, record, skip, log } = ctx;
   const cnikit = join(OURS, 'cnikit');
-  for (const name of ['docker-endpoint', 'docker-endpoint-ours-execd'])
-    if (!existsSync(cnikit) || !['bridge', 'host-local', 'portmap'].every((p) => existsSync(join(OURS, p)) && existsSync(join(REF, p)))) return skip(name, 'cnikit or a chain plugin is missing');
+  if (!existsSync(cnikit) || !['bridge', 'host-local', 'portmap'].every((p) => existsSync(join(OURS, p)) && existsSync(join(REF, p)))) {
+    for (const name of ['docker-endpoint', 'docker-endpoint-ours-execd', 'docker-endpoint-chain']) skip(name, 'cnikit or a chain plugin is missing');
+    return;
+  }
   const sides = { ours: { cniPath: OURS, net: 0 }, execd: { cniPath: OURS, net: 1, exec: true }, reference: { cniPath: REF, net: 2 } };
   const daemons = [];
   try {
@@ -62,6 +64,7 @@ export default async function dockerPluginBench(ctx) {
       daemons.push(p);
       for (let i = 0; i < 100 && !err.includes(': serving '); i++) await new Promise((r) => setTimeout(r, 50));
       if (!err.includes(': serving ')) throw new Error(`docker-plugin (${s}) did not start: ${err}`);
+      side.stderr = () => err;
       side.nid = randomBytes(32).toString('hex');
       await post(side.sock, 'NetworkDriver.CreateNetwork', {
         NetworkID: side.nid,
@@ -95,6 +98,14 @@ export default async function dockerPluginBench(ctx) {
     }
     record('docker-endpoint', t.ours, t.reference, { note: 'our plugins in-process vs the reference exec\'d; target <= 0.5' });
     record('docker-endpoint-ours-execd', t.execd, t.reference, { note: 'our plugins exec\'d vs the reference exec\'d' });
+    // The chain's share (the daemon's request log: CreateEndpoint's ADD + DeleteEndpoint's DEL), without
+    // the hand-over's kernel link moves and the records, which both sides pay alike.
+    const chain = (side) => {
+      const grab = (method, ph) => [...side.stderr().matchAll(new RegExp(`^NetworkDriver\\.${method} .*-> ok \\(.*\\b${ph} ([0-9.]+)`, 'gm'))].map((m) => Number(m[1]));
+      const [add, del] = [grab('CreateEndpoint', 'ADD'), grab('DeleteEndpoint', 'DEL')];
+      return add.slice(1).map((a, i) => a + (del[i + 1] ?? NaN)).filter((x) => !Number.isNaN(x));
+    };
+    record('docker-endpoint-chain', chain(sides.ours), chain(sides.reference), { note: 'ADD + DEL alone: our plugins in-process vs the reference exec\'d' });
     for (const side of Object.values(sides)) if (side.sock) await post(side.sock, 'NetworkDriver.DeleteNetwork', { NetworkID: side.nid }).catch(() => undefined);
   } finally {
     for (const p of daemons) {

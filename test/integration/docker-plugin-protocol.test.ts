@@ -224,6 +224,29 @@ describe('-o cni.network=X', () => {
   });
 });
 
+test('a cni.network chain (1.1.0) shared with another runtime: DeleteNetwork and the start-up GC never release that runtime\'s lease', async () => {
+  writeFileSync(
+    join(confDir, '30-shared.conflist'),
+    JSON.stringify({
+      cniVersion: '1.1.0',
+      name: 'shared110',
+      plugins: [{ type: 'bridge', bridge: 'shared0', isGateway: true, ipam: { type: 'host-local', dataDir: join(s.dir, 'shared-ipam'), ranges: [[{ subnet: '198.18.102.0/24' }]] } }],
+    }),
+  );
+  // Another runtime's attachment on the same conflist: its lease in host-local's store.
+  mkdirSync(join(s.dir, 'shared-ipam', 'shared110'), { recursive: true });
+  writeFileSync(join(s.dir, 'shared-ipam', 'shared110', '198.18.102.77'), 'other-runtime-ctr\r\neth0');
+  const nid = hex('5a');
+  const net = { NetworkID: nid, Options: { 'com.docker.network.generic': { 'cni.network': 'shared110' } }, IPv4Data: [{ AddressSpace: 'LocalDefault', Gateway: '198.18.102.1/24', Pool: '198.18.102.0/24' }], IPv6Data: [] };
+  expect(await post(sock, 'NetworkDriver.CreateNetwork', net)).toEqual({ status: 200, json: {} });
+  expect((await post(sock, 'NetworkDriver.CreateEndpoint', { NetworkID: nid, EndpointID: hex('5b'), Interface: { Address: '198.18.102.9/24', AddressIPv6: '', MacAddress: '' }, Options: {} })).status).toBe(200);
+  await plugin.stop('SIGKILL');
+  await plugin.start(); // start-up GC over this network
+  expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(hex('5b'), nid))).toEqual({ status: 200, json: {} });
+  expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
+  expect(readdirSync(join(s.dir, 'shared-ipam', 'shared110')).filter((f) => f.startsWith('198.'))).toEqual(['198.18.102.77']);
+});
+
 describe('--ipam-driver (this driver allocates)', () => {
   const pool = { AddressSpace: 'cnikit-local', Pool: '198.18.100.0/24', SubPool: '', Options: {}, V6: false };
   let poolId = '';
@@ -327,7 +350,8 @@ describe('concurrency, restarts and garbage', () => {
     const eid = hex('7d');
     await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint(eid, '198.18.97.43/24'));
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: NID })).toEqual({ status: 200, json: {} });
-    expect((await s.links()).filter((l) => l !== 'lo' && l !== 'mynet0')).toEqual([]);
+    // Only the bridges of cni.network conflists are left (not the plugin's to remove).
+    expect((await s.links()).filter((l) => !['lo', 'mynet0', 'shared0'].includes(l))).toEqual([]);
     expect(existsSync(join(stateDir, 'ipam', `docker-${NID.slice(0, 12)}`))).toBe(false);
     expect(existsSync(join(stateDir, 'net.d', `docker-${NID.slice(0, 12)}.conflist`))).toBe(false);
     expect(records('networks')).toEqual([]);
