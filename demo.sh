@@ -19,8 +19,10 @@ node build.mjs --install --dir "$scratch/bin"
 
 id=$$
 HOST=cnikit-demo-host-$id POD1=cnikit-demo-pod1-$id POD2=cnikit-demo-pod2-$id
+WEB=cnikit-demo-web-$id CLIENT=cnikit-demo-client-$id
 cleanup() {
-  for ns in "$POD1" "$POD2" "$HOST"; do ip netns del "$ns" 2>/dev/null || true; done
+  [ -z "${web_pid:-}" ] || kill "$web_pid" 2>/dev/null || true
+  for ns in "$WEB" "$CLIENT" "$POD1" "$POD2" "$HOST"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -72,4 +74,30 @@ echo "== DEL pod1, pod2 (and DEL again: idempotent)"
 cni del "$POD1"; cni del "$POD2"; cni del "$POD2"
 echo "== leases after DEL"; ls "$scratch/ipam/demo"
 echo "== cached results after DEL"; ls "$scratch/cache/results"
+
+# The CNM shim: the same suite in Docker's terms. cnm runs in the host netns through nsenter --net
+# (not `ip netns exec`, whose throwaway mount namespace would hide the sandboxes it bind-mounts under
+# /run/netns); its state, leases and the result cache stay in the scratch dir.
+cnm() {
+  env -i PATH="$PATH" CNI_PATH="$scratch/bin" CNI_CACHEDIR="$scratch/cache" CNM_STATE_DIR="$scratch/cnm" \
+    nsenter --net="/var/run/netns/$HOST" "$scratch/bin/cnm" "$@"
+}
+cnm_bg() { # cnm in the background whose pid is $! itself (env and nsenter exec into it): a signal reaches cnm
+  env -i PATH="$PATH" CNI_PATH="$scratch/bin" CNI_CACHEDIR="$scratch/cache" CNM_STATE_DIR="$scratch/cnm" \
+    nsenter --net="/var/run/netns/$HOST" "$scratch/bin/cnm" "$@" &
+  web_pid=$!
+}
+echo "== CNM: cnm network create (a bridge network, Docker's defaults: gateway = first address, masquerade)"
+cnm network create --subnet 198.18.20.0/24 --label demo=cnm cnmdemo
+cnm network ls
+echo "== CNM: cnm run web (--ip 198.18.20.10, in the background) and cnm run client, which pings it"
+cnm_bg run --rm --name "$WEB" --network cnmdemo --ip 198.18.20.10 -- sleep 60
+for _ in $(seq 100); do ip netns pids "$WEB" 2>/dev/null | grep -q . && break; sleep 0.1; done
+cnm run --rm --name "$CLIENT" --network cnmdemo -- sh -c 'ip -br addr show eth0; ip route; ping -c 2 -W 2 198.18.20.10'
+echo "== CNM: cnm network inspect cnmdemo (web is still attached)"
+cnm network inspect cnmdemo
+echo "== CNM: stop web (cnm run --rm disconnects and removes its sandbox), cnm network rm"
+kill -TERM "$web_pid"; wait "$web_pid" || true; web_pid=
+cnm sandbox ls
+cnm network rm cnmdemo
 echo "== done; removing the scratch namespaces and $scratch"

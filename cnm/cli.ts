@@ -11,8 +11,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeAll } from '../shared/cni/skel';
 import { errorMessage } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
+import { loggerFromEnv } from '../shared/log';
 import { ownPluginsExecutor } from '../plugins/registry';
 import { CnmError } from './errors';
+import { parseAddressPool } from './ipam';
 import { keyValues } from './model';
 import { DEFAULT_STATE_DIR, NetworkController, PREDEFINED, type Network, type Sandbox } from './controller';
 
@@ -46,6 +48,7 @@ const GLOBAL: Options = {
   'state-dir': { type: 'string' },
   'cni-path': { type: 'string' },
   'conf-dir': { type: 'string' },
+  'default-address-pool': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -54,6 +57,8 @@ const GLOBAL_HELP = [
   `  --state-dir DIR   the model's state (default $CNM_STATE_DIR, else ${DEFAULT_STATE_DIR})`,
   '  --cni-path DIRS   plugin directories, ":"-separated (default $CNI_PATH, else /opt/cni/bin)',
   '  --conf-dir DIR    conflists the cni driver names (default $NETCONFPATH, else /etc/cni/net.d)',
+  '  --default-address-pool base=CIDR,size=N   subnets for networks created without --subnet',
+  "                    (repeatable; default dockerd's: 172.17-31.0.0/16, then 192.168.0.0/16 as /20s)",
   '  -h, --help        this help',
 ];
 
@@ -144,7 +149,7 @@ const COMMANDS: Record<string, Command> = {
         ipv6: c.values.ipv6 === true,
         internal: c.values.internal === true,
         options: keyValues('--opt', strs(c.values.opt)),
-        labels: keyValues('--label', strs(c.values.label)),
+        labels: keyValues('--label', strs(c.values.label).map((l) => (l.includes('=') ? l : `${l}=`))), // docker: a bare key has the value 
       });
       c.io.stdout(`${n.id}\n`);
       return 0;
@@ -447,12 +452,10 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
   else name = group;
   // The Docker plugin daemon has a command line of its own, loaded only when it runs.
   if (name === 'docker-plugin') return (await import('./docker/server')).dockerPluginMain(argv.filter((_, i) => i !== words[0]!.index), io.env);
-  if (!group) {
-    (wantsHelp ? io.stdout : io.stderr)(mainHelp());
-    return wantsHelp ? 0 : 1;
-  }
-  if (group && GROUPS[group] && !words[1]) {
-    (wantsHelp ? io.stdout : io.stderr)(groupHelp(group));
+  if (!group || (GROUPS[group] && !words[1])) {
+    if (wantsHelp) io.stdout(group ? groupHelp(group) : mainHelp());
+    else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)
+`);
     return wantsHelp ? 0 : 1;
   }
   const cmd = name ? COMMANDS[name] : undefined;
@@ -478,12 +481,16 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
     const stateDir = str(values['state-dir']) || env.CNM_STATE_DIR || DEFAULT_STATE_DIR;
     const cniPath = (str(values['cni-path']) ?? env.CNI_PATH ?? '/opt/cni/bin').split(':').filter(Boolean);
     const confDir = str(values['conf-dir']) || env.NETCONFPATH || '/etc/cni/net.d';
+    const pools = strs(values['default-address-pool']).map(parseAddressPool);
+    const log = loggerFromEnv(env, 'cnm');
     let ctl: Promise<NetworkController> | undefined;
-    const controller = (): Promise<NetworkController> => (ctl ??= NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor() }));
+    const controller = (): Promise<NetworkController> =>
+      (ctl ??= log.step('open', () => NetworkController.open({ stateDir, cniPath, confDir, executor: ownPluginsExecutor(), log, ...(pools.length ? { defaultAddressPools: pools } : {}) })));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')))
-      io.stderr(`cnm ${name}: ${e.message} (usage: ${cmd.usage})\n`);
+    // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.
+    const parseError = e instanceof TypeError && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    if (e instanceof UsageError || parseError) io.stderr(`cnm ${name}: ${parseError ? (e as Error).message.split('. ')[0]!.replace(/\.$/, '') : (e as Error).message} (usage: ${cmd.usage})\n`);
     else io.stderr(`cnm: ${errorMessage(e)}\n`);
     return name === 'run' ? 125 : 1;
   }

@@ -9,13 +9,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Runner } from '../runner/runner';
 import type { Executor } from '../shared/cni/exec';
-
+import { parseCIDR, type IPNet } from '../shared/ip';
 import type { PinnedDir } from '../shared/linux/files';
 import { FileLock } from '../shared/linux/lock';
+import { createLogger, type Logger } from '../shared/log';
 import { createNamedNetns, deleteNamedNetns } from '../shared/linux/netns';
-import { setLinkUp, withNetlink } from '../shared/linux/netlink';
+import { listLinks, listRoutes, setLinkUp, withNetlink } from '../shared/linux/netlink';
 import { CnmError, conflict, failed, invalid, notFound } from './errors';
-import { NetworkIpam, overlappingSubnets, resolveIpamConfig, type IpamRequest } from './ipam';
+import { DEFAULT_ADDRESS_POOLS, NetworkIpam, overlappingSubnets, pickSubnet, resolveIpamConfig, type AddressPool, type EndpointIpam, type IpamRequest } from './ipam';
 import { newID, now, validateName, validateSandboxName, type EndpointRecord, type NetworkRecord, type SandboxRecord, type Scope } from './model';
 import { LocalNetworkStore, openStateDir, RecordDir, type NetworkStore } from './store';
 import type { Driver, DriverContext, JoinRequest } from './drivers/driver';
@@ -38,6 +39,10 @@ export interface ControllerOptions {
   /** Network stores by scope; 'local' defaults to files under the state dir. */
   stores?: Partial<Record<Scope, NetworkStore>>;
   drivers?: Driver[]; // registered after the built-in ones (same name replaces)
+  /** Steps with timings at debug (CNIKIT_LOG=debug, as the plugins); default: silent. */
+  log?: Logger;
+  /** Subnets for networks created without --subnet; default dockerd's (DEFAULT_ADDRESS_POOLS). */
+  defaultAddressPools?: readonly AddressPool[];
 }
 
 export interface NetworkCreateOptions {
@@ -76,8 +81,12 @@ export class NetworkController {
   readonly sandboxesDir: RecordDir<SandboxRecord>;
   readonly stateDir: string;
   readonly netnsDir: string;
+  private readonly pools: readonly AddressPool[];
+  readonly log: Logger;
 
   private constructor(state: PinnedDir, o: ControllerOptions) {
+    this.pools = o.defaultAddressPools ?? DEFAULT_ADDRESS_POOLS;
+    this.log = o.log ?? createLogger({ level: 'off', write: () => undefined, name: 'cnm' });
     this.stateDir = state.path;
     this.netnsDir = o.netnsDir ?? DEFAULT_NETNS_DIR;
     this.lock = FileLock.inDir(state, 'lock', 0o600, o.lockTimeoutMs ?? 120_000, `another cnm process holds ${state.path}/lock`);
@@ -124,7 +133,7 @@ export class NetworkController {
   /** Runs `fn` holding the state lock (re-entrant within one async call chain). */
   async locked<T>(fn: () => Promise<T>): Promise<T> {
     if (this.held.getStore()) return fn();
-    await this.lock.acquire();
+    await this.log.step('state lock', () => this.lock.acquire());
     try {
       return await this.held.run(true, fn);
     } finally {
@@ -172,6 +181,13 @@ export class NetworkController {
     const req: IpamRequest = { subnets: [], ipRanges: [], gateways: [], auxAddresses: {}, ...o.ipam, ipv6 };
     if (!d.usesIpam && (req.subnets.length || req.ipRanges.length || req.gateways.length || Object.keys(req.auxAddresses).length))
       throw invalid(`network ${JSON.stringify(name)}: the ${d.name} driver takes no IPAM flags (--subnet, --ip-range, --gateway, --aux-address)`);
+    if (d.usesIpam && !req.subnets.length) {
+      // Docker picks a free subnet from its default pools: one no network and no host route overlaps.
+      const taken = [...existing.flatMap((n) => n.ipam.config.map((p) => parseCIDR(p.subnet)!)), ...hostRoutes()];
+      const picked = pickSubnet(this.pools, taken);
+      if (!picked) throw conflict(`network ${JSON.stringify(name)}: no free subnet left in the default address pools; give --subnet`);
+      req.subnets = [picked];
+    }
     const config = resolveIpamConfig(req);
     for (const n of existing) {
       const o2 = overlappingSubnets(config, n.ipam.config);
@@ -192,21 +208,23 @@ export class NetworkController {
     };
     const ipam = this.ipamOf(rec);
     try {
-      if (ipam) ipam.reserveAux(rec.id);
+      if (ipam) await ipam.reserveAux(rec.id);
       await d.createNetwork(rec, this.ctx);
       await this.store(rec.scope).put(rec);
     } catch (e) {
       // Nothing of a refused network stays: its conflist, its store.
       await d.deleteNetwork(rec, this.ctx).catch(() => undefined);
-      ipam?.destroy();
+      await ipam?.destroy();
       throw e instanceof CnmError ? e : failed(`creating network ${JSON.stringify(name)}`, e);
     }
     return new Network(this, rec);
   }
 
   /** The IPAM of a network whose driver uses the controller's (null otherwise). */
-  ipamOf(n: NetworkRecord): NetworkIpam | null {
-    return this.driver(n.driver).usesIpam ? new NetworkIpam(this.ctx.ipamDataDir, n.name, n.ipam.config) : null;
+  ipamOf(n: NetworkRecord): EndpointIpam | null {
+    const d = this.driver(n.driver);
+    if (!d.usesIpam) return null;
+    return d.ipam ? d.ipam(n, this.ctx) : new NetworkIpam(this.ctx.ipamDataDir, n.name, n.ipam.config);
   }
 
   async deleteNetworkRecord(n: NetworkRecord): Promise<void> {
@@ -248,8 +266,10 @@ export class NetworkController {
       this.sandboxesDir.write(rec);
       if (key)
         try {
-          createNamedNetns(key);
-          withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          this.log.step(`create netns ${key}`, () => {
+            createNamedNetns(key);
+            withNetlink((nl) => setLinkUp(nl, 'lo'), key);
+          });
         } catch (e) {
           try {
             deleteNamedNetns(key);
@@ -299,6 +319,11 @@ export class NetworkController {
       if (stale) await new Endpoint(this, e).delete({ force: true });
     }
   }
+}
+
+/** The routes of the netns cnm runs in that a new network must not overlap (not the default routes). */
+function hostRoutes(): IPNet[] {
+  return withNetlink((nl) => listRoutes(nl)).filter((r) => r.dst.prefix > 0).map((r) => r.dst);
 }
 
 /** name, then full ID, then unique ID prefix (docker's order). */
@@ -351,7 +376,7 @@ export class Network {
       if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
       const ipam = c.ipamOf(this.record);
       if (ipam) {
-        const a = ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 });
+        const a = await c.log.step(`allocate addresses on ${this.name}`, () => ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 }));
         if (a.ipv4) rec.ipv4 = a.ipv4.address;
         if (a.ipv6) rec.ipv6 = a.ipv6.address;
       } else if (o.ipv6 && !this.record.ipv6 && this.record.driver !== 'cni') {
@@ -360,7 +385,7 @@ export class Network {
       try {
         c.endpointsDir.write(rec);
       } catch (e) {
-        ipam?.release(rec.id);
+        await ipam?.release(rec.id);
         throw failed(`creating endpoint ${JSON.stringify(name)}`, e);
       }
       return new Endpoint(c, rec);
@@ -378,7 +403,7 @@ export class Network {
       const eps = c.endpointRecords({ networkID: this.id });
       if (eps.length) throw conflict(`network ${JSON.stringify(this.name)} has active endpoints: ${eps.length}`);
       await c.driver(this.record.driver).deleteNetwork(this.record, c.ctx);
-      c.ipamOf(this.record)?.destroy();
+      await c.ipamOf(this.record)?.destroy();
       await c.deleteNetworkRecord(this.record);
     });
   }
@@ -491,15 +516,17 @@ export class Endpoint {
       if (excl) throw conflict(`sandbox ${JSON.stringify(s.name)} is on the ${JSON.stringify(excl.name)} network, which must be its only one`);
       if (!!d.hostNetwork !== s.hostNetwork)
         throw conflict(s.hostNetwork ? `sandbox ${JSON.stringify(s.name)} runs in the host's netns: it can only join the host network` : `the host network needs a sandbox created for it (cnm run --network host), not ${JSON.stringify(s.name)}`);
-      const used = new Set(others.map((e) => e.ifName));
+      // What the netns already has beyond our records (a cnitool attachment's eth0 and default route) counts too.
+      const present = s.key ? withNetlink((nl) => ({ links: listLinks(nl).map((l) => l.name), defaultRoute: listRoutes(nl).some((r) => r.dst.prefix === 0) }), s.key) : { links: [], defaultRoute: false };
+      const used = new Set([...others.map((e) => e.ifName), ...present.links]);
       let ifName = d.ifName;
       for (let i = 0; !ifName; i++) if (!used.has(`eth${i}`)) ifName = `eth${i}`;
       const hasGateway = (net.ipam.config.length > 0 || !d.usesIpam) && !net.internal;
-      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) };
+      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) && !present.defaultRoute };
       this.save();
       const j: JoinRequest = { network: net, endpoint: this.record, sandbox: s, ifName, defaultRoute: !!this.record.gateway };
       try {
-        const got = await d.join(j, c.ctx);
+        const got = await c.log.step(`${d.name} join ${net.name} ${ifName}`, () => d.join(j, c.ctx));
         this.record = { ...this.record, state: 'joined', ...got };
         this.save();
       } catch (e) {
@@ -531,7 +558,8 @@ export class Endpoint {
       const s: SandboxRecord = sRec ?? { id: r.sandboxID, name: r.name, key: '', created: '', hostNetwork: false };
       if (net) {
         const key = s.key && existsSync(s.key) ? s.key : '';
-        await c.driver(net.driver).leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx);
+        const d = c.driver(net.driver);
+        await c.log.step(`${d.name} leave ${net.name} ${r.ifName ?? ''}`, () => d.leave({ network: net, endpoint: r, sandbox: { ...s, key }, ifName: r.ifName ?? 'eth0', defaultRoute: !!r.gateway }, c.ctx));
       }
       const { sandboxID: _s, ifName: _i, gateway: _g, mac: _m, ...rest } = r;
       this.record = { ...rest, state: 'created' };
@@ -558,7 +586,7 @@ export class Endpoint {
         await this.leave(undefined, { force: true });
       }
       const net = await c.networkRecord(cur.networkID);
-      if (net) c.ipamOf(net)?.release(cur.id);
+      if (net) await c.ipamOf(net)?.release(cur.id);
       c.endpointsDir.remove(cur.id);
     });
   }

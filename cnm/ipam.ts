@@ -164,6 +164,58 @@ export interface Allocation {
   ipv6?: Allocated;
 }
 
+/**
+ * A network's endpoint addresses: what the controller calls at network create (aux addresses),
+ * createEndpoint, endpoint delete and network delete. NetworkIpam is the local implementation; a
+ * driver whose networks span hosts supplies its own (Driver.ipam). Results may be promises.
+ */
+export interface EndpointIpam {
+  reserveAux(networkID: string): void | Promise<void>;
+  allocate(owner: string, requested?: { ipv4?: string; ipv6?: string }): Allocation | Promise<Allocation>;
+  release(owner: string): void | Promise<void>;
+  destroy(): void | Promise<void>;
+}
+
+/** Where subnets come from when `network create` has no --subnet (dockerd --default-address-pool). */
+export interface AddressPool {
+  base: string; // CIDR
+  size: number; // prefix length of each network carved from it
+}
+
+/** dockerd's defaults (libnetwork ipamutils): 172.17-31.0.0/16 as /16s, then 192.168.0.0/16 as /20s. */
+export const DEFAULT_ADDRESS_POOLS: readonly AddressPool[] = [
+  ...Array.from({ length: 15 }, (_, i) => ({ base: `172.${17 + i}.0.0/16`, size: 16 })),
+  { base: '192.168.0.0/16', size: 20 },
+];
+
+/** Parses dockerd's `base=CIDR,size=N`. Throws CnmError 'invalid' naming the value. */
+export function parseAddressPool(s: string): AddressPool {
+  const kv = Object.fromEntries(s.split(',').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
+  const base = parseCIDR(kv.base ?? '');
+  const size = Number(kv.size);
+  if (!base || !/^\d+$/.test(kv.size ?? '') || size < base.prefix || size > (base.ip.family === 4 ? 30 : 126))
+    throw invalid(`invalid --default-address-pool ${JSON.stringify(s)}: expected base=CIDR,size=N with N from the base's prefix to ${base?.ip.family === 6 ? 126 : 30}`);
+  return { base: formatCIDR(networkOf(base)), size };
+}
+
+/**
+ * The first subnet of `size` carved from the pools, in order, that overlaps nothing in `taken`
+ * (other networks' subnets, the host's routes), as libnetwork's default IPAM picks one; null when
+ * all are taken. At most 65536 candidates per pool are tried.
+ */
+export function pickSubnet(pools: readonly AddressPool[], taken: readonly IPNet[]): string | null {
+  for (const p of pools) {
+    const base = parseCIDR(p.base)!;
+    const step = 1n << BigInt((base.ip.family === 4 ? 32 : 128) - p.size);
+    const count = 1n << BigInt(p.size - base.prefix);
+    for (let i = 0n; i < count && i < 65536n; i++) {
+      const cand: IPNet = { ip: { family: base.ip.family, value: networkOf(base).ip.value + i * step }, prefix: p.size };
+      if (!taken.some((t) => subnetsOverlap(t, cand))) return formatCIDR(cand);
+    }
+  }
+  return null;
+}
+
 export interface NetworkIpamOptions {
   lockTimeoutMs?: number; // default 30 s
   flocker?: Flocker; // unit tests (no bun:ffi on Node)
@@ -173,7 +225,7 @@ export interface NetworkIpamOptions {
  * The IPAM of one network: host-local's DiskStore at `<dataDir>/<network>`, with Docker's
  * semantics. Every call opens, locks and closes the store (the plugin's own discipline).
  */
-export class NetworkIpam {
+export class NetworkIpam implements EndpointIpam {
   constructor(
     readonly dataDir: string,
     readonly network: string,

@@ -2,8 +2,7 @@
 // A network is either `-o cni.network=X` (conflist X from --conf-dir, read once at CreateNetwork and
 // kept with the network's record) or a bridge network generated from Docker's IPAM data.
 import { contains, formatIP, parseCIDR, type IPNet } from '../../shared/ip';
-import { bridgeConflist } from '../bridge-conflist';
-import type { IpamPoolConfig, NetworkRecord } from '../model';
+import { bridgeConflist, type IpamPoolConfig, type NetworkRecord } from '../index';
 import { ConfError, confListFromBytes, loadConfList, type Json, type NetworkConfList } from '../../runner/conf';
 import { ProtocolError, type EndpointInterface, type CniPortMapping, type IPAMData } from './protocol';
 

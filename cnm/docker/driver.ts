@@ -15,8 +15,7 @@ import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records
 import { phase } from './timings';
 import { readdirSync } from 'node:fs';
 import { bridgeDriver } from '../drivers/bridge';
-import type { DriverContext } from '../drivers/driver';
-import { NetworkIpam } from '../ipam';
+import { NetworkIpam, type DriverContext } from '../index';
 
 /** The address space this driver's IPAM names (GetDefaultAddressSpaces): a network whose pools carry it uses our IPAM. */
 export const OWN_ADDRESS_SPACE = 'cnikit-local';

@@ -7,8 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { contains, formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from '../../shared/ip';
 import { canonicalizeRange } from '../../ipam/host-local/range';
-import { NetworkIpam } from '../ipam';
-import type { IpamPoolConfig } from '../model';
+import { NetworkIpam, type IpamPoolConfig } from '../index';
 import { KeyedQueue, OWN_ADDRESS_SPACE } from './driver';
 import { objField, ProtocolError, strField, type Json } from './protocol';
 import type { PluginState, PoolRecord } from './records';

@@ -8,8 +8,7 @@
 // Every record is written atomically (fsync + rename) before the call that made it is answered.
 import type { PinnedDir } from '../../shared/linux/files';
 import { FileLock } from '../../shared/linux/lock';
-import type { NetworkRecord } from '../model';
-import { openStateDir, RecordDir } from '../store';
+import { openStateDir, RecordDir, type NetworkRecord } from '../index';
 import type { IPAMData } from './protocol';
 
 /** A Docker network this driver created (CreateNetwork). */

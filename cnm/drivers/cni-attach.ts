@@ -16,11 +16,18 @@ export function removeConflist(ctx: DriverContext, name: string): void {
   ctx.netDir.unlink(`${name}.conflist`);
 }
 
-const runtimeConf = (j: JoinRequest, capabilityArgs: Record<string, unknown>): RuntimeConf => ({
+/** What a join passes besides the list: capability arguments (runtimeConfig) and CNI_ARGS pairs. */
+export interface AttachArgs {
+  capabilityArgs?: Record<string, unknown>;
+  args?: Array<[string, string]>;
+}
+
+const runtimeConf = (j: JoinRequest, a: AttachArgs): RuntimeConf => ({
   containerID: j.sandbox.id,
   netns: j.sandbox.key,
   ifName: j.ifName,
-  capabilityArgs,
+  args: a.args ?? [],
+  capabilityArgs: a.capabilityArgs ?? {},
 });
 
 const listOf = (list: Record<string, unknown>) => confListFromBytes(Buffer.from(JSON.stringify(list)));
@@ -33,9 +40,9 @@ const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && 
  * interface the result names. On failure the attachment is DEL'ed again (best effort) before the
  * error is thrown: a failed join leaves nothing behind.
  */
-export async function cniAdd(ctx: DriverContext, list: Json, j: JoinRequest, capabilityArgs: Json = {}): Promise<JoinResult> {
+export async function cniAdd(ctx: DriverContext, list: Json, j: JoinRequest, a: AttachArgs = {}): Promise<JoinResult> {
   const conf = listOf(list);
-  const rt = runtimeConf(j, capabilityArgs);
+  const rt = runtimeConf(j, a);
   let res: Json;
   try {
     res = resultMap(await ctx.runner.addNetworkList(conf, rt));
@@ -57,9 +64,9 @@ export async function cniAdd(ctx: DriverContext, list: Json, j: JoinRequest, cap
 }
 
 /** CNI DEL of `list` for the join, with the cached result as prevResult (runner). */
-export async function cniDel(ctx: DriverContext, list: Json, j: JoinRequest, capabilityArgs: Json = {}): Promise<void> {
+export async function cniDel(ctx: DriverContext, list: Json, j: JoinRequest, a: AttachArgs = {}): Promise<void> {
   try {
-    await ctx.runner.delNetworkList(listOf(list), runtimeConf(j, capabilityArgs));
+    await ctx.runner.delNetworkList(listOf(list), runtimeConf(j, a));
   } catch (e) {
     throw failed(`disconnecting sandbox ${JSON.stringify(j.sandbox.name)} from network ${JSON.stringify(j.network.name)}`, e);
   }

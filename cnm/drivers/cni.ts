@@ -13,10 +13,20 @@ export const OPT_CNI_NETWORK = 'cni.network';
 
 const list = (n: NetworkRecord): Record<string, unknown> => ({ ...(n.data.conflist as Record<string, unknown>), name: n.name });
 
-const capabilityArgs = (j: JoinRequest): Record<string, unknown> => {
-  const ips = [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
-  return ips.length ? { ips } : {};
-};
+const requested = (j: JoinRequest): string[] => [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
+
+/**
+ * --ip/--ip6 reach the chain as the `ips` capability (runtimeConfig.ips) when a plugin of the list
+ * declares it, else as CNI_ARGS IP= (host-local and the reference's IPAMs read it; one address),
+ * with IgnoreUnknown=1 so plugins that do not know IP do not fail on it (the reference's LoadArgs).
+ */
+function requestedIPs(list: Record<string, unknown>, j: JoinRequest): { capabilityArgs: Record<string, unknown>; args: Array<[string, string]> } {
+  const ips = requested(j);
+  if (!ips.length) return { capabilityArgs: {}, args: [] };
+  const plugins = Array.isArray(list.plugins) ? (list.plugins as Array<{ capabilities?: Record<string, unknown> }>) : [];
+  if (plugins.some((p) => p.capabilities?.ips === true)) return { capabilityArgs: { ips }, args: [] };
+  return { capabilityArgs: {}, args: [['IgnoreUnknown', '1'], ['IP', ips[0]!]] };
+}
 
 export const cniDriver: Driver = {
   name: 'cni',
@@ -44,9 +54,11 @@ export const cniDriver: Driver = {
     removeConflist(ctx, n.name);
   },
   async join(j, ctx) {
-    return cniAdd(ctx, list(j.network), j, capabilityArgs(j));
+    const l = list(j.network);
+    return cniAdd(ctx, l, j, requestedIPs(l, j));
   },
   async leave(j, ctx) {
-    await cniDel(ctx, list(j.network), j, capabilityArgs(j));
+    const l = list(j.network);
+    await cniDel(ctx, l, j, requestedIPs(l, j));
   },
 };

@@ -4,6 +4,7 @@
 // implementations registered with the controller: the model does not change.
 import type { PinnedDir } from '../../shared/linux/files';
 import type { Runner } from '../../runner/runner';
+import type { EndpointIpam } from '../ipam';
 import type { EndpointRecord, NetworkRecord, SandboxRecord, Scope } from '../model';
 
 /** What a driver may use: the runner for CNI verbs and the places conflists and leases live. */
@@ -42,6 +43,8 @@ export interface Driver {
   readonly exclusive?: boolean;
   /** host: sandboxes share the netns cnm runs in; there is one such network. */
   readonly hostNetwork?: boolean;
+  /** The IPAM of a network of this driver when usesIpam (default: host-local's store under <state>/ipam). */
+  ipam?(n: NetworkRecord, ctx: DriverContext): EndpointIpam;
   /** Checks the options, fills `n.data`, writes what the network needs (its conflist). Throws CnmError. */
   createNetwork(n: NetworkRecord, ctx: DriverContext): Promise<void>;
   /** Removes what createNetwork made; gone already is success. */

@@ -487,6 +487,7 @@ async function main() {
           log(`${chain}-execs per pod, ${s}: ADD ${execs[s].add} ${JSON.stringify(execs[s].add_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].add_netfilter_by_plugin)}; DEL ${execs[s].del} ${JSON.stringify(execs[s].del_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].del_netfilter_by_plugin)}`);
       });
     }
+    if (!argv.includes('--only') || want('cnm')) await (await import('./cnm.mjs')).benchCnm({ ours: OURS, rounds: ROUNDS, timed, record, skip, guard, log });
   } finally {
     cleanup();
   }

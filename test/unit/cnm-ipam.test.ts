@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bridgeConflist, bridgeSettings, type BridgeNetworkSpec } from '../../cnm/bridge-conflist';
 import { CnmError } from '../../cnm/errors';
-import { AUX_LEASE_IFNAME, ENDPOINT_LEASE_IFNAME, hostLocalRanges, NetworkIpam, overlappingSubnets, resolveIpamConfig, type IpamRequest } from '../../cnm/ipam';
+import { AUX_LEASE_IFNAME, DEFAULT_ADDRESS_POOLS, ENDPOINT_LEASE_IFNAME, hostLocalRanges, NetworkIpam, overlappingSubnets, parseAddressPool, pickSubnet, resolveIpamConfig, type IpamRequest } from '../../cnm/ipam';
+import { parseCIDR } from '../../shared/ip';
 import { keyValues, validateName } from '../../cnm/model';
 import type { Flocker } from '../../shared/linux/lock';
 
@@ -186,4 +187,16 @@ test('names are validated before they become paths; key=value flags are parsed',
   expect(err(() => validateName('network', ''))).toMatch(/^invalid network name ""/);
   expect(keyValues('--opt', ['a=b=c', 'd='])).toEqual({ a: 'b=c', d: '' });
   expect(err(() => keyValues('--label', ['=x']))).toBe('invalid --label "=x": expected key=value');
+});
+
+test('without --subnet a network gets the first subnet of the default pools that overlaps no network and no host route', () => {
+  const pools = [parseAddressPool('base=198.18.64.0/22,size=24'), parseAddressPool('base=198.19.0.0/16,size=20')];
+  const n = (s: string) => parseCIDR(s)!;
+  expect(pickSubnet(pools, [])).toBe('198.18.64.0/24');
+  expect(pickSubnet(pools, [n('198.18.64.128/25'), n('198.18.65.7/32')])).toBe('198.18.66.0/24');
+  expect(pickSubnet(pools, [n('198.18.64.0/22')])).toBe('198.19.0.0/20');
+  expect(pickSubnet(pools, [n('198.18.0.0/15')])).toBeNull();
+  expect(pickSubnet(DEFAULT_ADDRESS_POOLS, [n('172.17.0.0/16')])).toBe('172.18.0.0/16');
+  expect(err(() => parseAddressPool('base=198.18.0.0/16,size=8'))).toBe('invalid --default-address-pool "base=198.18.0.0/16,size=8": expected base=CIDR,size=N with N from the base\'s prefix to 30');
+  expect(err(() => parseAddressPool('198.18.0.0/16'))).toMatch(/^invalid --default-address-pool/);
 });
