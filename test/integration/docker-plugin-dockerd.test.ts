@@ -162,6 +162,24 @@ d('--internal and --ipam-driver', () => {
   });
 });
 
+d('--ipv6', () => {
+  test('a dual-stack network: eth0 gets Docker\'s IPv4 and IPv6 addresses and both default routes; two containers ping each other over IPv6', async () => {
+    await docker.must(['network', 'create', '-d', P, '--ipv6', '--subnet', '198.18.15.0/24', '--subnet', 'fd00:18:15::/64', 'v6']);
+    await docker.must(['run', '-d', '--name', 'v6a', '--network', 'v6', 'bb', 'sleep', '600']);
+    const a6 = (await docker.must(['inspect', '-f', '{{.NetworkSettings.Networks.v6.GlobalIPv6Address}}', 'v6a'])).trim();
+    expect(a6).toMatch(/^fd00:18:15::/);
+    expect(await docker.must(['exec', 'v6a', 'ip', '-6', '-o', 'addr', 'show', 'eth0'])).toContain(`inet6 ${a6}/64`);
+    expect(await docker.must(['exec', 'v6a', 'ip', '-6', 'route'])).toMatch(/^default via fd00:18:15::1 dev eth0/m);
+    const out = await docker.must(['run', '--rm', '--network', 'v6', 'bb', 'sh', '-c', `ip -4 -o addr show eth0; ping -6 -c1 -W2 ${a6}`]);
+    expect(addr4(out)).toMatch(/^198\.18\.15\.\d+$/);
+    expect(out).toMatch(/1 packets received/);
+    await docker.must(['rm', '-f', 'v6a']);
+    await docker.must(['network', 'rm', 'v6']);
+    expect(leases()).toEqual([]);
+    expect(await hostLinks()).toEqual([]);
+  });
+});
+
 d('-o cni.network=X (a conflist from --conf-dir)', () => {
   test('an unknown X fails docker network create naming X', async () => {
     const r = await docker.docker(['network', 'create', '-d', P, '--subnet', '198.18.40.0/24', '-o', 'cni.network=nosuch', 'bad']);
