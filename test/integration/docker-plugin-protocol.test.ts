@@ -5,6 +5,7 @@
 // records) is checked in that host after each step.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { binDir } from '../support/cni';
 import { PluginDaemon, post, Scratch } from './docker-plugin-harness';
 
 const hex = (prefix: string): string => prefix.padEnd(64, '0');
@@ -280,6 +281,18 @@ describe('--ipam-driver (this driver allocates)', () => {
     expect(await post(sock, 'IpamDriver.ReleaseAddress', { PoolID: poolId, Address: '198.18.100.50' })).toEqual({ status: 200, json: {} });
   });
 
+  test('--ip-range (SubPool): dynamic addresses come from it, a requested --ip may lie outside it', async () => {
+    const r = await post(sock, 'IpamDriver.RequestPool', { AddressSpace: 'cnikit-local', Pool: '198.18.104.0/24', SubPool: '198.18.104.128/25', Options: {}, V6: false });
+    expect(r.status).toBe(200);
+    const id = String(r.json.PoolID);
+    const a = await post(sock, 'IpamDriver.RequestAddress', { PoolID: id, Address: '', Options: { 'com.docker.network.endpoint.macaddress': '02:42:c6:12:68:01' } });
+    expect(a.json.Address).toBe('198.18.104.128/24');
+    const b = await post(sock, 'IpamDriver.RequestAddress', { PoolID: id, Address: '198.18.104.20', Options: { 'com.docker.network.endpoint.macaddress': '02:42:c6:12:68:02' } });
+    expect(b.json.Address).toBe('198.18.104.20/24');
+    for (const x of ['198.18.104.128', '198.18.104.20']) await post(sock, 'IpamDriver.ReleaseAddress', { PoolID: id, Address: x });
+    expect(await post(sock, 'IpamDriver.ReleasePool', { PoolID: id })).toEqual({ status: 200, json: {} });
+  });
+
   test('a network on this pool: the chain gets exactly the allocated address (static IPAM), and DeleteEndpoint leaves the pool\'s lease to ReleaseAddress', async () => {
     const nid = hex('f1');
     const net = { NetworkID: nid, Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {} }, IPv4Data: [{ AddressSpace: 'cnikit-local', Gateway: '198.18.100.1/24', Pool: '198.18.100.0/24' }], IPv6Data: [] };
@@ -385,6 +398,23 @@ describe('concurrency, restarts and garbage', () => {
     } finally {
       await ref.stop('SIGTERM');
     }
+  });
+
+  test('a crash between the chain\'s ADD and the record (an attachment cached, a scratch netns, no record) is DEL\'ed at start: lease and netns gone', async () => {
+    const nid = hex('8c');
+    expect(await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(nid, '198.18.103'))).toEqual({ status: 200, json: {} });
+    // What CreateEndpoint had done when killed: the scratch netns and the ADD (through cnitool on the
+    // plugin's own cache and the network's conflist in <state>/net.d, which is what the plugin runs).
+    await s.must('ip', ['netns', 'add', 'cniproto-0123456789ab']);
+    const net = `docker-${nid.slice(0, 12)}`;
+    await s.must('env', [`NETCONFPATH=${join(stateDir, 'net.d')}`, `CNI_PATH=${binDir()}`, `CNI_CACHEDIR=${join(stateDir, 'docker', 'cache')}`, 'CNI_IFNAME=cni0123456789ab', join(binDir(), 'cnitool'), 'add', net, '/run/netns/cniproto-0123456789ab']);
+    expect(leases(net)).toHaveLength(1);
+    await plugin.stop('SIGKILL');
+    await plugin.start();
+    expect(leases(net)).toEqual([]);
+    expect(await s.netnsNames()).not.toContain('cniproto-0123456789ab');
+    expect(plugin.logText()).toMatch(/gc: scratch netns cniproto-0123456789ab without an endpoint removed/);
+    expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
   });
 
   test('SIGTERM removes the socket and exits 0', async () => {
