@@ -154,7 +154,7 @@ async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: 
   let answer: Json = {};
   const { phases } = await collectPhases(async () => {
     try {
-      const handler = req.method === 'POST' ? handlers[method] : undefined;
+      const handler = req.method === 'POST' && Object.hasOwn(handlers, method) ? handlers[method] : undefined;
       const text = await readBody(req);
       if (!handler) {
         status = 404;

@@ -87,6 +87,9 @@ describe('handshake (empty bodies, as dockerd sends them)', () => {
     const r = await post(sock, 'NetworkDriver.Frobnicate', {});
     expect(r.status).toBe(404);
     expect(String(r.json.Err)).toMatch(/Frobnicate: not implemented/);
+    const proto = await post(sock, '__proto__', {});
+    expect(proto.status).toBe(404);
+    expect(String(proto.json.Err)).toMatch(/__proto__: not implemented/);
   });
 
   test('the log has one line per request, naming the method and the IDs', () => {
