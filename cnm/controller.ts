@@ -101,6 +101,7 @@ export class NetworkController {
       confDir: o.confDir ?? '/etc/cni/net.d',
       netDir: state.subdir('net.d', { create: 0o700 }),
       ipamDataDir: join(state.path, 'ipam'),
+      networks: () => this.networkRecords(),
     };
     for (const d of [...builtinDrivers, ...(o.drivers ?? [])]) this.registerDriver(d);
   }
@@ -521,8 +522,10 @@ export class Endpoint {
       const used = new Set([...others.map((e) => e.ifName), ...present.links]);
       let ifName = d.ifName;
       for (let i = 0; !ifName; i++) if (!used.has(`eth${i}`)) ifName = `eth${i}`;
-      const hasGateway = (net.ipam.config.length > 0 || !d.usesIpam) && !net.internal;
-      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway: hasGateway && d.usesIpam && !others.some((e) => e.gateway) && !present.defaultRoute };
+      // The default route: ours to give only with our addresses (a cni chain routes as it likes), on a
+      // network with a way out, to a sandbox that has none yet.
+      const gateway = d.usesIpam && net.ipam.config.length > 0 && !net.internal && !others.some((e) => e.gateway) && !present.defaultRoute;
+      this.record = { ...this.record, state: 'joining', sandboxID: s.id, ifName, gateway };
       this.save();
       const j: JoinRequest = { network: net, endpoint: this.record, sandbox: s, ifName, defaultRoute: !!this.record.gateway };
       try {

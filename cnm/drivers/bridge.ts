@@ -4,7 +4,7 @@
 import { contains, parseCIDR } from '../../shared/ip';
 import { deleteLink, getLink, isNotFound, listLinks, withNetlink } from '../../shared/linux/netlink';
 import { bridgeConflist, bridgeSettings, type BridgeNetworkSpec } from '../bridge-conflist';
-import { invalid } from '../errors';
+import { conflict, invalid } from '../errors';
 import type { NetworkRecord } from '../model';
 import { cniAdd, cniDel, removeConflist, writeConflist } from './cni-attach';
 import type { Driver, DriverContext, JoinRequest } from './driver';
@@ -31,6 +31,9 @@ export const bridgeDriver: Driver = {
   async createNetwork(n, ctx) {
     if (!n.ipam.config.length) throw invalid(`network ${JSON.stringify(n.name)}: the bridge driver needs a --subnet`);
     const s = bridgeSettings(spec(n));
+    // One device per network, as Docker's driver: two networks on one bridge would share a segment.
+    const other = (await ctx.networks()).find((o) => o.driver === 'bridge' && o.data.bridge === s.bridge);
+    if (other) throw conflict(`bridge ${JSON.stringify(s.bridge)} is already used by network ${JSON.stringify(other.name)}`);
     n.data = { bridge: s.bridge };
     writeConflist(ctx, n.name, bridgeConflist(spec(n), { ipam: { type: 'host-local', dataDir: ctx.ipamDataDir }, cniPath: ctx.cniPath }));
   },

@@ -14,6 +14,7 @@ export interface DriverContext {
   confDir: string; // conflists the `cni` driver names (-o cni.network=NAME)
   netDir: PinnedDir; // <state>/net.d: every network's conflist, so cnitool can drive it
   ipamDataDir: string; // <state>/ipam: host-local stores, one per network
+  networks(): Promise<NetworkRecord[]>; // every network of every store (a driver's uniqueness checks)
 }
 
 export interface JoinRequest {

@@ -52,6 +52,11 @@ test('lifecycle: two sandboxes on one network ping each other and the gateway; -
     expect(leases.sort()).toEqual(['198.18.0.2', '198.18.0.50']);
 
     expect(await h.cnm('network', 'rm', 'web')).toEqual({ code: 1, stdout: '', stderr: 'cnm: network "web" has active endpoints: 2' });
+    expect(await h.cnm('network', 'create', '--subnet', '198.18.1.0/24', '-o', `com.docker.network.bridge.name=br-${id.slice(0, 12)}`, 'web2')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `cnm: bridge "br-${id.slice(0, 12)}" is already used by network "web"`,
+    });
     expect(await h.cnm('network', 'connect', '--ip', '198.18.0.50', 'web', 'nope')).toEqual({ code: 1, stdout: '', stderr: 'cnm: no such sandbox "nope"' });
 
     await h.ok('network', 'disconnect', 'web', 'a');
@@ -295,4 +300,17 @@ test('CLI: global options before or after the subcommand, --help on every comman
     // state files: 0700 directories, 0600 records
     expect((await h.sh('stat', '-c', '%a %n', '/run/s1', '/run/s1/networks', '/run/s1/net.d')).stdout).toBe('700 /run/s1\n700 /run/s1/networks\n700 /run/s1/net.d');
     expect((await h.sh('sh', '-c', 'stat -c %a /run/s1/networks/*.json | sort -u')).stdout).toBe('600');
+  }));
+
+test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cleanly: DEL runs without a netns, the lease and masquerade go', () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.12.0/24', 'web');
+    await h.ok('sandbox', 'create', 'a');
+    await h.ok('network', 'connect', 'web', 'a');
+    expect((await h.sh('iptables-save', '-t', 'nat')).stdout + (await h.sh('nft', 'list', 'ruleset')).stdout).toContain('198.18.12.2');
+    await h.sh('ip', 'netns', 'del', 'a');
+    expect(await h.ok('sandbox', 'rm', 'a')).toBe('a');
+    expect((await h.sh('iptables-save', '-t', 'nat')).stdout + (await h.sh('nft', 'list', 'ruleset')).stdout).not.toContain('198.18.12.2');
+    await h.ok('network', 'rm', 'web');
+    await expectNothingLeft(h, 'web');
   }));
