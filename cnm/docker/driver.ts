@@ -108,7 +108,15 @@ export class NetworkDriver {
   /** what the library's drivers are given (the bridge driver creates and deletes generated networks) */
   private readonly ctx: DriverContext;
   constructor(private readonly o: DriverOptions) {
-    this.ctx = { runner: o.runner, cniPath: o.cniPath, confDir: o.confDir, netDir: o.state.netDir, ipamDataDir: o.state.ipamDir };
+    this.ctx = {
+      runner: o.runner,
+      cniPath: o.cniPath,
+      confDir: o.confDir,
+      netDir: o.state.netDir,
+      ipamDataDir: o.state.ipamDir,
+      // Every network a bridge device could belong to: the cnm CLI's and this plugin's generated ones.
+      networks: async () => [...o.state.cnmNetworks.list(), ...o.state.networks.list().flatMap((r) => (r.model ? [r.model] : []))],
+    };
   }
 
   /** The scratch netns name of an endpoint. */

@@ -78,6 +78,8 @@ export class PluginState {
   readonly networks: RecordDir<DockerNetworkRecord>;
   readonly endpoints: RecordDir<EndpointRecord>;
   readonly pools: RecordDir<PoolRecord>;
+  /** the `cnm` CLI's networks on the same state dir (<state>/networks), for the bridge driver's uniqueness check */
+  readonly cnmNetworks: RecordDir<NetworkRecord>;
   private readonly top: PinnedDir;
   private readonly root: PinnedDir;
   private lock: FileLock | undefined;
@@ -94,6 +96,7 @@ export class PluginState {
     this.endpoints = RecordDir.open(this.root, 'endpoints');
     this.pools = RecordDir.open(this.root, 'pools');
     this.netDir = this.top.subdir('net.d', { create: 0o700 });
+    this.cnmNetworks = RecordDir.open(this.top, 'networks');
     const made = (dir: PinnedDir, name: string): string => {
       const d = dir.subdir(name, { create: 0o700 });
       d.close();
