@@ -160,6 +160,15 @@ describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () 
 });
 
 describe('failure paths', () => {
+  test('a second network on the same -o com.docker.network.bridge.name is refused naming the bridge (one device per network)', async () => {
+    const opt = { 'com.docker.network.bridge.name': 'dpshared0' };
+    expect(await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(hex('b1'), '198.18.105', opt))).toEqual({ status: 200, json: {} });
+    const r = await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(hex('b2'), '198.18.106', opt));
+    expect(r.status).toBe(500);
+    expect(String(r.json.Err)).toMatch(/bridge "dpshared0" is already used by network "docker-b10000000000"/);
+    expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: hex('b1') })).toEqual({ status: 200, json: {} });
+  });
+
   test('a CreateEndpoint the chain refuses (address outside the range) fails naming the cause and leaves nothing behind', async () => {
     const eid = hex('bad1');
     const r = await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint(eid, '198.18.99.7/24'));
