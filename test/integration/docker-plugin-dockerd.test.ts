@@ -160,6 +160,21 @@ d('--internal and --ipam-driver', () => {
     expect(readdirSync(join(stateDir, 'docker', 'pools'))).toEqual([]);
     expect(await hostLinks()).toEqual([]);
   });
+
+  test('--ipam-driver <plugin> with --gateway, --ip-range, --aux-address and --ipv6: addresses from the range, the given gateway, an IPv6 address; rm releases all', async () => {
+    await docker.must(['network', 'create', '-d', P, '--ipam-driver', P, '--subnet', '198.18.16.0/24', '--ip-range', '198.18.16.128/25', '--gateway', '198.18.16.254', '--aux-address', 'r=198.18.16.128', '--ipv6', '--subnet', 'fd00:18:16::/64', 'own6']);
+    const out = await docker.must(['run', '--rm', '--network', 'own6', 'bb', 'sh', '-c', 'ip -4 -o addr show eth0; ip -6 -o addr show eth0 scope global; ip route; ping -c1 -W2 198.18.16.254']);
+    const a = addr4(out);
+    expect(a).toMatch(/^198\.18\.16\.\d+$/);
+    expect(Number(a.split('.')[3])).toBeGreaterThan(128); // in the range, not the aux address
+    expect(out).toMatch(/inet6 fd00:18:16::/);
+    expect(out).toMatch(/default via 198\.18\.16\.254/);
+    expect(out).toMatch(/1 packets received/);
+    await docker.must(['network', 'rm', 'own6']);
+    expect(leases()).toEqual([]);
+    expect(readdirSync(join(stateDir, 'docker', 'pools'))).toEqual([]);
+    expect(await hostLinks()).toEqual([]);
+  });
 });
 
 d('--ipv6', () => {
