@@ -10,9 +10,10 @@ import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
 import { deleteLink, getLink, setLink } from '../../shared/linux/netlink/link';
 import { withNetlink } from '../../shared/linux/netlink/socket';
 import { createNamedNetns, deleteNamedNetns, NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
+import { DEFAULT_NETNS_DIR } from '../index';
 
-/** Where `ip netns add` bind-mounts a namespace (iproute2's NETNS_RUN_DIR). */
-export const NETNS_RUN_DIR = '/run/netns';
+/** Where named netns live (the library's, as iproute2's NETNS_RUN_DIR). */
+export const NETNS_RUN_DIR = DEFAULT_NETNS_DIR;
 
 export const netnsPath = (name: string): string => `${NETNS_RUN_DIR}/${name}`;
 
