@@ -2,8 +2,9 @@
 // HTTP/1.1 POSTs on a unix socket `<socket-dir>/<name>.sock`, where dockerd discovers it by name;
 // one JSON body per call, one JSON answer. Errors are HTTP 500 with {"Err": msg}, which dockerd
 // shows as "NetworkDriver.<Method>: msg" (IpamDriver.* likewise), the method named for the user.
-import { createConnection } from 'node:net';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// node:http and node:net are imported where used: the bundle would otherwise load them at every
+// plugin's start (esbuild hoists a node built-in's static import to the top of the one bundle).
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +16,7 @@ import { NetworkDriver } from './driver';
 import { IpamDriver } from './ipam';
 import { bodyObject, type Json } from './protocol';
 import { PluginState } from './records';
-import { collectPhases } from './timings';
+import { collectPhases, enablePhases } from './timings';
 
 export const DEFAULT_SOCKET_DIR = '/run/docker/plugins';
 export const DEFAULT_STATE_DIR = '/var/lib/cnikit/cnm';
@@ -82,6 +83,8 @@ export async function startDockerPlugin(o: PluginOptions): Promise<RunningPlugin
     mkdirSync(o.socketDir, { recursive: true, mode: 0o700 });
     const socket = join(o.socketDir, `${o.name}.sock`);
     await removeStaleSocket(socket);
+    await enablePhases();
+    const { createServer } = await import('node:http');
     server = createServer((req, res) => void serve(handlers, log, req, res));
     // Docker holds a connection per plugin client; keep-alive must not outlive a stopped daemon.
     server.keepAliveTimeout = 5000;
@@ -128,6 +131,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     return;
   }
   if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  const { createConnection } = await import('node:net');
   const live = await new Promise<boolean>((resolve) => {
     const c = createConnection(path);
     c.once('connect', () => {
