@@ -65,6 +65,8 @@ d('docker network create -d <plugin> with Docker\'s IPAM', () => {
     await docker.must(['network', 'create', '-d', P, '--subnet', '198.18.10.0/24', 'n1']);
     await docker.must(['run', '-d', '--name', 'c1', '--network', 'n1', 'bb', 'sleep', '600']);
     const ip1 = (await docker.must(['inspect', '-f', '{{.NetworkSettings.Networks.n1.IPAddress}}', 'c1'])).trim();
+    // The containers' cgroups are under the suite's own parent (removed with dockerd), not the machine's "docker".
+    expect(['/sys/fs/cgroup', '/sys/fs/cgroup/pids'].some((r) => existsSync(join(r, docker.cgroupParent)))).toBe(true);
     expect(ip1).toMatch(/^198\.18\.10\.\d+$/);
     expect(addr4(await docker.must(['exec', 'c1', 'ip', '-4', '-o', 'addr', 'show', 'eth0']))).toBe(ip1);
     expect(await docker.must(['exec', 'c1', 'ip', 'route'])).toMatch(/^default via 198\.18\.10\.1 dev eth0/m);

@@ -6,7 +6,8 @@
 // (all started by the suite), deletes the netns and the temp directory, also after a failure.
 import { execa, type ResultPromise } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { addNetns, binDir, delNetns, nsName } from '../support/cni';
@@ -209,15 +210,18 @@ export function post(socketPath: string, method: string, body: unknown): Promise
 export class Dockerd {
   private proc: ChildProcess | undefined;
   readonly sock: string;
+  /** the containers' cgroup parent: cgroupfs is the machine's, so a name of our own, removed by stop() */
+  readonly cgroupParent: string;
   constructor(private readonly s: Scratch) {
     this.sock = join(s.dir, 'docker.sock');
+    this.cgroupParent = `cnikit-test-${randomBytes(4).toString('hex')}`;
   }
 
   async start(): Promise<void> {
     const d = this.s.dir;
     this.proc = this.s.spawn(
       'dockerd',
-      ['--host', `unix://${this.sock}`, '--data-root', join(d, 'data'), '--exec-root', join(d, 'x'), '--pidfile', join(d, 'pid'), '--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs'],
+      ['--host', `unix://${this.sock}`, '--data-root', join(d, 'data'), '--exec-root', join(d, 'x'), '--pidfile', join(d, 'pid'), '--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '--cgroup-parent', `/${this.cgroupParent}`],
       join(d, 'dockerd.log'),
     );
     for (let i = 0; i < 150; i++) {
@@ -245,16 +249,43 @@ export class Dockerd {
     await this.s.must('sh', ['-c', `tar -C ${root} -c . | /usr/bin/docker -H unix://${this.sock} import --change 'ENV PATH=/bin' - bb:latest`]);
   }
 
-  /** Removes every container, stops dockerd (SIGTERM, then SIGKILL after 20 s). */
+  /** Removes every container, stops dockerd (SIGTERM, then SIGKILL after 20 s), removes its (empty) cgroups. */
   async stop(): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return;
-    const ids = String((await this.docker(['ps', '-aq'], 20_000)).stdout).split('\n').filter(Boolean);
-    if (ids.length) await this.docker(['rm', '-f', ...ids], 60_000);
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    const t = setTimeout(() => p.kill('SIGKILL'), 20_000);
-    await exited;
-    clearTimeout(t);
+    if (p && p.exitCode === null) {
+      const ids = String((await this.docker(['ps', '-aq'], 20_000)).stdout).split('\n').filter(Boolean);
+      if (ids.length) await this.docker(['rm', '-f', ...ids], 60_000);
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(t);
+    }
+    // cgroup v1 (one tree per controller) or v2 (one tree): rmdir deepest first; a busy one stays.
+    for (const root of ['/sys/fs/cgroup', ...listDirs('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))]) {
+      const top = join(root, this.cgroupParent);
+      if (!existsSync(top)) continue;
+      for (const d of [...listDirs(top).map((c) => join(top, c)), top]) {
+        try {
+          rmdirSync(d);
+        } catch {
+          /* in use or gone */
+        }
+      }
+    }
+  }
+}
+
+function listDirs(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((n) => {
+      try {
+        return statSync(join(dir, n)).isDirectory();
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return [];
   }
 }
