@@ -100,13 +100,20 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 3))).join('').trimEnd() + '\n').join('');
 }
 
-/** Runs CMD in the sandbox's netns (nsenter --net, so the sandbox's mount stays ours); resolves to its exit status. */
-function execIn(sb: Sandbox, cmd: string[], onChild?: (kill: (sig: NodeJS.Signals) => void) => void): Promise<number> {
+/**
+ * Runs CMD in the sandbox's netns (nsenter --net, so the sandbox's mount stays ours; a host-network
+ * sandbox runs it directly); resolves to its exit status, 128+N for signal N, and like a shell 127
+ * (not found) or 126 (not executable) when it cannot start, with one line on `stderr`.
+ */
+function execIn(sb: Sandbox, cmd: string[], stderr: (s: string) => void, onChild?: (kill: (sig: NodeJS.Signals) => void) => void): Promise<number> {
   const [file, ...args] = sb.key ? ['nsenter', `--net=${sb.key}`, '--', ...cmd] : cmd;
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const child = spawn(file!, args, { stdio: 'inherit' });
     onChild?.((sig) => child.kill(sig));
-    child.once('error', (e) => reject(new CnmError('failed', `sandbox ${JSON.stringify(sb.name)}: cannot run ${JSON.stringify(cmd[0])}: ${e.message}`)));
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      stderr(`cnm: sandbox ${JSON.stringify(sb.name)}: cannot run ${JSON.stringify(file)}: ${e.code ?? e.message}\n`);
+      resolve(e.code === 'ENOENT' ? 127 : 126);
+    });
     child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
   });
 }
@@ -344,7 +351,7 @@ const COMMANDS: Record<string, Command> = {
     takesCommand: true,
     async run(c) {
       exactly(c, 1, 'NAME');
-      return execIn((await c.controller()).sandbox(c.args[0]!), c.cmd);
+      return execIn((await c.controller()).sandbox(c.args[0]!), c.cmd, c.io.stderr);
     },
   },
   run: {
@@ -390,7 +397,7 @@ async function runCommand(c: Ctx, netRefs: string[]): Promise<number> {
       await n.connect(sb, i === 0 ? { ipv4: str(c.values.ip), ipv6: str(c.values.ip6) } : {});
     }
     if (interrupted) return 128 + signalNumber(interrupted);
-    return await execIn(sb, c.cmd, (kill) => (killChild = kill));
+    return await execIn(sb, c.cmd, c.io.stderr, (kill) => (killChild = kill));
   } catch (e) {
     c.io.stderr(`cnm: ${errorMessage(e)}\n`);
     return 125;

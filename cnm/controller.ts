@@ -56,6 +56,7 @@ export interface NetworkCreateOptions {
 export interface EndpointCreateOptions {
   ipv4?: string; // requested address (--ip)
   ipv6?: string; // --ip6
+  sandboxID?: string; // made for this sandbox (connect): a crash before the join is finished by the next cleanup
 }
 
 export interface SandboxCreateOptions {
@@ -209,6 +210,9 @@ export class NetworkController {
     };
     const ipam = this.ipamOf(rec);
     try {
+      // A store of this name belongs to no network (the name is free): what a create killed before
+      // its record was written left. Its leases would block this network's addresses.
+      await ipam?.destroy();
       if (ipam) await ipam.reserveAux(rec.id);
       await d.createNetwork(rec, this.ctx);
       await this.store(rec.scope).put(rec);
@@ -265,15 +269,17 @@ export class NetworkController {
       if (key && existsSync(key)) throw conflict(`sandbox ${JSON.stringify(name)}: ${key} already exists (a netns of that name)`);
       const rec: SandboxRecord = { id: newID(), name, key, created: now(), hostNetwork: o.hostNetwork ?? false };
       this.sandboxesDir.write(rec);
+      let made = false; // only a netns we made is removed again (never one that appeared meanwhile)
       if (key)
         try {
           this.log.step(`create netns ${key}`, () => {
             createNamedNetns(key);
+            made = true;
             withNetlink((nl) => setLinkUp(nl, 'lo'), key);
           });
         } catch (e) {
           try {
-            deleteNamedNetns(key);
+            if (made) deleteNamedNetns(key);
           } finally {
             this.sandboxesDir.remove(rec.id);
           }
@@ -316,7 +322,9 @@ export class NetworkController {
   async repair(): Promise<void> {
     const sandboxes = new Set(this.sandboxesDir.list().map((s) => s.id));
     for (const e of this.endpointRecords()) {
-      const stale = e.state === 'joining' || (e.sandboxID !== undefined && !sandboxes.has(e.sandboxID)) || !(await this.networkRecord(e.networkID));
+      // joining, or created for a sandbox by a connect: its process died (we hold the lock)
+      const dead = e.state === 'joining' || (e.state === 'created' && e.sandboxID !== undefined);
+      const stale = dead || (e.sandboxID !== undefined && !sandboxes.has(e.sandboxID)) || !(await this.networkRecord(e.networkID));
       if (stale) await new Endpoint(this, e).delete({ force: true });
     }
   }
@@ -373,21 +381,29 @@ export class Network {
     const c = this.controller;
     return c.locked(async () => {
       if (c.endpointRecords({ networkID: this.id }).some((e) => e.name === name)) throw conflict(`endpoint with name ${JSON.stringify(name)} already exists in network ${JSON.stringify(this.name)}`);
-      const rec: EndpointRecord = { id: newID(), name, networkID: this.id, created: now(), state: 'created' };
-      if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
+      const d = c.driver(this.record.driver);
       const ipam = c.ipamOf(this.record);
-      if (ipam) {
-        const a = await c.log.step(`allocate addresses on ${this.name}`, () => ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 }));
-        if (a.ipv4) rec.ipv4 = a.ipv4.address;
-        if (a.ipv6) rec.ipv6 = a.ipv6.address;
-      } else if (o.ipv6 && !this.record.ipv6 && this.record.driver !== 'cni') {
-        throw invalid(`--ip6 ${o.ipv6}: network ${JSON.stringify(this.name)} has no IPv6`);
-      }
+      const rec: EndpointRecord = { id: newID(), name, networkID: this.id, created: now(), state: 'created', ...(o.sandboxID ? { sandboxID: o.sandboxID } : {}) };
+      if (o.ipv4 || o.ipv6) rec.requested = { ...(o.ipv4 ? { ipv4: o.ipv4 } : {}), ...(o.ipv6 ? { ipv6: o.ipv6 } : {}) };
+      // The record first: whatever is made for it afterwards (leases, the driver's part) is owned by
+      // its ID, so a crash at any point leaves something endpoint delete (or prune) can undo.
+      c.endpointsDir.write(rec);
       try {
-        c.endpointsDir.write(rec);
+        if (ipam) {
+          const a = await c.log.step(`allocate addresses on ${this.name}`, () => ipam.allocate(rec.id, { ipv4: o.ipv4, ipv6: o.ipv6 }));
+          if (a.ipv4) rec.ipv4 = a.ipv4.address;
+          if (a.ipv6) rec.ipv6 = a.ipv6.address;
+          c.endpointsDir.write(rec);
+        }
+        if (d.createEndpoint) {
+          Object.assign(rec, await d.createEndpoint(this.record, rec, c.ctx));
+          c.endpointsDir.write(rec);
+        }
       } catch (e) {
+        await d.deleteEndpoint?.(this.record, rec, c.ctx).catch(() => undefined);
         await ipam?.release(rec.id);
-        throw failed(`creating endpoint ${JSON.stringify(name)}`, e);
+        c.endpointsDir.remove(rec.id);
+        throw e instanceof CnmError ? e : failed(`creating endpoint ${JSON.stringify(name)} on network ${JSON.stringify(this.name)}`, e);
       }
       return new Endpoint(c, rec);
     });
@@ -437,6 +453,11 @@ export class Network {
         })),
       },
       Internal: r.internal,
+      // Docker's swarm-only fields, constant here, so consumers of docker's shape find them.
+      Attachable: false,
+      Ingress: false,
+      ConfigFrom: { Network: '' },
+      ConfigOnly: false,
       Containers: containers,
       Options: r.options,
       Labels: r.labels,
@@ -452,7 +473,7 @@ export class Network {
       const sbRec = sb.reload();
       if (this.controller.endpointRecords({ networkID: this.id, sandboxID: sbRec.id }).length)
         throw conflict(`sandbox ${JSON.stringify(sbRec.name)} is already connected to network ${JSON.stringify(this.name)}`);
-      const ep = await this.createEndpoint(sbRec.name, o);
+      const ep = await this.createEndpoint(sbRec.name, { ...o, sandboxID: sbRec.id });
       try {
         await ep.join(sb);
       } catch (e) {
@@ -507,10 +528,12 @@ export class Endpoint {
     await c.locked(async () => {
       this.record = c.endpointsDir.read(this.id) ?? this.record;
       const s = sb.reload();
-      if (this.record.state !== 'created') throw conflict(`endpoint ${JSON.stringify(this.name)} is already joined to a sandbox`);
+      const before = this.record;
+      if (before.state !== 'created') throw conflict(`endpoint ${JSON.stringify(this.name)} is already joined to a sandbox`);
+      if (before.sandboxID && before.sandboxID !== s.id) throw conflict(`endpoint ${JSON.stringify(this.name)} was made for another sandbox`);
       const net = await this.network();
       const d = c.driver(net.driver);
-      const others = c.endpointRecords({ sandboxID: s.id });
+      const others = c.endpointRecords({ sandboxID: s.id }).filter((e) => e.id !== this.id);
       const otherNets = await Promise.all(others.map((e) => c.networkRecord(e.networkID)));
       if (d.exclusive && others.length) throw conflict(`sandbox ${JSON.stringify(s.name)} is connected to other networks: the ${JSON.stringify(net.name)} network must be its only one`);
       const excl = otherNets.find((n) => n && c.driver(n.driver).exclusive);
@@ -533,8 +556,7 @@ export class Endpoint {
         this.record = { ...this.record, state: 'joined', ...got };
         this.save();
       } catch (e) {
-        const { sandboxID: _s, ifName: _i, gateway: _g, ...rest } = this.record;
-        this.record = { ...rest, state: 'created' };
+        this.record = before;
         this.save();
         throw e instanceof CnmError ? e : failed(`joining endpoint ${JSON.stringify(this.name)} to sandbox ${JSON.stringify(s.name)}`, e);
       }
@@ -550,10 +572,11 @@ export class Endpoint {
     await c.locked(async () => {
       this.record = c.endpointsDir.read(this.id) ?? this.record;
       const r = this.record;
-      if (!r.sandboxID || r.state === 'created') {
+      if (r.state === 'created') {
         if (o.force) return;
         throw conflict(`endpoint ${JSON.stringify(this.name)} is not joined to a sandbox`);
       }
+      if (!r.sandboxID) throw new CnmError('failed', `endpoint ${JSON.stringify(this.name)}: record in state ${r.state} names no sandbox`);
       if (sb && sb.id !== r.sandboxID) throw conflict(`endpoint ${JSON.stringify(this.name)} is not joined to sandbox ${JSON.stringify(sb.name)}`);
       const net = await c.networkRecord(r.networkID);
       const sRec = c.sandboxesDir.read(r.sandboxID);
@@ -589,7 +612,10 @@ export class Endpoint {
         await this.leave(undefined, { force: true });
       }
       const net = await c.networkRecord(cur.networkID);
-      if (net) await c.ipamOf(net)?.release(cur.id);
+      if (net) {
+        await c.driver(net.driver).deleteEndpoint?.(net, this.record, c.ctx);
+        await c.ipamOf(net)?.release(cur.id);
+      }
       c.endpointsDir.remove(cur.id);
     });
   }

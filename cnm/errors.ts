@@ -19,6 +19,10 @@ export const notFound = (what: string, ref: string): CnmError => new CnmError('n
 export const invalid = (message: string): CnmError => new CnmError('invalid', message);
 export const conflict = (message: string): CnmError => new CnmError('conflict', message);
 
+/** --ip/--ip6 on a network that gives no addresses (null, host). */
+export const noAddresses = (n: { name: string; driver: string }): CnmError =>
+  invalid(`network ${JSON.stringify(n.name)} (driver ${n.driver}) gives no addresses: --ip/--ip6 cannot be used`);
+
 /** `e` as a CnmError of kind 'failed' prefixed with `context` (a CnmError keeps its kind). */
 export function failed(context: string, e: unknown): CnmError {
   const text = e instanceof Error ? e.message : String(e);

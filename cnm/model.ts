@@ -47,7 +47,11 @@ export interface EndpointRecord {
   mac?: string;
   requested?: { ipv4?: string; ipv6?: string }; // --ip/--ip6 (drivers without the controller's IPAM pass them to the chain)
   state: EndpointState;
-  sandboxID?: string; // set with 'joining'
+  /**
+   * The sandbox it is joined to ('joining', 'joined'), or, while 'created', the one `connect`
+   * made it for: under the state lock such a record means the connect died before its join.
+   */
+  sandboxID?: string;
   ifName?: string; // ethN in the sandbox
   gateway?: boolean; // this endpoint owns the sandbox's default route
 }

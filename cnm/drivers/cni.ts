@@ -2,7 +2,7 @@
 // `-o cni.network=NAME` and read from the conf dir when the network is created. The list is kept
 // with the network (and written to net.d under the CNM network's name), so a later edit of the
 // source does not change a network that has endpoints. Addresses come from the chain's own IPAM at
-// join; --ip is passed as the `ips` capability (runtimeConfig.ips), which host-local honours.
+// join; --ip/--ip6 are passed on as requested addresses (requestedIPs below).
 import { loadConfList } from '../../runner/conf';
 import { failed, invalid } from '../errors';
 import type { NetworkRecord } from '../model';
@@ -44,10 +44,9 @@ export const cniDriver: Driver = {
     } catch (e) {
       throw failed(`-o ${OPT_CNI_NETWORK}=${source}`, e);
     }
-    n.data = { source, conflist: JSON.parse(conf.bytes.toString('utf8')) as unknown, plugins: conf.plugins.map((p) => p.raw) };
-    // Fragments from <confDir>/<name>/*.conf become part of the kept list.
-    (n.data.conflist as Record<string, unknown>).plugins = n.data.plugins;
-    delete n.data.plugins;
+    // The list as loaded, fragments from <confDir>/<name>/*.conf included in its plugins.
+    const conflist = { ...(JSON.parse(conf.bytes.toString('utf8')) as Record<string, unknown>), plugins: conf.plugins.map((p) => p.raw) };
+    n.data = { source, conflist };
     writeConflist(ctx, n.name, list(n));
   },
   async deleteNetwork(n, ctx) {

@@ -50,6 +50,14 @@ export interface Driver {
   createNetwork(n: NetworkRecord, ctx: DriverContext): Promise<void>;
   /** Removes what createNetwork made; gone already is success. */
   deleteNetwork(n: NetworkRecord, ctx: DriverContext): Promise<void>;
+  /**
+   * The driver's part of createEndpoint (libnetwork CreateEndpoint), after the controller's IPAM:
+   * may report addresses or a MAC the endpoint did not have yet. Optional (CNI-backed drivers do
+   * everything at join); a remote driver is called here. Throws to refuse the endpoint.
+   */
+  createEndpoint?(n: NetworkRecord, ep: EndpointRecord, ctx: DriverContext): Promise<Partial<Pick<EndpointRecord, 'ipv4' | 'ipv6' | 'mac'>>>;
+  /** Undoes createEndpoint; gone already is success. */
+  deleteEndpoint?(n: NetworkRecord, ep: EndpointRecord, ctx: DriverContext): Promise<void>;
   /** Attaches the endpoint to the sandbox (CNI ADD for CNI-backed drivers). Undoes its own partial work on failure. */
   join(j: JoinRequest, ctx: DriverContext): Promise<JoinResult>;
   /** Detaches it (CNI DEL with the cached result); idempotent, and succeeds when things are gone. */

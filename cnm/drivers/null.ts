@@ -2,7 +2,7 @@
 // the `loopback` plugin on `lo`, so even this goes through CNI and shows in the result cache.
 import { cniAdd, cniDel, removeConflist, writeConflist } from './cni-attach';
 import type { Driver, DriverContext } from './driver';
-import { invalid } from '../errors';
+import { invalid, noAddresses } from '../errors';
 import type { NetworkRecord } from '../model';
 
 const list = (n: NetworkRecord): Record<string, unknown> => ({ cniVersion: '1.1.0', name: n.name, plugins: [{ type: 'loopback' }] });
@@ -23,6 +23,7 @@ export const nullDriver: Driver = {
     removeConflist(ctx, n.name);
   },
   async join(j, ctx) {
+    if (j.endpoint.requested) throw noAddresses(j.network);
     await cniAdd(ctx, list(j.network), j);
     return {};
   },

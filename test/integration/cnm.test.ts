@@ -225,10 +225,12 @@ test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses 
     expect(none.stdout.split('\n').map((l) => l.split(':')[1]!.trim())).toEqual(['lo']);
     expect(none.stdout).toContain('UP');
     expect(await h.cnm('network', 'rm', 'none')).toEqual({ code: 1, stdout: '', stderr: 'cnm: "none" is a pre-defined network and cannot be removed' });
+    expect(await h.cnm('run', '--rm', '--network', 'none', '--ip', '198.18.9.9', '--', 'true')).toEqual({ code: 125, stdout: '', stderr: 'cnm: network "none" (driver null) gives no addresses: --ip/--ip6 cannot be used' });
 
     await h.sh('ip', 'link', 'add', 'hostonly0', 'type', 'bridge');
     const host = await h.cnm('run', '--rm', '--network', 'host', '--', 'ip', '-o', 'link', 'show', 'hostonly0');
     expect(host.code).toBe(0);
+    expect(await h.cnm('run', '--rm', '--name', 'nx', '--network', 'host', '--', 'no-such-command-here')).toEqual({ code: 127, stdout: '', stderr: 'cnm: sandbox "nx": cannot run "no-such-command-here": ENOENT' });
     expect(await h.cnm('run', '--rm', '--network', 'host', '--network', 'none', '--', 'true')).toMatchObject({ code: 125, stderr: expect.stringMatching(/^cnm: sandbox "cnm-[0-9a-f]{8}" is connected to other networks: the "none" network must be its only one$/) });
 
     const confDir = '/run/cni-conf';
@@ -311,6 +313,19 @@ test('a sandbox whose netns was deleted behind cnm (ip netns del) is removed cle
     await h.sh('ip', 'netns', 'del', 'a');
     expect(await h.ok('sandbox', 'rm', 'a')).toBe('a');
     expect((await h.sh('iptables-save', '-t', 'nat')).stdout + (await h.sh('nft', 'list', 'ruleset')).stdout).not.toContain('198.18.12.2');
+    await h.ok('network', 'rm', 'web');
+    await expectNothingLeft(h, 'web');
+  }));
+
+test('8 concurrent cnm runs on one network: the state lock serialises them, each gets its own address, nothing is left', () =>
+  withCnmHost(async (h) => {
+    await h.ok('network', 'create', '--subnet', '198.18.13.0/24', '--ip-range', '198.18.13.64/28', 'web');
+    const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => h.sh(join(binDir(), 'cnm'), 'run', '--rm', '--name', `c${i}`, '--network', 'web', '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0')));
+    for (const r of runs) expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const addrs = runs.map((r) => /inet (\S+)/.exec(r.stdout)![1]!);
+    expect(new Set(addrs).size).toBe(8);
+    // from --ip-range 198.18.13.64/28 only
+    for (const a of addrs) expect(a).toMatch(/^198\.18\.13\.(6[4-9]|7\d)\/24$/);
     await h.ok('network', 'rm', 'web');
     await expectNothingLeft(h, 'web');
   }));
