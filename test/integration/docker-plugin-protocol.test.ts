@@ -340,6 +340,19 @@ describe('concurrency, restarts and garbage', () => {
     expect(await s.netnsNames()).toEqual([]);
   });
 
+  test('CreateEndpoints on 4 networks at once (our plugins interleave in-process across networks) all succeed; DeleteEndpoints and DeleteNetworks at once leave nothing', async () => {
+    const nets = [0, 1, 2, 3].map((i) => ({ nid: hex(`d${i}d`), subnet: `198.18.${110 + i}` }));
+    expect((await Promise.all(nets.map((n) => post(sock, 'NetworkDriver.CreateNetwork', createNetwork(n.nid, n.subnet))))).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const eps = nets.flatMap((n, i) => [1, 2].map((j) => ({ ...n, eid: hex(`e${i}e${j}`), addr: `${n.subnet}.${10 + j}/24` })));
+    const created = await Promise.all(eps.map((e, k) => post(sock, 'NetworkDriver.CreateEndpoint', { ...createEndpoint(e.eid, e.addr, e.nid, `02:42:c6:12:70:${(k + 16).toString(16)}`), Options: {} })));
+    expect(created.map((r) => [r.status, r.json.Err ?? ''])).toEqual(Array(8).fill([200, '']));
+    for (const n of nets) expect(leases(`docker-${n.nid.slice(0, 12)}`).sort()).toEqual([`${n.subnet}.11`, `${n.subnet}.12`]);
+    expect((await Promise.all(eps.map((e) => post(sock, 'NetworkDriver.DeleteEndpoint', ids(e.eid, e.nid))))).map((r) => r.status)).toEqual(Array(8).fill(200));
+    expect((await Promise.all(nets.map((n) => post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: n.nid })))).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect((await s.links()).filter((l) => l.startsWith('br-d') || l.startsWith('cni') || l.startsWith('veth'))).toEqual([]);
+    expect(await s.netnsNames()).toEqual([]);
+  });
+
   test('kill -9 after Join: the restarted plugin (stale socket removed) deletes the endpoint from its records', async () => {
     const eid = hex('9a');
     await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint(eid, '198.18.97.40/24'));
@@ -429,8 +442,11 @@ describe('concurrency, restarts and garbage', () => {
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
   });
 
-  test('SIGTERM removes the socket and exits 0', async () => {
+  test('SIGTERM and SIGINT remove the socket and exit 0', async () => {
     expect(await plugin.stop('SIGTERM')).toBe(0);
+    expect(existsSync(sock)).toBe(false);
+    await plugin.start();
+    expect(await plugin.stop('SIGINT')).toBe(0);
     expect(existsSync(sock)).toBe(false);
   });
 });
