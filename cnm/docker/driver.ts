@@ -13,7 +13,8 @@ import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, 
 import { genericOptions, idField, interfaceField, ipamDataField, objField, portMappings, ProtocolError, strField, type Json } from './protocol';
 import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records';
 import { phase } from './timings';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { bridgeDriver } from '../drivers/bridge';
 import { NetworkIpam, type DriverContext } from '../index';
 
@@ -354,6 +355,9 @@ export class NetworkDriver {
     const st = this.o.state;
     for (const listed of st.endpoints.list()) {
       if (!listed.sandboxKey || isNetns(listed.sandboxKey) || Date.now() - (listed.joinedAt ?? 0) < minAgeMs) continue;
+      // A sandbox directory we cannot see (the plugin in another mount namespace than dockerd) says
+      // nothing about the sandbox: such endpoints are kept, never DEL'ed on a guess.
+      if (!existsSync(dirname(listed.sandboxKey))) continue;
       await this.queue.run(listed.network, async () => {
         const ep = st.endpoints.read(listed.id);
         if (!ep) return;

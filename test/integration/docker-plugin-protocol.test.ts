@@ -369,19 +369,24 @@ describe('concurrency, restarts and garbage', () => {
     await s.must('sh', ['-c', 'umount /run/netns/sbx && rm /run/netns/sbx']);
   });
 
-  test('start-up GC: an endpoint whose sandbox is gone is deleted (link, lease, scratch netns), one never joined is kept', async () => {
+  test('start-up GC: an endpoint whose sandbox is gone is deleted (link, lease, scratch netns); one never joined, and one whose sandbox directory is not visible here, are kept', async () => {
     const gone = hex('6c1');
     const kept = hex('6c2');
     expect((await post(sock, 'NetworkDriver.CreateEndpoint', createEndpoint(gone, '198.18.97.41/24'))).status).toBe(200);
     expect((await post(sock, 'NetworkDriver.Join', join_(gone, '/run/netns/no-such-sandbox'))).status).toBe(200);
     // (no -p: host port 8080 is the other endpoint's)
     expect((await post(sock, 'NetworkDriver.CreateEndpoint', { ...createEndpoint(kept, '198.18.97.42/24', NID, '02:42:c6:12:61:2a'), Options: {} })).status).toBe(200);
+    // Joined to a sandbox in a directory this plugin cannot see (another mount namespace): kept.
+    const unseen = hex('6c3');
+    expect((await post(sock, 'NetworkDriver.CreateEndpoint', { ...createEndpoint(unseen, '198.18.97.44/24', NID, '02:42:c6:12:61:2c'), Options: {} })).status).toBe(200);
+    expect((await post(sock, 'NetworkDriver.Join', join_(unseen, '/var/run/docker-elsewhere/netns/abc'))).status).toBe(200);
     await plugin.stop('SIGKILL');
     await plugin.start();
     expect(plugin.logText()).toMatch(/gc: endpoint 6c1000000000 \(its sandbox \/run\/netns\/no-such-sandbox is gone\) deleted/);
-    expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual(['198.18.97.42']);
-    expect(await s.netnsNames()).toEqual([`cniproto-${kept.slice(0, 12)}`]);
+    expect(leases(`docker-${NID.slice(0, 12)}`).sort()).toEqual(['198.18.97.42', '198.18.97.44']);
+    expect((await s.netnsNames()).sort()).toEqual([`cniproto-${kept.slice(0, 12)}`, `cniproto-${unseen.slice(0, 12)}`]);
     expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(kept))).toEqual({ status: 200, json: {} });
+    expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(unseen))).toEqual({ status: 200, json: {} });
   });
 
   test('DeleteNetwork (after Docker released IPAM) deletes endpoints whose DeleteEndpoint never came, the generated bridge and its store', async () => {
