@@ -85,7 +85,8 @@ export async function startDockerPlugin(o: PluginOptions): Promise<RunningPlugin
     await removeStaleSocket(socket);
     await enablePhases();
     const { createServer } = await import('node:http');
-    server = createServer((req, res) => void serve(handlers, log, req, res));
+    const closing = { now: false };
+    server = createServer((req, res) => void serve(handlers, log, req, res, closing));
     // Docker holds a connection per plugin client; keep-alive must not outlive a stopped daemon.
     server.keepAliveTimeout = 5000;
     await new Promise<void>((resolve, reject) => {
@@ -101,12 +102,16 @@ export async function startDockerPlugin(o: PluginOptions): Promise<RunningPlugin
     const srv = server;
     return {
       socket,
+      // Requests in flight finish (an endpoint half made would be the next start's garbage), bounded
+      // by the plugin timeout; idle keep-alive connections close at once, busy ones after their answer.
       close: async () => {
         clearInterval(gcTimer);
-        await new Promise<void>((resolve) => {
-          srv.close(() => resolve());
-          srv.closeAllConnections();
-        });
+        closing.now = true;
+        const closed = new Promise<void>((resolve) => srv.close(() => resolve()));
+        srv.closeIdleConnections();
+        const drain = setTimeout(() => srv.closeAllConnections(), o.timeoutMs);
+        await closed;
+        clearTimeout(drain);
         try {
           unlinkSync(socket);
         } catch {
@@ -150,7 +155,7 @@ const shortIds = (b: Json): string =>
     .map((k) => `${k}=${k.endsWith('ID') && k !== 'PoolID' ? (b[k] as string).slice(0, 12) : (b[k] as string)}`)
     .join(' ');
 
-async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: (l: string) => void, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: (l: string) => void, req: IncomingMessage, res: ServerResponse, closing: { now: boolean }): Promise<void> {
   const started = process.hrtime.bigint();
   const method = (req.url ?? '').replace(/^\//, '');
   let body: Json = {};
@@ -176,7 +181,7 @@ async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: 
   const took = `${ms.toFixed(1)} ms${phases.length ? `: ${phases.join(', ')}` : ''}`;
   log(`${method} ${shortIds(body)}${shortIds(body) ? ' ' : ''}-> ${status === 200 ? 'ok' : `${status} ${String(answer.Err)}`} (${took})`);
   const out = JSON.stringify(answer);
-  res.writeHead(status, { 'Content-Type': 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(out) });
+  res.writeHead(status, { 'Content-Type': 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(out), ...(closing.now ? { Connection: 'close' } : {}) });
   res.end(out);
 }
 

@@ -447,6 +447,22 @@ describe('concurrency, restarts and garbage', () => {
     expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
   });
 
+  test('SIGTERM during a CreateEndpoint: the request finishes and is answered, then the daemon exits', async () => {
+    const nid = hex('5f');
+    expect(await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(nid, '198.18.107'))).toEqual({ status: 200, json: {} });
+    const eid = hex('5e');
+    const answer = post(sock, 'NetworkDriver.CreateEndpoint', { ...createEndpoint(eid, '198.18.107.9/24', nid), Options: {} });
+    // Wait until it is under way (its scratch netns exists), then stop the daemon.
+    for (let i = 0; i < 200 && !(await s.netnsNames()).includes(`cniproto-${eid.slice(0, 12)}`); i++) await new Promise((r) => setTimeout(r, 2));
+    const stopped = plugin.stop('SIGTERM');
+    expect(await answer).toEqual({ status: 200, json: { Interface: {} } });
+    expect(await stopped).toBe(0);
+    expect(await s.links()).toContain(`cni${eid.slice(0, 12)}`);
+    await plugin.start();
+    expect(await post(sock, 'NetworkDriver.DeleteEndpoint', ids(eid, nid))).toEqual({ status: 200, json: {} });
+    expect(await post(sock, 'NetworkDriver.DeleteNetwork', { NetworkID: nid })).toEqual({ status: 200, json: {} });
+  });
+
   test('SIGTERM and SIGINT remove the socket and exit 0', async () => {
     expect(await plugin.stop('SIGTERM')).toBe(0);
     expect(existsSync(sock)).toBe(false);
