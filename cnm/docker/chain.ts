@@ -2,13 +2,14 @@
 // A network is either `-o cni.network=X` (conflist X from --conf-dir, read once at CreateNetwork and
 // kept with the network's record) or a bridge network generated from Docker's IPAM data.
 import { contains, formatIP, parseCIDR, type IPNet } from '../../shared/ip';
-import { bridgeConflist, type IpamPoolConfig, type NetworkRecord } from '../index';
-import { ConfError, confListFromBytes, loadConfList, type Json, type NetworkConfList } from '../../runner/conf';
+import { bridgeConflist, OPT_CNI_NETWORK, type IpamPoolConfig, type NetworkRecord } from '../index';
+import { requestedIPArgs } from '../drivers/cni';
+import { errorMessage } from '../../shared/cni/errors';
+import { confListFromBytes, loadConfList, type Json, type NetworkConfList } from '../../runner/conf';
 import { ProtocolError, type EndpointInterface, type CniPortMapping, type IPAMData } from './protocol';
 
-/** The generic option naming an existing conflist (`docker network create -o cni.network=NAME`). */
-export const CNI_NETWORK_OPTION = 'cni.network';
-
+/** The generic option naming an existing conflist (`docker network create -o cni.network=NAME`): the library's. */
+export const CNI_NETWORK_OPTION = OPT_CNI_NETWORK;
 
 export interface NetworkInput {
   id: string;
@@ -44,8 +45,7 @@ function namedChain(name: string, n: NetworkInput): string {
   try {
     list = loadConfList(n.confDir, name);
   } catch (e) {
-    const why = e instanceof ConfError || e instanceof Error ? e.message : String(e);
-    throw new ProtocolError(`-o ${CNI_NETWORK_OPTION}=${name}: ${why}`);
+    throw new ProtocolError(`-o ${CNI_NETWORK_OPTION}=${name}: ${errorMessage(e)}`);
   }
   const ranges = ipamSubnets(list);
   for (const d of [...n.ipv4, ...n.ipv6]) {
@@ -124,8 +124,8 @@ export interface EndpointArgs {
 
 /**
  * The ADD's inputs for an endpoint. With Docker's IPAM the chain's IPAM must hand out exactly
- * Docker's address: `runtimeConfig.ips` when the first plugin declares the `ips` capability, else
- * CNI_ARGS `IP=` (host-local and static read both). With this driver's IPAM the address is already
+ * Docker's address: `runtimeConfig.ips` when a plugin declares the `ips` capability, else CNI_ARGS
+ * `IP=` with the first address (the library's rule, requestedIPArgs). With this driver's IPAM the address is already
  * leased in its pool's store, so the first plugin's IPAM becomes `static` with that address (a
  * second host-local lease of it would fail or double-count). `mac` and `portMappings` go as
  * capability args (filtered by each plugin's capabilities, as libcni does).
@@ -151,9 +151,11 @@ export function endpointArgs(
     list = confListFromBytes(Buffer.from(JSON.stringify(bridgeConflist(spec, { ipam: { type: 'static', addresses, defaultRoute: true }, cniPath: ownIpam.cniPath }), null, 2)));
   } else if (ownIpam && ips.length) {
     list = withStaticIpam(list, ips, ownIpam.gateway4, ownIpam.gateway6);
-  } else if (ips.length) {
-    if (list.plugins[0]?.capabilities.ips) capabilityArgs.ips = ips.map(bare);
-    else args.push(['IgnoreUnknown', '1'], ['IP', ips.map(bare).join(',')]);
+  } else {
+    // Docker's addresses as CIDRs (CONVENTIONS.md `ips`; host-local takes either, static needs them).
+    const r = requestedIPArgs({ plugins: list.plugins.map((p) => p.raw) }, ips);
+    Object.assign(capabilityArgs, r.capabilityArgs);
+    args.push(...r.args);
   }
   return { list, capabilityArgs, args };
 }

@@ -100,14 +100,14 @@ describe('an endpoint\'s ADD inputs', () => {
   const withoutIps = JSON.stringify({ cniVersion: '1.0.0', name: 'n', plugins: [{ type: 'bridge', ipam: { type: 'host-local', subnet: '198.18.0.0/24' }, routes: [] }] });
   const iface = { Address: '198.18.0.7/24', AddressIPv6: 'fd00:18::7/64', MacAddress: '02:42:c6:12:00:07' };
 
-  test('Docker\'s addresses go as runtimeConfig.ips when the first plugin declares ips, else as CNI_ARGS IP= (with IgnoreUnknown)', () => {
+  test('Docker\'s addresses go as runtimeConfig.ips (CIDRs) when a plugin declares ips, else the first as CNI_ARGS IP= (with IgnoreUnknown)', () => {
     const a = endpointArgs(withIps, iface, [], null);
-    expect(a.capabilityArgs).toEqual({ ips: ['198.18.0.7', 'fd00:18::7'], mac: '02:42:c6:12:00:07' });
+    expect(a.capabilityArgs).toEqual({ mac: '02:42:c6:12:00:07', ips: ['198.18.0.7/24', 'fd00:18::7/64'] });
     expect(a.args).toEqual([]);
     const b = endpointArgs(withoutIps, iface, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }], null);
     expect(b.args).toEqual([
       ['IgnoreUnknown', '1'],
-      ['IP', '198.18.0.7,fd00:18::7'],
+      ['IP', '198.18.0.7/24'],
     ]);
     expect(b.capabilityArgs).toEqual({ mac: '02:42:c6:12:00:07', portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] });
   });
