@@ -34,7 +34,17 @@ export const bridgeDriver: Driver = {
     // One device per network, as Docker's driver: two networks on one bridge would share a segment.
     const other = (await ctx.networks()).find((o) => o.driver === 'bridge' && o.data.bridge === s.bridge);
     if (other) throw conflict(`bridge ${JSON.stringify(s.bridge)} is already used by network ${JSON.stringify(other.name)}`);
-    n.data = { bridge: s.bridge };
+    // A device that exists already (docker0, an admin's bridge) is used, and left alone at network rm.
+    const existed = withNetlink((nl) => {
+      try {
+        getLink(nl, s.bridge);
+        return true;
+      } catch (e) {
+        if (isNotFound(e)) return false;
+        throw e;
+      }
+    });
+    n.data = { bridge: s.bridge, ...(existed ? { bridgeExisted: true } : {}) };
     writeConflist(ctx, n.name, bridgeConflist(spec(n), { ipam: { type: 'host-local', dataDir: ctx.ipamDataDir }, cniPath: ctx.cniPath }));
   },
 
@@ -43,7 +53,7 @@ export const bridgeDriver: Driver = {
     // Docker removes its bridge with the network; ours goes when no port is left on it (a veth of
     // a cnitool attachment may still be there: then the device stays for cnitool's DEL).
     const name = typeof n.data.bridge === 'string' ? n.data.bridge : '';
-    if (!name) return;
+    if (!name || n.data.bridgeExisted) return;
     withNetlink((nl) => {
       try {
         const l = getLink(nl, name);

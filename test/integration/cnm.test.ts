@@ -218,7 +218,7 @@ test.each([
   }),
 );
 
-test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses an existing conflist by name (and names an unknown one)', () =>
+test('drivers: null gives only lo; host runs in the netns cnm runs in; bridge leaves a device it did not make; cni uses an existing conflist by name (and names an unknown one)', () =>
   withCnmHost(async (h) => {
     const none = await h.cnm('run', '--rm', '--network', 'none', '--', 'ip', '-o', 'link');
     expect(none.code).toBe(0);
@@ -228,6 +228,11 @@ test('drivers: null gives only lo; host runs in the netns cnm runs in; cni uses 
     expect(await h.cnm('run', '--rm', '--network', 'none', '--ip', '198.18.9.9', '--', 'true')).toEqual({ code: 125, stdout: '', stderr: 'cnm: network "none" (driver null) gives no addresses: --ip/--ip6 cannot be used' });
 
     await h.sh('ip', 'link', 'add', 'hostonly0', 'type', 'bridge');
+    // a bridge network on a device that existed before uses it and leaves it at network rm
+    await h.ok('network', 'create', '--subnet', '198.18.14.0/24', '-o', 'com.docker.network.bridge.name=hostonly0', 'pre');
+    expect(await h.cnm('run', '--rm', '--network', 'pre', '--', 'true')).toMatchObject({ code: 0 });
+    await h.ok('network', 'rm', 'pre');
+    expect((await h.sh('ip', 'link', 'show', 'hostonly0')).code).toBe(0);
     const host = await h.cnm('run', '--rm', '--network', 'host', '--', 'ip', '-o', 'link', 'show', 'hostonly0');
     expect(host.code).toBe(0);
     expect(await h.cnm('run', '--rm', '--name', 'nx', '--network', 'host', '--', 'no-such-command-here')).toEqual({ code: 127, stdout: '', stderr: 'cnm: sandbox "nx": cannot run "no-such-command-here": ENOENT' });
