@@ -11,7 +11,7 @@ import { Runner, type RuntimeConf } from '../../runner/runner';
 import { CNI_NETWORK_OPTION, endpointArgs, networkChain, parseChain } from './chain';
 import { addScratchNetns, deleteHostLink, deleteScratchNetns, hasLink, isNetns, moveLink, netnsPath, NETNS_RUN_DIR, restoreAddresses } from './handover';
 import { genericOptions, idField, interfaceField, ipamDataField, objField, portMappings, ProtocolError, strField, type Json } from './protocol';
-import type { DockerNetworkRecord, EndpointRecord, PluginState } from './records';
+import type { DockerNetworkRecord, DockerEndpointRecord, PluginState } from './records';
 import { phase } from './timings';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -56,7 +56,7 @@ interface HandOver {
   mac: string;
   v4?: IPConfig;
   v6?: IPConfig;
-  join: EndpointRecord['join'];
+  join: DockerEndpointRecord['join'];
 }
 
 /**
@@ -216,7 +216,7 @@ export class NetworkDriver {
         if (!iface.Address && h.v4) reply.Address = h.v4.address;
         if (!iface.AddressIPv6 && h.v6) reply.AddressIPv6 = h.v6.address;
         if (!iface.MacAddress && h.mac) reply.MacAddress = h.mac;
-        const rec: EndpointRecord = {
+        const rec: DockerEndpointRecord = {
           id: eid,
           network: nid,
           conflist: list.bytes.toString(),
@@ -276,7 +276,7 @@ export class NetworkDriver {
    * the ADD's inputs and cached result, then the scratch netns and the record go. A DEL that fails
    * keeps the record (the next DeleteEndpoint, DeleteNetwork or start-up GC retries) and throws.
    */
-  private async removeEndpoint(ep: EndpointRecord): Promise<void> {
+  private async removeEndpoint(ep: DockerEndpointRecord): Promise<void> {
     const list = parseChain(ep.conflist);
     let netns = netnsPath(ep.netns);
     try {

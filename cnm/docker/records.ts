@@ -30,7 +30,7 @@ export interface DockerNetworkRecord {
 }
 
 /** One endpoint's CNI attachment (CreateEndpoint), its hand-over state and its answer. */
-export interface EndpointRecord {
+export interface DockerEndpointRecord {
   id: string;
   network: string;
   /** the conflist the ADD ran (DEL runs the same bytes even after the network record is gone) */
@@ -76,7 +76,7 @@ export class PluginState {
   /** the CNM library's <state>/net.d: generated networks' conflists, for cnitool */
   readonly netDir: PinnedDir;
   readonly networks: RecordDir<DockerNetworkRecord>;
-  readonly endpoints: RecordDir<EndpointRecord>;
+  readonly endpoints: RecordDir<DockerEndpointRecord>;
   readonly pools: RecordDir<PoolRecord>;
   /** the `cnm` CLI's networks on the same state dir (<state>/networks), for the bridge driver's uniqueness check */
   readonly cnmNetworks: RecordDir<NetworkRecord>;
