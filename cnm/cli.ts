@@ -461,8 +461,7 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
   if (name === 'docker-plugin') return (await import('./docker/server')).dockerPluginMain(argv.filter((_, i) => i !== words[0]!.index), io.env);
   if (!group || (GROUPS[group] && !words[1])) {
     if (wantsHelp) io.stdout(group ? groupHelp(group) : mainHelp());
-    else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)
-`);
+    else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)\n`);
     return wantsHelp ? 0 : 1;
   }
   const cmd = name ? COMMANDS[name] : undefined;
