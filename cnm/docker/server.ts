@@ -169,7 +169,8 @@ async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: 
         status = 404;
         answer = { Err: `${req.method} ${req.url}: not implemented by this plugin` };
       } else {
-        body = bodyObject(text);
+        // EndpointOperInfo never fails (an error there aborts the container's start): not even on a bad body.
+        body = method === 'NetworkDriver.EndpointOperInfo' ? tryBodyObject(text) : bodyObject(text);
         answer = await handler(body);
       }
     } catch (e) {
@@ -183,6 +184,14 @@ async function serve(handlers: Record<string, (b: Json) => Promise<Json>>, log: 
   const out = JSON.stringify(answer);
   res.writeHead(status, { 'Content-Type': 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(out), ...(closing.now ? { Connection: 'close' } : {}) });
   res.end(out);
+}
+
+function tryBodyObject(text: string): Json {
+  try {
+    return bodyObject(text);
+  } catch {
+    return {};
+  }
 }
 
 function readBody(req: IncomingMessage): Promise<string> {

@@ -147,6 +147,7 @@ describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () 
   test('EndpointOperInfo never fails: an unknown endpoint and a malformed body answer an empty Value', async () => {
     expect(await post(sock, 'NetworkDriver.EndpointOperInfo', ids(hex('ffff')))).toEqual({ status: 200, json: { Value: {} } });
     expect(await post(sock, 'NetworkDriver.EndpointOperInfo', { EndpointID: '../../etc' })).toEqual({ status: 200, json: { Value: {} } });
+    expect(await post(sock, 'NetworkDriver.EndpointOperInfo', '{"EndpointID":')).toEqual({ status: 200, json: { Value: {} } });
   });
 
   test('Revoke, Leave, DeleteEndpoint remove the link, the scratch netns, the lease, the port rule and the record; re-sent they answer {}', async () => {
