@@ -30,7 +30,9 @@ export class Scratch {
     const netns = nsName(prefix);
     const dir = mkdtempSync(`/tmp/${prefix}-`);
     await addNetns(netns);
-    const mounts = PRIVATE_DIRS.map((d) => `mount -t tmpfs -o mode=0755 tmpfs ${d}`).join(' && ');
+    // A mount point must exist: a directory missing on this machine (dockerd never started: no
+    // /run/docker) is made, empty, once; what is mounted on it is private to the holder.
+    const mounts = PRIVATE_DIRS.map((d) => `mkdir -p ${d} && mount -t tmpfs -o mode=0755 tmpfs ${d}`).join(' && ');
     const holder = spawn('nsenter', [`--net=/run/netns/${netns}`, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${mounts} && echo ready && exec sleep 100000`], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
