@@ -129,7 +129,7 @@ d('docker run -p with portmap in the chain', () => {
     await docker.must(['run', '-d', '--name', 'web', '--network', 'n3', '-p', '8080:80', 'bb', 'httpd', '-f', '-p', '80', '-h', '/www']);
     let body = '';
     for (let i = 0; i < 20 && !body.includes('served-by-container'); i++) {
-      body = String((await s.run('curl', ['-s', '-m', '2', 'http://198.18.12.1:8080/'])).stdout);
+      body = await s.httpGet('http://198.18.12.1:8080/');
       if (!body) await new Promise((r) => setTimeout(r, 200));
     }
     expect(body).toContain('served-by-container');
@@ -217,7 +217,7 @@ d('-o cni.network=X (a conflist from --conf-dir)', () => {
     expect(readdirSync(join(stateDir, 'chain-ipam', 'chain'))).toContain('198.18.41.7');
     let body = '';
     for (let i = 0; i < 20 && !body.includes('served-by-container'); i++) {
-      body = String((await s.run('curl', ['-s', '-m', '2', 'http://198.18.40.1:8081/'])).stdout);
+      body = await s.httpGet('http://198.18.40.1:8081/');
       if (!body) await new Promise((r) => setTimeout(r, 200));
     }
     expect(body).toContain('served-by-container');

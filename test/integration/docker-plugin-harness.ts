@@ -77,6 +77,13 @@ export class Scratch {
     }
   }
 
+  /** GET `url` from the scratch host (Node's http, so nothing beyond the test runner is needed); the body, or '' on failure. */
+  async httpGet(url: string): Promise<string> {
+    const script = `require('http').get(${JSON.stringify(url)}, { timeout: 2000 }, (r) => r.pipe(process.stdout)).on('error', () => process.exit(1)).on('timeout', () => process.exit(1))`;
+    const r = await this.run(process.execPath, ['-e', script], { timeout: 10_000 });
+    return r.exitCode === 0 ? String(r.stdout) : '';
+  }
+
   /** The host's link names (the scratch netns). */
   async links(): Promise<string[]> {
     const out = await this.must('ip', ['-o', 'link', 'show']);
