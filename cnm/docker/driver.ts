@@ -5,6 +5,7 @@
 // Join tells libnetwork its name and routes, DeleteEndpoint takes it back and runs DEL.
 import { parseResult, type IPConfig, type Result } from '../../shared/cni/types';
 import { errorMessage } from '../../shared/cni/errors';
+import { findInPath } from '../../shared/cni/invoke';
 import { contains, formatIP, parseCIDR, parseIP } from '../../shared/ip';
 import { resultMap } from '../../runner/result';
 import { Runner, type RuntimeConf } from '../../runner/runner';
@@ -155,12 +156,36 @@ export class NetworkDriver {
       const internal = options['com.docker.network.internal'] === true;
       const chain = networkChain({ id, options: generic, ipv4, ipv6, internal, confDir: this.o.confDir, cniPath: this.o.cniPath, ipamDir: this.o.state.ipamDir });
       const ownIpam = [...ipv4, ...ipv6].some((d) => d.AddressSpace === OWN_ADDRESS_SPACE);
+      await this.checkChain(parseChain(chain.conflist));
       // A generated network is the library's bridge network: its conflist goes to <state>/net.d too.
       if (chain.model) await bridgeDriver.createNetwork(chain.model, this.ctx);
       const rec: DockerNetworkRecord = { id, ...chain, options: generic, ipv4, ipv6, internal, ownIpam };
       this.o.state.networks.write(rec);
       return {};
     });
+  }
+
+  /**
+   * `docker network create` fails now, naming the plugin, rather than every `docker run` later: each
+   * plugin of the chain and its IPAM must be in --cni-path, and a 1.1.0 chain must answer STATUS.
+   * Throws ProtocolError.
+   */
+  private async checkChain(list: ReturnType<typeof parseChain>): Promise<void> {
+    for (const p of list.plugins) {
+      const ipam = (p.raw.ipam as { type?: unknown } | undefined)?.type;
+      for (const type of [p.type, ...(typeof ipam === 'string' && ipam ? [ipam] : [])]) {
+        try {
+          findInPath(type, this.o.cniPath.join(':'));
+        } catch (e) {
+          throw new ProtocolError(`CNI network "${list.name}": ${errorMessage(e)}`);
+        }
+      }
+    }
+    try {
+      await this.o.runner.statusNetworkList(list);
+    } catch (e) {
+      throw new ProtocolError(`CNI network "${list.name}" is not ready: ${errorMessage(e)}`);
+    }
   }
 
   private async deleteNetwork(b: Json): Promise<Json> {

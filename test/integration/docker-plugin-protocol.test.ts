@@ -214,6 +214,14 @@ describe('-o cni.network=X', () => {
     expect(String(r.json.Err)).toMatch(/nosuchnet/);
   });
 
+  test('a conflist naming a plugin that is not in --cni-path fails CreateNetwork naming the plugin', async () => {
+    writeFileSync(join(confDir, '40-missing.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'missing', plugins: [{ type: 'bridge', ipam: { type: 'no-such-ipam', subnet: '198.18.108.0/24' } }] }));
+    const r = await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(hex('d9'), '198.18.108', { 'cni.network': 'missing' }));
+    expect(r.status).toBe(500);
+    expect(String(r.json.Err)).toMatch(/CNI network "missing": failed to find plugin "no-such-ipam" in path/);
+    expect(records('networks').filter((n) => n.startsWith('d9'))).toEqual([]);
+  });
+
   test('a --subnet outside the conflist\'s IPAM range fails naming both', async () => {
     const r = await post(sock, 'NetworkDriver.CreateNetwork', createNetwork(hex('d2'), '198.18.96', { 'cni.network': 'mynet' }));
     expect(r.status).toBe(500);
