@@ -83,6 +83,13 @@ describe('handshake (empty bodies, as dockerd sends them)', () => {
     expect((await post(sock, 'IpamDriver.GetDefaultAddressSpaces', '')).json).toEqual({ LocalDefaultAddressSpace: 'cnikit-local', GlobalDefaultAddressSpace: 'cnikit-local' });
   });
 
+  test('the swarm-only calls of a local driver answer without doing anything', async () => {
+    expect(await post(sock, 'NetworkDriver.DiscoverNew', { DiscoveryType: 1, DiscoveryData: { Address: '198.18.0.1', BindAddress: '', Self: true } })).toEqual({ status: 200, json: {} });
+    expect(await post(sock, 'NetworkDriver.DiscoverDelete', { DiscoveryType: 1, DiscoveryData: {} })).toEqual({ status: 200, json: {} });
+    expect(await post(sock, 'NetworkDriver.AllocateNetwork', { NetworkID: NID, Options: {}, IPv4Data: [], IPv6Data: [] })).toEqual({ status: 200, json: { Options: {} } });
+    expect(await post(sock, 'NetworkDriver.FreeNetwork', { NetworkID: NID })).toEqual({ status: 200, json: {} });
+  });
+
   test('an unknown method is a 404 with Err (what dockerd tolerates only for the connectivity calls)', async () => {
     const r = await post(sock, 'NetworkDriver.Frobnicate', {});
     expect(r.status).toBe(404);
@@ -282,6 +289,12 @@ describe('--ipam-driver (this driver allocates)', () => {
     const o = await post(sock, 'IpamDriver.RequestPool', { ...pool, Pool: '198.18.100.128/25' });
     expect(o.status).toBe(500);
     expect(String(o.json.Err)).toMatch(/subnet 198\.18\.100\.128\/25 overlaps subnet 198\.18\.100\.0\/24/);
+  });
+
+  test('RequestAddress for --gateway (RequestAddressType gateway, as dockerd sends it) answers that address and leases nothing', async () => {
+    const r = await post(sock, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '198.18.100.1', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+    expect(r.json).toEqual({ Address: '198.18.100.1/24', Data: {} });
+    expect(leases(`docker-pool-${poolId.slice(0, 16)}`)).toEqual([]);
   });
 
   test('RequestAddress: aux (Options null), by MAC (re-sent: same address), a requested --ip; ReleaseAddress frees it', async () => {
