@@ -503,6 +503,7 @@ const GROUPS: Record<string, string> = { network: 'Manage networks', sandbox: 'M
 function mainHelp(): string {
   const lines = ['usage: cnm [global options] COMMAND', "Docker's Container Network Model (networks, endpoints, sandboxes) on CNI", '', 'commands:'];
   for (const [name, cmd] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(20)}${cmd.about}`);
+  lines.push(`  ${'docker-plugin'.padEnd(20)}Serve a Docker network and IPAM driver (see cnm docker-plugin --help)`);
   return [...lines, '', ...GLOBAL_HELP, ''].join('\n');
 }
 
@@ -542,6 +543,8 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
   let name: string | undefined;
   if (group && GROUPS[group]) name = words[1] ? `${group} ${words[1].value}` : undefined;
   else name = group;
+  // The Docker plugin daemon has a command line of its own, loaded only when it runs.
+  if (name === 'docker-plugin') return (await import('./docker/server')).dockerPluginMain(argv.filter((_, i) => i !== words[0]!.index), io.env);
   if (!group || (GROUPS[group] && !words[1])) {
     if (wantsHelp) io.stdout(group ? groupHelp(group) : mainHelp());
     else io.stderr(`cnm${group ? ` ${group}` : ''}: needs a command (see cnm${group ? ` ${group}` : ''} --help)\n`);

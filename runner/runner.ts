@@ -204,8 +204,10 @@ export class Runner {
   /**
    * GC (spec 1.1.0): DEL every cached attachment of this network that is not valid, then send GC with
    * `cni.dev/valid-attachments` to every plugin. Errors are collected, not fatal (libcni 1.2).
+   * `sendGC: false` stops after the DELs: for a caller whose cache holds only part of the network's
+   * attachments (a conflist other runtimes use too), GC's "everything else is stale" would be wrong.
    */
-  async gcNetworkList(list: NetworkConfList, valid: GCAttachment[] = []): Promise<void> {
+  async gcNetworkList(list: NetworkConfList, valid: GCAttachment[] = [], o: { sendGC?: boolean } = {}): Promise<void> {
     validateNetworkName(list.name);
     if (list.disableGC) return;
     const errs: string[] = [];
@@ -219,7 +221,7 @@ export class Runner {
         errs.push(`failed to delete stale attachment ${c.containerId} ${c.ifName}: ${errText(e).text}`);
       }
     }
-    if (atLeast(Runner.version(list), '1.1.0')) {
+    if (o.sendGC !== false && atLeast(Runner.version(list), '1.1.0')) {
       const extra = validAttachmentsConf(valid);
       for (const p of list.plugins) {
         try {

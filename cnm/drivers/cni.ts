@@ -16,17 +16,19 @@ const list = (n: NetworkRecord): Record<string, unknown> => ({ ...(n.data.confli
 const requested = (j: JoinRequest): string[] => [j.endpoint.requested?.ipv4, j.endpoint.requested?.ipv6].filter((x): x is string => !!x);
 
 /**
- * --ip/--ip6 reach the chain as the `ips` capability (runtimeConfig.ips) when a plugin of the list
- * declares it, else as CNI_ARGS IP= (host-local and the reference's IPAMs read it; one address),
- * with IgnoreUnknown=1 so plugins that do not know IP do not fail on it (the reference's LoadArgs).
+ * Requested addresses (IPs or CIDRs) reach the chain as the `ips` capability (runtimeConfig.ips) when
+ * a plugin of the list declares it, else as CNI_ARGS IP= (host-local and the reference's IPAMs read
+ * it; one address), with IgnoreUnknown=1 so plugins that do not know IP do not fail on it (the
+ * reference's LoadArgs). Used for --ip/--ip6 here and for Docker's addresses by the Docker plugin.
  */
-function requestedIPs(list: Record<string, unknown>, j: JoinRequest): { capabilityArgs: Record<string, unknown>; args: Array<[string, string]> } {
-  const ips = requested(j);
+export function requestedIPArgs(list: Record<string, unknown>, ips: string[]): { capabilityArgs: Record<string, unknown>; args: Array<[string, string]> } {
   if (!ips.length) return { capabilityArgs: {}, args: [] };
   const plugins = Array.isArray(list.plugins) ? (list.plugins as Array<{ capabilities?: Record<string, unknown> }>) : [];
   if (plugins.some((p) => p.capabilities?.ips === true)) return { capabilityArgs: { ips }, args: [] };
   return { capabilityArgs: {}, args: [['IgnoreUnknown', '1'], ['IP', ips[0]!]] };
 }
+
+const requestedIPs = (list: Record<string, unknown>, j: JoinRequest) => requestedIPArgs(list, requested(j));
 
 export const cniDriver: Driver = {
   name: 'cni',

@@ -279,6 +279,7 @@ async function main() {
   };
   try {
     netnsAdd(host);
+    if (!argv.includes('--only') || want('docker-plugin')) await guard(['docker-endpoint', 'docker-endpoint-ours-execd', 'docker-endpoint-chain'], async () => (await import('./docker-plugin.mjs')).default({ OURS, REF, ROUNDS, host, work, record, skip, log }));
     // one conf dir, cache dir and IPAM store per side, each its own bridge and subnet
     const setup = {};
     for (const [s, i] of [['ours', 0], ['reference', 1]]) {
