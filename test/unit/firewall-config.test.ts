@@ -1,7 +1,10 @@
 // firewall: config parsing and validation (the reference's FirewallNetConf, with our code-7 errors),
 // the iptables restore lines (the reference's rules, in iptables-save's form) and the nftables scripts.
 import { bridgeName, loadFirewallConf, podAddresses } from '../../plugins/meta/firewall/config';
-import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules, undoLines } from '../../plugins/meta/firewall/iptables';
+import { addLines, checkTable, delLines, podAddressesInTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { parseSave, undoLines } from '../../shared/netfilter/iptables';
+
+const parseFilterTable = (save: string) => parseSave(save, 'filter');
 import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';

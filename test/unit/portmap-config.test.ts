@@ -3,6 +3,7 @@
 // (Debian 1.1.1) leaves in `iptables-save -t nat` for the same config (captured once, below).
 import { loadPortMapConf, podAddresses, type PortMapConf } from '../../plugins/meta/portmap/config';
 import * as ipt from '../../plugins/meta/portmap/iptables';
+import { undoLines } from '../../shared/netfilter/iptables';
 import * as nft from '../../plugins/meta/portmap/nftables';
 import { decodeRecord, encodeRecord } from '../../plugins/meta/portmap/records';
 import { CniError } from '../../shared/cni/errors';
@@ -150,20 +151,34 @@ describe('portmap: iptables script', () => {
     expect(again.filter((l) => /PREROUTING|OUTPUT|POSTROUTING|SETMARK -m|MASQ -m/.test(l))).toEqual([]);
   });
 
-  test('undoLines takes back an ADD: new chains go, rules added to old chains are deleted, a rewritten pod chain gets its old rules and jumps back', () => {
+  test('undoLines (shared rule) takes back an ADD without flushing: its rules deleted, the chains it created removed, a rewritten pod chain gets its old rules and jumps back', () => {
     const fresh = ipt.addLines(load(), 'ctr1', v4!, EMPTY);
-    expect(ipt.undoLines(fresh, EMPTY)).toEqual([
-      '-D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
-      '-D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
-      '-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
-      // Every new chain flushed before any is deleted: the pod chain still jumps to CNI-HOSTPORT-SETMARK until it is flushed.
-      '-F CNI-HOSTPORT-DNAT', '-F CNI-HOSTPORT-SETMARK', '-F CNI-HOSTPORT-MASQ', `-F ${CH}`, '-X CNI-HOSTPORT-DNAT', '-X CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-MASQ', `-X ${CH}`,
-    ]);
+    const after = (lines: string[], before: ipt.NatTable): ipt.NatTable => {
+      const t = { chains: new Set(before.chains), rules: [...before.rules] };
+      for (const l of lines) {
+        const [op, c] = l.split(' ', 2) as [string, string];
+        if (op === '-N') t.chains.add(c);
+        else if (op.startsWith(':')) {
+          t.chains.add(op.slice(1));
+          t.rules = t.rules.filter((r) => !r.startsWith(`-A ${op.slice(1)} `));
+        } else if (op === '-D') t.rules = t.rules.filter((r) => r !== `-A${l.slice(2)}`);
+        else t.rules.push(l.replace(/^-I (\S+) 1 /, '-A $1 '));
+      }
+      return t;
+    };
+    const undo = undoLines(fresh, after(fresh, EMPTY), EMPTY);
+    const rules = fresh.filter((l) => /^-[AI] /.test(l));
+    expect(undo.filter((l) => l.startsWith('-D '))).toHaveLength(rules.length);
+    expect(undo).toContain('-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ');
+    expect(undo.some((l) => l.startsWith('-F '))).toBe(false);
+    // Created chains go last, newest first, once nothing is in them or jumps to them.
+    expect(undo.slice(rules.length)).toEqual([`-X ${CH}`, '-X CNI-HOSTPORT-MASQ', '-X CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-DNAT']);
     const old = ipt.parseSave([':CNI-HOSTPORT-DNAT - [0:0]', `:${CH} - [0:0]`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`].join('\n'));
     const again = ipt.addLines(load({ snat: false }), 'ctr1', v4!, old);
-    const undo = ipt.undoLines(again, old);
-    expect(undo.filter((l) => l.startsWith('-D CNI-HOSTPORT-DNAT'))).toHaveLength(2); // the new entry rules
-    expect(undo.slice(-3)).toEqual([`-F ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`]);
+    const undo2 = undoLines(again, after(again, old), old);
+    expect(undo2.filter((l) => l.startsWith('-D CNI-HOSTPORT-DNAT'))).toHaveLength(2); // the new entry rules
+    expect(undo2.some((l) => l.startsWith('-F ') || l.startsWith('-X '))).toBe(false); // the pod chain was there before
+    expect(undo2.slice(-2)).toEqual([`-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`]);
   });
 
   test('snat false: no mark rules and no shared mark chains', () => {

@@ -1,9 +1,10 @@
-// nftables over nfnetlink, in-process: only the lookup DEL needs to know, without exec'ing `nft`,
-// whether a table exists at all (masquerade's nftables sweep has nothing to do when it does not).
-import { NLM_F_REQUEST } from './constants';
+// nftables over nfnetlink, in-process: whether a table exists at all (an nftables sweep has nothing
+// to do when it does not, so no `nft` is exec'd), and a table's chains and rules (iptables-nft's tables
+// read without exec'ing iptables-save).
+import { NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
 import { ENOENT } from './errno';
 import { NetlinkError } from './errors';
-import { attrStr, nfgenmsg, nlmsg } from './message';
+import { attrStr, attrString, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
 import type { NetlinkSocket } from './socket';
 
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -31,4 +32,134 @@ export function nftTableExists(nl: NetlinkSocket, family: number, name: string):
     if (e instanceof NetlinkError && e.errno === ENOENT) return false;
     throw e;
   }
+}
+
+// Reading a table's chains and rules (NFT_MSG_GETCHAIN / GETRULE dumps), for the iptables-nft
+// reader (shared/netfilter/xtables-nft.ts): the tables iptables-nft writes are nf_tables tables.
+const NFT_MSG_GETCHAIN = 4;
+const NFT_MSG_GETRULE = 7;
+const NFT_MSG_GETGEN = 16;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
+const NFTA_CHAIN_HOOK = 4;
+const NFTA_HOOK_HOOKNUM = 1;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
+const NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_LIST_ELEM = 1;
+const NFTA_EXPR_NAME = 1;
+const NFTA_EXPR_DATA = 2;
+const NFTA_GEN_ID = 1;
+const NFGENMSG_LEN = 4;
+
+export const NFPROTO_IPV4 = 2;
+export const NFPROTO_IPV6 = 10;
+export const NFPROTO_BRIDGE = 7;
+
+/** A chain of a table: its name and, for a base chain, its hook number (NF_INET_*). */
+export interface NftChain {
+  name: string;
+  hook?: number;
+}
+
+/** One expression of a rule: its type name ("payload", "cmp", "match", ...) and its attributes by type. */
+export interface NftExpr {
+  name: string;
+  attrs: Map<number, Buffer>;
+}
+
+/** A rule as the kernel lists it: its chain, handle and expressions in order. */
+export interface NftRuleMsg {
+  chain: string;
+  handle: bigint;
+  exprs: NftExpr[];
+}
+
+const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
+
+/** The ruleset's generation id: it changes with every committed transaction. Throws NetlinkError. */
+export function nftGeneration(nl: NetlinkSocket): number {
+  const [m] = nl.request(nlmsg(nftType(NFT_MSG_GETGEN), NLM_F_REQUEST, nfgenmsg(0)), 'reading the nftables generation');
+  const id = m ? parseAttrs(m.payload, NFGENMSG_LEN).get(NFTA_GEN_ID) : undefined;
+  if (!id || id.length < 4) throw new Error('nftables generation: no NFTA_GEN_ID in the answer');
+  return id.readUInt32BE(0);
+}
+
+/** A chain from an NFT_MSG_NEWCHAIN message's payload (nfgenmsg + attributes), with the table it is in. */
+export function decodeChain(payload: Buffer): NftChain & { table: string } {
+  const a = parseAttrs(payload, NFGENMSG_LEN);
+  const hook = a.get(NFTA_CHAIN_HOOK);
+  const num = hook ? parseAttrs(hook).get(NFTA_HOOK_HOOKNUM) : undefined;
+  return { table: attrString(a.get(NFTA_CHAIN_TABLE) ?? Buffer.alloc(0)), name: attrString(a.get(NFTA_CHAIN_NAME) ?? Buffer.alloc(0)), ...(num ? { hook: num.readUInt32BE(0) } : {}) };
+}
+
+/** A rule from an NFT_MSG_NEWRULE message's payload, with the table it is in. */
+export function decodeRule(payload: Buffer): NftRuleMsg & { table: string } {
+  const a = parseAttrs(payload, NFGENMSG_LEN);
+  const exprs: NftExpr[] = [];
+  for (const e of parseAttrList(a.get(NFTA_RULE_EXPRESSIONS) ?? Buffer.alloc(0))) {
+    if (e.type !== NFTA_LIST_ELEM) continue;
+    const ea = parseAttrs(e.value);
+    exprs.push({ name: attrString(ea.get(NFTA_EXPR_NAME) ?? Buffer.alloc(0)), attrs: parseAttrs(ea.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0)) });
+  }
+  const h = a.get(NFTA_RULE_HANDLE);
+  return { table: attrString(a.get(NFTA_RULE_TABLE) ?? Buffer.alloc(0)), chain: attrString(a.get(NFTA_RULE_CHAIN) ?? Buffer.alloc(0)), handle: h && h.length >= 8 ? h.readBigUInt64BE(0) : 0n, exprs };
+}
+
+/** The chains of table `name` of `family` (NFPROTO_*); [] when the table does not exist. Throws NetlinkError. */
+export function nftListChains(nl: NetlinkSocket, family: number, name: string): NftChain[] {
+  const req = nlmsg(nftType(NFT_MSG_GETCHAIN), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_CHAIN_TABLE, name));
+  // The table filter: older kernels dump every table's chains.
+  return nl.request(req, 'listing nftables chains', name).map((m) => decodeChain(m.payload)).filter((c) => c.table === name);
+}
+
+/** The rules of table `name` of `family`, chain by chain in the kernel's order; [] when the table does not exist. Throws NetlinkError. */
+export function nftListRules(nl: NetlinkSocket, family: number, name: string): NftRuleMsg[] {
+  const req = nlmsg(nftType(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name));
+  return nl.request(req, 'listing nftables rules', name).map((m) => decodeRule(m.payload)).filter((r) => r.table === name);
+}
+
+// Deleting rules and chains (NFT_MSG_DELRULE / DELCHAIN) in one batch: what a teardown needs, and
+// it needs no rule encoding, only the handles and names a listing gave.
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFNL_BATCH_GENID = 1;
+const NFT_MSG_DELCHAIN = 5;
+const NFT_MSG_DELRULE = 8;
+
+/** One deletion: a rule by handle, every rule of a chain (a flush), or a chain. */
+export type NftDeletion = { rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined };
+
+const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); // AF_UNSPEC, v0, res_id (be16) = the subsystem
+
+/**
+ * Applies `deletions` to table `name` of `family` in one nfnetlink batch, all or nothing. With `gen`,
+ * only if the ruleset is still at that generation (else the kernel refuses the batch with ERESTART).
+ * Throws NetlinkError (ENOENT for a rule or chain already gone, EBUSY for a chain still jumped to).
+ */
+export function nftDelete(nl: NetlinkSocket, family: number, name: string, deletions: NftDeletion[], gen?: number): void {
+  if (!deletions.length) return;
+  const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
+  if (gen !== undefined) {
+    genAttr.writeUInt16LE(8, 0);
+    genAttr.writeUInt16LE(NFNL_BATCH_GENID, 2);
+    genAttr.writeUInt32BE(gen >>> 0, 4);
+  }
+  const handle = (h: bigint): Buffer => {
+    const b = Buffer.alloc(12);
+    b.writeUInt16LE(12, 0);
+    b.writeUInt16LE(NFTA_RULE_HANDLE, 2);
+    b.writeBigUInt64BE(h, 4);
+    return b;
+  };
+  const flags = NLM_F_REQUEST | NLM_F_ACK;
+  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr)];
+  for (const d of deletions) {
+    if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), attrStr(NFTA_RULE_CHAIN, d.flush)));
+    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
+    else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, nfgenmsg(family), attrStr(NFTA_CHAIN_TABLE, name), attrStr(NFTA_CHAIN_NAME, d.chain)));
+  }
+  msgs.push(nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader()));
+  nl.batch(msgs, 'deleting nftables rules', name);
 }
