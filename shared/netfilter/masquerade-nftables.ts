@@ -2,13 +2,11 @@
 // pkg/ip/ipmasq_nftables_linux.go: `table inet cni_plugins_masquerade`, base chain `postrouting`
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
 // <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change;
-// teardown and GC first ask the kernel over nfnetlink whether the table exists, and exec nothing when not.
+// the listing asks the kernel over nfnetlink first whether the table exists, and execs nothing when not.
 import { createHash } from 'node:crypto';
 import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
-import { NETLINK_NETFILTER } from '../linux/netlink/constants';
-import { NFPROTO_INET, nftTableExists } from '../linux/netlink/nftables';
-import { NetlinkSocket } from '../linux/netlink/socket';
-import { mustRunTool, runTool } from './tool';
+import { listNftTable } from './nft';
+import { mustRunTool } from './tool';
 
 export const MASQ_TABLE = 'cni_plugins_masquerade';
 export const MASQ_CHAIN = 'masq_checks';
@@ -34,12 +32,8 @@ interface NftRule {
 
 /** Rules of the masquerade chain; empty when the table does not exist yet. */
 function listMasqRules(): NftRule[] {
-  const r = runTool('nft', ['-j', 'list', 'table', 'inet', MASQ_TABLE]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return [];
-    throw new Error(`listing nftables table inet ${MASQ_TABLE}: ${r.stderr.trim()}`);
-  }
-  return parseNftRules(r.stdout).filter((x) => x.chain === MASQ_CHAIN);
+  const json = listNftTable('inet', MASQ_TABLE);
+  return json === null ? [] : parseNftRules(json).filter((x) => x.chain === MASQ_CHAIN);
 }
 
 /** The rules in `nft -j list ...` output. */
@@ -79,34 +73,17 @@ function deleteRules(rules: NftRule[], what: string): void {
   mustRunTool('nft', ['-f', '-'], what, script);
 }
 
-/**
- * Whether the masquerade table may hold rules, asked over nfnetlink instead of exec'ing `nft`: DEL and GC
- * sweep this backend whatever the config says (the pod may have been set up with it), and on a node
- * that never used it the table does not exist. Any answer but "no such table" counts as yes, so the
- * sweep (and its error reporting) runs as before.
- */
-function masqTableMayExist(): boolean {
-  let nl: NetlinkSocket | undefined;
-  try {
-    nl = NetlinkSocket.open(NETLINK_NETFILTER);
-    return nftTableExists(nl, NFPROTO_INET, MASQ_TABLE);
-  } catch {
-    return true;
-  } finally {
-    nl?.close();
-  }
-}
+// DEL and GC sweep this backend whatever the config says (the pod may have been set up with it); on a
+// node that never used it the table does not exist, and listNftTable then runs no process.
 
 /** Removes the pod's rules by their comment hash; no addresses needed. */
 export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {
-  if (!masqTableMayExist()) return;
   const h = hashForInstance(network, ifname, containerID);
   deleteRules(listMasqRules().filter((r) => r.comment?.startsWith(h)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
 }
 
 /** The reference's gcIPMasqNFTables: drop this network's rules whose comment is not a valid attachment's. */
 export function gcIPMasqNFTables(network: string, valid: Array<{ containerID: string; ifname: string }>): void {
-  if (!masqTableMayExist()) return;
   const keep = new Set(valid.map((v) => commentForInstance(network, v.ifname, v.containerID)));
   const prefix = `${hashForNetwork(network)}-`;
   deleteRules(

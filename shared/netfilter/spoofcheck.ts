@@ -3,7 +3,8 @@
 // cni-br-iface-<id>-mac: the pod's MAC returns, anything else is dropped. Every rule carries the
 // comment macspoofchk-<id> (id = containerID-ifname), which is how teardown finds them without
 // knowing the port name or MAC.
-import { mustRunTool, runTool } from './tool';
+import { listNftTable, type NftFamily } from './nft';
+import { mustRunTool } from './tool';
 import { parseNftRules } from './masquerade-nftables';
 
 const TABLE = 'bridge nat';
@@ -45,14 +46,12 @@ interface TableState {
 }
 
 function listTable(): TableState {
-  const r = runTool('nft', ['-j', 'list', 'table', ...TABLE.split(' ')]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return { chains: new Set(), rules: [] };
-    throw new Error(`listing nftables table ${TABLE}: ${r.stderr.trim()}`);
-  }
-  const doc = JSON.parse(r.stdout) as { nftables?: Array<{ chain?: { name: string } }> };
+  const [family, name] = TABLE.split(' ') as [NftFamily, string];
+  const json = listNftTable(family, name);
+  if (json === null) return { chains: new Set(), rules: [] };
+  const doc = JSON.parse(json) as { nftables?: Array<{ chain?: { name: string } }> };
   const chains = new Set((doc.nftables ?? []).flatMap((o) => (o.chain ? [o.chain.name] : [])));
-  const rules = parseNftRules(r.stdout).map((x) => ({ ...x, iifname: iifnameOf(x) }));
+  const rules = parseNftRules(json).map((x) => ({ ...x, iifname: iifnameOf(x) }));
   return { chains, rules };
 }
 

@@ -14,7 +14,8 @@
 // among them) still drops it. The isolation drops, being drops, hold whatever other tables say.
 import { createHash } from 'node:crypto';
 import { formatIP, parseIP, type IP } from '../../../shared/ip';
-import { mustRunTool, runTool, NetfilterError } from '../../../shared/netfilter/tool';
+import { listNftTable } from '../../../shared/netfilter/nft';
+import { mustRunTool } from '../../../shared/netfilter/tool';
 import type { GCAttachment } from '../../../shared/cni/gc';
 import type { IsolationPlan } from './iptables';
 
@@ -119,13 +120,8 @@ export function parseTable(json: string): FirewallTable {
 
 /** The table, or undefined when it does not exist. Throws NetfilterError when nft cannot run or fails otherwise. */
 export function readTable(): FirewallTable | undefined {
-  const args = ['-j', 'list', 'table', 'inet', TABLE];
-  const r = runTool('nft', args);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return undefined;
-    throw new NetfilterError('nft', `reading table ${T}: nft ${args.join(' ')} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0]}`);
-  }
-  return parseTable(r.stdout);
+  const json = listNftTable('inet', TABLE);
+  return json === null ? undefined : parseTable(json);
 }
 
 /** The script deleting `elements` (nothing when empty). */

@@ -10,7 +10,8 @@
 // backend's hairpin mark does, where upstream masquerades only the pod talking to itself.
 import { formatCIDR, formatIP, networkOf, type Family } from '../../../shared/ip';
 import { configError } from '../../../shared/cni/config';
-import { mustRunTool, runTool } from '../../../shared/netfilter/tool';
+import { listNftTable, type NftFamily } from '../../../shared/netfilter/nft';
+import { mustRunTool } from '../../../shared/netfilter/tool';
 import { mappingsFor, type PodAddress, type PortMapConf } from './config';
 
 export const TABLE = 'cni_hostport';
@@ -19,7 +20,7 @@ export const HOSTIP_HOSTPORTS = 'hostip_hostports';
 export const MASQUERADING = 'masquerading';
 const POD_CHAINS = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 
-const nftFamily = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
+const nftFamily = (f: Family): NftFamily => (f === 4 ? 'ip' : 'ip6');
 
 type Json = Record<string, unknown>;
 
@@ -55,14 +56,10 @@ export function parseRules(json: string): NftRule[] {
   });
 }
 
-/** One `nft -j list table <family> cni_hostport`; [] when the table is absent. Throws NetfilterError or Error. */
+/** One `nft -j list table <family> cni_hostport` (none when the table is absent: []). Throws NetfilterError. */
 export function readTable(f: Family): NftRule[] {
-  const r = runTool('nft', ['-j', 'list', 'table', nftFamily(f), TABLE]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return [];
-    throw new Error(`listing nftables table ${nftFamily(f)} ${TABLE}: ${r.stderr.trim()}`);
-  }
-  return parseRules(r.stdout);
+  const json = listNftTable(nftFamily(f), TABLE);
+  return json === null ? [] : parseRules(json);
 }
 
 /** Runs `lines` as one nft transaction (nothing when empty). */
