@@ -7,9 +7,8 @@
 import { realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Family } from '../ip';
-import { NETLINK_NETFILTER } from '../linux/netlink/constants';
 import { NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftGeneration, nftListChains, nftListRules, type NftDeletion } from '../linux/netlink/nftables';
-import { NetlinkSocket } from '../linux/netlink/socket';
+import { netfilterSocket } from './nfnl';
 import { findTool, mustRunTool, NetfilterError } from './tool';
 import { saveLines } from './xtables-nft';
 
@@ -78,9 +77,8 @@ function iptablesIsNft(f: Family): boolean {
  * iptables-save shows it (restore creates it with its base chains).
  */
 function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
-  let nl: NetlinkSocket | undefined;
   try {
-    nl = NetlinkSocket.open(NETLINK_NETFILTER);
+    const nl = netfilterSocket();
     const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
     for (let attempt = 0; attempt < 3; attempt++) {
       // Two dumps: the generation before and after tells whether they saw one ruleset.
@@ -97,8 +95,6 @@ function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
   } catch {
     // Undecodable, or no nf_tables access here: iptables-save reads it, or reports why it cannot.
     return undefined;
-  } finally {
-    nl?.close();
   }
 }
 
@@ -148,17 +144,13 @@ function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what
     if (handle === undefined) throw new NetfilterError('nf_tables', `${what}: rule "-A${l.slice(2)}" is not in the ${famName(f)} ${table} table`);
     return { chain, rule: handle };
   });
-  let nl: NetlinkSocket | undefined;
   try {
-    nl = NetlinkSocket.open(NETLINK_NETFILTER);
     // No generation check: each rule is named by its handle (never reused), so a concurrent change can
     // only make the batch fail (ENOENT: deleted meanwhile; EBUSY: a chain jumped to again), never
     // make it delete something else. A check would fail every DEL racing any other commit here.
-    nftDelete(nl, f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table, deletions);
+    nftDelete(netfilterSocket(), f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table, deletions);
   } catch (e) {
     throw new NetfilterError('nf_tables', `${what}: deleting from the ${famName(f)} ${table} table: ${(e as Error).message}`, 'other', { cause: e });
-  } finally {
-    nl?.close();
   }
 }
 

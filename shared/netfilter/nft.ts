@@ -2,9 +2,8 @@
 // spoof check, portmap, firewall). Whether the table exists is asked over nfnetlink first: a
 // table that is not there (a node that never used the backend, a DEL sweeping the other backend)
 // costs no process, and "absent" does not depend on matching nft's (translated) error text.
-import { NETLINK_NETFILTER } from '../linux/netlink/constants';
 import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftTableExists } from '../linux/netlink/nftables';
-import { NetlinkSocket } from '../linux/netlink/socket';
+import { netfilterSocket } from './nfnl';
 import { NetfilterError, runTool } from './tool';
 
 export type NftFamily = 'inet' | 'ip' | 'ip6' | 'bridge';
@@ -16,14 +15,10 @@ const NFPROTO: Record<NftFamily, number> = { inet: NFPROTO_INET, ip: NFPROTO_IPV
  * access, say) counts as yes, so `nft` runs and reports the real problem.
  */
 export function nftTableMayExist(family: NftFamily, name: string): boolean {
-  let nl: NetlinkSocket | undefined;
   try {
-    nl = NetlinkSocket.open(NETLINK_NETFILTER);
-    return nftTableExists(nl, NFPROTO[family], name);
+    return nftTableExists(netfilterSocket(), NFPROTO[family], name);
   } catch {
     return true;
-  } finally {
-    nl?.close();
   }
 }
 
