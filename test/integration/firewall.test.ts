@@ -424,6 +424,29 @@ describe('firewall iptables backend (default)', () => {
     }
     expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
   });
+  test('a foreign rule the in-process reader cannot print (-m statistic) makes that family read with iptables-save: ADD and DEL still do exactly their change, the foreign rule stays', async () => {
+    const lab = (f = await FirewallLab.create());
+    const foreign = '-A FORWARD -m statistic --mode random --probability 0.50000000000 -j ACCEPT';
+    await inHost(`iptables ${foreign}`);
+    const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const conf = f.conf();
+    const nft = iptablesIsNft();
+    const add = await countExecs(f.host, OUR_FIREWALL(), 'ADD', conf, env);
+    expect(add.result.exitCode).toBe(0);
+    // IPv4: iptables-save and the restore; IPv6 (nothing foreign) read in-process with iptables-nft.
+    expect(add.tools.filter((t) => t === 'iptables-save')).toHaveLength(1);
+    expect(add.tools.filter((t) => t === 'ip6tables-save')).toHaveLength(nft ? 0 : 1);
+    expect(add.restores).toEqual({ v4: 1, v6: 1 });
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(lab.pods[0]!, 4), 32)]);
+    const del = await countExecs(f.host, OUR_FIREWALL(), 'DEL', conf, env);
+    expect(del.result.exitCode).toBe(0);
+    expect(del.tools.filter((t) => t === 'iptables-save')).toHaveLength(1);
+    expect(del.restores.v4).toBe(1);
+    expect(del.v6).toBe(nft ? 0 : 2);
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps()]);
+    expect(cniRules(await filterTable(lab.host, 6))).toEqual([...CHAINS, ...jumps()]);
+    expect((await filterTable(lab.host, 4)).filter((l) => l.includes('statistic'))).toEqual([foreign]);
+  });
 });
 
 describe('firewall nftables backend', () => {
