@@ -136,10 +136,19 @@ export function restore(f: Family, table: IptTableName, lines: string[], what: s
 /** restore's in-process path: the deletions as one batch of rule handles and chain names. */
 function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what: string, nft: NonNullable<IptTable['nft']>): void {
   const left = new Map([...nft.handles].map(([l, h]) => [l, [...h]]));
+  const flushed = new Set<string>();
   const deletions: NftDeletion[] = lines.map((l) => {
     const [op, chain] = l.split(' ', 2) as [string, string];
-    if (op === '-F') return { flush: chain };
-    if (op === '-X') return { chain };
+    if (op === '-F') {
+      flushed.add(chain);
+      return { flush: chain };
+    }
+    if (op === '-X') {
+      // nf_tables deletes a chain with its rules; iptables refuses a chain that still has any.
+      const inIt = [...left].some(([line, h]) => h.length && line.startsWith(`-A ${chain} `));
+      if (inIt && !flushed.has(chain)) throw new NetfilterError('nf_tables', `${what}: chain ${chain} of the ${famName(f)} ${table} table is not empty`);
+      return { chain };
+    }
     const handle = left.get(`-A${l.slice(2)}`)?.shift(); // -D deletes the first rule that matches
     if (handle === undefined) throw new NetfilterError('nf_tables', `${what}: rule "-A${l.slice(2)}" is not in the ${famName(f)} ${table} table`);
     return { chain, rule: handle };
