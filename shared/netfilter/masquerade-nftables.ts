@@ -1,11 +1,11 @@
 // nftables masquerade, the same table, chains, rules and comments as the reference's
 // pkg/ip/ipmasq_nftables_linux.go: `table inet cni_plugins_masquerade`, base chain `postrouting`
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
-// <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change;
-// the listing asks the kernel over nfnetlink first whether the table exists, and execs nothing when not.
+// <hash16(net)>-<hash16(ifname:id)>. The table is read over nfnetlink in-process (shared/netfilter/nft.ts);
+// ADD is one `nft -f -` transaction, DEL and GC delete the rules by handle in one nfnetlink batch (no process).
 import { createHash } from 'node:crypto';
 import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
-import { listNftTable } from './nft';
+import { deleteNftRules, readNftRules, type NftRuleInfo } from './nft';
 import { mustRunTool } from './tool';
 
 export const MASQ_TABLE = 'cni_plugins_masquerade';
@@ -24,22 +24,9 @@ export function commentForInstance(network: string, ifname: string, containerID:
   return c.slice(0, COMMENT_MAX);
 }
 
-interface NftRule {
-  chain: string;
-  handle: number;
-  comment?: string;
-}
-
-/** Rules of the masquerade chain; empty when the table does not exist yet. */
-function listMasqRules(): NftRule[] {
-  const json = listNftTable('inet', MASQ_TABLE);
-  return json === null ? [] : parseNftRules(json).filter((x) => x.chain === MASQ_CHAIN);
-}
-
-/** The rules in `nft -j list ...` output. */
-export function parseNftRules(json: string): NftRule[] {
-  const doc = JSON.parse(json) as { nftables?: Array<{ rule?: NftRule }> };
-  return (doc.nftables ?? []).flatMap((o) => (o.rule ? [o.rule] : []));
+/** Rules of the masquerade chain (handle, comment), read in-process; empty when the table does not exist yet. */
+function listMasqRules(): NftRuleInfo[] {
+  return (readNftRules('inet', MASQ_TABLE)?.rules ?? []).filter((x) => x.chain === MASQ_CHAIN);
 }
 
 const q = (s: string): string => `"${s}"`;
@@ -67,14 +54,13 @@ export function setupIPMasqNFTables(addresses: string[], network: string, ifname
   mustRunTool('nft', ['-f', '-'], `setting up ipMasq for ${network}/${ifname}/${containerID}`, lines.join('\n') + '\n');
 }
 
-function deleteRules(rules: NftRule[], what: string): void {
-  if (!rules.length) return;
-  const script = rules.map((r) => `delete rule inet ${MASQ_TABLE} ${MASQ_CHAIN} handle ${r.handle}`).join('\n') + '\n';
-  mustRunTool('nft', ['-f', '-'], what, script);
+/** Deletes the rules by handle, over nfnetlink (no process). */
+function deleteRules(rules: NftRuleInfo[], what: string): void {
+  deleteNftRules('inet', MASQ_TABLE, rules.map((r) => ({ chain: MASQ_CHAIN, rule: r.handle })), what);
 }
 
 // DEL and GC sweep this backend whatever the config says (the pod may have been set up with it); on a
-// node that never used it the table does not exist, and listNftTable then runs no process.
+// node that never used it the table does not exist, and nothing more is asked.
 
 /** Removes the pod's rules by their comment hash; no addresses needed. */
 export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {

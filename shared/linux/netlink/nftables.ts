@@ -47,6 +47,7 @@ const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
 const NFTA_RULE_HANDLE = 3;
 const NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_RULE_USERDATA = 7;
 const NFTA_LIST_ELEM = 1;
 const NFTA_EXPR_NAME = 1;
 const NFTA_EXPR_DATA = 2;
@@ -69,11 +70,27 @@ export interface NftExpr {
   attrs: Map<number, Buffer>;
 }
 
-/** A rule as the kernel lists it: its chain, handle and expressions in order. */
+/** A rule as the kernel lists it: its chain, handle, expressions in order and userdata (nft's comment lives there). */
 export interface NftRuleMsg {
   chain: string;
   handle: bigint;
   exprs: NftExpr[];
+  userdata?: Buffer;
+}
+
+const NFTNL_UDATA_RULE_COMMENT = 0;
+
+/** The comment nft stored in a rule's userdata (TLVs of u8 type, u8 length; the comment NUL-terminated), or undefined. */
+export function ruleComment(userdata: Buffer | undefined): string | undefined {
+  if (!userdata) return undefined;
+  for (let o = 0; o + 2 <= userdata.length; ) {
+    const type = userdata[o]!;
+    const len = userdata[o + 1]!;
+    if (o + 2 + len > userdata.length) break;
+    if (type === NFTNL_UDATA_RULE_COMMENT) return attrString(userdata.subarray(o + 2, o + 2 + len));
+    o += 2 + len;
+  }
+  return undefined;
 }
 
 const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
@@ -104,7 +121,14 @@ export function decodeRule(payload: Buffer): NftRuleMsg & { table: string } {
     exprs.push({ name: attrString(ea.get(NFTA_EXPR_NAME) ?? Buffer.alloc(0)), attrs: parseAttrs(ea.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0)) });
   }
   const h = a.get(NFTA_RULE_HANDLE);
-  return { table: attrString(a.get(NFTA_RULE_TABLE) ?? Buffer.alloc(0)), chain: attrString(a.get(NFTA_RULE_CHAIN) ?? Buffer.alloc(0)), handle: h && h.length >= 8 ? h.readBigUInt64BE(0) : 0n, exprs };
+  const ud = a.get(NFTA_RULE_USERDATA);
+  return {
+    table: attrString(a.get(NFTA_RULE_TABLE) ?? Buffer.alloc(0)),
+    chain: attrString(a.get(NFTA_RULE_CHAIN) ?? Buffer.alloc(0)),
+    handle: h && h.length >= 8 ? h.readBigUInt64BE(0) : 0n,
+    exprs,
+    ...(ud ? { userdata: ud } : {}),
+  };
 }
 
 /** The chains of table `name` of `family` (NFPROTO_*); [] when the table does not exist. Throws NetlinkError. */
