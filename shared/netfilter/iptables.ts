@@ -137,27 +137,28 @@ export function restore(f: Family, table: IptTableName, lines: string[], what: s
 function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what: string, nft: NonNullable<IptTable['nft']>): void {
   const left = new Map([...nft.handles].map(([l, h]) => [l, [...h]]));
   const flushed = new Set<string>();
+  const where = { family: f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table };
   const deletions: NftDeletion[] = lines.map((l) => {
     const [op, chain] = l.split(' ', 2) as [string, string];
     if (op === '-F') {
       flushed.add(chain);
-      return { flush: chain };
+      return { ...where, flush: chain };
     }
     if (op === '-X') {
       // nf_tables deletes a chain with its rules; iptables refuses a chain that still has any.
       const inIt = [...left].some(([line, h]) => h.length && line.startsWith(`-A ${chain} `));
       if (inIt && !flushed.has(chain)) throw new NetfilterError('nf_tables', `${what}: chain ${chain} of the ${famName(f)} ${table} table is not empty`);
-      return { chain };
+      return { ...where, chain };
     }
     const handle = left.get(`-A${l.slice(2)}`)?.shift(); // -D deletes the first rule that matches
     if (handle === undefined) throw new NetfilterError('nf_tables', `${what}: rule "-A${l.slice(2)}" is not in the ${famName(f)} ${table} table`);
-    return { chain, rule: handle };
+    return { ...where, chain, rule: handle };
   });
   try {
     // No generation check: each rule is named by its handle (never reused), so a concurrent change can
     // only make the batch fail (ENOENT: deleted meanwhile; EBUSY: a chain jumped to again), never
     // make it delete something else. A check would fail every DEL racing any other commit here.
-    nftDelete(netfilterSocket(), f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table, deletions);
+    nftDelete(netfilterSocket(), deletions);
   } catch (e) {
     throw new NetfilterError('nf_tables', `${what}: deleting from the ${famName(f)} ${table} table: ${(e as Error).message}`, 'other', { cause: e });
   }

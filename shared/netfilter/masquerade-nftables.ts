@@ -56,7 +56,7 @@ export function setupIPMasqNFTables(addresses: string[], network: string, ifname
 
 /** Deletes the rules by handle, over nfnetlink (no process). */
 function deleteRules(rules: NftRuleInfo[], what: string): void {
-  deleteNftRules('inet', MASQ_TABLE, rules.map((r) => ({ chain: MASQ_CHAIN, rule: r.handle })), what);
+  deleteNftRules(rules.map((r) => ({ family: 'inet', table: MASQ_TABLE, chain: MASQ_CHAIN, rule: r.handle })), what);
 }
 
 // DEL and GC sweep this backend whatever the config says (the pod may have been set up with it); on a

@@ -4,7 +4,7 @@
 // here), only when the table exists: that is asked over nfnetlink first, so a table that is not
 // there (a node that never used the backend, a DEL sweeping the other one) costs no process, and
 // "absent" does not depend on matching nft's (translated) error text.
-import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftListChains, nftListRules, nftTableExists, ruleComment, type NftDeletion, type NftRuleMsg } from '../linux/netlink/nftables';
+import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftListChains, nftListRules, nftTableExists, ruleComment, type NftRuleMsg } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
 import { NetfilterError, runTool } from './tool';
 
@@ -71,25 +71,35 @@ export function ruleInfo(r: NftRuleMsg): NftRuleInfo {
 }
 
 /**
- * The chains and rules of table `family name`, read over nfnetlink in-process; null when the table
- * does not exist. Throws NetfilterError when the kernel cannot be asked (no nf_tables access).
+ * The chains and rules of table `family name` as the kernel lists them, read over nfnetlink
+ * in-process; null when the table does not exist. Throws NetfilterError when the kernel cannot be
+ * asked (no nf_tables access).
  */
-export function readNftRules(family: NftFamily, name: string): { chains: Set<string>; rules: NftRuleInfo[] } | null {
+export function readNftTable(family: NftFamily, name: string): { chains: Set<string>; rules: NftRuleMsg[] } | null {
   try {
     const nl = netfilterSocket();
     if (!nftTableExists(nl, NFPROTO[family], name)) return null;
     const chains = new Set(nftListChains(nl, NFPROTO[family], name).map((c) => c.name));
-    return { chains, rules: nftListRules(nl, NFPROTO[family], name).map(ruleInfo) };
+    return { chains, rules: nftListRules(nl, NFPROTO[family], name) };
   } catch (e) {
     throw new NetfilterError('nf_tables', `listing nftables table ${family} ${name}: ${(e as Error).message}`, 'other', { cause: e });
   }
 }
 
-/** Deletes rules (by handle) and chains of table `family name` in one nfnetlink batch, all or nothing. Throws NetfilterError. */
-export function deleteNftRules(family: NftFamily, name: string, deletions: NftDeletion[], what: string): void {
+/** readNftTable with each rule's handle, comment and iifname match (ruleInfo). */
+export function readNftRules(family: NftFamily, name: string): { chains: Set<string>; rules: NftRuleInfo[] } | null {
+  const t = readNftTable(family, name);
+  return t && { chains: t.chains, rules: t.rules.map(ruleInfo) };
+}
+
+/** One deletion in table `family name`: a rule by handle, or a chain. */
+export type NftTableDeletion = { family: NftFamily; table: string } & ({ chain: string; rule: bigint } | { chain: string; rule?: undefined });
+
+/** Deletes rules (by handle) and chains, of one or more tables, in one nfnetlink batch: all or nothing. Throws NetfilterError. */
+export function deleteNftRules(deletions: NftTableDeletion[], what: string): void {
   if (!deletions.length) return;
   try {
-    nftDelete(netfilterSocket(), NFPROTO[family], name, deletions);
+    nftDelete(netfilterSocket(), deletions.map((d) => ({ ...d, family: NFPROTO[d.family] })));
   } catch (e) {
     throw new NetfilterError('nf_tables', `${what}: ${(e as Error).message}`, 'other', { cause: e });
   }

@@ -4,11 +4,10 @@
 // comment macspoofchk-<id> (id = containerID-ifname), which is how teardown finds them without
 // knowing the port name or MAC. Setup is one `nft -f -`; teardown and GC read the table and delete
 // over nfnetlink in-process (shared/netfilter/nft.ts).
-import type { NftDeletion } from '../linux/netlink/nftables';
-import { deleteNftRules, readNftRules, type NftRuleInfo } from './nft';
+import { deleteNftRules, readNftRules, type NftRuleInfo, type NftTableDeletion } from './nft';
 import { mustRunTool } from './tool';
 
-const FAMILY = 'bridge';
+const FAMILY = 'bridge' as const;
 const NAME = 'nat';
 const TABLE = `${FAMILY} ${NAME}`;
 const BASE = 'PREROUTING';
@@ -56,9 +55,10 @@ function listTable(): TableState {
 /** Deletes the check's jumps from PREROUTING (by handle) and its two chains (with their rules), in one nfnetlink batch. */
 function removeIDs(state: TableState, ids: Set<string>, what: string): void {
   const comments = new Set([...ids].map(spoofComment));
-  const deletions: NftDeletion[] = state.rules.filter((r) => r.chain === BASE && r.comment && comments.has(r.comment)).map((r) => ({ chain: BASE, rule: r.handle }));
-  for (const id of ids) for (const ch of [ifaceChain(id), macChain(id)]) if (state.chains.has(ch)) deletions.push({ chain: ch });
-  deleteNftRules(FAMILY, NAME, deletions, what);
+  const t = { family: FAMILY, table: NAME } as const;
+  const deletions: NftTableDeletion[] = state.rules.filter((r) => r.chain === BASE && r.comment && comments.has(r.comment)).map((r) => ({ ...t, chain: BASE, rule: r.handle }));
+  for (const id of ids) for (const ch of [ifaceChain(id), macChain(id)]) if (state.chains.has(ch)) deletions.push({ ...t, chain: ch });
+  deleteNftRules(deletions, what);
 }
 
 /** Removes the check of one attachment; succeeds when it is already gone. */

@@ -12,10 +12,12 @@ function capture(run: (nl: NetlinkSocket) => void): Buffer[] {
 }
 const str = (b: Buffer | undefined): string => (b ? b.toString('latin1').replace(/\0+$/, '') : '');
 
-test('a rule by handle, a flush and a chain: BEGIN (res_id nftables), DELRULE with handle, DELRULE without, DELCHAIN, END; each change asks for an ack', () => {
-  const msgs = capture((nl) => nftDelete(nl, 2, 'nat', [{ chain: 'POSTROUTING', rule: 87n }, { flush: 'CNI-x' }, { chain: 'CNI-x' }]));
-  expect(msgs.map((m) => m.readUInt16LE(4))).toEqual([0x10, 0xa08, 0xa08, 0xa05, 0x11]);
-  expect(msgs.map((m) => m.readUInt16LE(6))).toEqual([0x1, 0x5, 0x5, 0x5, 0x1]);
+test('a rule by handle, a flush and chains of two families: BEGIN (res_id nftables), DELRULE with handle, DELRULE without, DELCHAIN ×2, END; each change asks for an ack', () => {
+  const nat = { family: 2, table: 'nat' };
+  const msgs = capture((nl) => nftDelete(nl, [{ ...nat, chain: 'POSTROUTING', rule: 87n }, { ...nat, flush: 'CNI-x' }, { ...nat, chain: 'CNI-x' }, { family: 10, table: 'nat', chain: 'CNI-y' }]));
+  expect(msgs.map((m) => m.readUInt16LE(4))).toEqual([0x10, 0xa08, 0xa08, 0xa05, 0xa05, 0x11]);
+  expect(msgs.map((m) => m.readUInt16LE(6))).toEqual([0x1, 0x5, 0x5, 0x5, 0x5, 0x1]);
+  expect(msgs.slice(1, -1).map((m) => m[16])).toEqual([2, 2, 2, 10]); // each deletion its own family: one batch for IPv4 and IPv6 tables
   for (const m of msgs) expect(m.readUInt32LE(0)).toBe(m.length);
   expect([...msgs[0]!.subarray(16, 20)]).toEqual([0, 0, 0, 10]); // AF_UNSPEC, v0, res_id NFNL_SUBSYS_NFTABLES (be16)
   expect(msgs[0]!.length).toBe(20); // no generation: rules are named by handle
@@ -28,11 +30,11 @@ test('a rule by handle, a flush and a chain: BEGIN (res_id nftables), DELRULE wi
 });
 
 test('with a generation the batch carries NFNL_BATCH_GENID (be32), so the kernel refuses it if the ruleset changed', () => {
-  const [begin] = capture((nl) => nftDelete(nl, 10, 'filter', [{ chain: 'CNI-FORWARD', rule: 5n }], 0x1234));
+  const [begin] = capture((nl) => nftDelete(nl, [{ family: 10, table: 'filter', chain: 'CNI-FORWARD', rule: 5n }], 0x1234));
   const a = parseAttrs(begin!, 20).get(1)!;
   expect(a.readUInt32BE(0)).toBe(0x1234);
 });
 
 test('nothing to delete sends nothing', () => {
-  expect(capture((nl) => nftDelete(nl, 2, 'nat', []))).toEqual([]);
+  expect(capture((nl) => nftDelete(nl, []))).toEqual([]);
 });

@@ -152,17 +152,18 @@ const NFNL_BATCH_GENID = 1;
 const NFT_MSG_DELCHAIN = 5;
 const NFT_MSG_DELRULE = 8;
 
-/** One deletion: a rule by handle, every rule of a chain (a flush), or a chain. */
-export type NftDeletion = { rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined };
+/** One deletion: a rule by handle, every rule of a chain (a flush), or a chain; of table `table` of `family` (NFPROTO_*). */
+export type NftDeletion = { family: number; table: string } & ({ rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined });
 
 const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); // AF_UNSPEC, v0, res_id (be16) = the subsystem
 
 /**
- * Applies `deletions` to table `name` of `family` in one nfnetlink batch, all or nothing. With `gen`,
- * only if the ruleset is still at that generation (else the kernel refuses the batch with ERESTART).
- * Throws NetlinkError (ENOENT for a rule or chain already gone, EBUSY for a chain still jumped to).
+ * Applies `deletions` in one nfnetlink batch, all or nothing (the tables of several families may
+ * be in one batch). With `gen`, only if the ruleset is still at that generation (else the kernel
+ * refuses the batch with ERESTART). Throws NetlinkError (ENOENT for a rule or chain already gone,
+ * EBUSY for a chain still jumped to).
  */
-export function nftDelete(nl: NetlinkSocket, family: number, name: string, deletions: NftDeletion[], gen?: number): void {
+export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: number): void {
   if (!deletions.length) return;
   const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
   if (gen !== undefined) {
@@ -180,10 +181,11 @@ export function nftDelete(nl: NetlinkSocket, family: number, name: string, delet
   const flags = NLM_F_REQUEST | NLM_F_ACK;
   const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr)];
   for (const d of deletions) {
-    if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), attrStr(NFTA_RULE_CHAIN, d.flush)));
-    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
-    else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, nfgenmsg(family), attrStr(NFTA_CHAIN_TABLE, name), attrStr(NFTA_CHAIN_NAME, d.chain)));
+    const head = [nfgenmsg(d.family), attrStr(NFTA_RULE_TABLE, d.table)]; // NFTA_RULE_TABLE = NFTA_CHAIN_TABLE = 1
+    if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.flush)));
+    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
+    else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
   }
   msgs.push(nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader()));
-  nl.batch(msgs, 'deleting nftables rules', name);
+  nl.batch(msgs, 'deleting nftables rules', [...new Set(deletions.map((d) => d.table))].join(', '));
 }
