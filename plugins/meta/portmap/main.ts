@@ -19,6 +19,7 @@ import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
 import { readTable, transact, undoLines } from '../../../shared/netfilter/iptables';
 import type { MasqBackend } from '../../../shared/netfilter/masquerade';
+import { findTool } from '../../../shared/netfilter/tool';
 import { parsePrevResult, requirePrevResult } from '../../../shared/plugin/prev-result';
 import { Attempts } from '../../../shared/plugin/attempts';
 import { AttachmentRecords, recordName } from '../../../shared/plugin/attachment-records';
@@ -178,7 +179,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
 function delRules(network: string, containerID: string, backend: MasqBackend, families: Family[], pods: PodAddress[] | null, what: string): Map<Family, string> {
   if (backend === 'nftables') {
     const { tables, failed } = readFamilies(families, nft.readTable);
-    nft.writeScript(tables.flatMap(([f, rules]) => (pods ? nft.delAttachmentLines(containerID, pods, f, rules) : nft.delLines(containerID, f, rules))), what);
+    nft.deleteRules(tables.map(([f, rules]) => [f, pods ? nft.attachmentRules(containerID, pods, f, rules) : nft.containerRules(containerID, rules)]), what);
     return failed;
   }
   const { tables, failed } = readFamilies(families, readNat);
@@ -186,10 +187,10 @@ function delRules(network: string, containerID: string, backend: MasqBackend, fa
   return failed;
 }
 
-/** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one script). */
+/** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one batch). */
 function nftDelAttachment(containerID: string, pods: PodAddress[], what: string): void {
   const fams = [...new Set(pods.map((p) => p.family))];
-  nft.writeScript(fams.flatMap((f) => nft.delAttachmentLines(containerID, pods, f, nft.readTable(f))), what);
+  nft.deleteRules(fams.map((f) => [f, nft.attachmentRules(containerID, pods, f, nft.readTable(f))]), what);
 }
 
 /** One family's nat table (in-process with iptables-nft, else one iptables-save). Throws NetfilterError. */
@@ -252,7 +253,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
         if (!read.tables.length) throw unusable(failed);
         // A container with another, valid attachment here keeps its rules (they share the comment).
         const gone = [...stale.values()].filter((r): r is PortMapRecord => !!r && r.backend === 'nftables' && !validIDs.has(r.containerID));
-        nft.writeScript(read.tables.flatMap(([f, rules]) => gone.flatMap((r) => nft.delAttachmentLines(r.containerID, r.pods, f, rules))), `garbage-collecting port mappings of ${conf.name}`);
+        nft.deleteRules(read.tables.map(([f, rules]) => [f, gone.flatMap((r) => nft.attachmentRules(r.containerID, r.pods, f, rules))]), `garbage-collecting port mappings of ${conf.name}`);
         const recorded = new Set((store?.names() ?? []).map((n) => n.slice(0, n.indexOf(':'))));
         const unrecorded = [...new Set(read.tables.flatMap(([, rules]) => rules.flatMap((r) => (r.comment !== undefined && !recorded.has(r.comment) ? [r.comment] : []))))];
         if (unrecorded.length)
@@ -308,8 +309,11 @@ async function staleRecords(a: CmdArgs, store: Store | null, valid: GCAttachment
 async function cmdStatus(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
   try {
-    if (conf.backend === 'nftables') nft.readTable(4);
-    else readNat(4);
+    if (conf.backend === 'nftables') {
+      // The table is read in-process; ADD still needs nft to write it.
+      if (!findTool('nft')) throw new Error('nft not found in PATH or /usr/sbin, /sbin, /usr/bin, /bin');
+      nft.readTable(4);
+    } else readNat(4);
   } catch (e) {
     throw new CniError(ErrPluginNotAvailable, `${conf.backend} is not usable: ${errorMessage(e)}`, '', { cause: e });
   }
