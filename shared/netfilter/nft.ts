@@ -1,42 +1,14 @@
-// Reading nftables tables. Rules by chain, handle, comment and iifname match, what masquerade and
-// the spoof check need, are read over nfnetlink and deleted by handle in one batch, in-process.
-// The portmap and firewall tables are listed with `nft -j` (their sets and NAT targets are not decoded
-// here), only when the table exists: that is asked over nfnetlink first, so a table that is not
-// there (a node that never used the backend, a DEL sweeping the other one) costs no process, and
-// "absent" does not depend on matching nft's (translated) error text.
-import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftListChains, nftListRules, nftTableExists, ruleComment, type NftRuleMsg } from '../linux/netlink/nftables';
+// Reading nftables tables over nfnetlink in-process, for every nftables backend (masquerade, spoof
+// check, portmap, firewall): a table's chains and rules as the kernel lists them (with what
+// masquerade and the spoof check need: handle, nft comment, iifname match), a set's elements, and
+// deletions of rules, chains and elements in one batch. Only ADD's writes exec `nft -f -`.
+import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftListChains, nftListRules, nftListSetElements, nftTableExists, ruleComment, type NftRuleMsg, type NftSetElement } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
-import { NetfilterError, runTool } from './tool';
+import { NetfilterError } from './tool';
 
 export type NftFamily = 'inet' | 'ip' | 'ip6' | 'bridge';
 
 const NFPROTO: Record<NftFamily, number> = { inet: NFPROTO_INET, ip: NFPROTO_IPV4, ip6: NFPROTO_IPV6, bridge: NFPROTO_BRIDGE };
-
-/**
- * Whether the table may exist, asked over nfnetlink. Any answer but "no such table" (no nf_tables
- * access, say) counts as yes, so `nft` runs and reports the real problem.
- */
-export function nftTableMayExist(family: NftFamily, name: string): boolean {
-  try {
-    return nftTableExists(netfilterSocket(), NFPROTO[family], name);
-  } catch {
-    return true;
-  }
-}
-
-/**
- * `nft -j list table <family> <name>`'s JSON text, or null when the table does not exist (then no
- * process is run, unless it vanished between the question and the listing). Throws NetfilterError
- * when nft is missing or fails otherwise.
- */
-export function listNftTable(family: NftFamily, name: string): string | null {
-  if (!nftTableMayExist(family, name)) return null;
-  const args = ['-j', 'list', 'table', family, name];
-  const r = runTool('nft', args);
-  if (r.status === 0) return r.stdout;
-  if (/No such file or directory/.test(r.stderr)) return null; // deleted since the question (the tools run with LC_ALL=C)
-  throw new NetfilterError('nft', `listing nftables table ${family} ${name}: nft ${args.join(' ')} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0]}`);
-}
 
 /** A rule as readNftRules gives it: chain, handle, nft comment and the interface an `iifname "x"` match names. */
 export interface NftRuleInfo {
@@ -92,8 +64,17 @@ export function readNftRules(family: NftFamily, name: string): { chains: Set<str
   return t && { chains: t.chains, rules: t.rules.map(ruleInfo) };
 }
 
-/** One deletion in table `family name`: a rule by handle, or a chain. */
-export type NftTableDeletion = { family: NftFamily; table: string } & ({ chain: string; rule: bigint } | { chain: string; rule?: undefined });
+/** One deletion in table `family name`: a rule by handle, a chain, or a set element by key. */
+export type NftTableDeletion = { family: NftFamily; table: string } & ({ chain: string; rule: bigint } | { chain: string; rule?: undefined } | { set: string; key: Buffer });
+
+/** The elements of set `set` of table `family name`, read over nfnetlink; [] when the set does not exist. Throws NetfilterError. */
+export function readNftSetElements(family: NftFamily, name: string, set: string): NftSetElement[] {
+  try {
+    return nftListSetElements(netfilterSocket(), NFPROTO[family], name, set);
+  } catch (e) {
+    throw new NetfilterError('nf_tables', `listing set ${set} of nftables table ${family} ${name}: ${(e as Error).message}`, 'other', { cause: e });
+  }
+}
 
 /** Deletes rules (by handle) and chains, of one or more tables, in one nfnetlink batch: all or nothing. Throws NetfilterError. */
 export function deleteNftRules(deletions: NftTableDeletion[], what: string): void {

@@ -34,7 +34,7 @@ const FALLBACK_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 const found = new Map<string, string | null>();
 
-// The tools' messages in English whatever the node's locale: callers match a few of them.
+// The tools' messages in English whatever the node's locale: they end up in CNI errors and logs.
 const TOOL_ENV = { ...process.env, LC_ALL: 'C' };
 
 /** The tool's full path, or null if it is not installed. */

@@ -102,7 +102,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       const t = nft.readTable();
       if (!t) return;
       const comment = nft.attachmentComment(conf.name, a.containerID, a.ifName);
-      nft.applyScript(nft.deleteScript(t.pods.filter((p) => p.comment === comment)), `removing firewall rules of ${conf.name}/${a.containerID}`);
+      nft.deleteElements(t.pods.filter((p) => p.comment === comment), `removing firewall rules of ${conf.name}/${a.containerID}`);
       return;
     }
   } catch (e) {
@@ -186,7 +186,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
   if (conf.backend === 'nftables') {
     try {
       const t = nft.readTable();
-      if (t) nft.applyScript(nft.deleteScript(nft.staleElements(t, conf.name, valid)), `garbage-collecting firewall rules of ${conf.name}`);
+      if (t) nft.deleteElements(nft.staleElements(t, conf.name, valid), `garbage-collecting firewall rules of ${conf.name}`);
     } catch (e) {
       if (e instanceof NetfilterError && e.notFound) return;
       throw netfilterError(e);

@@ -1,10 +1,10 @@
 // nftables over nfnetlink, in-process: whether a table exists at all (an nftables sweep has nothing
 // to do when it does not, so no `nft` is exec'd), and a table's chains and rules (iptables-nft's tables
 // read without exec'ing iptables-save).
-import { NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
+import { NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
 import { ENOENT } from './errno';
 import { NetlinkError } from './errors';
-import { attrStr, attrString, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
+import { attr, attrStr, attrString, nested, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
 import type { NetlinkSocket } from './socket';
 
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -80,7 +80,7 @@ export interface NftRuleMsg {
 
 const NFTNL_UDATA_RULE_COMMENT = 0;
 
-/** The comment nft stored in a rule's userdata (TLVs of u8 type, u8 length; the comment NUL-terminated), or undefined. */
+/** The comment nft stored in a rule's or a set element's userdata (TLVs of u8 type, u8 length; the comment, type 0, NUL-terminated), or undefined. */
 export function ruleComment(userdata: Buffer | undefined): string | undefined {
   if (!userdata) return undefined;
   for (let o = 0; o + 2 <= userdata.length; ) {
@@ -144,6 +144,48 @@ export function nftListRules(nl: NetlinkSocket, family: number, name: string): N
   return nl.request(req, 'listing nftables rules', name).map((m) => decodeRule(m.payload)).filter((r) => r.table === name);
 }
 
+// Set elements (NFT_MSG_GETSETELEM): a set's keys and their userdata (nft's element comments).
+const NFT_MSG_GETSETELEM = 13;
+const NFT_MSG_DELSETELEM = 14;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_USERDATA = 6;
+const NFTA_DATA_VALUE = 1;
+
+/** One element of a set: its key's bytes and its userdata (a comment, read with ruleComment). */
+export interface NftSetElement {
+  key: Buffer;
+  userdata?: Buffer;
+}
+
+/** The elements in an NFT_MSG_NEWSETELEM message's payload. */
+export function decodeSetElements(payload: Buffer): NftSetElement[] {
+  const list = parseAttrs(payload, NFGENMSG_LEN).get(NFTA_SET_ELEM_LIST_ELEMENTS);
+  const out: NftSetElement[] = [];
+  for (const e of parseAttrList(list ?? Buffer.alloc(0))) {
+    if (e.type !== NFTA_LIST_ELEM) continue;
+    const a = parseAttrs(e.value);
+    const key = parseAttrs(a.get(NFTA_SET_ELEM_KEY) ?? Buffer.alloc(0)).get(NFTA_DATA_VALUE);
+    if (!key) continue;
+    const ud = a.get(NFTA_SET_ELEM_USERDATA);
+    out.push({ key: Buffer.from(key), ...(ud ? { userdata: Buffer.from(ud) } : {}) });
+  }
+  return out;
+}
+
+/** The elements of set `set` of table `name`; [] when the set does not exist. Throws NetlinkError otherwise. */
+export function nftListSetElements(nl: NetlinkSocket, family: number, name: string, set: string): NftSetElement[] {
+  const req = nlmsg(nftType(NFT_MSG_GETSETELEM), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_SET_ELEM_LIST_TABLE, name), attrStr(NFTA_SET_ELEM_LIST_SET, set));
+  try {
+    return nl.request(req, 'listing nftables set elements', `${name} ${set}`).flatMap((m) => decodeSetElements(m.payload));
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENOENT) return [];
+    throw e;
+  }
+}
+
 // Deleting rules and chains (NFT_MSG_DELRULE / DELCHAIN) in one batch: what a teardown needs, and
 // it needs no rule encoding, only the handles and names a listing gave.
 const NFNL_MSG_BATCH_BEGIN = 0x10;
@@ -152,8 +194,8 @@ const NFNL_BATCH_GENID = 1;
 const NFT_MSG_DELCHAIN = 5;
 const NFT_MSG_DELRULE = 8;
 
-/** One deletion: a rule by handle, every rule of a chain (a flush), or a chain; of table `table` of `family` (NFPROTO_*). */
-export type NftDeletion = { family: number; table: string } & ({ rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined });
+/** One deletion: a rule by handle, every rule of a chain (a flush), a chain, or a set element by key; of table `table` of `family` (NFPROTO_*). */
+export type NftDeletion = { family: number; table: string } & ({ rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined } | { set: string; key: Buffer });
 
 const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); // AF_UNSPEC, v0, res_id (be16) = the subsystem
 
@@ -182,7 +224,12 @@ export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: num
   const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr)];
   for (const d of deletions) {
     const head = [nfgenmsg(d.family), attrStr(NFTA_RULE_TABLE, d.table)]; // NFTA_RULE_TABLE = NFTA_CHAIN_TABLE = 1
-    if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.flush)));
+    if ('set' in d)
+      msgs.push(
+        nlmsg(nftType(NFT_MSG_DELSETELEM), flags, nfgenmsg(d.family), attrStr(NFTA_SET_ELEM_LIST_TABLE, d.table), attrStr(NFTA_SET_ELEM_LIST_SET, d.set),
+          nested(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, nested(NFTA_LIST_ELEM | NLA_F_NESTED, nested(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, d.key))))),
+      );
+    else if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.flush)));
     else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
     else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
   }
