@@ -38,3 +38,13 @@ test('with a generation the batch carries NFNL_BATCH_GENID (be32), so the kernel
 test('nothing to delete sends nothing', () => {
   expect(capture((nl) => nftDelete(nl, []))).toEqual([]);
 });
+
+test('a set element by key: DELSETELEM with the table, the set and the key nested as NFTA_SET_ELEM_LIST_ELEMENTS > LIST_ELEM > KEY > DATA_VALUE', () => {
+  const [, m] = capture((nl) => nftDelete(nl, [{ family: 1, table: 'cni_plugins_firewall', set: 'pods4', key: Buffer.from([198, 18, 0, 2]) }]));
+  expect([m!.readUInt16LE(4), m!.readUInt16LE(6), m![16]]).toEqual([0xa0e, 0x5, 1]);
+  const a = parseAttrs(m!, 20);
+  expect([str(a.get(1)), str(a.get(2))]).toEqual(['cni_plugins_firewall', 'pods4']);
+  const elem = parseAttrs(parseAttrs(a.get(3)!).get(1)!);
+  const key = parseAttrs(elem.get(1)!).get(1)!;
+  expect([...key]).toEqual([198, 18, 0, 2]);
+});
