@@ -3,6 +3,7 @@
 // masquerade and the spoof check need: handle, nft comment, iifname match), a set's elements, and
 // deletions of rules, chains and elements in one batch. Only ADD's writes exec `nft -f -`.
 import { NFPROTO_BRIDGE, NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftListChains, nftListRules, nftListSetElements, nftTableExists, ruleComment, type NftRuleMsg, type NftSetElement } from '../linux/netlink/nftables';
+import { EAFNOSUPPORT, EOPNOTSUPP, EPROTONOSUPPORT, errnoOf } from '../linux/netlink/errno';
 import { netfilterSocket } from './nfnl';
 import { NetfilterError } from './tool';
 
@@ -54,8 +55,17 @@ export function readNftTable(family: NftFamily, name: string): { chains: Set<str
     const chains = new Set(nftListChains(nl, NFPROTO[family], name).map((c) => c.name));
     return { chains, rules: nftListRules(nl, NFPROTO[family], name) };
   } catch (e) {
-    throw new NetfilterError('nf_tables', `listing nftables table ${family} ${name}: ${(e as Error).message}`, 'other', { cause: e });
+    throw readFailed(`listing nftables table ${family} ${name}`, e);
   }
+}
+
+// A kernel without nf_tables answers the nfnetlink subsystem with these: then no table of ours
+// exists, as when `nft` was not installed (kind 'not-found': sweeps of this backend have nothing to do).
+const NO_NF_TABLES = new Set([EPROTONOSUPPORT, EOPNOTSUPP, EAFNOSUPPORT]);
+
+function readFailed(what: string, e: unknown): NetfilterError {
+  const kind = NO_NF_TABLES.has(errnoOf(e)) ? 'not-found' : 'other';
+  return new NetfilterError('nf_tables', `${what}: ${(e as Error).message}`, kind, { cause: e });
 }
 
 /** readNftTable with each rule's handle, comment and iifname match (ruleInfo). */
@@ -72,7 +82,7 @@ export function readNftSetElements(family: NftFamily, name: string, set: string)
   try {
     return nftListSetElements(netfilterSocket(), NFPROTO[family], name, set);
   } catch (e) {
-    throw new NetfilterError('nf_tables', `listing set ${set} of nftables table ${family} ${name}: ${(e as Error).message}`, 'other', { cause: e });
+    throw readFailed(`listing set ${set} of nftables table ${family} ${name}`, e);
   }
 }
 
