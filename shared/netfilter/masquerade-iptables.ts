@@ -6,8 +6,9 @@
 // alone, so they need neither the netns nor the pod's addresses (the reference leaks the rules when
 // DEL has no netns: plugins#810).
 import { attachmentHashName } from '../cni/hash-name';
-import { formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
-import { mustRunTool, NetfilterError } from './tool';
+import { bits, formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
+import { readsInProcess, readTable, restore as restoreTable, transact, type IptTable } from './iptables';
+import { NetfilterError } from './tool';
 
 const MAX_CHAIN = 28;
 
@@ -24,25 +25,17 @@ export function ruleComment(network: string, containerID: string): string {
   return `name: ${JSON.stringify(network)} id: ${JSON.stringify(containerID)}`;
 }
 
-const tool = (f: Family): string => (f === 4 ? 'iptables' : 'ip6tables');
 const multicast = (f: Family): string => (f === 4 ? '224.0.0.0/4' : 'ff00::/8');
-const hostLen = (f: Family): number => (f === 4 ? 32 : 128);
 
-/** The comment as `iptables -S` prints it, so generated lines compare equal to listed ones. */
+/** The comment as iptables-save prints it, so generated lines compare equal to listed ones. */
 const quoted = (comment: string): string => `"${comment.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
-/** The nat table as `iptables -S` lines. */
-function listNat(f: Family): string[] {
-  return mustRunTool(tool(f), ['-w', '-t', 'nat', '-S'], 'listing nat rules').split('\n').filter(Boolean);
-}
+/** The nat table (in-process with iptables-nft, else one iptables-save). */
+const listNat = (f: Family): IptTable => readTable(f, 'nat');
 
-function restore(f: Family, lines: string[], what: string): void {
-  if (!lines.length) return;
-  const input = ['*nat', ...lines, 'COMMIT', ''].join('\n');
-  mustRunTool(`${tool(f)}-restore`, ['-w', '--noflush'], what, input);
-}
+const restore = (f: Family, lines: string[], what: string): void => restoreTable(f, 'nat', lines, what);
 
-/** The pod's lines for one family: its chain's rules and the POSTROUTING jumps to it, as `iptables -S` prints them. */
+/** The pod's lines for one family: its chain's rules and the POSTROUTING jumps to it, as iptables-save prints them. */
 function podLines(f: Family, addresses: string[], network: string, containerID: string): { chain: string; rules: string[]; jumps: string[] } {
   const chain = chainName(network, containerID);
   const c = quoted(ruleComment(network, containerID));
@@ -54,7 +47,7 @@ function podLines(f: Family, addresses: string[], network: string, containerID: 
     // Same order as the reference's AppendUnique calls: ACCEPT own subnet, MASQUERADE non-multicast.
     rules.push(`-A ${chain} -d ${formatCIDR(networkOf(n))} -m comment --comment ${c} -j ACCEPT`);
     rules.push(`-A ${chain} ! -d ${multicast(f)} -m comment --comment ${c} -j MASQUERADE`);
-    jumps.push(`-A POSTROUTING -s ${formatIP(n.ip)}/${hostLen(f)} -m comment --comment ${c} -j ${chain}`);
+    jumps.push(`-A POSTROUTING -s ${formatIP(n.ip)}/${bits(f)} -m comment --comment ${c} -j ${chain}`);
   }
   return { chain, rules, jumps };
 }
@@ -107,9 +100,10 @@ export function setupIPMasqIPTables(addresses: string[], network: string, contai
     const fast = fastSetupScript(f, addresses, network, containerID);
     if (!fast.length || tryRestore(f, fast, what)) continue;
     const { chain, rules, jumps } = podLines(f, addresses, network, containerID);
-    const existing = new Set(listNat(f));
+    const nat = listNat(f);
+    const existing = new Set(nat.rules);
     const out: string[] = [];
-    if (!existing.has(`-N ${chain}`)) out.push(`:${chain} - [0:0]`);
+    if (!nat.chains.has(chain)) out.push(`:${chain} - [0:0]`);
     for (const line of [...rules, ...jumps]) {
       if (!existing.has(line)) {
         existing.add(line);
@@ -120,30 +114,32 @@ export function setupIPMasqIPTables(addresses: string[], network: string, contai
   }
 }
 
-/** Lines that remove `chains` and every POSTROUTING jump to them, given a nat listing. */
-function removalLines(nat: string[], chains: Set<string>): string[] {
+/** Lines that remove `chains` and every POSTROUTING jump to them, given the nat table. */
+function removalLines(nat: IptTable, chains: Set<string>): string[] {
   const out: string[] = [];
-  for (const l of nat) {
+  for (const l of nat.rules) {
     const m = /^-A POSTROUTING .* -j (\S+)$/.exec(l);
     if (m && chains.has(m[1]!)) out.push(`-D${l.slice(2)}`);
   }
-  for (const ch of chains) if (nat.includes(`-N ${ch}`)) out.push(`-F ${ch}`, `-X ${ch}`);
+  for (const ch of chains) if (nat.chains.has(ch)) out.push(`-F ${ch}`, `-X ${ch}`);
   return out;
 }
 
 /**
  * Removes the pod's chain and every POSTROUTING jump to it in `families`, whatever addresses they
- * name. With `addresses` (the prevResult's CIDRs) each family first tries the write-only transaction
- * of fastTeardownScript; without them, or when it is rejected, one listing and a restore of the
- * removals found (nothing is written when nothing is there).
+ * name. With iptables-nft: the table read in-process and the removals found deleted over netlink
+ * (no process). Else, with `addresses` (the prevResult's CIDRs) each family first tries the
+ * write-only transaction of fastTeardownScript; without them, or when it is rejected, one listing
+ * and a restore of the removals found (nothing is written when nothing is there).
  */
 export function teardownIPMasqIPTables(network: string, containerID: string, families: Family[] = [4, 6], addresses: string[] = []): void {
   const chain = chainName(network, containerID);
   const what = `tearing down ipMasq for ${network}/${containerID}`;
   for (const f of families) {
-    const fast = fastTeardownScript(f, addresses, network, containerID);
+    // With iptables-nft the table is read in-process and the removals go over netlink: no process.
+    const fast = readsInProcess(f) ? [] : fastTeardownScript(f, addresses, network, containerID);
     if (fast.length && tryRestore(f, fast, what)) continue;
-    restore(f, removalLines(listNat(f), new Set([chain])), what);
+    transact(f, 'nat', what, (nat) => removalLines(nat, new Set([chain])));
   }
 }
 
@@ -156,7 +152,7 @@ export function gcIPMasqIPTables(network: string, validIDs: Set<string>): void {
   for (const f of [4, 6] as const) {
     const nat = listNat(f);
     const stale = new Set<string>();
-    for (const l of nat) {
+    for (const l of nat.rules) {
       const m = /^-A (CNI-[0-9a-f]{24}) (.*)$/.exec(l);
       if (!m) continue;
       const at = m[2]!.indexOf(prefix);
@@ -165,6 +161,6 @@ export function gcIPMasqIPTables(network: string, validIDs: Set<string>): void {
       const id = rest.slice(0, rest.indexOf('\\"'));
       if (!validIDs.has(id) && chainName(network, id) === m[1]) stale.add(m[1]!);
     }
-    restore(f, removalLines(nat, stale), `garbage-collecting ipMasq rules of ${network}`);
+    transact(f, 'nat', `garbage-collecting ipMasq rules of ${network}`, (t) => removalLines(t, stale), nat);
   }
 }

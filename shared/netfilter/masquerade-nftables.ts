@@ -1,14 +1,12 @@
 // nftables masquerade, the same table, chains, rules and comments as the reference's
 // pkg/ip/ipmasq_nftables_linux.go: `table inet cni_plugins_masquerade`, base chain `postrouting`
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
-// <hash16(net)>-<hash16(ifname:id)>. One `nft -j list` plus one `nft -f -` transaction per change;
-// teardown and GC first ask the kernel over nfnetlink whether the table exists, and exec nothing when not.
+// <hash16(net)>-<hash16(ifname:id)>. The table is read over nfnetlink in-process (shared/netfilter/nft.ts);
+// ADD is one `nft -f -` transaction, DEL and GC delete the rules by handle in one nfnetlink batch (no process).
 import { createHash } from 'node:crypto';
 import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
-import { NETLINK_NETFILTER } from '../linux/netlink/constants';
-import { NFPROTO_INET, nftTableExists } from '../linux/netlink/nftables';
-import { NetlinkSocket } from '../linux/netlink/socket';
-import { mustRunTool, runTool } from './tool';
+import { deleteNftRules, readNftRules, type NftRuleInfo } from './nft';
+import { mustRunTool } from './tool';
 
 export const MASQ_TABLE = 'cni_plugins_masquerade';
 export const MASQ_CHAIN = 'masq_checks';
@@ -26,26 +24,9 @@ export function commentForInstance(network: string, ifname: string, containerID:
   return c.slice(0, COMMENT_MAX);
 }
 
-interface NftRule {
-  chain: string;
-  handle: number;
-  comment?: string;
-}
-
-/** Rules of the masquerade chain; empty when the table does not exist yet. */
-function listMasqRules(): NftRule[] {
-  const r = runTool('nft', ['-j', 'list', 'table', 'inet', MASQ_TABLE]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return [];
-    throw new Error(`listing nftables table inet ${MASQ_TABLE}: ${r.stderr.trim()}`);
-  }
-  return parseNftRules(r.stdout).filter((x) => x.chain === MASQ_CHAIN);
-}
-
-/** The rules in `nft -j list ...` output. */
-export function parseNftRules(json: string): NftRule[] {
-  const doc = JSON.parse(json) as { nftables?: Array<{ rule?: NftRule }> };
-  return (doc.nftables ?? []).flatMap((o) => (o.rule ? [o.rule] : []));
+/** Rules of the masquerade chain (handle, comment), read in-process; empty when the table does not exist yet. */
+function listMasqRules(): NftRuleInfo[] {
+  return (readNftRules('inet', MASQ_TABLE)?.rules ?? []).filter((x) => x.chain === MASQ_CHAIN);
 }
 
 const q = (s: string): string => `"${s}"`;
@@ -73,40 +54,22 @@ export function setupIPMasqNFTables(addresses: string[], network: string, ifname
   mustRunTool('nft', ['-f', '-'], `setting up ipMasq for ${network}/${ifname}/${containerID}`, lines.join('\n') + '\n');
 }
 
-function deleteRules(rules: NftRule[], what: string): void {
-  if (!rules.length) return;
-  const script = rules.map((r) => `delete rule inet ${MASQ_TABLE} ${MASQ_CHAIN} handle ${r.handle}`).join('\n') + '\n';
-  mustRunTool('nft', ['-f', '-'], what, script);
+/** Deletes the rules by handle, over nfnetlink (no process). */
+function deleteRules(rules: NftRuleInfo[], what: string): void {
+  deleteNftRules(rules.map((r) => ({ family: 'inet', table: MASQ_TABLE, chain: MASQ_CHAIN, rule: r.handle })), what);
 }
 
-/**
- * Whether the masquerade table may hold rules, asked over nfnetlink instead of exec'ing `nft`: DEL and GC
- * sweep this backend whatever the config says (the pod may have been set up with it), and on a node
- * that never used it the table does not exist. Any answer but "no such table" counts as yes, so the
- * sweep (and its error reporting) runs as before.
- */
-function masqTableMayExist(): boolean {
-  let nl: NetlinkSocket | undefined;
-  try {
-    nl = NetlinkSocket.open(NETLINK_NETFILTER);
-    return nftTableExists(nl, NFPROTO_INET, MASQ_TABLE);
-  } catch {
-    return true;
-  } finally {
-    nl?.close();
-  }
-}
+// DEL and GC sweep this backend whatever the config says (the pod may have been set up with it); on a
+// node that never used it the table does not exist, and nothing more is asked.
 
 /** Removes the pod's rules by their comment hash; no addresses needed. */
 export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {
-  if (!masqTableMayExist()) return;
   const h = hashForInstance(network, ifname, containerID);
   deleteRules(listMasqRules().filter((r) => r.comment?.startsWith(h)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
 }
 
 /** The reference's gcIPMasqNFTables: drop this network's rules whose comment is not a valid attachment's. */
 export function gcIPMasqNFTables(network: string, valid: Array<{ containerID: string; ifname: string }>): void {
-  if (!masqTableMayExist()) return;
   const keep = new Set(valid.map((v) => commentForInstance(network, v.ifname, v.containerID)));
   const prefix = `${hashForNetwork(network)}-`;
   deleteRules(

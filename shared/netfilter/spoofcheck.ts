@@ -2,11 +2,14 @@
 // base chain PREROUTING jumps frames from the port to cni-br-iface-<id>, which jumps to
 // cni-br-iface-<id>-mac: the pod's MAC returns, anything else is dropped. Every rule carries the
 // comment macspoofchk-<id> (id = containerID-ifname), which is how teardown finds them without
-// knowing the port name or MAC.
-import { mustRunTool, runTool } from './tool';
-import { parseNftRules } from './masquerade-nftables';
+// knowing the port name or MAC. Setup is one `nft -f -`; teardown and GC read the table and delete
+// over nfnetlink in-process (shared/netfilter/nft.ts).
+import { deleteNftRules, readNftRules, type NftRuleInfo, type NftTableDeletion } from './nft';
+import { mustRunTool } from './tool';
 
-const TABLE = 'bridge nat';
+const FAMILY = 'bridge' as const;
+const NAME = 'nat';
+const TABLE = `${FAMILY} ${NAME}`;
 const BASE = 'PREROUTING';
 
 export const spoofCheckID = (containerID: string, ifname: string): string => `${containerID}-${ifname}`;
@@ -41,32 +44,21 @@ export function setupSpoofCheck(iface: string, mac: string, id: string): void {
 
 interface TableState {
   chains: Set<string>;
-  rules: Array<{ chain: string; handle: number; comment?: string; iifname?: string }>;
+  rules: NftRuleInfo[];
 }
 
+/** The table's chains and rules, read in-process; empty when the table does not exist. */
 function listTable(): TableState {
-  const r = runTool('nft', ['-j', 'list', 'table', ...TABLE.split(' ')]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return { chains: new Set(), rules: [] };
-    throw new Error(`listing nftables table ${TABLE}: ${r.stderr.trim()}`);
-  }
-  const doc = JSON.parse(r.stdout) as { nftables?: Array<{ chain?: { name: string } }> };
-  const chains = new Set((doc.nftables ?? []).flatMap((o) => (o.chain ? [o.chain.name] : [])));
-  const rules = parseNftRules(r.stdout).map((x) => ({ ...x, iifname: iifnameOf(x) }));
-  return { chains, rules };
+  return readNftRules(FAMILY, NAME) ?? { chains: new Set(), rules: [] };
 }
 
-function iifnameOf(rule: unknown): string | undefined {
-  const expr = (rule as { expr?: Array<{ match?: { left?: { meta?: { key?: string } }; right?: unknown } }> }).expr;
-  const m = expr?.find((e) => e.match?.left?.meta?.key === 'iifname');
-  return typeof m?.match?.right === 'string' ? m.match.right : undefined;
-}
-
+/** Deletes the check's jumps from PREROUTING (by handle) and its two chains (with their rules), in one nfnetlink batch. */
 function removeIDs(state: TableState, ids: Set<string>, what: string): void {
   const comments = new Set([...ids].map(spoofComment));
-  const lines = state.rules.filter((r) => r.chain === BASE && r.comment && comments.has(r.comment)).map((r) => `delete rule ${TABLE} ${BASE} handle ${r.handle}`);
-  for (const id of ids) for (const ch of [ifaceChain(id), macChain(id)]) if (state.chains.has(ch)) lines.push(`delete chain ${TABLE} ${ch}`);
-  if (lines.length) mustRunTool('nft', ['-f', '-'], what, lines.join('\n') + '\n');
+  const t = { family: FAMILY, table: NAME } as const;
+  const deletions: NftTableDeletion[] = state.rules.filter((r) => r.chain === BASE && r.comment && comments.has(r.comment)).map((r) => ({ ...t, chain: BASE, rule: r.handle }));
+  for (const id of ids) for (const ch of [ifaceChain(id), macChain(id)]) if (state.chains.has(ch)) deletions.push({ ...t, chain: ch });
+  deleteNftRules(deletions, what);
 }
 
 /** Removes the check of one attachment; succeeds when it is already gone. */

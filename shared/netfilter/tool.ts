@@ -34,6 +34,9 @@ const FALLBACK_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
 const found = new Map<string, string | null>();
 
+// The tools' messages in English whatever the node's locale: they end up in CNI errors and logs.
+const TOOL_ENV = { ...process.env, LC_ALL: 'C' };
+
 /** The tool's full path, or null if it is not installed. */
 export function findTool(tool: string): string | null {
   if (found.has(tool)) return found.get(tool)!;
@@ -83,7 +86,7 @@ function timedOut(tool: string, ms: number): NetfilterError {
 /** Runs a tool with optional stdin, blocking; never throws for a non-zero exit (callers decide). Throws NetfilterError if it cannot run. */
 export function runTool(tool: string, args: string[], input?: string): ToolOutput {
   const file = mustFind(tool);
-  const r = spawnSync(file, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  const r = spawnSync(file, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
   if (r.error) throw spawnFailed(tool, r.error);
   return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
@@ -100,7 +103,7 @@ export function runToolAsync(tool: string, args: string[], input?: string, opts:
     return Promise.reject(e);
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -9,6 +9,7 @@ import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, s
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir } from '../support/cni';
+import { iptablesIsNft } from '../support/exec-count';
 import { canReach, cniRules, countExecs, filterTable, FirewallLab, nftRuleset, OUR_FIREWALL, setElements, withoutHandles } from './firewall-harness';
 
 jest.setTimeout(120000);
@@ -181,7 +182,7 @@ describe('firewall iptables backend (default)', () => {
     expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps()]);
   });
 
-  test('GC removes the rules and records of attachments not in cni.dev/valid-attachments, keeps the valid ones, other networks\' and an address a valid record names, in one save and at most one restore per family', async () => {
+  test('GC removes the rules and records of attachments not in cni.dev/valid-attachments, keeps the valid ones, other networks\' and an address a valid record names, in one save and at most one restore per family (none with iptables-nft)', async () => {
     f = await FirewallLab.create(2);
     const [a, b] = f.pods as [string, string];
     const c = await f.addPod('cni1', ['198.18.1.0/24'], 'other');
@@ -193,7 +194,9 @@ describe('firewall iptables backend (default)', () => {
     const gc = await countExecs(f.host, OUR_FIREWALL(), 'GC', f.gcConf([b]), env);
     expect(gc.result.stderr).toBe('');
     expect(gc.result.exitCode).toBe(0);
-    expect({ v4: gc.v4, v6: gc.v6, restores: gc.restores }).toEqual({ v4: 2, v6: 2, restores: { v4: 1, v6: 1 } });
+    // iptables-nft: read and deleted in-process; iptables-legacy: one save and one restore per family.
+    const n = iptablesIsNft() ? 0 : 1;
+    expect({ v4: gc.v4, v6: gc.v6, restores: gc.restores }).toEqual({ v4: 2 * n, v6: 2 * n, restores: { v4: n, v6: n } });
     expect(cniRules(await filterTable(f.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 4), 32), ...podLines(podIP(c, 4), 32)]);
     expect(cniRules(await filterTable(f.host, 6))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(b, 6), 128)]);
     expect(records('brnet')).toEqual([`${f.id(b)}:eth0`]);
@@ -402,20 +405,47 @@ describe('firewall iptables backend (default)', () => {
     }
   });
 
-  test('each verb execs at most one iptables-restore and one iptables-save per family (the reference: one exec per rule)', async () => {
-    f = await FirewallLab.create();
+  test('each verb execs at most one iptables-restore and one iptables-save per family; with iptables-nft only ADD execs, its one restore per family (the reference: one exec per rule)', async () => {
+    const lab = (f = await FirewallLab.create());
     const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
     const conf = f.conf({ ingressPolicy: 'same-bridge' });
+    const nft = iptablesIsNft();
     for (const verb of ['ADD', 'CHECK', 'DEL']) {
       const c = await countExecs(f.host, OUR_FIREWALL(), verb, conf, env);
       expect(c.result.exitCode).toBe(0);
       expect(c.restores.v4).toBeLessThanOrEqual(1);
       expect(c.restores.v6).toBeLessThanOrEqual(1);
-      expect(c.v4).toBeLessThanOrEqual(2); // one iptables-save, one iptables-restore
-      expect(c.v6).toBeLessThanOrEqual(2);
+      expect(c.v4).toBeLessThanOrEqual(nft ? c.restores.v4 : 2); // one iptables-save (none with iptables-nft), one iptables-restore
+      expect(c.v6).toBeLessThanOrEqual(nft ? c.restores.v6 : 2);
       expect(c.nft).toBe(0);
-      if (verb !== 'CHECK') expect(c.restores).toEqual({ v4: 1, v6: 1 }); // the change is made, in one transaction each
+      // The change is made, in one transaction each (DEL with iptables-nft: over netlink, no process).
+      if (verb === 'ADD' || (verb === 'DEL' && !nft)) expect(c.restores).toEqual({ v4: 1, v6: 1 });
+      if (verb === 'DEL' && nft) expect({ v4: c.v4, v6: c.v6 }).toEqual({ v4: 0, v6: 0 });
     }
+    expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
+  });
+  test('a foreign rule the in-process reader cannot print (-m statistic) makes that family read with iptables-save: ADD and DEL still do exactly their change, the foreign rule stays', async () => {
+    const lab = (f = await FirewallLab.create());
+    const foreign = '-A FORWARD -m statistic --mode random --probability 0.50000000000 -j ACCEPT';
+    await inHost(`iptables ${foreign}`);
+    const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const conf = f.conf();
+    const nft = iptablesIsNft();
+    const add = await countExecs(f.host, OUR_FIREWALL(), 'ADD', conf, env);
+    expect(add.result.exitCode).toBe(0);
+    // IPv4: iptables-save and the restore; IPv6 (nothing foreign) read in-process with iptables-nft.
+    expect(add.tools.filter((t) => t === 'iptables-save')).toHaveLength(1);
+    expect(add.tools.filter((t) => t === 'ip6tables-save')).toHaveLength(nft ? 0 : 1);
+    expect(add.restores).toEqual({ v4: 1, v6: 1 });
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(lab.pods[0]!, 4), 32)]);
+    const del = await countExecs(f.host, OUR_FIREWALL(), 'DEL', conf, env);
+    expect(del.result.exitCode).toBe(0);
+    expect(del.tools.filter((t) => t === 'iptables-save')).toHaveLength(1);
+    expect(del.restores.v4).toBe(1);
+    expect(del.v6).toBe(nft ? 0 : 2);
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps()]);
+    expect(cniRules(await filterTable(lab.host, 6))).toEqual([...CHAINS, ...jumps()]);
+    expect((await filterTable(lab.host, 4)).filter((l) => l.includes('statistic'))).toEqual([foreign]);
   });
 });
 
@@ -462,7 +492,7 @@ describe('firewall nftables backend', () => {
     const c = await countExecs(f.host, OUR_FIREWALL(), 'DEL', noPrev, env);
     expect(c.result.stderr).toBe('');
     expect(c.result.exitCode).toBe(0);
-    expect(c.nft).toBeLessThanOrEqual(2); // one read, one write
+    expect(c.nft).toBe(0); // read and deleted over netlink in-process
     let rs = await nftRuleset(f.host);
     expect(setElements(rs, 'pods4')).toEqual([{ val: podIP(b, 4), comment: `brnet/${f.id(b)}/eth0` }]);
     expect(setElements(rs, 'pods6')).toEqual([{ val: podIP(b, 6), comment: `brnet/${f.id(b)}/eth0` }]);

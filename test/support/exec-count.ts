@@ -1,6 +1,6 @@
 // Counting the netfilter processes one plugin call execs: the call runs under
 // `strace -f -e trace=execve`, and the successful execs of iptables*, ip6tables* and nft are counted.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from './cni';
@@ -40,5 +40,17 @@ export async function countNetfilterExecs(run: (prefix: string[]) => Promise<Run
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether this host's iptables is iptables-nft (/usr/sbin/iptables-restore is xtables-nft-multi):
+ * then the plugins read its tables and delete from them in-process, and exec only to add rules.
+ */
+export function iptablesIsNft(): boolean {
+  try {
+    return realpathSync('/usr/sbin/iptables-restore').endsWith('/xtables-nft-multi');
+  } catch {
+    return false;
   }
 }

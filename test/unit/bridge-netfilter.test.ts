@@ -2,7 +2,10 @@
 // rules written by either implementation are found and removed by the other.
 import { buildGetTable, NFPROTO_INET } from '../../shared/linux/netlink/nftables';
 import { chainName, fastSetupScript, fastTeardownScript, ruleComment } from '../../shared/netfilter/masquerade-iptables';
-import { commentForInstance, hashForInstance, hashForNetwork, parseNftRules } from '../../shared/netfilter/masquerade-nftables';
+import { commentForInstance, hashForInstance, hashForNetwork } from '../../shared/netfilter/masquerade-nftables';
+import { decodeRule } from '../../shared/linux/netlink/nftables';
+import { ruleInfo } from '../../shared/netfilter/nft';
+import captured from './nft-rules-captured.json';
 import { ifaceChain, macChain, spoofCheckID, spoofCheckScript, spoofComment } from '../../shared/netfilter/spoofcheck';
 
 describe('iptables ipMasq names (pkg/utils FormatChainName / FormatComment)', () => {
@@ -85,16 +88,13 @@ describe('nftables ipMasq comments (ipmasq_nftables_linux.go)', () => {
     expect(c).toHaveLength(128);
     expect(c.startsWith(hashForInstance('n', 'eth0', 'x'.repeat(200)))).toBe(true);
   });
-  test('parseNftRules picks rules with handle and comment out of nft -j output', () => {
-    const json = JSON.stringify({
-      nftables: [
-        { metainfo: { version: '1.0.6' } },
-        { table: { family: 'inet', name: 'cni_plugins_masquerade', handle: 1 } },
-        { chain: { family: 'inet', table: 'cni_plugins_masquerade', name: 'masq_checks', handle: 2 } },
-        { rule: { family: 'inet', table: 'cni_plugins_masquerade', chain: 'masq_checks', handle: 7, comment: 'abc', expr: [] } },
-      ],
-    });
-    expect(parseNftRules(json)).toEqual([expect.objectContaining({ chain: 'masq_checks', handle: 7, comment: 'abc' })]);
+  test('rules read over netlink give the handle, comment and iifname match that nft -j shows for the same rules (masquerade, spoof check)', () => {
+    for (const t of Object.values(captured as unknown as Record<string, { rules: string[]; nft: Array<{ chain: string; handle: number; comment?: string }> }>).filter((v) => typeof v === 'object')) {
+      const mine = t.rules.map((h) => ruleInfo(decodeRule(Buffer.from(h, 'hex'))));
+      expect(mine.map((r) => ({ chain: r.chain, handle: Number(r.handle), comment: r.comment }))).toEqual(t.nft.map((r) => ({ chain: r.chain, handle: r.handle, comment: r.comment })));
+    }
+    const spoof = (captured as unknown as Record<string, { rules: string[] }>)['bridge nat']!.rules.map((h) => ruleInfo(decodeRule(Buffer.from(h, 'hex'))));
+    expect(spoof.map((r) => r.iifname)).toEqual(['veth1234abcd', undefined, undefined, undefined]);
   });
 });
 

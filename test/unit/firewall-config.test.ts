@@ -1,11 +1,16 @@
 // firewall: config parsing and validation (the reference's FirewallNetConf, with our code-7 errors),
 // the iptables restore lines (the reference's rules, in iptables-save's form) and the nftables scripts.
 import { bridgeName, loadFirewallConf, podAddresses } from '../../plugins/meta/firewall/config';
-import { addLines, checkTable, delLines, parseFilterTable, podAddressesInTable, podRules, undoLines } from '../../plugins/meta/firewall/iptables';
+import { addLines, checkTable, delLines, podAddressesInTable, podRules } from '../../plugins/meta/firewall/iptables';
+import { parseSave, undoLines } from '../../shared/netfilter/iptables';
+import { decodeChain, decodeRule, decodeSetElements } from '../../shared/linux/netlink/nftables';
+import fwCaptured from './firewall-nft-captured.json';
+
+const parseFilterTable = (save: string) => parseSave(save, 'filter');
 import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';
-import { parseIP, type IP } from '../../shared/ip';
+import { formatIP, parseIP, type IP } from '../../shared/ip';
 
 const load = (conf: Record<string, unknown>) => loadFirewallConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf } });
 const ip = (s: string): IP => parseIP(s)!;
@@ -213,29 +218,21 @@ describe('firewall nftables script', () => {
     expect(nft.attachmentComment('net', 'ctr', 'e\\0')).toMatch(/^#[0-9a-f]{64}$/);
   });
 
-  test('the JSON listing parses into pod elements; GC picks exactly this network\'s invalid attachments', () => {
-    const json = JSON.stringify({
-      nftables: [
-        { metainfo: {} },
-        { table: { family: 'inet', name: 'cni_plugins_firewall' } },
-        { set: { table: 'cni_plugins_firewall', name: 'pods4', elem: [{ elem: { val: '198.18.0.2', comment: 'net/a/eth0' } }, { elem: { val: '198.18.0.3', comment: 'net/b/eth0' } }, { elem: { val: '198.18.0.4', comment: 'other/c/eth0' } }, '198.18.0.5'] } },
-        { set: { table: 'cni_plugins_firewall', name: 'pods6', elem: [{ elem: { val: 'fd00::3', comment: 'net/b/eth0' } }] } },
-        { set: { table: 'cni_plugins_firewall', name: 'bridges', elem: ['cni0'] } },
-        { chain: { table: 'cni_plugins_firewall', name: 'forward' } },
-        { chain: { table: 'cni_plugins_firewall', name: 'admin' } },
-        { rule: { table: 'cni_plugins_firewall', chain: 'forward' } },
-      ],
-    });
-    const t = nft.parseTable(json);
-    expect(t.pods).toHaveLength(5);
-    expect([...t.bridges]).toEqual(['cni0']);
-    expect([...t.chains]).toEqual(['forward', 'admin']);
+  test('the table read over netlink gives what nft -j listed for the same state; GC picks exactly this network\'s invalid attachments', () => {
+    type Capture = { chains: string[]; rules: string[]; sets: Record<'pods4' | 'pods6' | 'bridges' | 'isolated_bridges', string[]>; expected: { pods: Array<{ ip: string; comment: string }>; chains: string[]; forwardRules: number; bridges: string[]; isolatedBridges: string[] } };
+    const c = fwCaptured as unknown as Capture;
+    const hex = (h: string) => Buffer.from(h, 'hex');
+    const sets = Object.fromEntries(Object.entries(c.sets).map(([k, v]) => [k, v.flatMap((h) => decodeSetElements(hex(h)))])) as Record<keyof Capture['sets'], ReturnType<typeof decodeSetElements>>;
+    // The chain dump has every inet table's chains: keep this table's, as nftListChains does.
+    const chains = c.chains.map((h) => decodeChain(hex(h))).filter((ch) => ch.table === nft.TABLE).map((ch) => ch.name);
+    const t = nft.tableOf(chains, c.rules.map((h) => decodeRule(hex(h))), sets);
+    const pods = (x: Array<{ ip: string; comment: string }>) => [...x].sort((p, q) => (p.ip < q.ip ? -1 : 1));
+    expect(pods(t.pods.map((p) => ({ ip: `${p.ip.family}:${p.ip.value}`, comment: p.comment })))).toEqual(pods(c.expected.pods));
+    expect([[...t.chains].sort(), t.forwardRules, [...t.bridges].sort(), [...t.isolatedBridges]]).toEqual([[...c.expected.chains].sort(), c.expected.forwardRules, [...c.expected.bridges].sort(), c.expected.isolatedBridges]);
     const stale = nft.staleElements(t, 'net', [{ containerID: 'a', ifname: 'eth0' }]);
-    expect(stale.map((p) => p.comment)).toEqual(['net/b/eth0', 'net/b/eth0']);
-    expect(nft.deleteScript(stale)).toBe(
-      'delete element inet cni_plugins_firewall pods4 { 198.18.0.3 }\ndelete element inet cni_plugins_firewall pods6 { fd00::3 }\n',
-    );
-    expect(() => nft.checkTable(t, [ip('198.18.0.2')], 'net/a/eth0')).toThrow('chain forward of table inet cni_plugins_firewall has 1 rules');
+    expect(stale.map((p) => [formatIP(p.ip), p.comment])).toEqual([['198.18.0.3', 'net/b/eth0']]);
+    expect(() => nft.checkTable(t, [ip('198.18.0.2')], 'net/a/eth0', { bridge: 'cni0', policy: 'same-bridge' })).not.toThrow();
+    expect(() => nft.checkTable(t, [ip('198.18.0.2')], 'net/b/eth0')).toThrow('element 198.18.0.2 in set pods4 of table inet cni_plugins_firewall belongs to "net/a/eth0", not "net/b/eth0"');
   });
 });
 

@@ -3,6 +3,9 @@
 // (Debian 1.1.1) leaves in `iptables-save -t nat` for the same config (captured once, below).
 import { loadPortMapConf, podAddresses, type PortMapConf } from '../../plugins/meta/portmap/config';
 import * as ipt from '../../plugins/meta/portmap/iptables';
+import { undoLines } from '../../shared/netfilter/iptables';
+import { decodeRule } from '../../shared/linux/netlink/nftables';
+import pmCaptured from './portmap-nft-captured.json';
 import * as nft from '../../plugins/meta/portmap/nftables';
 import { decodeRecord, encodeRecord } from '../../plugins/meta/portmap/records';
 import { CniError } from '../../shared/cni/errors';
@@ -150,20 +153,34 @@ describe('portmap: iptables script', () => {
     expect(again.filter((l) => /PREROUTING|OUTPUT|POSTROUTING|SETMARK -m|MASQ -m/.test(l))).toEqual([]);
   });
 
-  test('undoLines takes back an ADD: new chains go, rules added to old chains are deleted, a rewritten pod chain gets its old rules and jumps back', () => {
+  test('undoLines (shared rule) takes back an ADD without flushing: its rules deleted, the chains it created removed, a rewritten pod chain gets its old rules and jumps back', () => {
     const fresh = ipt.addLines(load(), 'ctr1', v4!, EMPTY);
-    expect(ipt.undoLines(fresh, EMPTY)).toEqual([
-      '-D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
-      '-D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT',
-      '-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
-      // Every new chain flushed before any is deleted: the pod chain still jumps to CNI-HOSTPORT-SETMARK until it is flushed.
-      '-F CNI-HOSTPORT-DNAT', '-F CNI-HOSTPORT-SETMARK', '-F CNI-HOSTPORT-MASQ', `-F ${CH}`, '-X CNI-HOSTPORT-DNAT', '-X CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-MASQ', `-X ${CH}`,
-    ]);
+    const after = (lines: string[], before: ipt.NatTable): ipt.NatTable => {
+      const t = { chains: new Set(before.chains), rules: [...before.rules] };
+      for (const l of lines) {
+        const [op, c] = l.split(' ', 2) as [string, string];
+        if (op === '-N') t.chains.add(c);
+        else if (op.startsWith(':')) {
+          t.chains.add(op.slice(1));
+          t.rules = t.rules.filter((r) => !r.startsWith(`-A ${op.slice(1)} `));
+        } else if (op === '-D') t.rules = t.rules.filter((r) => r !== `-A${l.slice(2)}`);
+        else t.rules.push(l.replace(/^-I (\S+) 1 /, '-A $1 '));
+      }
+      return t;
+    };
+    const undo = undoLines(fresh, after(fresh, EMPTY), EMPTY);
+    const rules = fresh.filter((l) => /^-[AI] /.test(l));
+    expect(undo.filter((l) => l.startsWith('-D '))).toHaveLength(rules.length);
+    expect(undo).toContain('-D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ');
+    expect(undo.some((l) => l.startsWith('-F '))).toBe(false);
+    // Created chains go last, newest first, once nothing is in them or jumps to them.
+    expect(undo.slice(rules.length)).toEqual([`-X ${CH}`, '-X CNI-HOSTPORT-MASQ', '-X CNI-HOSTPORT-SETMARK', '-X CNI-HOSTPORT-DNAT']);
     const old = ipt.parseSave([':CNI-HOSTPORT-DNAT - [0:0]', `:${CH} - [0:0]`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`].join('\n'));
     const again = ipt.addLines(load({ snat: false }), 'ctr1', v4!, old);
-    const undo = ipt.undoLines(again, old);
-    expect(undo.filter((l) => l.startsWith('-D CNI-HOSTPORT-DNAT'))).toHaveLength(2); // the new entry rules
-    expect(undo.slice(-3)).toEqual([`-F ${CH}`, `-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`]);
+    const undo2 = undoLines(again, after(again, old), old);
+    expect(undo2.filter((l) => l.startsWith('-D CNI-HOSTPORT-DNAT'))).toHaveLength(2); // the new entry rules
+    expect(undo2.some((l) => l.startsWith('-F ') || l.startsWith('-X '))).toBe(false); // the pod chain was there before
+    expect(undo2.slice(-2)).toEqual([`-A ${CH} -p tcp -m tcp --dport 1 -j DNAT --to-destination 198.18.0.9:1`, `-A CNI-HOSTPORT-DNAT -p tcp -j ${CH}`]);
   });
 
   test('snat false: no mark rules and no shared mark chains', () => {
@@ -277,55 +294,49 @@ describe('portmap: nftables script', () => {
     expect(nft.podRules(conf({ masqAll: true }), v4!)).toContainEqual(['masquerading', 'ip daddr 198.18.0.2 ct status dnat masquerade']);
   });
 
-  const listed = JSON.stringify({
-    nftables: [
-      { rule: { family: 'ip', table: 'cni_hostport', chain: 'hostports', handle: 9, comment: 'ctr1', expr: [{ match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 8080 } }, { dnat: { addr: '198.18.0.2', port: 80 } }] } },
-      { rule: { family: 'ip', table: 'cni_hostport', chain: 'hostports', handle: 10, comment: 'ctr1', expr: [{ match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 9090 } }, { dnat: { addr: '198.18.7.7', port: 80 } }] } },
-      { rule: { family: 'ip', table: 'cni_hostport', chain: 'masquerading', handle: 11, comment: 'ctr1', expr: [{ masquerade: null }] } },
-      { rule: { family: 'ip', table: 'cni_hostport', chain: 'prerouting', handle: 3, expr: [{ jump: { target: 'hostports' } }] } },
-    ],
-  });
+  const listed: nft.NftRule[] = [
+    { chain: 'hostports', handle: 9, comment: 'ctr1', protocol: 'tcp', port: 8080, dnat: '198.18.0.2' },
+    { chain: 'hostports', handle: 10, comment: 'ctr1', protocol: 'tcp', port: 9090, dnat: '198.18.7.7' },
+    { chain: 'masquerading', handle: 11, comment: 'ctr1' },
+    { chain: 'prerouting', handle: 3 },
+  ];
 
-  test('parseRules reads chain, handle, comment, protocol, port and target from nft -j', () => {
-    expect(nft.parseRules(listed)[0]).toEqual({ chain: 'hostports', handle: 9, comment: 'ctr1', protocol: 'tcp', port: 8080, dnat: '198.18.0.2' });
+  test('rules read over netlink give what nft -j listed for the same rules (chain, handle, comment, protocol, port, daddr, DNAT target), IPv4 and IPv6', () => {
+    for (const [fam, f] of [['ip', 4], ['ip6', 6]] as const) {
+      const c = (pmCaptured as unknown as Record<string, { rules: string[]; expected: nft.NftRule[] }>)[fam]!;
+      const byHandle = (x: nft.NftRule[]) => [...x].sort((p, q) => p.handle - q.handle);
+      expect(byHandle(c.rules.map((h) => nft.ruleOf(f, decodeRule(Buffer.from(h, 'hex')))))).toEqual(byHandle(c.expected));
+    }
   });
 
   test('a repeated ADD deletes its earlier rules to the same address; DEL deletes every rule with the container ID', () => {
-    const rules = nft.parseRules(listed);
+    const rules = listed;
     expect(nft.addLines(conf(), 'ctr1', v4!, rules).filter((l) => l.startsWith('delete'))).toEqual([
       'delete rule ip cni_hostport hostports handle 9',
       'delete rule ip cni_hostport masquerading handle 11',
     ]);
-    expect(nft.delLines('ctr1', 4, rules)).toEqual([
-      'delete rule ip cni_hostport hostports handle 9',
-      'delete rule ip cni_hostport hostports handle 10',
-      'delete rule ip cni_hostport masquerading handle 11',
-    ]);
-    expect(nft.delLines('ctr2', 4, rules)).toEqual([]);
+    expect(nft.containerRules('ctr1', rules).map((r) => r.handle)).toEqual([9, 10, 11]);
+    expect(nft.containerRules('ctr2', rules)).toEqual([]);
   });
 
   test('another container\'s rule on the port is a code-7 error naming both', () => {
-    const e = errorOf(() => nft.checkConflicts(conf(), 'ctr2', 4, nft.parseRules(listed)));
+    const e = errorOf(() => nft.checkConflicts(conf(), 'ctr2', 4, listed));
     expect([e.code, e.message]).toEqual([7, expect.stringContaining('host port 8080/tcp is already mapped to container ctr1 (nftables table ip cni_hostport); container ctr2 cannot map it too')]);
   });
 
   test('CHECK names a missing hostport rule', () => {
-    expect(() => nft.checkFamily(conf(), 'ctr1', v4!, nft.parseRules(listed))).toThrow('missing hostport rule for tcp port 8443 to 198.18.0.2 in chain ip cni_hostport hostip_hostports');
+    expect(() => nft.checkFamily(conf(), 'ctr1', v4!, listed)).toThrow('missing hostport rule for tcp port 8443 to 198.18.0.2 in chain ip cni_hostport hostip_hostports');
   });
 
   test('DEL by record and GC delete the container\'s rules to its recorded address only (the same ID on another network points elsewhere)', () => {
-    const daddr = (ip: string) => ({ match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: ip } });
-    const withMasq = JSON.stringify({
-      nftables: [
-        ...JSON.parse(listed).nftables.filter((o: { rule: { handle: number } }) => o.rule.handle !== 11),
-        { rule: { family: 'ip', table: 'cni_hostport', chain: 'masquerading', handle: 11, comment: 'ctr1', expr: [daddr('198.18.0.2'), { masquerade: null }] } },
-        { rule: { family: 'ip', table: 'cni_hostport', chain: 'masquerading', handle: 12, comment: 'ctr1', expr: [daddr('198.18.7.7'), { masquerade: null }] } },
-        { rule: { family: 'ip', table: 'cni_hostport', chain: 'hostports', handle: 13, comment: 'ctr2', expr: [{ dnat: { addr: '198.18.0.2', port: 80 } }] } },
-      ],
-    });
-    const rules = nft.parseRules(withMasq);
-    expect(nft.delAttachmentLines('ctr1', [v4!, v6!], 4, rules)).toEqual(['delete rule ip cni_hostport hostports handle 9', 'delete rule ip cni_hostport masquerading handle 11']);
-    expect(nft.delAttachmentLines('ctr1', [v6!], 4, rules)).toEqual([]);
+    const rules: nft.NftRule[] = [
+      ...listed.filter((r) => r.handle !== 11),
+      { chain: 'masquerading', handle: 11, comment: 'ctr1', daddr: '198.18.0.2' },
+      { chain: 'masquerading', handle: 12, comment: 'ctr1', daddr: '198.18.7.7' },
+      { chain: 'hostports', handle: 13, comment: 'ctr2', dnat: '198.18.0.2' },
+    ];
+    expect(nft.attachmentRules('ctr1', [v4!, v6!], 4, rules).map((r) => [r.chain, r.handle])).toEqual([['hostports', 9], ['masquerading', 11]]);
+    expect(nft.attachmentRules('ctr1', [v6!], 4, rules)).toEqual([]);
   });
 });
 

@@ -2,13 +2,13 @@
 // ingresspolicy}.go install (chain names, rule text, comments, order), so a node can switch between
 // the reference and us in either direction and each DEL removes the other's rules. Unlike the
 // reference (one `iptables` exec per check, insert and append: ~15 per ADD), each verb reads the
-// filter table once with `iptables-save -t filter` and applies every change in one
-// `iptables-restore -w --noflush` transaction per family: all of it or nothing.
+// filter table once (in-process with iptables-nft, see shared/netfilter/iptables.ts) and applies
+// every change in one `iptables-restore -w --noflush` transaction per family: all of it or nothing.
 //
 // Lines here are in iptables-save's canonical form (matches before -j, comments quoted), so a line
 // we would add compares equal to the line the listing shows when the rule is there.
-import { formatIP, type Family, type IP } from '../../../shared/ip';
-import { mustRunTool, NetfilterError } from '../../../shared/netfilter/tool';
+import { bits, formatIP, type IP } from '../../../shared/ip';
+import type { IptTable as FilterTable } from '../../../shared/netfilter/iptables';
 import type { IngressPolicy } from './config';
 
 export const PRIV_CHAIN = 'CNI-FORWARD';
@@ -26,27 +26,8 @@ const OLD_SHARED_COMMENT = comment('CNI firewall plugin rules (ingressPolicy: sa
 
 /** The reference's getPrivChainRules: replies in, everything out, for one pod address (/32, /128). */
 export function podRules(ip: IP): string[] {
-  const host = `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}`;
+  const host = `${formatIP(ip)}/${bits(ip.family)}`;
   return [`-d ${host} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`, `-s ${host} -j ACCEPT`];
-}
-
-/** The filter table as `iptables-save -t filter` shows it: chain names and `-A` lines. */
-export interface FilterTable {
-  chains: Set<string>;
-  rules: string[];
-}
-
-export function parseFilterTable(save: string): FilterTable {
-  const chains = new Set<string>();
-  const rules: string[] = [];
-  let inFilter = false;
-  for (const line of save.split('\n')) {
-    if (line.startsWith('*')) inFilter = line === '*filter';
-    else if (!inFilter) continue;
-    else if (line.startsWith(':')) chains.add(line.slice(1).split(' ')[0]!);
-    else if (line.startsWith('-A ')) rules.push(line);
-  }
-  return { chains, rules };
 }
 
 export interface IsolationPlan {
@@ -126,34 +107,6 @@ export function delLines(t: FilterTable, ips: IP[]): string[] {
   return t.rules.filter((l) => want.has(l)).map((l) => `-D${l.slice(2)}`);
 }
 
-/**
- * The lines that take back a transaction of addLines' `added` lines (as transact applied them),
- * against the table `t` as it is now: its rules still there deleted in reverse order, then the
- * chains it created (`-N`) deleted, each only when nothing else is in it or jumps to it (a process
- * without our lock, e.g. the reference plugin, may have used it since; a flush would drop its
- * rules). Chains that were there before, and rules it did not add, stay. For ADD's rollback.
- */
-export function undoLines(added: readonly string[], t: FilterTable): string[] {
-  const there = new Set(t.rules);
-  const rules: string[] = [];
-  const removed = new Set<string>();
-  const chains: string[] = [];
-  for (const l of [...added].reverse()) {
-    const [op, chain] = l.split(' ', 2) as [string, string];
-    if (op === '-N') {
-      chains.push(chain);
-      continue;
-    }
-    const rule = op === '-I' ? `-A ${chain} ${l.slice(`-I ${chain} 1 `.length)}` : l; // addLines inserts at 1 only
-    if (!there.has(rule) || removed.has(rule)) continue; // already gone
-    removed.add(rule);
-    rules.push(`-D${rule.slice(2)}`);
-  }
-  const left = t.rules.filter((r) => !removed.has(r));
-  const unused = (c: string): boolean => t.chains.has(c) && !left.some((r) => r.startsWith(`-A ${c} `) || new RegExp(` -[jg] ${c}( |$)`).test(r));
-  return [...rules, ...chains.filter(unused).map((c) => `-X ${c}`)];
-}
-
 const POD_RULE_RE = new RegExp(`^-A ${PRIV_CHAIN} -s (\\S+)/(?:32|128) -j ACCEPT$`);
 
 /** The addresses CNI-FORWARD holds pod rules for (their `-s <ip> -j ACCEPT` rule), whoever wrote them. */
@@ -171,41 +124,3 @@ export function checkTable(t: FilterTable, adminChain: string, ips: IP[]): void 
   if (!has.has(`-A ${PRIV_CHAIN} ${adminRule(adminChain)}`)) throw new Error(`expected ${PRIV_CHAIN} rule ${args(adminRule(adminChain))} not found`);
   for (const ip of ips) for (const r of podRules(ip)) if (!has.has(`-A ${PRIV_CHAIN} ${r}`)) throw new Error(`expected rule ${args(r)} not found`);
 }
-
-const saveTool = (f: Family): string => (f === 4 ? 'iptables-save' : 'ip6tables-save');
-const restoreTool = (f: Family): string => (f === 4 ? 'iptables-restore' : 'ip6tables-restore');
-
-/** One `iptables-save -t filter` (ip6tables-save for 6). Throws NetfilterError. */
-export function readFilterTable(f: Family): FilterTable {
-  return parseFilterTable(mustRunTool(saveTool(f), ['-t', 'filter'], 'reading the filter table'));
-}
-
-// Each lost race means another process created one of our (at most 4) chains: a few re-reads settle it.
-const ATTEMPTS = 5;
-
-/**
- * Reads the table, computes the lines and applies them in one transaction. When the transaction
- * fails because another process changed the table in between (a concurrent ADD created a chain
- * first), re-reads and tries again; a failure on an unchanged table is thrown (NetfilterError).
- * `read`: the table as the caller just read it (saves the first read). Returns the lines applied
- * ([] when there was nothing to do), for undoLines.
- */
-export function transact(f: Family, what: string, lines: (t: FilterTable) => string[], read?: FilterTable): string[] {
-  let t = read ?? readFilterTable(f);
-  for (let attempt = 1; ; attempt++) {
-    const l = lines(t);
-    if (!l.length) return [];
-    try {
-      mustRunTool(restoreTool(f), ['-w', '--noflush'], what, ['*filter', ...l, 'COMMIT', ''].join('\n'));
-      return l;
-    } catch (e) {
-      if (!(e instanceof NetfilterError) || attempt >= ATTEMPTS) throw e;
-      const again = readFilterTable(f);
-      if (sameTable(again, t)) throw e;
-      t = again;
-    }
-  }
-}
-
-const sameTable = (a: FilterTable, b: FilterTable): boolean =>
-  a.rules.join('\n') === b.rules.join('\n') && [...a.chains].join(' ') === [...b.chains].join(' ');

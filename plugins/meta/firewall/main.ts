@@ -10,6 +10,7 @@ import { parseValidAttachments } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { formatIP, ipEqual, type Family, type IP } from '../../../shared/ip';
+import { readTable, transact, undoLines } from '../../../shared/netfilter/iptables';
 import { runTool, NetfilterError } from '../../../shared/netfilter/tool';
 import { parsePrevResult } from '../../../shared/plugin/prev-result';
 import { Attempts } from '../../../shared/plugin/attempts';
@@ -66,8 +67,8 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       for (const f of FAMILIES) {
         const mine = ofFamily(ips, f);
         if (!mine.length) continue; // as the reference: a family's chains only when the pod has an address of it
-        const added = ipt.transact(f, what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }));
-        if (added.length) rollback.push(() => void ipt.transact(f, `${what} (undo)`, (t) => ipt.undoLines(added, t)));
+        const added = transact(f, 'filter', what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation })).lines;
+        if (added.length) rollback.push(() => void transact(f, 'filter', `${what} (undo)`, (t) => undoLines(added, t)));
       }
       // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
       store?.write(recordName(a.containerID, a.ifName), { containerID: a.containerID, ifName: a.ifName, ips });
@@ -101,7 +102,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       const t = nft.readTable();
       if (!t) return;
       const comment = nft.attachmentComment(conf.name, a.containerID, a.ifName);
-      nft.applyScript(nft.deleteScript(t.pods.filter((p) => p.comment === comment)), `removing firewall rules of ${conf.name}/${a.containerID}`);
+      nft.deleteElements(t.pods.filter((p) => p.comment === comment), `removing firewall rules of ${conf.name}/${a.containerID}`);
       return;
     }
   } catch (e) {
@@ -142,7 +143,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
       for (const f of FAMILIES) {
         const mine = ofFamily(ips, f);
-        if (mine.length) ipt.transact(f, `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
+        if (mine.length) transact(f, 'filter', `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
       }
     } catch (e) {
       if (!(e instanceof NetfilterError && e.notFound)) throw netfilterError(e);
@@ -166,7 +167,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
   }
   for (const f of FAMILIES) {
     const mine = ofFamily(ips, f);
-    if (mine.length) ipt.checkTable(ipt.readFilterTable(f), conf.adminChain, mine);
+    if (mine.length) ipt.checkTable(readTable(f, 'filter'), conf.adminChain, mine);
   }
 }
 
@@ -185,7 +186,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
   if (conf.backend === 'nftables') {
     try {
       const t = nft.readTable();
-      if (t) nft.applyScript(nft.deleteScript(nft.staleElements(t, conf.name, valid)), `garbage-collecting firewall rules of ${conf.name}`);
+      if (t) nft.deleteElements(nft.staleElements(t, conf.name, valid), `garbage-collecting firewall rules of ${conf.name}`);
     } catch (e) {
       if (e instanceof NetfilterError && e.notFound) return;
       throw netfilterError(e);
@@ -227,12 +228,12 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     for (const f of FAMILIES) {
       await attempts.run(`removing IPv${f} firewall rules of stale attachments of ${conf.name}`, () => {
         try {
-          const t = ipt.readFilterTable(f);
+          const t = readTable(f, 'filter');
           const unrecorded = ipt.podAddressesInTable(t).filter((s) => !live.has(s) && !staleIPs.has(s));
           if (unrecorded.length)
             a.log.info(`GC: CNI-FORWARD rules for ${unrecorded.join(', ')} have no attachment record (ADDed by another firewall plugin?); left in place`);
           const mine = ofFamily(gone, f);
-          if (mine.length) ipt.transact(f, `garbage-collecting firewall rules of ${conf.name}`, (tt) => ipt.delLines(tt, mine), t);
+          if (mine.length) transact(f, 'filter', `garbage-collecting firewall rules of ${conf.name}`, (tt) => ipt.delLines(tt, mine), t);
         } catch (e) {
           if (e instanceof NetfilterError && e.notFound) return; // no iptables: no rule of ours either
           failed.add(f);

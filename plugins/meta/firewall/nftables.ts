@@ -8,13 +8,17 @@
 //
 // A pod is one element per address, its comment `<network>/<containerID>/<ifname>`, so DEL and GC
 // find it by attachment: without prevResult, without the netns, whatever address it had. ADD is one
-// `nft -f -` with no read (every statement is idempotent); DEL, GC and CHECK read the table once
-// (`nft -j list table`) and DEL/GC write once. Kernel semantics to know: an accept here ends the
+// `nft -f -` with no read (every statement is idempotent); DEL, GC and CHECK read the table over
+// nfnetlink in-process, and DEL/GC delete the elements in one nfnetlink batch: no process. Kernel semantics to know: an accept here ends the
 // packet's walk through this table only; a drop in another table (an iptables FORWARD policy DROP
 // among them) still drops it. The isolation drops, being drops, hold whatever other tables say.
 import { createHash } from 'node:crypto';
-import { formatIP, parseIP, type IP } from '../../../shared/ip';
-import { mustRunTool, runTool, NetfilterError } from '../../../shared/netfilter/tool';
+import { formatIP, type IP } from '../../../shared/ip';
+import { AF_INET, AF_INET6 } from '../../../shared/linux/netlink/constants';
+import { ipFromBytes, ipToBytes } from '../../../shared/linux/netlink/ipaddr';
+import { ruleComment, type NftRuleMsg, type NftSetElement } from '../../../shared/linux/netlink/nftables';
+import { deleteNftRules, readNftSetElements, readNftTable } from '../../../shared/netfilter/nft';
+import { mustRunTool } from '../../../shared/netfilter/tool';
 import type { GCAttachment } from '../../../shared/cni/gc';
 import type { IsolationPlan } from './iptables';
 
@@ -90,47 +94,42 @@ export interface FirewallTable {
   isolatedBridges: Set<string>;
 }
 
-type Json = Record<string, unknown>;
+const SETS = ['pods4', 'pods6', 'bridges', 'isolated_bridges'] as const;
 
-/** Parses the JSON listing; unknown shapes are skipped, not guessed at. */
-export function parseTable(json: string): FirewallTable {
-  const t: FirewallTable = { pods: [], chains: new Set(), forwardRules: 0, bridges: new Set(), isolatedBridges: new Set() };
-  const items = ((JSON.parse(json) as Json).nftables ?? []) as Json[];
-  for (const it of items) {
-    const chain = it.chain as Json | undefined;
-    if (chain && chain.table === TABLE) t.chains.add(String(chain.name));
-    const rule = it.rule as Json | undefined;
-    if (rule && rule.table === TABLE && rule.chain === 'forward') t.forwardRules++;
-    const set = it.set as Json | undefined;
-    if (!set || set.table !== TABLE) continue;
-    const elems = (set.elem ?? []) as unknown[];
-    for (const e of elems) {
-      const inner = (e as Json)?.elem as Json | undefined;
-      const val = inner ? inner.val : e;
-      if (set.name === 'pods4' || set.name === 'pods6') {
-        const ip = typeof val === 'string' ? parseIP(val) : null;
-        if (ip) t.pods.push({ ip, comment: typeof inner?.comment === 'string' ? inner.comment : '' });
-      } else if (set.name === 'bridges' && typeof val === 'string') t.bridges.add(val);
-      else if (set.name === 'isolated_bridges' && typeof val === 'string') t.isolatedBridges.add(val);
-    }
-  }
-  return t;
+/** An interface name as a set key holds it (IFNAMSIZ bytes, NUL-padded). */
+const ifname = (key: Buffer): string => {
+  const nul = key.indexOf(0);
+  return key.toString('latin1', 0, nul < 0 ? key.length : nul);
+};
+
+/**
+ * What CHECK, DEL and GC need, from the table's chains, rules and set elements as the kernel lists
+ * them: pod elements (address and comment), chains, the forward chain's rule count, the bridges.
+ */
+export function tableOf(chains: Iterable<string>, rules: NftRuleMsg[], sets: Record<(typeof SETS)[number], NftSetElement[]>): FirewallTable {
+  const pods = (['pods4', 'pods6'] as const).flatMap((set) =>
+    sets[set].flatMap((e) => (e.key.length === (set === 'pods4' ? 4 : 16) ? [{ ip: ipFromBytes(set === 'pods4' ? AF_INET : AF_INET6, e.key), comment: ruleComment(e.userdata) ?? '' }] : [])),
+  );
+  return {
+    pods,
+    chains: new Set(chains),
+    forwardRules: rules.filter((r) => r.chain === 'forward').length,
+    bridges: new Set(sets.bridges.map((e) => ifname(e.key))),
+    isolatedBridges: new Set(sets.isolated_bridges.map((e) => ifname(e.key))),
+  };
 }
 
-/** The table, or undefined when it does not exist. Throws NetfilterError when nft cannot run or fails otherwise. */
+/** The table read over nfnetlink (no process), or undefined when it does not exist. Throws NetfilterError. */
 export function readTable(): FirewallTable | undefined {
-  const args = ['-j', 'list', 'table', 'inet', TABLE];
-  const r = runTool('nft', args);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return undefined;
-    throw new NetfilterError('nft', `reading table ${T}: nft ${args.join(' ')} failed (exit ${r.status}): ${r.stderr.trim().split('\n')[0]}`);
-  }
-  return parseTable(r.stdout);
+  const t = readNftTable('inet', TABLE);
+  if (!t) return undefined;
+  const sets = Object.fromEntries(SETS.map((set) => [set, readNftSetElements('inet', TABLE, set)])) as Record<(typeof SETS)[number], NftSetElement[]>;
+  return tableOf(t.chains, t.rules, sets);
 }
 
-/** The script deleting `elements` (nothing when empty). */
-export function deleteScript(elements: PodElement[]): string {
-  return elements.map((e) => `delete element ${T} ${POD_SETS[e.ip.family]} { ${formatIP(e.ip)} }\n`).join('');
+/** Deletes the pod `elements` from their sets over nfnetlink, in one batch (no process; nothing when empty). Throws NetfilterError. */
+export function deleteElements(elements: PodElement[], what: string): void {
+  deleteNftRules(elements.map((e) => ({ family: 'inet', table: TABLE, set: POD_SETS[e.ip.family], key: Buffer.from(ipToBytes(e.ip)) })), what);
 }
 
 export function applyScript(script: string, what: string): void {

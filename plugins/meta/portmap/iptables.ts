@@ -5,12 +5,12 @@
 //   POSTROUTING (first): -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
 // with the same chain names, hash and comments, so rules written by either plugin are found and removed
 // by the other. Where the reference execs iptables once per rule and check, each verb here reads the
-// table once (`iptables-save -t nat`) and writes once (`iptables-restore -w --noflush`): the change
-// applies whole or not at all. The lines are written as iptables-save prints them, so a listed rule
+// table once (in-process with iptables-nft, see shared/netfilter/iptables.ts) and writes once
+// (`iptables-restore -w --noflush`): the change applies whole or not at all. The lines are written as iptables-save prints them, so a listed rule
 // compares equal to a generated one.
-import { formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
+import { bits, formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
+import { parseSave as parseTable, type IptTable } from '../../../shared/netfilter/iptables';
 import { chainName } from '../../../shared/netfilter/masquerade-iptables';
-import { mustRunTool, NetfilterError } from '../../../shared/netfilter/tool';
 import { configError } from '../../../shared/cni/config';
 import { mappingsFor, type PodAddress, type PortMapConf, type PortMapping } from './config';
 
@@ -30,8 +30,6 @@ export function dnatComment(network: string, containerID: string): string {
   return c.length <= COMMENT_MAX ? c : `${c.slice(0, COMMENT_MAX - 2)}...`;
 }
 
-const tool = (f: Family): string => (f === 4 ? 'iptables' : 'ip6tables');
-
 /** An argument as iptables-save prints it: double-quoted (\\ and \" escaped) when it has space or quotes. */
 export function quoteArg(s: string): string {
   return /^[^\s"'\\]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -46,59 +44,10 @@ export function splitArgs(line: string): string[] {
 }
 
 /** The nat table of one family as iptables-save lists it. */
-export interface NatTable {
-  chains: Set<string>;
-  rules: string[]; // `-A CHAIN ...` lines, in order
-}
+export type NatTable = IptTable;
 
 /** Parses `iptables-save -t nat` output (only the nat table's chain and rule lines are kept). */
-export function parseSave(text: string): NatTable {
-  const chains = new Set<string>();
-  const rules: string[] = [];
-  for (const l of text.split('\n')) {
-    if (l.startsWith(':')) chains.add(l.slice(1).split(' ')[0]!);
-    else if (l.startsWith('-A ')) rules.push(l);
-  }
-  return { chains, rules };
-}
-
-/** Reads the nat table: one `iptables-save -t nat` (or ip6tables-save). Throws NetfilterError. */
-export function readNat(f: Family): NatTable {
-  return parseSave(mustRunTool(`${tool(f)}-save`, ['-t', 'nat'], `listing the ${f === 4 ? 'IPv4' : 'IPv6'} nat table`));
-}
-
-/** The restore script for `lines` (empty when there is nothing to do). */
-export function restoreScript(lines: string[]): string {
-  return lines.length ? ['*nat', ...lines, 'COMMIT', ''].join('\n') : '';
-}
-
-/** Applies `lines` to the nat table in one `iptables-restore -w --noflush` transaction; nothing when empty. */
-export function writeNat(f: Family, lines: string[], what: string): void {
-  if (lines.length) mustRunTool(`${tool(f)}-restore`, ['-w', '--noflush'], what, restoreScript(lines));
-}
-
-// Transactions built on a table another plugin call changed since it was read fail whole (a chain
-// created twice, a rule deleted twice); they are built again on a fresh read this many times.
-const ATTEMPTS = 4;
-
-/**
- * One transaction built by `build` on `nat` (the table as read) and written; when it fails because
- * the table changed meanwhile (a concurrent ADD or DEL), it is built again on a fresh read, up to 4
- * attempts. Returns the lines written and the table they were built on (for undoLines). Throws the
- * last NetfilterError.
- */
-export function applyNat(f: Family, nat: NatTable, build: (nat: NatTable) => string[], what: string): { lines: string[]; nat: NatTable } {
-  for (let attempt = 1; ; attempt++) {
-    const lines = build(nat);
-    try {
-      writeNat(f, lines, what);
-      return { lines, nat };
-    } catch (e) {
-      if (attempt >= ATTEMPTS || (e instanceof NetfilterError && e.notFound)) throw e;
-      nat = readNat(f);
-    }
-  }
-}
+export const parseSave = (text: string): NatTable => parseTable(text, 'nat');
 
 const markDef = (bit: number): string => {
   const v = `0x${(1 << bit >>> 0).toString(16)}`;
@@ -142,8 +91,6 @@ export function entryRules(conf: PortMapConf, containerID: string, family: Famil
   return out;
 }
 
-const hostBits = (f: Family): number => (f === 4 ? 32 : 128);
-
 /** The per-pod chain's rules: per mapping, hairpin and (IPv4) localhost marks when snat, then the DNAT. */
 export function podChainRules(conf: PortMapConf, containerID: string, pod: PodAddress): string[] {
   const chain = dnatChain(conf.name, containerID);
@@ -152,7 +99,7 @@ export function podChainRules(conf: PortMapConf, containerID: string, pod: PodAd
   const target = f === 4 ? `${formatIP(pod.net.ip)}` : `[${formatIP(pod.net.ip)}]`;
   const out: string[] = [];
   for (const m of mappingsFor(f, conf.portMappings)) {
-    const dst = m.dst ? ` -d ${m.dst}/${hostBits(f)}` : '';
+    const dst = m.dst ? ` -d ${m.dst}/${bits(f)}` : '';
     const match = `-p ${m.protocol} -m ${m.protocol} --dport ${m.hostPort}`;
     if (conf.snat) {
       // The pod's whole subnet: prevResult's address with its prefix, as the reference passes it.
@@ -232,7 +179,7 @@ export function checkConflicts(conf: PortMapConf, containerID: string, family: F
  * rewritten (declaring an existing chain under --noflush flushes it), so a repeated ADD or one after
  * the pod's address changed leaves exactly one set of rules. A shared chain is created with `-N`,
  * never declared: if another ADD created it since `nat` was read, the transaction fails whole
- * (and is built again, see applyNat) instead of flushing that pod's entry rules.
+ * (and is built again, see shared/netfilter/iptables.ts transact) instead of flushing that pod's entry rules.
  */
 export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress, nat: NatTable): string[] {
   const chain = dnatChain(conf.name, containerID);
@@ -247,28 +194,6 @@ export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress
   body.push(...removeJumps(nat, new Set([chain])));
   body.push(...podChainRules(conf, containerID, pod), ...entryRules(conf, containerID, pod.family));
   return [...decl, ...body];
-}
-
-/**
- * The lines that take back `added` (addLines' output for the table `nat` as it was before): rules
- * added to chains that existed are deleted, chains that did not exist are flushed and deleted, and a
- * pod chain that existed gets its old rules and entry jumps back. Used when a later family's
- * transaction fails, so a failed ADD leaves the table as it found it, shared chains included.
- */
-export function undoLines(added: string[], nat: NatTable): string[] {
-  const declared = added.filter((l) => l.startsWith(':') || l.startsWith('-N ')).map((l) => l.replace(/^(:|-N )/, '').split(' ')[0]!);
-  const created = declared.filter((c) => !nat.chains.has(c));
-  const flushed = declared.filter((c) => nat.chains.has(c));
-  const inNew = (l: string): boolean => [...created, ...flushed].includes(/^-[AI] (\S+)/.exec(l)?.[1] ?? '');
-  const out: string[] = [];
-  for (const l of added) {
-    if (/^-[AI] /.test(l) && !inNew(l)) out.push(`-D ${l.replace(/^-I (\S+) 1 /, '$1 ').replace(/^-A /, '')}`);
-  }
-  // All flushed before any is deleted: the pod chain's rules jump to CNI-HOSTPORT-SETMARK.
-  out.push(...created.map((c) => `-F ${c}`), ...created.map((c) => `-X ${c}`));
-  for (const c of flushed) out.push(`-F ${c}`, ...nat.rules.filter((l) => l.startsWith(`-A ${c} `)));
-  out.push(...added.filter((l) => l.startsWith('-D ')).map((l) => `-A${l.slice(2)}`));
-  return out;
 }
 
 /** `-D` lines for every rule that jumps to one of `chains`. */

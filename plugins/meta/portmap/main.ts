@@ -17,7 +17,9 @@ import { getLink } from '../../../shared/linux/netlink/link';
 import { listRoutes } from '../../../shared/linux/netlink/route';
 import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
+import { readTable, transact, undoLines } from '../../../shared/netfilter/iptables';
 import type { MasqBackend } from '../../../shared/netfilter/masquerade';
+import { findTool } from '../../../shared/netfilter/tool';
 import { parsePrevResult, requirePrevResult } from '../../../shared/plugin/prev-result';
 import { Attempts } from '../../../shared/plugin/attempts';
 import { AttachmentRecords, recordName } from '../../../shared/plugin/attachment-records';
@@ -55,14 +57,14 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       );
       rollback.push(() => nftDelAttachment(a.containerID, pods, `taking back port mappings of ${conf.name}/${a.containerID}`));
     } else {
-      const tables = new Map(pods.map((p) => [p.family, ipt.readNat(p.family)]));
+      const tables = new Map(pods.map((p) => [p.family, readNat(p.family)]));
       for (const p of pods) ipt.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
       localnetRouting(conf, pods, rollback);
       for (const p of pods) {
         const what = `setting up ${famName(p.family)} port mappings for ${conf.name}/${a.containerID}`;
-        const done = ipt.applyNat(p.family, tables.get(p.family)!, (nat) => ipt.addLines(conf, a.containerID, p, nat), what);
+        const done = transact(p.family, 'nat', what, (nat) => ipt.addLines(conf, a.containerID, p, nat), tables.get(p.family));
         // A later family's failure takes this one's change back: the ADD applies whole or not at all.
-        rollback.push(() => ipt.writeNat(p.family, ipt.undoLines(done.lines, done.nat), `taking back ${famName(p.family)} port mappings`));
+        rollback.push(() => void transact(p.family, 'nat', `taking back ${famName(p.family)} port mappings`, (now) => undoLines(done.lines, now, done.before)));
       }
     }
     // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
@@ -177,19 +179,22 @@ async function cmdDel(a: CmdArgs): Promise<void> {
 function delRules(network: string, containerID: string, backend: MasqBackend, families: Family[], pods: PodAddress[] | null, what: string): Map<Family, string> {
   if (backend === 'nftables') {
     const { tables, failed } = readFamilies(families, nft.readTable);
-    nft.writeScript(tables.flatMap(([f, rules]) => (pods ? nft.delAttachmentLines(containerID, pods, f, rules) : nft.delLines(containerID, f, rules))), what);
+    nft.deleteRules(tables.map(([f, rules]) => [f, pods ? nft.attachmentRules(containerID, pods, f, rules) : nft.containerRules(containerID, rules)]), what);
     return failed;
   }
-  const { tables, failed } = readFamilies(families, ipt.readNat);
-  for (const [f, nat] of tables) ipt.applyNat(f, nat, (t) => ipt.delLines(network, containerID, t), what);
+  const { tables, failed } = readFamilies(families, readNat);
+  for (const [f, nat] of tables) transact(f, 'nat', what, (t) => ipt.delLines(network, containerID, t), nat);
   return failed;
 }
 
-/** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one script). */
+/** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one batch). */
 function nftDelAttachment(containerID: string, pods: PodAddress[], what: string): void {
   const fams = [...new Set(pods.map((p) => p.family))];
-  nft.writeScript(fams.flatMap((f) => nft.delAttachmentLines(containerID, pods, f, nft.readTable(f))), what);
+  nft.deleteRules(fams.map((f) => [f, nft.attachmentRules(containerID, pods, f, nft.readTable(f))]), what);
 }
+
+/** One family's nat table (in-process with iptables-nft, else one iptables-save). Throws NetfilterError. */
+const readNat = (f: Family): ipt.NatTable => readTable(f, 'nat');
 
 /** The error when no family's table can be read. */
 const unusable = (failed: Map<Family, string>): Error => new Error(`neither IPv4 nor IPv6 netfilter is usable: ${[...failed].map(([f, e]) => `${famName(f)}: ${e}`).join('; ')}`);
@@ -215,7 +220,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
   if (!conf.portMappings.length) return;
   for (const p of podAddresses(prev, a.ifName)) {
     if (conf.backend === 'nftables') nft.checkFamily(conf, a.containerID, p, nft.readTable(p.family));
-    else ipt.checkFamily(conf, a.containerID, p, ipt.readNat(p.family));
+    else ipt.checkFamily(conf, a.containerID, p, readNat(p.family));
   }
 }
 
@@ -248,7 +253,7 @@ async function cmdGC(a: CmdArgs): Promise<void> {
         if (!read.tables.length) throw unusable(failed);
         // A container with another, valid attachment here keeps its rules (they share the comment).
         const gone = [...stale.values()].filter((r): r is PortMapRecord => !!r && r.backend === 'nftables' && !validIDs.has(r.containerID));
-        nft.writeScript(read.tables.flatMap(([f, rules]) => gone.flatMap((r) => nft.delAttachmentLines(r.containerID, r.pods, f, rules))), `garbage-collecting port mappings of ${conf.name}`);
+        nft.deleteRules(read.tables.map(([f, rules]) => [f, gone.flatMap((r) => nft.attachmentRules(r.containerID, r.pods, f, rules))]), `garbage-collecting port mappings of ${conf.name}`);
         const recorded = new Set((store?.names() ?? []).map((n) => n.slice(0, n.indexOf(':'))));
         const unrecorded = [...new Set(read.tables.flatMap(([, rules]) => rules.flatMap((r) => (r.comment !== undefined && !recorded.has(r.comment) ? [r.comment] : []))))];
         if (unrecorded.length)
@@ -257,10 +262,10 @@ async function cmdGC(a: CmdArgs): Promise<void> {
       });
     } else {
       await attempts.run(`removing iptables port mappings of stale attachments of ${conf.name}`, () => {
-        const read = readFamilies(FAMILIES, ipt.readNat);
+        const read = readFamilies(FAMILIES, readNat);
         failed = read.failed;
         if (!read.tables.length) throw unusable(failed);
-        for (const [f, nat] of read.tables) ipt.applyNat(f, nat, (t) => ipt.gcLines(conf.name, validIDs, t), `garbage-collecting port mappings of ${conf.name}`);
+        for (const [f, nat] of read.tables) transact(f, 'nat', `garbage-collecting port mappings of ${conf.name}`, (t) => ipt.gcLines(conf.name, validIDs, t), nat);
         removed = true;
       });
     }
@@ -304,8 +309,11 @@ async function staleRecords(a: CmdArgs, store: Store | null, valid: GCAttachment
 async function cmdStatus(a: CmdArgs): Promise<void> {
   const conf = loadPortMapConf(a);
   try {
-    if (conf.backend === 'nftables') nft.readTable(4);
-    else ipt.readNat(4);
+    if (conf.backend === 'nftables') {
+      // The table is read in-process; ADD still needs nft to write it.
+      if (!findTool('nft')) throw new Error('nft not found in PATH or /usr/sbin, /sbin, /usr/bin, /bin');
+      nft.readTable(4);
+    } else readNat(4);
   } catch (e) {
     throw new CniError(ErrPluginNotAvailable, `${conf.backend} is not usable: ${errorMessage(e)}`, '', { cause: e });
   }

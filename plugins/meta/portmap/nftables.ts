@@ -2,15 +2,20 @@
 // cni_hostport` and `ip6 cni_hostport`, base chains prerouting/output (rewritten on each ADD with
 // the config's conditions) jumping to `hostip_hostports` and `hostports`, and `masquerading` in
 // postrouting; every per-pod rule carries the container ID as its comment, which is how DEL finds
-// them, whatever the pod's address. Each verb reads each family's table once (`nft -j list table`)
-// and writes all families in one `nft -f -` transaction.
+// them, whatever the pod's address. Each verb reads each family's table once, over nfnetlink
+// in-process; ADD writes all families in one `nft -f -` transaction, DEL and GC delete by handle in
+// one nfnetlink batch (no process).
 // Two spellings differ from upstream: `meta l4proto` (upstream's `ip6 protocol` is no nft syntax, so
 // its IPv6 ADD fails) and `dnat to addr:port` (nft 1.0.6, Debian 12's, aborts on `dnat ip addr . port
 // to`); the hairpin masquerade covers the pod's subnet with `ct status dnat`, as the iptables
 // backend's hairpin mark does, where upstream masquerades only the pod talking to itself.
 import { formatCIDR, formatIP, networkOf, type Family } from '../../../shared/ip';
 import { configError } from '../../../shared/cni/config';
-import { mustRunTool, runTool } from '../../../shared/netfilter/tool';
+import { AF_INET, AF_INET6 } from '../../../shared/linux/netlink/constants';
+import { ipFromBytes } from '../../../shared/linux/netlink/ipaddr';
+import { ruleComment, type NftRuleMsg } from '../../../shared/linux/netlink/nftables';
+import { deleteNftRules, readNftTable, type NftFamily } from '../../../shared/netfilter/nft';
+import { mustRunTool } from '../../../shared/netfilter/tool';
 import { mappingsFor, type PodAddress, type PortMapConf } from './config';
 
 export const TABLE = 'cni_hostport';
@@ -19,50 +24,81 @@ export const HOSTIP_HOSTPORTS = 'hostip_hostports';
 export const MASQUERADING = 'masquerading';
 const POD_CHAINS = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 
-const nftFamily = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
+const nftFamily = (f: Family): NftFamily => (f === 4 ? 'ip' : 'ip6');
 
-type Json = Record<string, unknown>;
-
-/** A rule of the table as `nft -j` lists it (the parts used here). */
+/** A rule of the table (the parts used here), read over nfnetlink. */
 export interface NftRule {
   chain: string;
   handle: number;
   comment?: string;
-  protocol?: string; // from `<proto> dport`
+  protocol?: string; // from `<proto> th dport`
   port?: number;
   daddr?: string;
   dnat?: string; // target address
 }
 
-/** The rules of one family's table; [] when the table does not exist. */
-export function parseRules(json: string): NftRule[] {
-  const doc = JSON.parse(json) as { nftables?: Array<{ rule?: Json }> };
-  return (doc.nftables ?? []).flatMap((o) => {
-    const r = o.rule;
-    if (!r) return [];
-    const out: NftRule = { chain: String(r.chain), handle: Number(r.handle), ...(typeof r.comment === 'string' ? { comment: r.comment } : {}) };
-    for (const e of (r.expr as Json[] | undefined) ?? []) {
-      const m = e.match as { left?: { payload?: { protocol?: string; field?: string } }; right?: unknown } | undefined;
-      const p = m?.left?.payload;
-      if (p?.field === 'dport' && typeof m?.right === 'number') {
-        out.protocol = p.protocol;
-        out.port = m.right;
-      } else if (p?.field === 'daddr' && typeof m?.right === 'string') out.daddr = m.right;
-      const d = e.dnat as { addr?: string } | undefined;
-      if (d?.addr) out.dnat = d.addr;
-    }
-    return [out];
-  });
+const PROTOCOLS = new Map([
+  [6, 'tcp'],
+  [17, 'udp'],
+  [132, 'sctp'],
+]);
+// NFT_PAYLOAD_* bases, NFT_META_L4PROTO, NFT_NAT_DNAT.
+const BASE_NETWORK = 1;
+const BASE_TRANSPORT = 2;
+const META_L4PROTO = 16;
+const NAT_DNAT = 1;
+
+const u32 = (b: Buffer | undefined): number | undefined => (b && b.length >= 4 ? b.readUInt32BE(0) : undefined);
+/** The NFTA_DATA_VALUE nested in `b` (NFTA_CMP_DATA, NFTA_IMMEDIATE_DATA). */
+const value = (b: Buffer | undefined): Buffer | undefined => (b && b.length > 4 && (b.readUInt16LE(2) & 0x3fff) === 1 ? b.subarray(4, b.readUInt16LE(0)) : undefined);
+
+/**
+ * What the verbs use of a rule, from its expressions as the kernel lists them (the rules addLines
+ * writes): the protocol and port of `ip protocol|meta l4proto <p> th dport <n>`, the address of an
+ * `ip[6] daddr <a>` (a full address, not a prefix), the address a `dnat to` loads, and the nft
+ * comment. Other expressions are passed over.
+ */
+export function ruleOf(f: Family, m: NftRuleMsg): NftRule {
+  const out: NftRule = { chain: m.chain, handle: Number(m.handle) };
+  const comment = ruleComment(m.userdata);
+  if (comment !== undefined) out.comment = comment;
+  const alen = f === 4 ? 4 : 16;
+  const af = f === 4 ? AF_INET : AF_INET6;
+  const regs = new Map<number, Buffer>();
+  let load: { base: number; offset: number; len: number } | { meta: number } | undefined;
+  let proto: number | undefined;
+  for (const e of m.exprs) {
+    const a = e.attrs;
+    if (e.name === 'payload') load = { base: u32(a.get(2)) ?? -1, offset: u32(a.get(3)) ?? -1, len: u32(a.get(4)) ?? -1 };
+    else if (e.name === 'meta') load = { meta: u32(a.get(2)) ?? -1 };
+    else if (e.name === 'cmp') {
+      const data = value(a.get(3));
+      const l = load;
+      load = undefined;
+      if (!l || !data || u32(a.get(2)) !== 0) continue; // NFT_CMP_EQ only
+      if ('meta' in l) {
+        if (l.meta === META_L4PROTO && data.length === 1) proto = data[0];
+      } else if (l.base === BASE_NETWORK && f === 4 && l.offset === 9 && l.len === 1) proto = data[0];
+      else if (l.base === BASE_TRANSPORT && l.offset === 2 && l.len === 2 && proto !== undefined && PROTOCOLS.has(proto)) {
+        out.protocol = PROTOCOLS.get(proto);
+        out.port = data.readUInt16BE(0);
+      } else if (l.base === BASE_NETWORK && l.offset === (f === 4 ? 16 : 24) && l.len === alen && data.length === alen) out.daddr = formatIP(ipFromBytes(af, data));
+    } else if (e.name === 'immediate') {
+      const reg = u32(a.get(1));
+      const v = value(a.get(2));
+      if (reg && v) regs.set(reg, v);
+    } else if (e.name === 'nat') {
+      // NFTA_NAT_TYPE, NFTA_NAT_REG_ADDR_MIN: the register an earlier immediate loaded the address into
+      const v = u32(a.get(1)) === NAT_DNAT ? regs.get(u32(a.get(3)) ?? -1) : undefined;
+      if (v && v.length >= alen) out.dnat = formatIP(ipFromBytes(af, v.subarray(0, alen)));
+    } else if (e.name !== 'bitwise') load = undefined;
+  }
+  return out;
 }
 
-/** One `nft -j list table <family> cni_hostport`; [] when the table is absent. Throws NetfilterError or Error. */
+/** One family's table read over nfnetlink (no process); [] when the table is absent. Throws NetfilterError. */
 export function readTable(f: Family): NftRule[] {
-  const r = runTool('nft', ['-j', 'list', 'table', nftFamily(f), TABLE]);
-  if (r.status !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return [];
-    throw new Error(`listing nftables table ${nftFamily(f)} ${TABLE}: ${r.stderr.trim()}`);
-  }
-  return parseRules(r.stdout);
+  return (readNftTable(nftFamily(f), TABLE)?.rules ?? []).map((m) => ruleOf(f, m));
 }
 
 /** Runs `lines` as one nft transaction (nothing when empty). */
@@ -140,27 +176,33 @@ export function addLines(conf: PortMapConf, containerID: string, pod: PodAddress
 }
 
 /**
- * DEL without an attachment record (ADDed by upstream's plugin, or the record lost): delete every
- * rule whose comment is the container ID (upstream's rule), found without netns or address. That
+ * DEL without an attachment record (ADDed by upstream's plugin, or the record lost): every rule
+ * whose comment is the container ID (upstream's rule), found without netns or address. That
  * includes the container's rules of every other portmap network; with a record DEL uses
- * delAttachmentLines instead.
+ * attachmentRules instead.
  */
-export function delLines(containerID: string, family: Family, rules: NftRule[]): string[] {
-  const t = `${nftFamily(family)} ${TABLE}`;
-  return rules.filter((r) => r.comment === containerID && POD_CHAINS.includes(r.chain)).map((r) => `delete rule ${t} ${r.chain} handle ${r.handle}`);
+export function containerRules(containerID: string, rules: NftRule[]): NftRule[] {
+  return rules.filter((r) => r.comment === containerID && POD_CHAINS.includes(r.chain));
 }
 
 /**
- * DEL by record and GC: the lines deleting the rules of `containerID` that lead to one of its
- * recorded addresses `pods` (the DNATs to it and its masquerade rules). The same container attached
- * to another network has another address, so its rules there stay (the comment alone cannot tell).
+ * DEL by record and GC: the rules of `containerID` that lead to one of its recorded addresses
+ * `pods` of `family` (the DNATs to it and its masquerade rules). The same container attached to
+ * another network has another address, so its rules there stay (the comment alone cannot tell).
  */
-export function delAttachmentLines(containerID: string, pods: PodAddress[], family: Family, rules: NftRule[]): string[] {
-  const t = `${nftFamily(family)} ${TABLE}`;
+export function attachmentRules(containerID: string, pods: PodAddress[], family: Family, rules: NftRule[]): NftRule[] {
   const ips = new Set(pods.filter((p) => p.family === family).map((p) => formatIP(p.net.ip)));
   const mine = (r: NftRule): boolean =>
     r.comment === containerID && (((r.chain === HOSTPORTS || r.chain === HOSTIP_HOSTPORTS) && ips.has(r.dnat ?? '')) || (r.chain === MASQUERADING && ips.has(r.daddr ?? '')));
-  return rules.filter(mine).map((r) => `delete rule ${t} ${r.chain} handle ${r.handle}`);
+  return rules.filter(mine);
+}
+
+/** Deletes `rules` of each family's table by handle, in one nfnetlink batch for all (no process). Throws NetfilterError. */
+export function deleteRules(byFamily: Array<[Family, NftRule[]]>, what: string): void {
+  deleteNftRules(
+    byFamily.flatMap(([f, rules]) => rules.map((r) => ({ family: nftFamily(f), table: TABLE, chain: r.chain, rule: BigInt(r.handle) }))),
+    what,
+  );
 }
 
 /**

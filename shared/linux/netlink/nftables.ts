@@ -1,9 +1,10 @@
-// nftables over nfnetlink, in-process: only the lookup DEL needs to know, without exec'ing `nft`,
-// whether a table exists at all (masquerade's nftables sweep has nothing to do when it does not).
-import { NLM_F_REQUEST } from './constants';
+// nftables over nfnetlink, in-process: whether a table exists at all (an nftables sweep has nothing
+// to do when it does not, so no `nft` is exec'd), and a table's chains and rules (iptables-nft's tables
+// read without exec'ing iptables-save).
+import { NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
 import { ENOENT } from './errno';
 import { NetlinkError } from './errors';
-import { attrStr, nfgenmsg, nlmsg } from './message';
+import { attr, attrStr, attrString, nested, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
 import type { NetlinkSocket } from './socket';
 
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -31,4 +32,207 @@ export function nftTableExists(nl: NetlinkSocket, family: number, name: string):
     if (e instanceof NetlinkError && e.errno === ENOENT) return false;
     throw e;
   }
+}
+
+// Reading a table's chains and rules (NFT_MSG_GETCHAIN / GETRULE dumps), for the iptables-nft
+// reader (shared/netfilter/xtables-nft.ts): the tables iptables-nft writes are nf_tables tables.
+const NFT_MSG_GETCHAIN = 4;
+const NFT_MSG_GETRULE = 7;
+const NFT_MSG_GETGEN = 16;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
+const NFTA_CHAIN_HOOK = 4;
+const NFTA_HOOK_HOOKNUM = 1;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
+const NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_RULE_USERDATA = 7;
+const NFTA_LIST_ELEM = 1;
+const NFTA_EXPR_NAME = 1;
+const NFTA_EXPR_DATA = 2;
+const NFTA_GEN_ID = 1;
+const NFGENMSG_LEN = 4;
+
+export const NFPROTO_IPV4 = 2;
+export const NFPROTO_IPV6 = 10;
+export const NFPROTO_BRIDGE = 7;
+
+/** A chain of a table: its name and, for a base chain, its hook number (NF_INET_*). */
+export interface NftChain {
+  name: string;
+  hook?: number;
+}
+
+/** One expression of a rule: its type name ("payload", "cmp", "match", ...) and its attributes by type. */
+export interface NftExpr {
+  name: string;
+  attrs: Map<number, Buffer>;
+}
+
+/** A rule as the kernel lists it: its chain, handle, expressions in order and userdata (nft's comment lives there). */
+export interface NftRuleMsg {
+  chain: string;
+  handle: bigint;
+  exprs: NftExpr[];
+  userdata?: Buffer;
+}
+
+const NFTNL_UDATA_RULE_COMMENT = 0;
+
+/** The comment nft stored in a rule's or a set element's userdata (TLVs of u8 type, u8 length; the comment, type 0, NUL-terminated), or undefined. */
+export function ruleComment(userdata: Buffer | undefined): string | undefined {
+  if (!userdata) return undefined;
+  for (let o = 0; o + 2 <= userdata.length; ) {
+    const type = userdata[o]!;
+    const len = userdata[o + 1]!;
+    if (o + 2 + len > userdata.length) break;
+    if (type === NFTNL_UDATA_RULE_COMMENT) return attrString(userdata.subarray(o + 2, o + 2 + len));
+    o += 2 + len;
+  }
+  return undefined;
+}
+
+const nftType = (msg: number): number => (NFNL_SUBSYS_NFTABLES << 8) | msg;
+
+/** The ruleset's generation id: it changes with every committed transaction. Throws NetlinkError. */
+export function nftGeneration(nl: NetlinkSocket): number {
+  const [m] = nl.request(nlmsg(nftType(NFT_MSG_GETGEN), NLM_F_REQUEST, nfgenmsg(0)), 'reading the nftables generation');
+  const id = m ? parseAttrs(m.payload, NFGENMSG_LEN).get(NFTA_GEN_ID) : undefined;
+  if (!id || id.length < 4) throw new Error('nftables generation: no NFTA_GEN_ID in the answer');
+  return id.readUInt32BE(0);
+}
+
+/** A chain from an NFT_MSG_NEWCHAIN message's payload (nfgenmsg + attributes), with the table it is in. */
+export function decodeChain(payload: Buffer): NftChain & { table: string } {
+  const a = parseAttrs(payload, NFGENMSG_LEN);
+  const hook = a.get(NFTA_CHAIN_HOOK);
+  const num = hook ? parseAttrs(hook).get(NFTA_HOOK_HOOKNUM) : undefined;
+  return { table: attrString(a.get(NFTA_CHAIN_TABLE) ?? Buffer.alloc(0)), name: attrString(a.get(NFTA_CHAIN_NAME) ?? Buffer.alloc(0)), ...(num ? { hook: num.readUInt32BE(0) } : {}) };
+}
+
+/** A rule from an NFT_MSG_NEWRULE message's payload, with the table it is in. */
+export function decodeRule(payload: Buffer): NftRuleMsg & { table: string } {
+  const a = parseAttrs(payload, NFGENMSG_LEN);
+  const exprs: NftExpr[] = [];
+  for (const e of parseAttrList(a.get(NFTA_RULE_EXPRESSIONS) ?? Buffer.alloc(0))) {
+    if (e.type !== NFTA_LIST_ELEM) continue;
+    const ea = parseAttrs(e.value);
+    exprs.push({ name: attrString(ea.get(NFTA_EXPR_NAME) ?? Buffer.alloc(0)), attrs: parseAttrs(ea.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0)) });
+  }
+  const h = a.get(NFTA_RULE_HANDLE);
+  const ud = a.get(NFTA_RULE_USERDATA);
+  return {
+    table: attrString(a.get(NFTA_RULE_TABLE) ?? Buffer.alloc(0)),
+    chain: attrString(a.get(NFTA_RULE_CHAIN) ?? Buffer.alloc(0)),
+    handle: h && h.length >= 8 ? h.readBigUInt64BE(0) : 0n,
+    exprs,
+    ...(ud ? { userdata: ud } : {}),
+  };
+}
+
+/** The chains of table `name` of `family` (NFPROTO_*); [] when the table does not exist. Throws NetlinkError. */
+export function nftListChains(nl: NetlinkSocket, family: number, name: string): NftChain[] {
+  const req = nlmsg(nftType(NFT_MSG_GETCHAIN), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_CHAIN_TABLE, name));
+  // The table filter: older kernels dump every table's chains.
+  return nl.request(req, 'listing nftables chains', name).map((m) => decodeChain(m.payload)).filter((c) => c.table === name);
+}
+
+/** The rules of table `name` of `family`, chain by chain in the kernel's order; [] when the table does not exist. Throws NetlinkError. */
+export function nftListRules(nl: NetlinkSocket, family: number, name: string): NftRuleMsg[] {
+  const req = nlmsg(nftType(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name));
+  return nl.request(req, 'listing nftables rules', name).map((m) => decodeRule(m.payload)).filter((r) => r.table === name);
+}
+
+// Set elements (NFT_MSG_GETSETELEM): a set's keys and their userdata (nft's element comments).
+const NFT_MSG_GETSETELEM = 13;
+const NFT_MSG_DELSETELEM = 14;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_USERDATA = 6;
+const NFTA_DATA_VALUE = 1;
+
+/** One element of a set: its key's bytes and its userdata (a comment, read with ruleComment). */
+export interface NftSetElement {
+  key: Buffer;
+  userdata?: Buffer;
+}
+
+/** The elements in an NFT_MSG_NEWSETELEM message's payload. */
+export function decodeSetElements(payload: Buffer): NftSetElement[] {
+  const list = parseAttrs(payload, NFGENMSG_LEN).get(NFTA_SET_ELEM_LIST_ELEMENTS);
+  const out: NftSetElement[] = [];
+  for (const e of parseAttrList(list ?? Buffer.alloc(0))) {
+    if (e.type !== NFTA_LIST_ELEM) continue;
+    const a = parseAttrs(e.value);
+    const key = parseAttrs(a.get(NFTA_SET_ELEM_KEY) ?? Buffer.alloc(0)).get(NFTA_DATA_VALUE);
+    if (!key) continue;
+    const ud = a.get(NFTA_SET_ELEM_USERDATA);
+    out.push({ key: Buffer.from(key), ...(ud ? { userdata: Buffer.from(ud) } : {}) });
+  }
+  return out;
+}
+
+/** The elements of set `set` of table `name`; [] when the set does not exist. Throws NetlinkError otherwise. */
+export function nftListSetElements(nl: NetlinkSocket, family: number, name: string, set: string): NftSetElement[] {
+  const req = nlmsg(nftType(NFT_MSG_GETSETELEM), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_SET_ELEM_LIST_TABLE, name), attrStr(NFTA_SET_ELEM_LIST_SET, set));
+  try {
+    return nl.request(req, 'listing nftables set elements', `${name} ${set}`).flatMap((m) => decodeSetElements(m.payload));
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENOENT) return [];
+    throw e;
+  }
+}
+
+// Deleting rules and chains (NFT_MSG_DELRULE / DELCHAIN) in one batch: what a teardown needs, and
+// it needs no rule encoding, only the handles and names a listing gave.
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFNL_BATCH_GENID = 1;
+const NFT_MSG_DELCHAIN = 5;
+const NFT_MSG_DELRULE = 8;
+
+/** One deletion: a rule by handle, every rule of a chain (a flush), a chain, or a set element by key; of table `table` of `family` (NFPROTO_*). */
+export type NftDeletion = { family: number; table: string } & ({ rule: bigint; chain: string } | { flush: string } | { chain: string; rule?: undefined } | { set: string; key: Buffer });
+
+const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); // AF_UNSPEC, v0, res_id (be16) = the subsystem
+
+/**
+ * Applies `deletions` in one nfnetlink batch, all or nothing (the tables of several families may
+ * be in one batch). With `gen`, only if the ruleset is still at that generation (else the kernel
+ * refuses the batch with ERESTART). Throws NetlinkError (ENOENT for a rule or chain already gone,
+ * EBUSY for a chain still jumped to).
+ */
+export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: number): void {
+  if (!deletions.length) return;
+  const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
+  if (gen !== undefined) {
+    genAttr.writeUInt16LE(8, 0);
+    genAttr.writeUInt16LE(NFNL_BATCH_GENID, 2);
+    genAttr.writeUInt32BE(gen >>> 0, 4);
+  }
+  const handle = (h: bigint): Buffer => {
+    const b = Buffer.alloc(12);
+    b.writeUInt16LE(12, 0);
+    b.writeUInt16LE(NFTA_RULE_HANDLE, 2);
+    b.writeBigUInt64BE(h, 4);
+    return b;
+  };
+  const flags = NLM_F_REQUEST | NLM_F_ACK;
+  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr)];
+  for (const d of deletions) {
+    const head = [nfgenmsg(d.family), attrStr(NFTA_RULE_TABLE, d.table)]; // NFTA_RULE_TABLE = NFTA_CHAIN_TABLE = 1
+    if ('set' in d)
+      msgs.push(
+        nlmsg(nftType(NFT_MSG_DELSETELEM), flags, nfgenmsg(d.family), attrStr(NFTA_SET_ELEM_LIST_TABLE, d.table), attrStr(NFTA_SET_ELEM_LIST_SET, d.set),
+          nested(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, nested(NFTA_LIST_ELEM | NLA_F_NESTED, nested(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, d.key))))),
+      );
+    else if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.flush)));
+    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
+    else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
+  }
+  msgs.push(nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader()));
+  nl.batch(msgs, 'deleting nftables rules', [...new Set(deletions.map((d) => d.table))].join(', '));
 }

@@ -215,6 +215,37 @@ export class NetlinkSocket {
   }
 
   /**
+   * Sends `msgs` in one datagram (an nfnetlink batch: BATCH_BEGIN, the changes, BATCH_END, built
+   * with their final flags) and waits for the ack of the last message that asks for one
+   * (NLM_F_ACK). Sequence numbers are set here. The kernel applies a batch whole or not at all; the
+   * first error it reports becomes NetlinkError(op, object, errno).
+   */
+  batch(msgs: Buffer[], op: string, object = ''): void {
+    let last = -1;
+    for (const m of msgs) {
+      const seq = (this.seq = (this.seq + 1) >>> 0);
+      m.writeUInt32LE(seq, 8);
+      m.writeUInt32LE(0, 12);
+      if (m.readUInt16LE(6) & NLM_F_ACK) last = seq;
+    }
+    const first = msgs[0]!.readUInt32LE(8);
+    const r = sendto(this.fd, Buffer.concat(msgs), 0, this.kernel);
+    if (r < 0) throw new NetlinkError(op, object, -r);
+    if (last < 0) return;
+    const ours = (seq: number): boolean => ((seq - first) >>> 0) < msgs.length;
+    for (;;) {
+      const replies = this.recvReplies(op, object);
+      if (replies === OVERRUN) throw new NetlinkError(op, object, ENOBUFS, 'the batch acks were dropped');
+      for (const m of replies) {
+        if (!ours(m.seq) || m.type !== NLMSG_ERROR) continue;
+        const { errno, extack } = decodeError(m);
+        if (errno > 0) throw new NetlinkError(op, object, errno, extack);
+        if (m.seq === last) return;
+      }
+    }
+  }
+
+  /**
    * Joins a multicast group (RTNLGRP_*); events arrive via nextEvent(). They go to a second socket
    * in the same netns: a flood of events fills a socket's buffer, the kernel then drops replies to
    * our requests on it, and while it stays congested it reports ENOBUFS only once (netlink_overrun),

@@ -1,0 +1,244 @@
+// The iptables side every rule-writing plugin shares (bridge/ptp masquerade, portmap, firewall): a
+// table read as iptables-save lists it, one `iptables-restore -w --noflush` transaction per change,
+// the rebuild-and-retry when a concurrent writer changed the table in between, and the undo of a
+// transaction. With iptables-nft the table is read in-process over nfnetlink (xtables-nft.ts), so a
+// verb execs only its write; with iptables-legacy, or a rule the in-process reader cannot print, one
+// `iptables-save -t <table>` reads it as before.
+import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { Family } from '../ip';
+import { NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftGeneration, nftListChains, nftListRules, type NftDeletion } from '../linux/netlink/nftables';
+import { netfilterSocket } from './nfnl';
+import { findTool, mustRunTool, NetfilterError } from './tool';
+import { saveLines } from './xtables-nft';
+
+export type IptTableName = 'nat' | 'filter';
+
+/** Each table's built-in chains, in the order iptables-save lists them. */
+const BUILTINS: Record<IptTableName, readonly string[]> = { nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'], filter: ['INPUT', 'FORWARD', 'OUTPUT'] };
+
+/**
+ * A table as `iptables-save -t <table>` lists it: its chain names and its `-A` lines in order.
+ * `nft`: when it was read over netlink, the ruleset generation and each line's rule handles (in
+ * order), so that a transaction of deletions can be applied in-process (restore).
+ */
+export interface IptTable {
+  chains: Set<string>;
+  rules: string[];
+  nft?: { gen: number; handles: Map<string, bigint[]> };
+}
+
+const famName = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
+export const saveTool = (f: Family): string => (f === 4 ? 'iptables-save' : 'ip6tables-save');
+export const restoreTool = (f: Family): string => (f === 4 ? 'iptables-restore' : 'ip6tables-restore');
+
+/** Parses iptables-save output, keeping the chain (`:NAME ...`) and rule (`-A ...`) lines of `table`. */
+export function parseSave(text: string, table: IptTableName): IptTable {
+  const chains = new Set<string>();
+  const rules: string[] = [];
+  let inTable = !text.includes('\n*') && !text.startsWith('*'); // a bare fragment (tests) is the table itself
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) inTable = line === `*${table}`;
+    else if (!inTable) continue;
+    else if (line.startsWith(':')) chains.add(line.slice(1).split(' ')[0]!);
+    else if (line.startsWith('-A ')) rules.push(line);
+  }
+  return { chains, rules };
+}
+
+const nftBackend = new Map<Family, boolean>();
+
+/** Whether readTable reads `f`'s tables in-process (iptables-nft) rather than with iptables-save. */
+export const readsInProcess = (f: Family): boolean => iptablesIsNft(f);
+
+/**
+ * Whether `iptables-restore` here is iptables-nft (xtables-nft-multi), whose tables live in
+ * nf_tables and can be listed over netlink. Debian's alternatives and RHEL both point the name at
+ * the multi-call binary, so its real name says which backend it is. Unknown counts as no.
+ */
+function iptablesIsNft(f: Family): boolean {
+  let nft = nftBackend.get(f);
+  if (nft === undefined) {
+    const tool = findTool(restoreTool(f));
+    try {
+      nft = tool !== null && basename(realpathSync(tool)) === 'xtables-nft-multi';
+    } catch {
+      nft = false;
+    }
+    nftBackend.set(f, nft);
+  }
+  return nft;
+}
+
+/**
+ * The table read over nfnetlink, as iptables-save would list it, or undefined when it cannot be
+ * (no nf_tables access, a rule outside the decoder's subset, the ruleset changing under three
+ * reads in a row): the caller then execs iptables-save. A table that does not exist is empty, as
+ * iptables-save shows it (restore creates it with its base chains).
+ */
+function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
+  try {
+    const nl = netfilterSocket();
+    const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      // Two dumps: the generation before and after tells whether they saw one ruleset.
+      const gen = nftGeneration(nl);
+      const chains = nftListChains(nl, family, table);
+      const rules = chains.length ? nftListRules(nl, family, table) : [];
+      if (nftGeneration(nl) !== gen) continue;
+      const t = saveLines(f, BUILTINS[table], chains, rules);
+      const handles = new Map<string, bigint[]>();
+      for (const r of t.rules) handles.set(r.line, [...(handles.get(r.line) ?? []), r.handle]);
+      return { chains: new Set(t.chains), rules: t.rules.map((r) => r.line), nft: { gen, handles } };
+    }
+    return undefined;
+  } catch {
+    // Undecodable, or no nf_tables access here: iptables-save reads it, or reports why it cannot.
+    return undefined;
+  }
+}
+
+/**
+ * Reads one table of family `f`: over netlink with iptables-nft (no process), else one
+ * `iptables-save -t <table>` (ip6tables-save for 6). Throws NetfilterError when the tool is missing
+ * or fails.
+ */
+export function readTable(f: Family, table: IptTableName): IptTable {
+  if (iptablesIsNft(f)) {
+    const t = readOverNetlink(f, table);
+    if (t) return t;
+  }
+  return readTableWithTool(f, table);
+}
+
+/** readTable through `iptables-save -t <table>` always (the in-process reader is checked against it). */
+export function readTableWithTool(f: Family, table: IptTableName): IptTable {
+  return parseSave(mustRunTool(saveTool(f), ['-t', table], `listing the ${famName(f)} ${table} table`), table);
+}
+
+/** The restore script for `lines` of `table` ('' when there is nothing to do). */
+export function restoreScript(table: IptTableName, lines: string[]): string {
+  return lines.length ? [`*${table}`, ...lines, 'COMMIT', ''].join('\n') : '';
+}
+
+/**
+ * Applies `lines` to `table` in one transaction (all or nothing); nothing when empty. Deletions
+ * only (`-D`, `-F`, `-X`), on a table `read` over netlink: one nfnetlink batch in-process, rules
+ * named by their handles; else one `iptables-restore -w --noflush`.
+ * Throws NetfilterError either way (kind 'other' for a refused transaction: rebuild on a fresh read).
+ */
+export function restore(f: Family, table: IptTableName, lines: string[], what: string, read?: IptTable): void {
+  if (!lines.length) return;
+  if (read?.nft && lines.every((l) => /^-[DFX] /.test(l))) return deleteOverNetlink(f, table, lines, what, read.nft);
+  mustRunTool(restoreTool(f), ['-w', '--noflush'], what, restoreScript(table, lines));
+}
+
+/** restore's in-process path: the deletions as one batch of rule handles and chain names. */
+function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what: string, nft: NonNullable<IptTable['nft']>): void {
+  const left = new Map([...nft.handles].map(([l, h]) => [l, [...h]]));
+  const flushed = new Set<string>();
+  const where = { family: f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table };
+  const deletions: NftDeletion[] = lines.map((l) => {
+    const [op, chain] = l.split(' ', 2) as [string, string];
+    if (op === '-F') {
+      flushed.add(chain);
+      return { ...where, flush: chain };
+    }
+    if (op === '-X') {
+      // nf_tables deletes a chain with its rules; iptables refuses a chain that still has any.
+      const inIt = [...left].some(([line, h]) => h.length && line.startsWith(`-A ${chain} `));
+      if (inIt && !flushed.has(chain)) throw new NetfilterError('nf_tables', `${what}: chain ${chain} of the ${famName(f)} ${table} table is not empty`);
+      return { ...where, chain };
+    }
+    const handle = left.get(`-A${l.slice(2)}`)?.shift(); // -D deletes the first rule that matches
+    if (handle === undefined) throw new NetfilterError('nf_tables', `${what}: rule "-A${l.slice(2)}" is not in the ${famName(f)} ${table} table`);
+    return { ...where, chain, rule: handle };
+  });
+  try {
+    // No generation check: each rule is named by its handle (never reused), so a concurrent change can
+    // only make the batch fail (ENOENT: deleted meanwhile; EBUSY: a chain jumped to again), never
+    // make it delete something else. A check would fail every DEL racing any other commit here.
+    nftDelete(netfilterSocket(), deletions);
+  } catch (e) {
+    throw new NetfilterError('nf_tables', `${what}: deleting from the ${famName(f)} ${table} table: ${(e as Error).message}`, 'other', { cause: e });
+  }
+}
+
+const sameTable = (a: IptTable, b: IptTable): boolean => a.rules.join('\n') === b.rules.join('\n') && [...a.chains].sort().join(' ') === [...b.chains].sort().join(' ');
+
+// Each lost race means another process created or removed one of the chains a transaction names: a
+// few rebuilds on a fresh read settle it.
+const ATTEMPTS = 5;
+
+/**
+ * One transaction: reads `table` (or takes `read`, the table as the caller just read it), builds the
+ * lines with `build` and applies them with one restore. When the restore fails because another
+ * process changed the table in between (a concurrent ADD created a chain first, a DEL removed a rule
+ * twice), reads again and rebuilds, up to 5 times; a failure on an unchanged table, or a missing
+ * tool, is thrown (NetfilterError). Returns the lines applied ([] when there was nothing to do) and
+ * the table they were built on, for undoLines.
+ */
+export function transact(f: Family, table: IptTableName, what: string, build: (t: IptTable) => string[], read?: IptTable): { lines: string[]; before: IptTable } {
+  let t = read ?? readTable(f, table);
+  for (let attempt = 1; ; attempt++) {
+    const lines = build(t);
+    if (!lines.length) return { lines, before: t };
+    try {
+      restore(f, table, lines, what, t);
+      return { lines, before: t };
+    } catch (e) {
+      if (!(e instanceof NetfilterError) || e.notFound || attempt >= ATTEMPTS) throw e;
+      const again = readTable(f, table);
+      // Unchanged table: the failure is the transaction's own. (An in-process batch is also refused
+      // when only another table changed: the generation is the whole ruleset's.)
+      if (sameTable(again, t) && again.nft?.gen === t.nft?.gen) throw e;
+      t = again;
+    }
+  }
+}
+
+/** The rule a `-A`/`-I <chain> 1` line adds, as iptables-save lists it. */
+const listed = (l: string): string => l.replace(/^-I (\S+) 1 /, '-A $1 ');
+
+/**
+ * The lines that take back a transaction's `added` lines, against the table `now` (as it is now)
+ * and `before` (as the transaction found it; default `now`). One rule for every plugin: never flush
+ * (a process without our lock, e.g. the reference plugin, may have put rules into a chain since);
+ * rules the transaction added (`-A`, `-I c 1`) that are still there are deleted, in reverse order;
+ * rules it deleted (`-D`) or flushed away (a `:chain` declaration of an existing chain flushes it
+ * under --noflush) and that are not back are appended again; then each chain it created (`-N`, or
+ * `:chain` of one `before` did not have) is deleted, in reverse order, only when nothing is left in
+ * it and nothing jumps to it.
+ */
+export function undoLines(added: readonly string[], now: IptTable, before: IptTable = now): string[] {
+  const there = new Set(now.rules);
+  const removed = new Set<string>();
+  const out: string[] = [];
+  const created: string[] = [];
+  const flushed: string[] = [];
+  for (const l of [...added].reverse()) {
+    const [op, chain] = l.split(' ', 2) as [string, string];
+    if (op === '-N' || op.startsWith(':')) {
+      const name = op === '-N' ? chain : op.slice(1);
+      if (op === '-N' || !before.chains.has(name)) created.push(name);
+      else flushed.push(name);
+      continue;
+    }
+    if (op !== '-A' && op !== '-I') continue;
+    const rule = listed(l);
+    if (!there.has(rule) || removed.has(rule)) continue; // already gone
+    removed.add(rule);
+    out.push(`-D${rule.slice(2)}`);
+  }
+  const left = now.rules.filter((r) => !removed.has(r));
+  const restored = [
+    ...flushed.flatMap((c) => before.rules.filter((r) => r.startsWith(`-A ${c} `))),
+    ...added.filter((l) => l.startsWith('-D ')).map((l) => `-A${l.slice(2)}`),
+  ].filter((r, i, all) => !left.includes(r) && all.indexOf(r) === i);
+  out.push(...restored);
+  const final = [...left, ...restored];
+  const jumpTo = (c: string): RegExp => new RegExp(` -[jg] ${c.replace(/[.+]/g, '\\$&')}( |$)`);
+  const unused = (c: string): boolean => now.chains.has(c) && !final.some((r) => r.startsWith(`-A ${c} `) || jumpTo(c).test(r));
+  out.push(...created.filter(unused).map((c) => `-X ${c}`));
+  return out;
+}
