@@ -18,6 +18,10 @@ export function parseEndpoints(flag: string, value: string): string[] {
       throw new Error(`${flag} ${JSON.stringify(raw)}: ${why} (expected http://IP:PORT[,http://IP2:PORT...])`);
     };
     if (!raw) bad('empty endpoint');
+    // The port from the text: URL drops a scheme's default one (http://h:80 has port ""), and
+    // refuses one over 65535 as a whole ("not a URL").
+    const port = /^[a-z][a-z0-9+.-]*:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*)(?::(\d*))?(?:[/?#]|$)/i.exec(raw)?.[1];
+    if (port !== undefined && port !== '' && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) bad(`port ${port} is not 1..65535`);
     let u: URL;
     try {
       u = new URL(raw.replace(/^etcd:\/\//, 'http://'));
@@ -26,11 +30,11 @@ export function parseEndpoints(flag: string, value: string): string[] {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') bad(`scheme ${u.protocol.replace(/:$/, '')} is not http or https`);
     if (!u.hostname) bad('no host');
-    if (!u.port) bad('no port');
+    if (!port) bad('no port');
     if ((u.pathname && u.pathname !== '/') || u.search || u.hash || u.username) bad('an endpoint is scheme://host:port and nothing else');
     const host = u.hostname.replace(/^\[|\]$/g, '');
     if (!parseIP(host) && !/^[a-zA-Z0-9.-]+$/.test(host)) bad(`host ${host} is not an address or a name`);
-    out.push(`${u.protocol}//${u.host}`);
+    out.push(`${u.protocol}//${u.hostname}:${Number(port)}`);
   }
   return out;
 }
