@@ -9,7 +9,7 @@
 // connectivity and new pods on this host still get addresses from the lease file. The agent retries
 // with exponential backoff, capped at a third of the TTL so that it is back before the lease etcd
 // keeps for it runs out, and then re-derives everything from etcd and the kernel.
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import { errorMessage } from '../shared/cni/errors';
 import type { Logger } from '../shared/log';
@@ -89,14 +89,16 @@ export class OverlayAgent {
   }
 
   /**
-   * Checks the host (underlay address, MTU) and runs until stop(). Throws Error for bad input
-   * (no link has the underlay address, the underlay MTU leaves less than MIN_POD_MTU for pods).
+   * Checks the host (underlay address, MTU, state dir) and runs until stop(). Throws Error for bad
+   * input (no link has the underlay address, the underlay MTU leaves less than MIN_POD_MTU for pods,
+   * the state dir is not a directory and cannot be made one).
    */
   async run(): Promise<void> {
     this.underlay = findUnderlay(this.nl, this.o.underlayIP);
     this.mtu = this.underlay.mtu - VXLAN_OVERHEAD;
     if (this.mtu < MIN_POD_MTU)
       throw new Error(`MTU ${this.underlay.mtu} of underlay ${this.underlay.name} is too small: VXLAN takes ${VXLAN_OVERHEAD} bytes and pods need at least ${MIN_POD_MTU}`);
+    prepareStateDir(this.o.stateDir);
     enableForwarding(4);
     this.client = await connectEtcd(this.o.hosts);
     const log = this.o.log;
@@ -356,6 +358,21 @@ async function etcdCall<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (e) {
     throw new EtcdCallError(errorMessage(e), { cause: e });
+  }
+}
+
+/**
+ * Makes `dir` (0700) if missing; throws Error naming it when it is not a directory or cannot be
+ * made. Before etcd: an agent that could not write a lease file would still lease subnets the other
+ * hosts route to.
+ */
+function prepareStateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`--state-dir ${dir}: ${code === 'EEXIST' || code === 'ENOTDIR' ? 'not a directory' : errorMessage(e)}`);
   }
 }
 

@@ -1,0 +1,40 @@
+// overlay-agent command-line and host checks that need a host netns (and, for the state dir, etcd:
+// a bad state dir must be refused before the agent leases anything).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { binDir } from '../support/cni';
+import { OverlayLab, inNs, type Host } from './overlay-harness';
+
+jest.setTimeout(60000);
+
+const lab = new OverlayLab();
+let h: Host;
+
+beforeAll(async () => {
+  await lab.start();
+  h = await lab.addHost();
+  await lab.startEtcd(1);
+  await lab.defineNetwork('inp', '198.18.128.0/17', 51);
+});
+afterAll(() => lab.close());
+
+const agent = (args: string[]) => inNs(h.ns, [join(binDir(), 'cnikit'), 'overlay-agent', '--etcd', lab.endpoints, '--underlay-ip', h.ip, '--etcd-prefix', lab.prefix, ...args], { timeout: 10000 });
+
+test('a --state-dir that is a file is refused (exit 1, naming it) before any subnet is leased', async () => {
+  const file = join(lab.tmp, 'afile');
+  writeFileSync(file, '');
+  for (const dir of [file, join(file, 'sub')]) {
+    const r = await agent(['--state-dir', dir, '--name', 'h1']);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`--state-dir ${dir}: not a directory`);
+  }
+  expect(await lab.keys('subnets/')).toEqual([]);
+});
+
+test('a flag value starting with a dash is refused with parseArgs\' explanation (exit 2), not an internal error', async () => {
+  const r = await agent(['--state-dir', join(lab.tmp, 's'), '--name', '-x']);
+  expect(r.exitCode).toBe(2);
+  expect(r.stderr).toContain("overlay-agent: Option '--name' argument is ambiguous");
+  expect(r.stderr).toContain("'--name=-XYZ'");
+  expect(r.stderr).not.toContain('internal error');
+});
