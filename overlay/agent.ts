@@ -78,6 +78,8 @@ export class OverlayAgent {
   private nets = new Map<string, NetState>();
   private leaseId = '';
   private stopped = false;
+  /** the current session got its lease, snapshot and watch */
+  private sessionUp = false;
   private stopWaiters: Array<() => void> = [];
   private dirty = false;
   private wake: (() => void) | undefined;
@@ -103,10 +105,11 @@ export class OverlayAgent {
     this.client = await connectEtcd(this.o.hosts);
     const log = this.o.log;
     log.info(`host ${this.o.name}, underlay ${formatIP(this.underlay.ip)} on ${this.underlay.name} (MTU ${this.underlay.mtu}, pods ${this.mtu}), etcd ${this.o.hosts.join(',')}`);
-    const cap = Math.max(1000, (this.o.ttl * 1000) / 3);
+    const cap = Math.max(1000, Math.round((this.o.ttl * 1000) / 3)); // whole ms: the log says it
     let backoff = FIRST_BACKOFF_MS;
     while (!this.stopped) {
       const t0 = Date.now();
+      this.sessionUp = false;
       try {
         await this.session();
       } catch (e) {
@@ -114,7 +117,9 @@ export class OverlayAgent {
         log.warn(`${etcdFailure(this.o.hosts, e)}; retrying in ${backoff} ms`);
       }
       if (this.stopped) break;
-      if (Date.now() - t0 > cap) backoff = FIRST_BACKOFF_MS; // the session was up for a while
+      // Start over only after a session that was up for a while: a failed attempt can also take
+      // longer than the cap (a dial timeout per endpoint), and must not reset the backoff.
+      if (this.sessionUp && Date.now() - t0 > cap) backoff = FIRST_BACKOFF_MS;
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, cap);
     }
@@ -165,6 +170,7 @@ export class OverlayAgent {
       watcher.on('disconnected', (e) => this.o.log.warn(`${etcdFailure(this.o.hosts, e)}: watch reconnecting`));
       watcher.on('connected', () => this.schedule());
       watcher.on('error', (e) => fail(new Error(`watch failed: ${errorMessage(e)}`)));
+      this.sessionUp = true;
       this.o.log.info(`connected: lease ${this.leaseId} (TTL ${this.o.ttl} s), ${this.nets.size} network(s) at revision ${snap.header.revision}`);
       const resync = setInterval(() => this.schedule(), RESYNC_MS);
       try {

@@ -40,6 +40,7 @@ export function parseEndpoints(flag: string, value: string): string[] {
 }
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
 /**
  * Every call tries the endpoint again. etcd3's default per-endpoint circuit breaker refuses an
@@ -53,12 +54,26 @@ const passThrough = { execute: async <T>(fn: () => T | Promise<T>): Promise<T> =
  * here, on first use (the build keeps it a separate chunk of the executable).
  */
 export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
-  const { Etcd3 } = await import('etcd3');
+  const { Etcd3, isRecoverableError } = await import('etcd3');
+  // A call tries each endpoint once (the pool picks another one per try), then fails: etcd3's
+  // default retried 3 more times, so a call to an etcd whose host does not answer took 4 dial
+  // timeouts (12 s, measured), longer than a short lease, before the agent's own backoff ran.
+  const oncePerEndpoint = {
+    execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
+      for (let tried = 1; ; tried++) {
+        try {
+          return await fn();
+        } catch (e) {
+          if (tried >= hosts.length || !isRecoverableError(e as Error)) throw e;
+        }
+      }
+    },
+  } as unknown as GlobalPolicy;
   return new Etcd3({
     hosts,
     dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
-    faultHandling: { host: () => passThrough },
+    faultHandling: { host: () => passThrough, global: oncePerEndpoint },
   });
 }
 

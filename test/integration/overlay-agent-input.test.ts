@@ -38,3 +38,15 @@ test('a flag value starting with a dash is refused with parseArgs\' explanation 
   expect(r.stderr).toContain("'--name=-XYZ'");
   expect(r.stderr).not.toContain('internal error');
 });
+
+test('etcd at an address nobody answers: each attempt ends within the dial timeout, the backoff doubles from 200 ms to a third of the TTL (whole ms)', async () => {
+  const p = lab.spawn(h.ns, [join(binDir(), 'cnikit'), 'overlay-agent', '--etcd', `http://${lab.hosts[0]!.ip.replace(/\d+$/, '99')}:2379`, '--underlay-ip', h.ip, '--etcd-prefix', lab.prefix, '--state-dir', join(lab.tmp, 'u'), '--lease-ttl', '4']);
+  await p.waitFor(/retrying in 1333 ms/, 40000);
+  const delays = [...p.out.matchAll(/retrying in (\S+) ms/g)].map((m) => m[1]);
+  expect(delays.slice(0, 4)).toEqual(['200', '400', '800', '1333']);
+  // The first warning: one dial timeout (3 s) after start, not four.
+  const at = (re: RegExp) => Date.parse(re.exec(p.out)![1]!);
+  expect(at(/^(\S+) .*retrying in 200 ms/m) - at(/^(\S+) .*info: host /m)).toBeLessThan(6000);
+  await p.kill('SIGTERM');
+  expect(p.exitCode).toBe(0);
+});
