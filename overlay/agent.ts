@@ -17,7 +17,7 @@ import { openNetlink } from '../shared/linux/netlink/socket';
 import type { NetlinkSocket } from '../shared/linux/netlink/socket';
 import { enableForwarding } from '../shared/linux/sysctl';
 import { formatCIDR, formatIP, ipEqual, type IP, type IPNet } from '../shared/ip';
-import { deviceVnis, ensureDevice, findUnderlay, reconcilePeers, removeDevice, setVtepAddress, type Peer, type Underlay } from './dataplane';
+import { deviceVnis, ensureDevice, findUnderlay, pruneBridgeAddresses, reconcilePeers, removeDevice, setVtepAddress, type Peer, type Underlay } from './dataplane';
 import { connectEtcd, etcdFailure } from './etcd';
 import { encodeLease, readLease, removeLease, writeLease, type HostLease } from './lease-file';
 import {
@@ -283,7 +283,7 @@ export class OverlayAgent {
       this.said.delete(f);
       this.o.log.info(`network ${f}: removed from etcd, lease file removed`);
     }
-    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed device of VNI ${vni}: no network uses it`);
+    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed the devices of VNI ${vni}: no network uses it`);
   }
 
   private async syncNetwork(name: string, def: NetworkDef, st: NetState): Promise<void> {
@@ -291,6 +291,8 @@ export class OverlayAgent {
     const mine = await this.claim(name, def, st, dev.mac);
     if (!mine) return;
     setVtepAddress(this.nl, dev, mine);
+    const stale = pruneBridgeAddresses(this.nl, def.vni, mine);
+    if (stale.length) this.o.log.info(`network ${name}: removed ${stale.join(' ')} from ${bridgeName(def.vni)}: not in this host's subnet ${formatCIDR(mine)}`);
     const lease: HostLease = { network: name, subnet: def.subnet, hostSubnet: mine, vni: def.vni, mtu: this.mtu, bridge: bridgeName(def.vni), host: this.o.name };
     let old: HostLease | null = null;
     try {

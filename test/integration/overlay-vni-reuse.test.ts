@@ -1,0 +1,59 @@
+// A network removed and created again reuses its VNI (cnm hands out the lowest free one): the pods'
+// bridge ovlbr.<vni> of the old network must not be left with the old gateway address.
+import { execa } from 'execa';
+import { OverlayLab, ping, until, type Host } from './overlay-harness';
+
+jest.setTimeout(90000);
+
+const lab = new OverlayLab();
+let h1: Host, h2: Host;
+const VNI = 61;
+
+beforeAll(async () => {
+  await lab.start();
+  h1 = await lab.addHost();
+  h2 = await lab.addHost();
+  await lab.startEtcd(1);
+  for (const h of [h1, h2]) lab.startAgent(h, 3);
+});
+afterAll(() => lab.close());
+
+const link = async (h: Host, name: string) => (await execa('ip', ['-n', h.ns, '-br', 'addr', 'show', name], { reject: false })).stdout;
+
+async function podOn(h: Host, net: string, tag: string): Promise<{ ns: string; ip: string }> {
+  const ns = await lab.podNetns(tag);
+  const r = await lab.cni(h, 'ADD', ns, lab.overlayConf(h, net));
+  if (r.exitCode !== 0) throw new Error(`ADD on ${h.name}: ${r.stdout}${r.stderr}`);
+  return { ns, ip: String(r.json.ips[0].address).split('/')[0]! };
+}
+
+async function define(net: string, subnet: string): Promise<void> {
+  await lab.defineNetwork(net, subnet, VNI);
+  for (const h of [h1, h2]) await h.agent!.waitFor(new RegExp(`network ${net}: host subnet .* 1 peer`), 15000);
+}
+
+test('removing a network removes its pods\' bridge with its vxlan device', async () => {
+  await define('first', '198.18.128.0/17');
+  await podOn(h1, 'first', 'a');
+  expect(await link(h1, `ovlbr.${VNI}`)).toMatch(/198\.18\.\d+\.1\/24/);
+  await lab.removeNetwork('first');
+  await until(`ovl.${VNI} gone on ${h1.name}`, async () => !(await link(h1, `ovl.${VNI}`)));
+  expect(await link(h1, `ovlbr.${VNI}`)).toBe('');
+});
+
+test('a network created again with the same VNI while an agent was down: the stale gateway leaves the bridge, pods are added and reach the other host', async () => {
+  await define('second', '198.18.128.0/17');
+  await podOn(h1, 'second', 'b');
+  const old = await link(h1, `ovlbr.${VNI}`);
+  await h1.agent!.kill('SIGTERM');
+  await lab.removeNetwork('second');
+  await lab.defineNetwork('third', '198.18.0.0/17', VNI);
+  await h2.agent!.waitFor(/network third: host subnet/, 15000);
+  lab.startAgent(h1, 3);
+  await h1.agent!.waitFor(/network third: host subnet .* 1 peer/, 15000);
+  expect(old).toMatch(/198\.18\.1\d\d\.1\/24/);
+  expect(await link(h1, `ovlbr.${VNI}`)).not.toMatch(/198\.18\.1\d\d\./);
+  const a = await podOn(h1, 'third', 'c');
+  const b = await podOn(h2, 'third', 'd');
+  expect(await ping(a.ns, b.ip)).toBe(true);
+});
