@@ -244,6 +244,16 @@ export class OverlayAgent {
     return st;
   }
 
+  /**
+   * A host record of this host: our name and our underlay address (a restarted agent takes its
+   * subnet back by them). The name alone is not enough: another host with the same name (the
+   * default, the hostname, of cloned machines) took the key over from the other's lease, and the
+   * two agents rewrote it in turn, tens of times a second, each routing the subnet to itself.
+   */
+  private isMe(rec: HostRecord): boolean {
+    return rec.host === this.o.name && ipEqual(rec.underlay, this.underlay.ip);
+  }
+
   /** Once per distinct message per network. */
   private sayOnce(network: string, level: 'error' | 'warn' | 'info', msg: string): void {
     if (this.said.get(network) === msg) return;
@@ -302,7 +312,9 @@ export class OverlayAgent {
     }
     if (!old || encodeLease(old) !== encodeLease(lease)) writeLease(this.o.stateDir, lease);
     const peers: Peer[] = [];
-    for (const h of st.hosts.values()) if (h.rec.host !== this.o.name) peers.push({ subnet: h.subnet, underlay: h.rec.underlay, mac: h.rec.mac });
+    for (const h of st.hosts.values()) if (!this.isMe(h.rec)) peers.push({ subnet: h.subnet, underlay: h.rec.underlay, mac: h.rec.mac });
+    const twin = [...st.hosts.values()].find((h) => h.rec.host === this.o.name && !this.isMe(h.rec));
+    if (twin) this.sayOnce(`${name}\0name`, 'warn', `network ${name}: the agent at ${formatIP(twin.rec.underlay)} (subnet ${formatCIDR(twin.subnet)}) also calls itself "${this.o.name}": give every host its own --name`);
     const ch = reconcilePeers(this.nl, dev, peers);
     this.sayOnce(name, 'info', `network ${name}: host subnet ${formatCIDR(mine)} on ${dev.name} (VNI ${def.vni}), ${peers.length} peer(s)`);
     if (ch.added.length) this.o.log.info(`network ${name}: routes to ${ch.added.join(' ')} programmed`);
@@ -319,7 +331,7 @@ export class OverlayAgent {
     const rec: HostRecord = { host: this.o.name, underlay: this.underlay.ip, mac };
     const value = encodeHost(rec);
     const put = (key: string) => this.client.put(key).value(value).lease(this.leaseId);
-    const held = [...st.hosts.values()].find((h) => h.rec.host === this.o.name);
+    const held = [...st.hosts.values()].find((h) => this.isMe(h.rec));
     if (held) {
       if (held.lease === this.leaseId && encodeHost(held.rec) === value) return held.subnet;
       const key = subnetKey(this.o.prefix, name, held.subnet);

@@ -3,7 +3,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { binDir } from '../support/cni';
-import { OverlayLab, inNs, type Host } from './overlay-harness';
+import { execa } from 'execa';
+import { OverlayLab, inNs, until, type Host } from './overlay-harness';
 
 jest.setTimeout(60000);
 
@@ -49,4 +50,28 @@ test('etcd at an address nobody answers: each attempt ends within the dial timeo
   expect(at(/^(\S+) .*retrying in 200 ms/m) - at(/^(\S+) .*info: host /m)).toBeLessThan(6000);
   await p.kill('SIGTERM');
   expect(p.exitCode).toBe(0);
+});
+
+test('two hosts whose agents have the same --name each lease a subnet of their own and route to the other; the key is not rewritten in turn', async () => {
+  const h2 = await lab.addHost();
+  const a1 = lab.startAgent(h, 3, ['--name', 'twin']);
+  const a2 = lab.startAgent(h2, 3, ['--name', 'twin']);
+  try {
+    for (const a of [a1, a2]) await a.waitFor(/network inp: host subnet .* 1 peer/, 15000);
+    const keys = await lab.keys('subnets/inp/');
+    expect(keys).toHaveLength(2);
+    const rev = async () => JSON.parse((await lab.etcdctl('get', keys[0]!, '-w', 'json')).stdout).kvs[0].mod_revision as number;
+    const before = await rev();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await rev()).toBe(before);
+    for (const [x, other] of [[h, h2], [h2, h]] as const) {
+      const fdb = (await execa('bridge', ['-n', x.ns, 'fdb', 'show', 'dev', 'ovl.51'])).stdout;
+      expect(fdb).toContain(`dst ${other.ip} self permanent`);
+      expect(x.agent!.out).toContain(`also calls itself "twin": give every host its own --name`);
+    }
+  } finally {
+    await a1.kill();
+    await a2.kill();
+  }
+  await until('the stopped agents\' keys to expire', async () => (await lab.keys('subnets/inp/')).length === 0, 15000);
 });
