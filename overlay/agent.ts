@@ -16,7 +16,7 @@ import type { Logger } from '../shared/log';
 import { openNetlink } from '../shared/linux/netlink/socket';
 import type { NetlinkSocket } from '../shared/linux/netlink/socket';
 import { enableForwarding } from '../shared/linux/sysctl';
-import { formatCIDR, formatIP, ipEqual, type IP, type IPNet } from '../shared/ip';
+import { formatCIDR, formatIP, ipEqual, networkOf, type IP, type IPNet } from '../shared/ip';
 import { deviceVnis, ensureDevice, findUnderlay, pruneBridgeAddresses, reconcilePeers, removeDevice, setVtepAddress, type Peer, type Underlay } from './dataplane';
 import { connectEtcd, etcdFailure } from './etcd';
 import { encodeLease, readLease, removeLease, writeLease, type HostLease } from './lease-file';
@@ -275,7 +275,7 @@ export class OverlayAgent {
       defined.add(name);
       wanted.add(def.vni);
       if (overlaps(def.subnet, this.underlay.net)) {
-        this.sayOnce(name, 'error', `network ${name}: subnet ${formatCIDR(def.subnet)} overlaps the underlay ${formatCIDR(this.underlay.net)} of ${this.underlay.name}; not joining it`);
+        this.sayOnce(name, 'error', `network ${name}: subnet ${formatCIDR(def.subnet)} overlaps the underlay ${formatCIDR(networkOf(this.underlay.net))} of ${this.underlay.name}; not joining it`);
         continue;
       }
       try {
