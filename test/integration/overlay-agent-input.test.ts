@@ -75,3 +75,13 @@ test('two hosts whose agents have the same --name each lease a subnet of their o
   }
   await until('the stopped agents\' keys to expire', async () => (await lab.keys('subnets/inp/')).length === 0, 15000);
 });
+
+test('cnm --cluster-store with a refusing endpoint first and a live one: every call reaches the live member (each endpoint is tried once per call)', async () => {
+  // The endpoints are shuffled per call: six runs of a refusing + a live endpoint try the refusing one first, almost surely.
+  const stores = `etcd://${h.ip}:2379,${lab.endpoints.replace('http://', 'etcd://')}`;
+  for (let i = 0; i < 6; i++) {
+    const r = await inNs(h.ns, [join(binDir(), 'cnikit'), 'cnm', '--state-dir', join(lab.tmp, 'cnm'), '--cluster-store', stores, '--overlay-state-dir', join(lab.tmp, 's'), 'network', 'ls']);
+    expect(r.stderr).toBe('');
+    expect(r.exitCode).toBe(0);
+  }
+});
