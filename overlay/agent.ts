@@ -64,6 +64,8 @@ interface NetState {
   defError?: string;
   /** subnets/<name>/... by subnet (CIDR text) */
   hosts: Map<string, HostEntry>;
+  /** the definition key's create revision: of two networks with one VNI, the older keeps it */
+  created?: bigint;
 }
 
 const FIRST_BACKOFF_MS = 200;
@@ -221,6 +223,7 @@ export class OverlayAgent {
       }
       try {
         st.def = decodeDef(rest[1]!, kv.value.toString());
+        st.created = BigInt(kv.create_revision);
       } catch (e) {
         st.defError = errorMessage(e);
       }
@@ -265,6 +268,7 @@ export class OverlayAgent {
   private async sync(): Promise<void> {
     const wanted = new Set<number>();
     const defined = new Set<string>();
+    const owner = this.vniOwners();
     for (const [name, st] of this.nets) {
       if (st.defError) {
         this.sayOnce(name, 'error', st.defError);
@@ -272,8 +276,13 @@ export class OverlayAgent {
       }
       const def = st.def;
       if (!def) continue;
-      defined.add(name);
       wanted.add(def.vni);
+      if (owner.get(def.vni) !== name) {
+        // Every agent sees the same revisions, so all pick the same owner.
+        this.sayOnce(name, 'error', `network ${name}: VNI ${def.vni} is already network ${owner.get(def.vni)}'s (defined earlier); not joining it`);
+        continue;
+      }
+      defined.add(name);
       if (overlaps(def.subnet, this.underlay.net)) {
         this.sayOnce(name, 'error', `network ${name}: subnet ${formatCIDR(def.subnet)} overlaps the underlay ${formatCIDR(networkOf(this.underlay.net))} of ${this.underlay.name}; not joining it`);
         continue;
@@ -294,6 +303,22 @@ export class OverlayAgent {
       this.o.log.info(`network ${f}: removed from etcd, lease file removed`);
     }
     for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed the devices of VNI ${vni}: no network uses it`);
+  }
+
+  /**
+   * The network each VNI belongs to: the one whose definition was created first (then the lower
+   * name). Two definitions with one VNI (possible by hand: cnm allocates VNIs, etcdctl does not)
+   * would share ovl.<vni> and ovlbr.<vni>, each sync undoing the other's routes and addresses.
+   */
+  private vniOwners(): Map<number, string> {
+    const owner = new Map<number, { name: string; created: bigint }>();
+    for (const [name, st] of this.nets) {
+      if (!st.def || st.defError) continue;
+      const created = st.created ?? 0n;
+      const o = owner.get(st.def.vni);
+      if (!o || created < o.created || (created === o.created && name < o.name)) owner.set(st.def.vni, { name, created });
+    }
+    return new Map([...owner].map(([vni, o]) => [vni, o.name]));
   }
 
   private async syncNetwork(name: string, def: NetworkDef, st: NetState): Promise<void> {

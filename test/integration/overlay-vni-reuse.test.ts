@@ -1,5 +1,6 @@
 // A network removed and created again reuses its VNI (cnm hands out the lowest free one): the pods'
 // bridge ovlbr.<vni> of the old network must not be left with the old gateway address.
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { OverlayLab, ping, until, type Host } from './overlay-harness';
 
@@ -56,4 +57,22 @@ test('a network created again with the same VNI while an agent was down: the sta
   const a = await podOn(h1, 'third', 'c');
   const b = await podOn(h2, 'third', 'd');
   expect(await ping(a.ns, b.ip)).toBe(true);
+});
+
+test('a second network defined by hand with a VNI already in use is not joined; the first keeps its routes and bridge address', async () => {
+  await lab.defineNetwork('older', '198.18.128.0/17', 62);
+  for (const h of [h1, h2]) await h.agent!.waitFor(/network older: host subnet .* 1 peer/, 15000);
+  const a = await podOn(h1, 'older', 'e');
+  const b = await podOn(h2, 'older', 'f');
+  expect(await ping(a.ns, b.ip)).toBe(true);
+  const bridge = await link(h1, 'ovlbr.62');
+  await lab.defineNetwork('younger', '198.18.0.0/17', 62);
+  for (const h of [h1, h2]) await h.agent!.waitFor(/network younger: VNI 62 is already network older's \(defined earlier\); not joining it/, 15000);
+  await new Promise((r) => setTimeout(r, 500)); // a sync after the event
+  expect(await ping(a.ns, b.ip)).toBe(true);
+  expect(await link(h1, 'ovlbr.62')).toBe(bridge);
+  expect(await lab.keys('subnets/younger/')).toEqual([]);
+  for (const h of [h1, h2]) expect(existsSync(`${h.stateDir}/younger.json`)).toBe(false);
+  await lab.removeNetwork('younger');
+  await lab.removeNetwork('older');
 });
