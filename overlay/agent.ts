@@ -299,6 +299,10 @@ export class OverlayAgent {
     for (const f of listLeaseFiles(this.o.stateDir)) {
       if (defined.has(f)) continue;
       removeLease(this.o.stateDir, f);
+      if (this.nets.get(f)?.def) {
+        this.o.log.info(`network ${f}: not joined, lease file removed`); // why was said above, once
+        continue;
+      }
       this.said.delete(f);
       this.o.log.info(`network ${f}: removed from etcd, lease file removed`);
     }
