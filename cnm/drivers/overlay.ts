@@ -5,6 +5,7 @@
 // as a CNI pod does (same host-local store: CNM sandboxes and CNI pods never collide).
 import { parseCIDR } from '../../shared/ip';
 import { DEFAULT_HOST_PREFIX, MAX_VNI, decodeDef, defProblem, encodeDef, networkKey, subnetsPrefix, vniKey, type NetworkDef } from '../../overlay/network';
+import { readLease } from '../../overlay/lease-file';
 import { cnmEndpointsPrefix, etcdCall, type Cluster } from '../cluster-store';
 import { conflict, invalid } from '../errors';
 import type { EndpointIpam } from '../ipam';
@@ -85,6 +86,18 @@ async function usedVnis(c: Cluster): Promise<{ reserved: Set<number>; byHand: Ma
   return { reserved, byHand };
 }
 
+/**
+ * This host's name in endpoint keys: the agent's --name from its host lease of the network (the
+ * name its subnets/ key carries, so `network rm` names hosts as the agents do), else the hostname.
+ */
+function hostName(c: Cluster, network: string): string {
+  try {
+    return readLease(c.overlayStateDir, network)?.host ?? c.host;
+  } catch {
+    return c.host; // an unreadable lease fails the ADD that follows, naming it
+  }
+}
+
 const endpointKey = (c: Cluster, j: JoinRequest): string => `${cnmEndpointsPrefix(c, j.network.name)}${j.endpoint.id}`;
 
 export function overlayDriver(c: Cluster): Driver {
@@ -137,7 +150,7 @@ export function overlayDriver(c: Cluster): Driver {
 
     async join(j, ctx) {
       const key = endpointKey(c, j);
-      await etcdCall(c, 'registering the endpoint', c.client.put(key).value(JSON.stringify({ host: c.host, sandbox: j.sandbox.name })).exec());
+      await etcdCall(c, 'registering the endpoint', c.client.put(key).value(JSON.stringify({ host: hostName(c, j.network.name), sandbox: j.sandbox.name })).exec());
       try {
         return await cniAdd(ctx, list(c, j.network), j, requestedIPs(j));
       } catch (e) {
