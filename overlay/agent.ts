@@ -80,6 +80,8 @@ export class OverlayAgent {
   private nets = new Map<string, NetState>();
   private leaseId = '';
   private stopped = false;
+  /** our subnets/ keys that are no host subnet of their network's definition (changed or removed): deleted by sync() */
+  private staleKeys = new Set<string>();
   /** the current session got its lease, snapshot and watch */
   private sessionUp = false;
   private stopWaiters: Array<() => void> = [];
@@ -218,26 +220,45 @@ export class OverlayAgent {
       st.def = undefined;
       st.defError = undefined;
       if (deleted) {
+        this.dropHosts(rest[1]!, st, (h) => this.isMe(h.rec));
         if (!st.hosts.size) this.nets.delete(rest[1]!);
         return;
       }
       try {
-        st.def = decodeDef(rest[1]!, kv.value.toString());
+        const def = (st.def = decodeDef(rest[1]!, kv.value.toString()));
         st.created = BigInt(kv.create_revision);
+        // A changed subnet or host prefix: the leases of the old one are no host subnets of it.
+        this.dropHosts(rest[1]!, st, (h) => !subnetFromKey(def, `${formatIP(h.subnet.ip)}-${h.subnet.prefix}`));
       } catch (e) {
         st.defError = errorMessage(e);
       }
     } else if (rest[0] === 'subnets' && rest.length === 3 && isNetworkName(rest[1]!)) {
       const st = this.net(rest[1]!);
       const cidr = rest[2]!.replace('-', '/');
-      if (deleted) st.hosts.delete(cidr);
-      else {
+      if (deleted) {
+        // Not an entry written after the delete (our own claim of the key, seen before the event).
+        const e = st.hosts.get(cidr);
+        if (e && BigInt(e.modRevision) > BigInt(kv.mod_revision)) return;
+        st.hosts.delete(cidr);
+      } else {
         const rec = decodeHost(kv.value.toString());
         const subnet = st.def ? subnetFromKey(st.def, rest[2]!) : null;
         if (rec && subnet) st.hosts.set(cidr, { subnet, rec, lease: kv.lease, modRevision: kv.mod_revision });
-        else st.hosts.delete(cidr);
+        else {
+          st.hosts.delete(cidr);
+          if (rec && this.isMe(rec)) this.staleKeys.add(key); // ours, of a definition that changed (or went) meanwhile
+        }
       }
       if (!st.def && !st.hosts.size) this.nets.delete(rest[1]!);
+    }
+  }
+
+  /** Removes the host entries `gone` picks from the view; ours are also deleted from etcd at the next sync. */
+  private dropHosts(name: string, st: NetState, gone: (h: HostEntry) => boolean): void {
+    for (const [cidr, h] of st.hosts) {
+      if (!gone(h)) continue;
+      st.hosts.delete(cidr);
+      if (this.isMe(h.rec)) this.staleKeys.add(subnetKey(this.o.prefix, name, h.subnet));
     }
   }
 
@@ -266,6 +287,11 @@ export class OverlayAgent {
 
   /** Brings etcd claims, devices, lease files and peers in line with the current view. */
   private async sync(): Promise<void> {
+    for (const key of this.staleKeys) {
+      await etcdCall(this.client.delete().key(key).exec());
+      this.staleKeys.delete(key);
+      this.o.log.info(`${key} removed: not a host subnet of the network's current definition`);
+    }
     const wanted = new Set<number>();
     const defined = new Set<string>();
     const owner = this.vniOwners();

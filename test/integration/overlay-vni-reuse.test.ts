@@ -81,3 +81,20 @@ test('a second network defined by hand with a VNI already in use is not joined; 
   await lab.removeNetwork('younger');
   await lab.removeNetwork('older');
 });
+
+test('a definition whose subnet changes: every host leases a subnet of the new one and deletes its old key; a definition removed by hand leaves no key', async () => {
+  await lab.defineNetwork('moving', '10.77.0.0/16', 63);
+  for (const h of [h1, h2]) await h.agent!.waitFor(/network moving: host subnet 10\.77\.\d+\.0\/24 .* 1 peer/, 15000);
+  const marks = [h1, h2].map((h) => h.agent!.out.length);
+  await lab.etcdctl('put', `${lab.prefix}networks/moving`, JSON.stringify({ subnet: '10.78.0.0/16', hostPrefix: 24, vni: 63 }));
+  for (const [i, h] of [h1, h2].entries()) await h.agent!.waitFor(/network moving: host subnet 10\.78\.\d+\.0\/24 .* 1 peer/, 15000, marks[i]);
+  await until('only keys of the new subnet', async () => (await lab.keys('subnets/moving/')).every((k) => k.includes('/10.78.')), 5000);
+  expect(await lab.keys('subnets/moving/')).toHaveLength(2);
+  for (const h of [h1, h2]) expect(JSON.parse(readFileSync(`${h.stateDir}/moving.json`, 'utf8')).hostSubnet).toMatch(/^10\.78\./);
+  const a = await podOn(h1, 'moving', 'g');
+  const b = await podOn(h2, 'moving', 'h');
+  expect(a.ip).toMatch(/^10\.78\./);
+  expect(await ping(a.ns, b.ip)).toBe(true);
+  await lab.etcdctl('del', `${lab.prefix}networks/moving`); // the definition only, as by hand
+  await until('no key of moving left', async () => (await lab.keys('subnets/moving/')).length === 0, 5000);
+});
