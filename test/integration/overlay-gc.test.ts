@@ -1,7 +1,7 @@
 // The overlay plugin's spec 1.1 GC, without etcd: a host lease file written as the agent writes it
 // is all the per-pod path reads, so one scratch host netns and pod netns are enough.
 import { execa } from 'execa';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeLease } from '../../overlay/lease-file';
@@ -87,4 +87,21 @@ test('GC after the network is gone (no lease file) still collects, through a rec
   } finally {
     writeLease(dir, { network: NET, subnet: parseCIDR('198.18.128.0/17')!, hostSubnet: parseCIDR('198.18.130.0/24')!, vni: 77, mtu: 1450, bridge: 'ovlbr.77', host: 'h1' });
   }
+});
+
+test('an unreadable attachment record (it may be another config\'s) stops the address GC, reported naming it; once it is gone, GC collects', async () => {
+  const p3 = ns.names[3]!; // its attachment was DELed: no eth0 left
+  expect((await cni('ADD', conf('pods'), 'gone', p3)).exitCode).toBe(0);
+  const bad = join(dir, 'pods', 'attachments', NET, 'mystery:eth0');
+  writeFileSync(bad, 'not json', { mode: 0o600 });
+  const gc = await cni('GC', { ...conf('pods'), 'cni.dev/valid-attachments': [] });
+  expect(gc.exitCode).not.toBe(0);
+  expect(gc.stdout).toContain(`bridge GC: skipped, unreadable attachment records: ${bad}`);
+  expect(ipamLeases()).toHaveLength(1);
+  expect(records().sort()).toEqual(['gone:eth0', 'mystery:eth0']);
+  rmSync(bad);
+  const again = await cni('GC', { ...conf('pods'), 'cni.dev/valid-attachments': [] });
+  expect(again.exitCode).toBe(0);
+  expect(ipamLeases()).toHaveLength(0);
+  expect(records()).toEqual([]);
 });

@@ -125,7 +125,8 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
  * runtime names only its own); then this config's masquerade rules and the records of its stale
  * attachments go. The bridge's config is the current lease's, or with no lease (the network was
  * removed) a record's: they all name the same bridge and address store. Best effort: every step runs, failures are reported together, a
- * record stays when the bridge's GC failed (the next GC retries). Throws CniError 7 for a malformed list.
+ * record stays when the bridge's GC failed or was skipped (an unreadable record might be another config's
+ * attachment; the next GC retries). Throws CniError 7 for a malformed list.
  */
 async function cmdGC(a: CmdArgs): Promise<void> {
   const conf = loadOverlayConf(a);
@@ -138,21 +139,31 @@ async function cmdGC(a: CmdArgs): Promise<void> {
     const others: GCAttachment[] = [];
     const stale: string[] = [];
     let recorded: Delegate | undefined;
+    const unread: string[] = []; // records that could not be read: whose they are is unknown
     for (const name of records?.names() ?? []) {
-      await attempts.run(`reading ${records!.path}/${name}`, () => {
-        const r = records!.read(name);
-        if (!r) return;
-        recorded = r.delegate;
-        const at = name.indexOf(':');
-        if (r.config !== conf.name) others.push({ containerID: name.slice(0, at), ifname: name.slice(at + 1) });
-        else if (!keep.has(name)) stale.push(name);
-      });
+      let r: AttachmentRecord | null;
+      try {
+        r = records!.read(name);
+      } catch (e) {
+        unread.push(`${records!.path}/${name}: ${errorMessage(e)}`);
+        continue;
+      }
+      if (!r) continue; // gone meanwhile (a DEL)
+      recorded = r.delegate;
+      const at = name.indexOf(':');
+      if (r.config !== conf.name) others.push({ containerID: name.slice(0, at), ifname: name.slice(at + 1) });
+      else if (!keep.has(name)) stale.push(name);
     }
     let lease: HostLease | null = null;
     await attempts.run('reading the host lease', () => (lease = readLease(conf.stateDir, conf.network)));
     const d = lease ? delegateConf({ ...conf, mtu: undefined }, lease) : recorded;
     let bridgeDone = !d; // nothing was ever ADDed here: the bridge has nothing of ours to collect
-    if (d)
+    // An unreadable record may be another config's attachment: its address must not be collected.
+    if (unread.length)
+      await attempts.run('bridge GC', () => {
+        throw new Error(`skipped, unreadable attachment records: ${unread.join('; ')}`);
+      });
+    else if (d)
       await attempts.run('bridge GC', async () => {
         await delegateGC('bridge', withConf(a, { ...d, ...validAttachmentsConf([...valid, ...others]) }));
         bridgeDone = true;
