@@ -20,7 +20,7 @@ export interface Cluster {
   prefix: string;
   /** the overlay agent's --state-dir on this host (its host leases) */
   overlayStateDir: string;
-  /** this host's name in endpoint keys */
+  /** this host's name in endpoint keys when the agent's lease does not say it (the hostname) */
   host: string;
 }
 

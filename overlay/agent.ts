@@ -9,15 +9,15 @@
 // connectivity and new pods on this host still get addresses from the lease file. The agent retries
 // with exponential backoff, capped at a third of the TTL so that it is back before the lease etcd
 // keeps for it runs out, and then re-derives everything from etcd and the kernel.
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import type { Etcd3, IKeyValue, Lease, Watcher } from 'etcd3';
 import { errorMessage } from '../shared/cni/errors';
 import type { Logger } from '../shared/log';
 import { openNetlink } from '../shared/linux/netlink/socket';
 import type { NetlinkSocket } from '../shared/linux/netlink/socket';
 import { enableForwarding } from '../shared/linux/sysctl';
-import { formatCIDR, formatIP, ipEqual, type IP, type IPNet } from '../shared/ip';
-import { deviceVnis, ensureDevice, findUnderlay, reconcilePeers, removeDevice, setVtepAddress, type Peer, type Underlay } from './dataplane';
+import { formatCIDR, formatIP, ipEqual, networkOf, type IP, type IPNet } from '../shared/ip';
+import { deviceVnis, ensureDevice, findUnderlay, pruneBridgeAddresses, reconcilePeers, removeDevice, setVtepAddress, type Peer, type Underlay } from './dataplane';
 import { connectEtcd, etcdFailure } from './etcd';
 import { encodeLease, readLease, removeLease, writeLease, type HostLease } from './lease-file';
 import {
@@ -64,6 +64,8 @@ interface NetState {
   defError?: string;
   /** subnets/<name>/... by subnet (CIDR text) */
   hosts: Map<string, HostEntry>;
+  /** the definition key's create revision: of two networks with one VNI, the older keeps it */
+  created?: bigint;
 }
 
 const FIRST_BACKOFF_MS = 200;
@@ -78,6 +80,10 @@ export class OverlayAgent {
   private nets = new Map<string, NetState>();
   private leaseId = '';
   private stopped = false;
+  /** our subnets/ keys that are no host subnet of their network's definition (changed or removed): deleted by sync() */
+  private staleKeys = new Set<string>();
+  /** the current session got its lease, snapshot and watch */
+  private sessionUp = false;
   private stopWaiters: Array<() => void> = [];
   private dirty = false;
   private wake: (() => void) | undefined;
@@ -89,22 +95,25 @@ export class OverlayAgent {
   }
 
   /**
-   * Checks the host (underlay address, MTU) and runs until stop(). Throws Error for bad input
-   * (no link has the underlay address, the underlay MTU leaves less than MIN_POD_MTU for pods).
+   * Checks the host (underlay address, MTU, state dir) and runs until stop(). Throws Error for bad
+   * input (no link has the underlay address, the underlay MTU leaves less than MIN_POD_MTU for pods,
+   * the state dir is not a directory and cannot be made one).
    */
   async run(): Promise<void> {
     this.underlay = findUnderlay(this.nl, this.o.underlayIP);
     this.mtu = this.underlay.mtu - VXLAN_OVERHEAD;
     if (this.mtu < MIN_POD_MTU)
       throw new Error(`MTU ${this.underlay.mtu} of underlay ${this.underlay.name} is too small: VXLAN takes ${VXLAN_OVERHEAD} bytes and pods need at least ${MIN_POD_MTU}`);
+    prepareStateDir(this.o.stateDir);
     enableForwarding(4);
     this.client = await connectEtcd(this.o.hosts);
     const log = this.o.log;
     log.info(`host ${this.o.name}, underlay ${formatIP(this.underlay.ip)} on ${this.underlay.name} (MTU ${this.underlay.mtu}, pods ${this.mtu}), etcd ${this.o.hosts.join(',')}`);
-    const cap = Math.max(1000, (this.o.ttl * 1000) / 3);
+    const cap = Math.max(1000, Math.round((this.o.ttl * 1000) / 3)); // whole ms: the log says it
     let backoff = FIRST_BACKOFF_MS;
     while (!this.stopped) {
       const t0 = Date.now();
+      this.sessionUp = false;
       try {
         await this.session();
       } catch (e) {
@@ -112,7 +121,9 @@ export class OverlayAgent {
         log.warn(`${etcdFailure(this.o.hosts, e)}; retrying in ${backoff} ms`);
       }
       if (this.stopped) break;
-      if (Date.now() - t0 > cap) backoff = FIRST_BACKOFF_MS; // the session was up for a while
+      // Start over only after a session that was up for a while: a failed attempt can also take
+      // longer than the cap (a dial timeout per endpoint), and must not reset the backoff.
+      if (this.sessionUp && Date.now() - t0 > cap) backoff = FIRST_BACKOFF_MS;
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, cap);
     }
@@ -163,6 +174,7 @@ export class OverlayAgent {
       watcher.on('disconnected', (e) => this.o.log.warn(`${etcdFailure(this.o.hosts, e)}: watch reconnecting`));
       watcher.on('connected', () => this.schedule());
       watcher.on('error', (e) => fail(new Error(`watch failed: ${errorMessage(e)}`)));
+      this.sessionUp = true;
       this.o.log.info(`connected: lease ${this.leaseId} (TTL ${this.o.ttl} s), ${this.nets.size} network(s) at revision ${snap.header.revision}`);
       const resync = setInterval(() => this.schedule(), RESYNC_MS);
       try {
@@ -208,25 +220,45 @@ export class OverlayAgent {
       st.def = undefined;
       st.defError = undefined;
       if (deleted) {
+        this.dropHosts(rest[1]!, st, (h) => this.isMe(h.rec));
         if (!st.hosts.size) this.nets.delete(rest[1]!);
         return;
       }
       try {
-        st.def = decodeDef(rest[1]!, kv.value.toString());
+        const def = (st.def = decodeDef(rest[1]!, kv.value.toString()));
+        st.created = BigInt(kv.create_revision);
+        // A changed subnet or host prefix: the leases of the old one are no host subnets of it.
+        this.dropHosts(rest[1]!, st, (h) => !subnetFromKey(def, `${formatIP(h.subnet.ip)}-${h.subnet.prefix}`));
       } catch (e) {
         st.defError = errorMessage(e);
       }
     } else if (rest[0] === 'subnets' && rest.length === 3 && isNetworkName(rest[1]!)) {
       const st = this.net(rest[1]!);
       const cidr = rest[2]!.replace('-', '/');
-      if (deleted) st.hosts.delete(cidr);
-      else {
+      if (deleted) {
+        // Not an entry written after the delete (our own claim of the key, seen before the event).
+        const e = st.hosts.get(cidr);
+        if (e && BigInt(e.modRevision) > BigInt(kv.mod_revision)) return;
+        st.hosts.delete(cidr);
+      } else {
         const rec = decodeHost(kv.value.toString());
         const subnet = st.def ? subnetFromKey(st.def, rest[2]!) : null;
         if (rec && subnet) st.hosts.set(cidr, { subnet, rec, lease: kv.lease, modRevision: kv.mod_revision });
-        else st.hosts.delete(cidr);
+        else {
+          st.hosts.delete(cidr);
+          if (rec && this.isMe(rec)) this.staleKeys.add(key); // ours, of a definition that changed (or went) meanwhile
+        }
       }
       if (!st.def && !st.hosts.size) this.nets.delete(rest[1]!);
+    }
+  }
+
+  /** Removes the host entries `gone` picks from the view; ours are also deleted from etcd at the next sync. */
+  private dropHosts(name: string, st: NetState, gone: (h: HostEntry) => boolean): void {
+    for (const [cidr, h] of st.hosts) {
+      if (!gone(h)) continue;
+      st.hosts.delete(cidr);
+      if (this.isMe(h.rec)) this.staleKeys.add(subnetKey(this.o.prefix, name, h.subnet));
     }
   }
 
@@ -234,6 +266,16 @@ export class OverlayAgent {
     let st = this.nets.get(name);
     if (!st) this.nets.set(name, (st = { hosts: new Map() }));
     return st;
+  }
+
+  /**
+   * A host record of this host: our name and our underlay address (a restarted agent takes its
+   * subnet back by them). The name alone is not enough: another host with the same name (the
+   * default, the hostname, of cloned machines) took the key over from the other's lease, and the
+   * two agents rewrote it in turn, tens of times a second, each routing the subnet to itself.
+   */
+  private isMe(rec: HostRecord): boolean {
+    return rec.host === this.o.name && ipEqual(rec.underlay, this.underlay.ip);
   }
 
   /** Once per distinct message per network. */
@@ -245,8 +287,14 @@ export class OverlayAgent {
 
   /** Brings etcd claims, devices, lease files and peers in line with the current view. */
   private async sync(): Promise<void> {
+    for (const key of this.staleKeys) {
+      await etcdCall(this.client.delete().key(key).exec());
+      this.staleKeys.delete(key);
+      this.o.log.info(`${key} removed: not a host subnet of the network's current definition`);
+    }
     const wanted = new Set<number>();
     const defined = new Set<string>();
+    const owner = this.vniOwners();
     for (const [name, st] of this.nets) {
       if (st.defError) {
         this.sayOnce(name, 'error', st.defError);
@@ -254,10 +302,15 @@ export class OverlayAgent {
       }
       const def = st.def;
       if (!def) continue;
-      defined.add(name);
       wanted.add(def.vni);
+      if (owner.get(def.vni) !== name) {
+        // Every agent sees the same revisions, so all pick the same owner.
+        this.sayOnce(name, 'error', `network ${name}: VNI ${def.vni} is already network ${owner.get(def.vni)}'s (defined earlier); not joining it`);
+        continue;
+      }
+      defined.add(name);
       if (overlaps(def.subnet, this.underlay.net)) {
-        this.sayOnce(name, 'error', `network ${name}: subnet ${formatCIDR(def.subnet)} overlaps the underlay ${formatCIDR(this.underlay.net)} of ${this.underlay.name}; not joining it`);
+        this.sayOnce(name, 'error', `network ${name}: subnet ${formatCIDR(def.subnet)} overlaps the underlay ${formatCIDR(networkOf(this.underlay.net))} of ${this.underlay.name}; not joining it`);
         continue;
       }
       try {
@@ -272,10 +325,30 @@ export class OverlayAgent {
     for (const f of listLeaseFiles(this.o.stateDir)) {
       if (defined.has(f)) continue;
       removeLease(this.o.stateDir, f);
+      if (this.nets.get(f)?.def) {
+        this.o.log.info(`network ${f}: not joined, lease file removed`); // why was said above, once
+        continue;
+      }
       this.said.delete(f);
       this.o.log.info(`network ${f}: removed from etcd, lease file removed`);
     }
-    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed device of VNI ${vni}: no network uses it`);
+    for (const vni of deviceVnis(this.nl)) if (!wanted.has(vni) && removeDevice(this.nl, vni)) this.o.log.info(`removed the devices of VNI ${vni}: no network uses it`);
+  }
+
+  /**
+   * The network each VNI belongs to: the one whose definition was created first (then the lower
+   * name). Two definitions with one VNI (possible by hand: cnm allocates VNIs, etcdctl does not)
+   * would share ovl.<vni> and ovlbr.<vni>, each sync undoing the other's routes and addresses.
+   */
+  private vniOwners(): Map<number, string> {
+    const owner = new Map<number, { name: string; created: bigint }>();
+    for (const [name, st] of this.nets) {
+      if (!st.def || st.defError) continue;
+      const created = st.created ?? 0n;
+      const o = owner.get(st.def.vni);
+      if (!o || created < o.created || (created === o.created && name < o.name)) owner.set(st.def.vni, { name, created });
+    }
+    return new Map([...owner].map(([vni, o]) => [vni, o.name]));
   }
 
   private async syncNetwork(name: string, def: NetworkDef, st: NetState): Promise<void> {
@@ -283,6 +356,8 @@ export class OverlayAgent {
     const mine = await this.claim(name, def, st, dev.mac);
     if (!mine) return;
     setVtepAddress(this.nl, dev, mine);
+    const stale = pruneBridgeAddresses(this.nl, def.vni, mine);
+    if (stale.length) this.o.log.info(`network ${name}: removed ${stale.join(' ')} from ${bridgeName(def.vni)}: not in this host's subnet ${formatCIDR(mine)}`);
     const lease: HostLease = { network: name, subnet: def.subnet, hostSubnet: mine, vni: def.vni, mtu: this.mtu, bridge: bridgeName(def.vni), host: this.o.name };
     let old: HostLease | null = null;
     try {
@@ -292,7 +367,9 @@ export class OverlayAgent {
     }
     if (!old || encodeLease(old) !== encodeLease(lease)) writeLease(this.o.stateDir, lease);
     const peers: Peer[] = [];
-    for (const h of st.hosts.values()) if (h.rec.host !== this.o.name) peers.push({ subnet: h.subnet, underlay: h.rec.underlay, mac: h.rec.mac });
+    for (const h of st.hosts.values()) if (!this.isMe(h.rec)) peers.push({ subnet: h.subnet, underlay: h.rec.underlay, mac: h.rec.mac });
+    const twin = [...st.hosts.values()].find((h) => h.rec.host === this.o.name && !this.isMe(h.rec));
+    if (twin) this.sayOnce(`${name}\0name`, 'warn', `network ${name}: the agent at ${formatIP(twin.rec.underlay)} (subnet ${formatCIDR(twin.subnet)}) also calls itself "${this.o.name}": give every host its own --name`);
     const ch = reconcilePeers(this.nl, dev, peers);
     this.sayOnce(name, 'info', `network ${name}: host subnet ${formatCIDR(mine)} on ${dev.name} (VNI ${def.vni}), ${peers.length} peer(s)`);
     if (ch.added.length) this.o.log.info(`network ${name}: routes to ${ch.added.join(' ')} programmed`);
@@ -309,7 +386,7 @@ export class OverlayAgent {
     const rec: HostRecord = { host: this.o.name, underlay: this.underlay.ip, mac };
     const value = encodeHost(rec);
     const put = (key: string) => this.client.put(key).value(value).lease(this.leaseId);
-    const held = [...st.hosts.values()].find((h) => h.rec.host === this.o.name);
+    const held = [...st.hosts.values()].find((h) => this.isMe(h.rec));
     if (held) {
       if (held.lease === this.leaseId && encodeHost(held.rec) === value) return held.subnet;
       const key = subnetKey(this.o.prefix, name, held.subnet);
@@ -356,6 +433,21 @@ async function etcdCall<T>(p: Promise<T>): Promise<T> {
     return await p;
   } catch (e) {
     throw new EtcdCallError(errorMessage(e), { cause: e });
+  }
+}
+
+/**
+ * Makes `dir` (0700) if missing; throws Error naming it when it is not a directory or cannot be
+ * made. Before etcd: an agent that could not write a lease file would still lease subnets the other
+ * hosts route to.
+ */
+function prepareStateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`--state-dir ${dir}: ${code === 'EEXIST' || code === 'ENOTDIR' ? 'not a directory' : errorMessage(e)}`);
   }
 }
 

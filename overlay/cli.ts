@@ -45,7 +45,9 @@ export async function overlayAgent(argv: string[]): Promise<number> {
       strict: true,
     }));
   } catch (e) {
-    return usageError(errorMessage(e));
+    // parseArgs' own errors are TypeErrors (ERR_PARSE_ARGS_*) whose message is the point
+    // ("--name -x": the value starts with a dash, write --name=-x).
+    return usageError((e as Error).message.replace(/\n/g, ' '));
   }
   if (values.help) {
     writeAll(1, USAGE);

@@ -12,8 +12,8 @@ import { addVxlan, deleteLink, getLink, listLinks, setLink, type Link } from '..
 import { deleteFdb, deleteNeighbour, listFdb, listNeighbours, replaceFdb, replaceNeighbour } from '../shared/linux/netlink/neigh';
 import { deleteRoute, listRoutes, replaceRoute } from '../shared/linux/netlink/route';
 import type { NetlinkSocket } from '../shared/linux/netlink/socket';
-import { formatCIDR, formatIP, ipEqual, type IP, type IPNet } from '../shared/ip';
-import { VXLAN_PORT, vtepAddress, vxlanName } from './network';
+import { contains, formatCIDR, formatIP, ipEqual, type IP, type IPNet } from '../shared/ip';
+import { VXLAN_PORT, bridgeName, vtepAddress, vxlanName } from './network';
 
 /** The underlay interface: the link that has the agent's --underlay-ip. */
 export interface Underlay {
@@ -124,8 +124,16 @@ export function reconcilePeers(nl: NetlinkSocket, dev: Link, peers: Peer[]): Pee
   return out;
 }
 
-/** Deletes the network's vxlan device (its routes, neighbours and FDB go with it); gone already is fine. */
+/**
+ * Deletes the network's vxlan device (its routes, neighbours and FDB go with it) and its pods'
+ * bridge ovlbr.<vni>: the bridge keeps this host's gateway address, and cnm gives the next network
+ * the lowest free VNI, so a network created after this one would find ovlbr.<vni> holding another
+ * subnet's gateway (the bridge plugin then refuses every ADD) and a connected route to a subnet
+ * that may now be another host's. True when the vxlan device was there; gone already is fine.
+ */
 export function removeDevice(nl: NetlinkSocket, vni: number): boolean {
+  const bridge = getIfThere(nl, bridgeName(vni));
+  if (bridge?.kind === 'bridge') ignoreMissing(() => deleteLink(nl, bridge.index));
   try {
     deleteLink(nl, vxlanName(vni));
     return true;
@@ -133,6 +141,23 @@ export function removeDevice(nl: NetlinkSocket, vni: number): boolean {
     if (isNotFound(e)) return false;
     throw e;
   }
+}
+
+/**
+ * Removes the IPv4 addresses of the pods' bridge ovlbr.<vni> outside `hostSubnet`: gateways of an
+ * earlier network of this VNI (removed and created again while this agent was not running, or
+ * leased another host subnet since). Returns the addresses removed, as CIDR text.
+ */
+export function pruneBridgeAddresses(nl: NetlinkSocket, vni: number, hostSubnet: IPNet): string[] {
+  const bridge = getIfThere(nl, bridgeName(vni));
+  if (bridge?.kind !== 'bridge') return [];
+  const gone: string[] = [];
+  for (const a of listAddrs(nl, { link: bridge.index, family: AF_INET })) {
+    if (a.ipnet.prefix === hostSubnet.prefix && contains(hostSubnet, a.ipnet.ip)) continue;
+    ignoreMissing(() => deleteAddr(nl, bridge.index, a.ipnet));
+    gone.push(formatCIDR(a.ipnet));
+  }
+  return gone;
 }
 
 /** The VNIs of the ovl.<vni> devices in this netns (to find devices of networks that are gone). */

@@ -18,6 +18,10 @@ export function parseEndpoints(flag: string, value: string): string[] {
       throw new Error(`${flag} ${JSON.stringify(raw)}: ${why} (expected http://IP:PORT[,http://IP2:PORT...])`);
     };
     if (!raw) bad('empty endpoint');
+    // The port from the text: URL drops a scheme's default one (http://h:80 has port ""), and
+    // refuses one over 65535 as a whole ("not a URL").
+    const port = /^[a-z][a-z0-9+.-]*:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*)(?::(\d*))?(?:[/?#]|$)/i.exec(raw)?.[1];
+    if (port !== undefined && port !== '' && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) bad(`port ${port} is not 1..65535`);
     let u: URL;
     try {
       u = new URL(raw.replace(/^etcd:\/\//, 'http://'));
@@ -26,16 +30,17 @@ export function parseEndpoints(flag: string, value: string): string[] {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') bad(`scheme ${u.protocol.replace(/:$/, '')} is not http or https`);
     if (!u.hostname) bad('no host');
-    if (!u.port) bad('no port');
+    if (!port) bad('no port');
     if ((u.pathname && u.pathname !== '/') || u.search || u.hash || u.username) bad('an endpoint is scheme://host:port and nothing else');
     const host = u.hostname.replace(/^\[|\]$/g, '');
     if (!parseIP(host) && !/^[a-zA-Z0-9.-]+$/.test(host)) bad(`host ${host} is not an address or a name`);
-    out.push(`${u.protocol}//${u.host}`);
+    out.push(`${u.protocol}//${u.hostname}:${Number(port)}`);
   }
   return out;
 }
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
 /**
  * Every call tries the endpoint again. etcd3's default per-endpoint circuit breaker refuses an
@@ -49,12 +54,26 @@ const passThrough = { execute: async <T>(fn: () => T | Promise<T>): Promise<T> =
  * here, on first use (the build keeps it a separate chunk of the executable).
  */
 export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
-  const { Etcd3 } = await import('etcd3');
+  const { Etcd3, isRecoverableError } = await import('etcd3');
+  // A call tries each endpoint once (the pool picks another one per try), then fails: etcd3's
+  // default retried 3 more times, so a call to an etcd whose host does not answer took 4 dial
+  // timeouts (12 s, measured), longer than a short lease, before the agent's own backoff ran.
+  const oncePerEndpoint = {
+    execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
+      for (let tried = 1; ; tried++) {
+        try {
+          return await fn();
+        } catch (e) {
+          if (tried >= hosts.length || !isRecoverableError(e as Error)) throw e;
+        }
+      }
+    },
+  } as unknown as GlobalPolicy;
   return new Etcd3({
     hosts,
     dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
-    faultHandling: { host: () => passThrough },
+    faultHandling: { host: () => passThrough, global: oncePerEndpoint },
   });
 }
 

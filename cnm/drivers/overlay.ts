@@ -4,7 +4,8 @@
 // `overlay` CNI plugin, so a sandbox gets an address from this host's subnet of the network exactly
 // as a CNI pod does (same host-local store: CNM sandboxes and CNI pods never collide).
 import { parseCIDR } from '../../shared/ip';
-import { DEFAULT_HOST_PREFIX, MAX_VNI, defProblem, encodeDef, networkKey, subnetsPrefix, vniKey, type NetworkDef } from '../../overlay/network';
+import { DEFAULT_HOST_PREFIX, MAX_VNI, decodeDef, defProblem, encodeDef, networkKey, subnetsPrefix, vniKey, type NetworkDef } from '../../overlay/network';
+import { readLease } from '../../overlay/lease-file';
 import { cnmEndpointsPrefix, etcdCall, type Cluster } from '../cluster-store';
 import { conflict, invalid } from '../errors';
 import type { EndpointIpam } from '../ipam';
@@ -60,6 +61,43 @@ function hostOf(v: string): string {
   }
 }
 
+/**
+ * The VNIs in use: `reserved`, those with a vnis/ key (cnm's), and `byHand`, VNI → network name of
+ * the definitions no vnis/ key reserves (written with etcdctl, as the README shows). The agents
+ * leave a definition whose VNI an older one has unjoined, so a new network must avoid both.
+ */
+async function usedVnis(c: Cluster): Promise<{ reserved: Set<number>; byHand: Map<number, string> }> {
+  const prefix = `${c.prefix}networks/`;
+  const [defs, owners] = await Promise.all([
+    etcdCall(c, 'listing overlay networks', c.client.getAll().prefix(prefix).strings()),
+    etcdCall(c, 'listing VNIs', c.client.getAll().prefix(`${c.prefix}vnis/`).strings()),
+  ]);
+  const reserved = new Set(Object.keys(owners).map((k) => Number(k.slice(`${c.prefix}vnis/`.length))));
+  const byHand = new Map<number, string>();
+  for (const [key, value] of Object.entries(defs)) {
+    const name = key.slice(prefix.length);
+    try {
+      const { vni } = decodeDef(name, value);
+      if (owners[vniKey(c.prefix, vni)] !== name) byHand.set(vni, name);
+    } catch {
+      // not a definition the agents use
+    }
+  }
+  return { reserved, byHand };
+}
+
+/**
+ * This host's name in endpoint keys: the agent's --name from its host lease of the network (the
+ * name its subnets/ key carries, so `network rm` names hosts as the agents do), else the hostname.
+ */
+function hostName(c: Cluster, network: string): string {
+  try {
+    return readLease(c.overlayStateDir, network)?.host ?? c.host;
+  } catch {
+    return c.host; // an unreadable lease fails the ADD that follows, naming it
+  }
+}
+
 const endpointKey = (c: Cluster, j: JoinRequest): string => `${cnmEndpointsPrefix(c, j.network.name)}${j.endpoint.id}`;
 
 export function overlayDriver(c: Cluster): Driver {
@@ -73,11 +111,13 @@ export function overlayDriver(c: Cluster): Driver {
       const { def, vni: asked } = definition(n);
       const name = networkKey(c.prefix, n.name);
       for (let tries = 0; ; tries++) {
+        const used = await usedVnis(c);
+        const byHand = used.byHand.get(asked ?? 0);
+        if (byHand !== undefined && byHand !== n.name) throw conflict(`-o ${OPT_VNI}=${asked}: VNI ${asked} is used by network ${JSON.stringify(byHand)}`);
         let vni = asked;
         if (vni === undefined) {
-          const used = new Set((await etcdCall(c, 'listing VNIs', c.client.getAll().prefix(`${c.prefix}vnis/`).keys())).map((k) => Number(k.slice(`${c.prefix}vnis/`.length))));
           vni = 1;
-          while (used.has(vni)) vni++;
+          while (used.reserved.has(vni) || used.byHand.has(vni)) vni++;
         }
         // One transaction: the name and the VNI are both free, or nothing is written.
         const r = await etcdCall(
@@ -110,7 +150,7 @@ export function overlayDriver(c: Cluster): Driver {
 
     async join(j, ctx) {
       const key = endpointKey(c, j);
-      await etcdCall(c, 'registering the endpoint', c.client.put(key).value(JSON.stringify({ host: c.host, sandbox: j.sandbox.name })).exec());
+      await etcdCall(c, 'registering the endpoint', c.client.put(key).value(JSON.stringify({ host: hostName(c, j.network.name), sandbox: j.sandbox.name })).exec());
       try {
         return await cniAdd(ctx, list(c, j.network), j, requestedIPs(j));
       } catch (e) {

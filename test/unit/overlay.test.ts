@@ -59,6 +59,9 @@ describe('etcd endpoints', () => {
   test('http, https and etcd:// (as http) with host and port, comma-separated', () => {
     expect(parseEndpoints('--etcd', 'http://198.19.0.1:2379, https://e2:2379,etcd://198.19.0.3:2379')).toEqual(['http://198.19.0.1:2379', 'https://e2:2379', 'http://198.19.0.3:2379']);
   });
+  test('a port that is its scheme\'s default (http://h:80, https://h:443) is an explicit port, kept', () => {
+    expect(parseEndpoints('--etcd', 'http://198.19.0.1:80,https://e2:443,etcd://[fd00::1]:80')).toEqual(['http://198.19.0.1:80', 'https://e2:443', 'http://[fd00::1]:80']);
+  });
   test.each([
     ['ftp://x:1', 'scheme ftp is not http or https'],
     ['http://198.19.0.1', 'no port'],
@@ -66,6 +69,10 @@ describe('etcd endpoints', () => {
     ['http://h:2379/v3', 'an endpoint is scheme://host:port and nothing else'],
     ['http://a:1,,http://b:2', 'empty endpoint'],
     ['not a url', 'not a URL'],
+    ['http://h:0', 'port 0 is not 1..65535'],
+    ['http://h:99999', 'port 99999 is not 1..65535'],
+    ['http://[fd00::1]:70000', 'port 70000 is not 1..65535'],
+    ['http://h:', 'no port'],
   ])('%s is refused: %s', (v, why) => {
     expect(() => parseEndpoints('--etcd', v)).toThrow(why);
   });

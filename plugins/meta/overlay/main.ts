@@ -4,24 +4,41 @@
 // what a bridge ADD costs. ADD saves the delegate config, so DEL and CHECK work the same way after
 // the lease changed or went away.
 import { CniError, ErrPluginNotAvailable, ErrTryAgainLater, errorMessage } from '../../../shared/cni/errors';
-import { setupIPMasq, teardownIPMasq } from '../../../shared/netfilter/masquerade';
-import { delegateAdd, delegateCheck, delegateDel } from '../../../shared/cni/invoke';
+import { parseValidAttachments, validAttachmentsConf, type GCAttachment } from '../../../shared/cni/gc';
+import { gcIPMasq, setupIPMasq, teardownIPMasq } from '../../../shared/netfilter/masquerade';
+import { delegateAdd, delegateCheck, delegateDel, delegateGC } from '../../../shared/cni/invoke';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
+import { Attempts } from '../../../shared/plugin/attempts';
 import { AttachmentRecords, recordName, type RecordCodec } from '../../../shared/plugin/attachment-records';
 import { readLease, type HostLease } from '../../../overlay/lease-file';
 import { attachmentsDir, delegateConf, loadOverlayConf, type OverlayConf } from './config';
 
 type Delegate = Record<string, unknown>;
 
-const codec: RecordCodec<Delegate> = {
+/**
+ * An attachment's record: the delegate config ADD used and the name of the config that ADDed it.
+ * The network's records and address store are shared by every config on it and by cnm sandboxes;
+ * GC, which a runtime calls with the attachments of one config, must keep the others'.
+ */
+interface AttachmentRecord {
+  /** the ADDing config's name; undefined in a record written before it was kept */
+  config?: string;
+  delegate: Delegate;
+}
+
+const isDelegate = (d: unknown): d is Delegate => typeof d === 'object' && d !== null && (d as Delegate).type === 'bridge';
+
+const codec: RecordCodec<AttachmentRecord> = {
   plugin: 'overlay',
   maxBytes: 16 * 1024,
-  encode: (d) => JSON.stringify(d),
+  encode: (r) => JSON.stringify(r),
   decode(data, shown) {
-    const d = JSON.parse(data.toString('utf8')) as unknown;
-    if (typeof d !== 'object' || d === null || (d as Delegate).type !== 'bridge') throw new Error(`${shown} is not an overlay delegate config`);
-    return d as Delegate;
+    const raw = JSON.parse(data.toString('utf8')) as unknown;
+    if (isDelegate(raw)) return { delegate: raw }; // the first format: the bare delegate config
+    const r = raw as { config?: unknown; delegate?: unknown } | null;
+    if (typeof r !== 'object' || r === null || !isDelegate(r.delegate) || (r.config !== undefined && typeof r.config !== 'string')) throw new Error(`${shown} is not an overlay attachment record`);
+    return { config: r.config, delegate: r.delegate };
   },
 };
 
@@ -51,7 +68,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
   const records = AttachmentRecords.create(attachmentsDir(conf), conf.network, codec);
   const name = recordName(a.containerID, a.ifName);
   try {
-    records.write(name, d); // first: a DEL after a crash mid-ADD still finds what to release
+    records.write(name, { config: conf.name, delegate: d }); // first: a DEL after a crash mid-ADD still finds what to release
     let result: Result | undefined;
     try {
       result = await delegateAdd('bridge', withConf(a, d));
@@ -83,9 +100,9 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   if (!records) return; // no ADD got as far as the bridge: nothing to release
   try {
     const name = recordName(a.containerID, a.ifName);
-    const d = records.read(name);
-    if (!d) return;
-    await delegateDel('bridge', withConf(a, d));
+    const r = records.read(name);
+    if (!r) return;
+    await delegateDel('bridge', withConf(a, r.delegate));
     records.remove(name);
   } finally {
     records.close();
@@ -95,10 +112,68 @@ async function cmdDel(a: CmdArgs): Promise<void> {
 async function cmdCheck(a: CmdArgs): Promise<void> {
   const conf = loadOverlayConf(a);
   const records = AttachmentRecords.open(attachmentsDir(conf), conf.network, codec);
-  const d = records?.read(recordName(a.containerID, a.ifName));
+  const d = records?.read(recordName(a.containerID, a.ifName))?.delegate;
   records?.close();
   if (!d) throw new CniError(ErrTryAgainLater, `overlay network "${conf.network}": no attachment of container ${a.containerID} on ${a.ifName}`);
   await delegateCheck('bridge', withConf(a, d));
+}
+
+/**
+ * Spec 1.1 GC, for the attachments this config ADDed: the delegated bridge (and through it host-local)
+ * collects against `cni.dev/valid-attachments` widened by every attachment recorded under another
+ * config name (other configs' pods and cnm sandboxes share the network's address store, and the
+ * runtime names only its own); then this config's masquerade rules and the records of its stale
+ * attachments go. The bridge's config is the current lease's, or with no lease (the network was
+ * removed) a record's: they all name the same bridge and address store. Best effort: every step runs, failures are reported together, a
+ * record stays when the bridge's GC failed or was skipped (an unreadable record might be another config's
+ * attachment; the next GC retries). Throws CniError 7 for a malformed list.
+ */
+async function cmdGC(a: CmdArgs): Promise<void> {
+  const conf = loadOverlayConf(a);
+  const valid = parseValidAttachments(a.conf); // a malformed list fails here, before anything is swept
+  const attempts = new Attempts(errorMessage);
+  const keep = new Set(valid.map((v) => recordName(v.containerID, v.ifname)));
+  const records = AttachmentRecords.open(attachmentsDir(conf), conf.network, codec);
+  try {
+    records?.lock();
+    const others: GCAttachment[] = [];
+    const stale: string[] = [];
+    let recorded: Delegate | undefined;
+    const unread: string[] = []; // records that could not be read: whose they are is unknown
+    for (const name of records?.names() ?? []) {
+      let r: AttachmentRecord | null;
+      try {
+        r = records!.read(name);
+      } catch (e) {
+        unread.push(`${records!.path}/${name}: ${errorMessage(e)}`);
+        continue;
+      }
+      if (!r) continue; // gone meanwhile (a DEL)
+      recorded = r.delegate;
+      const at = name.indexOf(':');
+      if (r.config !== conf.name) others.push({ containerID: name.slice(0, at), ifname: name.slice(at + 1) });
+      else if (!keep.has(name)) stale.push(name);
+    }
+    let lease: HostLease | null = null;
+    await attempts.run('reading the host lease', () => (lease = readLease(conf.stateDir, conf.network)));
+    const d = lease ? delegateConf({ ...conf, mtu: undefined }, lease) : recorded;
+    let bridgeDone = !d; // nothing was ever ADDed here: the bridge has nothing of ours to collect
+    // An unreadable record may be another config's attachment: its address must not be collected.
+    if (unread.length)
+      await attempts.run('bridge GC', () => {
+        throw new Error(`skipped, unreadable attachment records: ${unread.join('; ')}`);
+      });
+    else if (d)
+      await attempts.run('bridge GC', async () => {
+        await delegateGC('bridge', withConf(a, { ...d, ...validAttachmentsConf([...valid, ...others]) }));
+        bridgeDone = true;
+      });
+    await attempts.run('ipMasq GC', () => gcIPMasq(conf.name, valid));
+    if (bridgeDone) for (const name of stale) await attempts.run(`removing ${records!.path}/${name}`, () => records!.remove(name));
+  } finally {
+    records?.close();
+  }
+  attempts.throwIfAny();
 }
 
 /** Ready when the agent has leased this host a subnet of the network. */
@@ -109,5 +184,5 @@ function cmdStatus(a: CmdArgs): void {
 export const overlay: Plugin = {
   name: 'overlay',
   about: 'CNI overlay plugin: pods on this host\'s subnet of a VXLAN overlay network (the overlay agent\'s host lease), wired by bridge + host-local',
-  funcs: { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus },
+  funcs: { add: cmdAdd, del: cmdDel, check: cmdCheck, gc: cmdGC, status: cmdStatus },
 };
