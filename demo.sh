@@ -12,6 +12,14 @@ if [ ! -x node_modules/.bin/esbuild ] || [ ! -x node_modules/.bin/bun ]; then
 fi
 command -v ip >/dev/null || { echo "demo needs iproute2 (apt-get install iproute2)" >&2; exit 1; }
 command -v ping >/dev/null || { apt-get update -qq && apt-get install -y -qq iputils-ping >/dev/null; }
+# The two-host part needs etcd: installed (not started; the demo starts its own in a scratch netns).
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+  policy=/usr/sbin/policy-rc.d own_policy=
+  [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; own_policy=1; }
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null; } ||
+    echo "demo: could not install etcd-server; the two-host part will be skipped" >&2
+  [ -z "$own_policy" ] || rm -f "$policy"
+fi
 
 node build.mjs
 scratch=$(mktemp -d /tmp/cnikit-demo.XXXXXX)
@@ -142,6 +150,6 @@ if command -v etcd >/dev/null; then
   echo "== host A: routes and FDB towards host B"; ip -n "$HA" route show dev ovl.1; bridge -n "$HA" fdb show dev ovl.1
   cnm_at "$HA" a sandbox rm "$SBA" >/dev/null; cnm_at "$HB" b network rm multi >/dev/null; echo "== network removed from host B"
 else
-  echo "== (two-host overlay part skipped: no etcd; apt-get install etcd-server)"
+  echo "== (two-host overlay part skipped: etcd-server could not be installed)"
 fi
 echo "== done; removing the scratch namespaces and $scratch"
