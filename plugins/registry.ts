@@ -28,5 +28,8 @@ export const plugins: Readonly<Record<string, Plugin>> = {
   overlay,
 };
 
-/** Our own plugins found in CNI_PATH (links or copies of this executable) run in-process; others are exec'd. */
-export const ownPluginsExecutor = (): Executor => inProcessExecutor((file) => (isOwnExecutable(file) ? plugins[basename(file)] : undefined), processExecutor);
+/** The plugin a file in CNI_PATH is when it is ours (a link or copy of this executable under a plugin's name); else undefined. */
+export const ownPlugin = (file: string): Plugin | undefined => (isOwnExecutable(file) ? plugins[basename(file)] : undefined);
+
+/** Our own plugins found in CNI_PATH run in-process; others are exec'd. */
+export const ownPluginsExecutor = (): Executor => inProcessExecutor(ownPlugin, processExecutor);

@@ -2,7 +2,8 @@
 // handler per method, each idempotent (Docker re-sends a call whose connection broke) and working
 // from the records on disk alone (Docker never re-activates a restarted plugin). The call mapping is
 // cnm-shim.md §5.2: CreateEndpoint runs the CNI chain into a scratch netns and hands the link over,
-// Join tells libnetwork its name and routes, DeleteEndpoint takes it back and runs DEL.
+// Join tells libnetwork its name and routes, DeleteEndpoint takes it back (or, for a chain of our
+// own plugins, deletes it) and runs DEL.
 import { parseResult, type IPConfig, type Result } from '../../shared/cni/types';
 import { errorMessage } from '../../shared/cni/errors';
 import { findInPath } from '../../shared/cni/invoke';
@@ -18,6 +19,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { bridgeDriver } from '../drivers/bridge';
 import { NetworkIpam, type DriverContext } from '../index';
+import { ownPlugin } from '../../plugins/registry';
+import type { NetworkConfList } from '../../runner/conf';
 
 /** The address space this driver's IPAM names (GetDefaultAddressSpaces): a network whose pools carry it uses our IPAM. */
 export const OWN_ADDRESS_SPACE = 'cnikit-local';
@@ -119,6 +122,21 @@ export class NetworkDriver {
       // Every network a bridge device could belong to: the cnm CLI's and this plugin's generated ones.
       networks: async () => [...o.state.cnmNetworks.list(), ...o.state.networks.list().flatMap((r) => (r.model ? [r.model] : []))],
     };
+  }
+
+  /** True when every plugin of the chain (IPAM included) resolves in the CNI path to one of ours. */
+  private ownChain(list: NetworkConfList): boolean {
+    const types = list.plugins.flatMap((p) => {
+      const ipam = p.raw.ipam as { type?: unknown } | undefined;
+      return typeof ipam?.type === 'string' ? [p.type, ipam.type] : [p.type];
+    });
+    return types.every((t) => {
+      try {
+        return ownPlugin(findInPath(t, this.o.cniPath.join(':'))) !== undefined;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** The scratch netns name of an endpoint. */
@@ -295,15 +313,39 @@ export class NetworkDriver {
   }
 
   /**
-   * DEL of one endpoint (call inside its network's queue): the link goes back into the scratch
-   * netns it was made in (libnetwork returned it to the host under its CNI_IFNAME) with its
-   * addresses, so the chain's DEL finds the state its ADD left; DEL runs with
+   * DEL of one endpoint (call inside its network's queue): libnetwork returned the link to the host
+   * under its CNI_IFNAME; it is dropped or taken back (below), then DEL runs with
    * the ADD's inputs and cached result, then the scratch netns and the record go. A DEL that fails
    * keeps the record (the next DeleteEndpoint, DeleteNetwork or start-up GC retries) and throws.
    */
   private async removeEndpoint(ep: DockerEndpointRecord): Promise<void> {
     const list = parseChain(ep.conflist);
-    let netns = netnsPath(ep.netns);
+    const netns = this.ownChain(list) ? await this.dropLink(ep) : await this.takeBack(ep);
+    await phase('DEL', () => this.o.runner.delNetworkList(list, { containerID: ep.id, ifName: ep.ifName, netns, args: ep.args, capabilityArgs: ep.capabilityArgs }));
+    deleteScratchNetns(ep.netns);
+    this.o.state.endpoints.remove(ep.id);
+  }
+
+  /**
+   * A chain of our own plugins: their DEL needs neither the link nor its addresses (rules go by
+   * container ID and comment, plugins#810; a missing interface is a DEL that succeeds), so the link
+   * is deleted where libnetwork left it. That spares the move back, a netns change for which the
+   * kernel waits out an RCU grace period. Returns the CNI_NETNS for DEL ("" when the scratch netns is gone).
+   */
+  private async dropLink(ep: DockerEndpointRecord): Promise<string> {
+    await phase('delete-link', () => deleteHostLink(ep.ifName));
+    const netns = netnsPath(ep.netns);
+    return isNetns(netns) ? netns : '';
+  }
+
+  /**
+   * Any other chain: the link goes back into the scratch netns with its addresses, so the chain's DEL
+   * finds the state its ADD left (the Go reference bridge tears its masquerade rules down by the
+   * link's addresses). Returns the CNI_NETNS for DEL ("" when no scratch netns can be made, as after
+   * a reboot: spec, DEL with an empty CNI_NETNS).
+   */
+  private async takeBack(ep: DockerEndpointRecord): Promise<string> {
+    const netns = netnsPath(ep.netns);
     try {
       addScratchNetns(ep.netns);
       if (await phase('take-back', () => moveLink(ep.ifName, null, netns))) {
@@ -313,15 +355,12 @@ export class NetworkDriver {
           this.o.log(`endpoint ${short(ep.id)}: restoring its addresses before DEL: ${errorMessage(e)}`);
         }
       }
+      return netns;
     } catch (e) {
-      // No scratch netns (none can be made): DEL without one, as after a reboot (spec: DEL with an empty CNI_NETNS).
       this.o.log(`endpoint ${short(ep.id)}: ${errorMessage(e)}; DEL runs without a netns`);
       deleteHostLink(ep.ifName);
-      netns = '';
+      return '';
     }
-    await phase('DEL', () => this.o.runner.delNetworkList(list, { containerID: ep.id, ifName: ep.ifName, netns, args: ep.args, capabilityArgs: ep.capabilityArgs }));
-    deleteScratchNetns(ep.netns);
-    this.o.state.endpoints.remove(ep.id);
   }
 
   private async join(b: Json): Promise<Json> {

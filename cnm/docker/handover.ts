@@ -1,8 +1,9 @@
 // "Prepare and hand over" (cnm-shim.md §5.1): the CNI chain runs at CreateEndpoint against a
 // scratch netns of ours, because the container's netns does not exist yet when Docker calls Join
 // (moby/libnetwork#1939); the container's link is then moved to the host netns, where libnetwork
-// finds it by name, moves it into the container and re-addresses it. DeleteEndpoint moves it back
-// (libnetwork returns it to the host under the same name) so the chain's DEL finds what its ADD made.
+// finds it by name, moves it into the container and re-addresses it. libnetwork returns it to the
+// host under the same name; DeleteEndpoint moves it back so a foreign chain's DEL finds what its ADD
+// made, or deletes it when the chain is ours (our DEL needs no link).
 import { closeSync } from 'node:fs';
 import { parseCIDR } from '../../shared/ip';
 import { addAddr } from '../../shared/linux/netlink/addr';

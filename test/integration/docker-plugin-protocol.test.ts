@@ -157,8 +157,12 @@ describe('docker run -p 8080:80 on a generated bridge network, Docker IPAM', () 
     expect(await post(sock, 'NetworkDriver.EndpointOperInfo', '{"EndpointID":')).toEqual({ status: 200, json: { Value: {} } });
   });
 
-  test('Revoke, Leave, DeleteEndpoint remove the link, the scratch netns, the lease, the port rule and the record; re-sent they answer {}', async () => {
+  test('Revoke, Leave, DeleteEndpoint remove the link, the scratch netns, the lease, the port rule and the record; re-sent they answer {}; our chain\'s link is deleted in the host, not moved back', async () => {
     for (const m of ['RevokeExternalConnectivity', 'Leave', 'DeleteEndpoint', 'Leave', 'DeleteEndpoint']) expect(await post(sock, `NetworkDriver.${m}`, ids())).toEqual({ status: 200, json: {} });
+    const deletes = plugin.logText().split('\n').filter((l) => l.startsWith('NetworkDriver.DeleteEndpoint ') && l.includes(' DEL '));
+    expect(deletes).toHaveLength(1);
+    expect(deletes[0]).toMatch(/delete-link/);
+    expect(deletes[0]).not.toMatch(/take-back/);
     expect((await s.links()).filter((l) => l.startsWith('cni') || l.startsWith('veth'))).toEqual([]);
     expect(await s.netnsNames()).toEqual([]);
     expect(leases(`docker-${NID.slice(0, 12)}`)).toEqual([]);
@@ -445,6 +449,7 @@ describe('concurrency, restarts and garbage', () => {
       expect(await s.rules()).toMatch(/198\.18\.101\.9/);
       // What libnetwork leaves at DeleteEndpoint: the link back in the host, without addresses.
       expect(await post(ref.socket, 'NetworkDriver.DeleteEndpoint', ids(eid, nid))).toEqual({ status: 200, json: {} });
+      expect(ref.logText()).toMatch(/^NetworkDriver\.DeleteEndpoint .*take-back/m);
       expect(await s.rules()).not.toMatch(/198\.18\.101\.9/);
       expect(readdirSync(join(s.dir, 'ref-ipam', 'refnet')).filter((f) => f.startsWith('198.'))).toEqual([]);
     } finally {
