@@ -238,17 +238,7 @@ export class NetworkIpam implements EndpointIpam {
   ) {}
 
   private withStore<T>(fn: (s: DiskStore) => T): T {
-    const store = new DiskStore(this.network, this.dataDir, { lockTimeoutMs: this.o.lockTimeoutMs ?? 30_000, flocker: this.o.flocker });
-    try {
-      store.lock();
-      try {
-        return fn(store);
-      } finally {
-        store.unlock();
-      }
-    } finally {
-      store.close();
-    }
+    return new DiskStore(this.network, this.dataDir, { lockTimeoutMs: this.o.lockTimeoutMs ?? 30_000, flocker: this.o.flocker }).lockedThenClosed(fn);
   }
 
   /** Leases the aux addresses to the network (`networkID`, cnm-aux). Throws CnmError 'conflict' when one is taken. */

@@ -133,6 +133,20 @@ export class DiskStore implements Store {
     this.store.close();
   }
 
+  /** Runs fn with this store locked, then unlocks and closes it on every path (the index is sealed). Returns fn's value. */
+  lockedThenClosed<T>(fn: (s: DiskStore) => T): T {
+    try {
+      this.lock();
+      try {
+        return fn(this);
+      } finally {
+        this.unlock();
+      }
+    } finally {
+      this.close();
+    }
+  }
+
   private bootId(): string {
     return (this.bootIdCache ??= this.opts.bootId ?? readBootId());
   }

@@ -23,17 +23,7 @@ function openStore(conf: IPAMConfig): DiskStore {
 
 /** Runs fn with the store open and locked; the lock is released and the index sealed on every path. */
 function withStore<T>(conf: IPAMConfig, fn: (s: DiskStore) => T): T {
-  const store = openStore(conf);
-  try {
-    store.lock();
-    try {
-      return fn(store);
-    } finally {
-      store.unlock();
-    }
-  } finally {
-    store.close();
-  }
+  return openStore(conf).lockedThenClosed(fn);
 }
 
 function cmdAdd(args: CmdArgs): Result {
