@@ -14,6 +14,10 @@ import { addNetns, binDir, delNetns, nsName } from '../support/cni';
 
 const PRIVATE_DIRS = ['/run/netns', '/run/docker', '/etc/docker', '/run/containerd', '/var/lib/cni'];
 
+/** Mount points a live Scratch made on this machine (they did not exist), and how many Scratches are live. */
+const madeDirs = new Set<string>();
+let live = 0;
+
 export class Scratch {
   private constructor(
     readonly netns: string,
@@ -31,7 +35,10 @@ export class Scratch {
     const dir = mkdtempSync(`/tmp/${prefix}-`);
     await addNetns(netns);
     // A mount point must exist: a directory missing on this machine (dockerd never started: no
-    // /run/docker) is made, empty, once; what is mounted on it is private to the holder.
+    // /run/docker) is made, empty, and removed again by the last Scratch's destroy(); what is
+    // mounted on it is private to the holder.
+    for (const d of PRIVATE_DIRS) if (!existsSync(d)) madeDirs.add(d);
+    live++;
     const mounts = PRIVATE_DIRS.map((d) => `mkdir -p ${d} && mount -t tmpfs -o mode=0755 tmpfs ${d}`).join(' && ');
     const holder = spawn('nsenter', [`--net=/run/netns/${netns}`, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `${mounts} && echo ready && exec sleep 100000`], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -141,6 +148,15 @@ export class Scratch {
     }
     await delNetns(this.netns);
     rmSync(this.dir, { recursive: true, force: true });
+    if (--live > 0) return;
+    for (const d of madeDirs) {
+      try {
+        rmdirSync(d); // empty, since nothing was ever mounted on it outside a holder
+      } catch {
+        /* not empty: something else uses it now */
+      }
+    }
+    madeDirs.clear();
   }
 }
 
