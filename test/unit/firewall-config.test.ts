@@ -10,19 +10,12 @@ const parseFilterTable = (save: string) => parseSave(save, 'filter');
 import { decodeRecord, encodeRecord, recordName } from '../../plugins/meta/firewall/records';
 import * as nft from '../../plugins/meta/firewall/nftables';
 import { CniError } from '../../shared/cni/errors';
+import { errorOf } from '../support/errors';
 import { formatIP, parseIP, type IP } from '../../shared/ip';
 
 const load = (conf: Record<string, unknown>) => loadFirewallConf({ conf: { name: 'n', cniVersion: '1.0.0', ...conf } });
 const ip = (s: string): IP => parseIP(s)!;
 
-function errorOf(f: () => unknown): CniError {
-  try {
-    f();
-  } catch (e) {
-    return e as CniError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('firewall config', () => {
   test('defaults: admin chain CNI-ADMIN, ingressPolicy open, backend iptables (iptables is installed here)', () => {

@@ -8,17 +8,9 @@ import { decodeRule } from '../../shared/linux/netlink/nftables';
 import pmCaptured from './portmap-nft-captured.json';
 import * as nft from '../../plugins/meta/portmap/nftables';
 import { decodeRecord, encodeRecord } from '../../plugins/meta/portmap/records';
-import { CniError } from '../../shared/cni/errors';
+import { errorOf } from '../support/errors';
 import type { Result } from '../../shared/cni/types';
 
-function errorOf(f: () => unknown): CniError {
-  try {
-    f();
-  } catch (e) {
-    return e as CniError;
-  }
-  throw new Error('expected an error');
-}
 
 const MAPS = [
   { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
