@@ -8,7 +8,7 @@
 import { addAddr, deleteAddr, listAddrs } from '../shared/linux/netlink/addr';
 import { AF_INET } from '../shared/linux/netlink/constants';
 import { isNotFound } from '../shared/linux/netlink/errors';
-import { addVxlan, deleteLink, getLink, listLinks, setLink, type Link } from '../shared/linux/netlink/link';
+import { addVxlan, deleteLink, findLink, getLink, listLinks, setLink, type Link } from '../shared/linux/netlink/link';
 import { deleteFdb, deleteNeighbour, listFdb, listNeighbours, replaceFdb, replaceNeighbour } from '../shared/linux/netlink/neigh';
 import { deleteRoute, listRoutes, replaceRoute } from '../shared/linux/netlink/route';
 import type { NetlinkSocket } from '../shared/linux/netlink/socket';
@@ -47,7 +47,7 @@ export interface Peer {
  */
 export function ensureDevice(nl: NetlinkSocket, vni: number, u: Underlay, mtu: number, log: (m: string) => void): Link {
   const name = vxlanName(vni);
-  let link = getIfThere(nl, name);
+  let link = findLink(nl, name);
   if (link) {
     const v = link.vxlan;
     const right = link.kind === 'vxlan' && v && v.vni === vni && v.link === u.index && v.local && ipEqual(v.local, u.ip) && v.port === VXLAN_PORT && !v.learning;
@@ -132,7 +132,7 @@ export function reconcilePeers(nl: NetlinkSocket, dev: Link, peers: Peer[]): Pee
  * that may now be another host's. True when the vxlan device was there; gone already is fine.
  */
 export function removeDevice(nl: NetlinkSocket, vni: number): boolean {
-  const bridge = getIfThere(nl, bridgeName(vni));
+  const bridge = findLink(nl, bridgeName(vni));
   if (bridge?.kind === 'bridge') ignoreMissing(() => deleteLink(nl, bridge.index));
   try {
     deleteLink(nl, vxlanName(vni));
@@ -149,7 +149,7 @@ export function removeDevice(nl: NetlinkSocket, vni: number): boolean {
  * leased another host subnet since). Returns the addresses removed, as CIDR text.
  */
 export function pruneBridgeAddresses(nl: NetlinkSocket, vni: number, hostSubnet: IPNet): string[] {
-  const bridge = getIfThere(nl, bridgeName(vni));
+  const bridge = findLink(nl, bridgeName(vni));
   if (bridge?.kind !== 'bridge') return [];
   const gone: string[] = [];
   for (const a of listAddrs(nl, { link: bridge.index, family: AF_INET })) {
@@ -167,14 +167,6 @@ export function deviceVnis(nl: NetlinkSocket): number[] {
     .map((l) => l.vxlan!.vni);
 }
 
-function getIfThere(nl: NetlinkSocket, name: string): Link | undefined {
-  try {
-    return getLink(nl, name);
-  } catch (e) {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  }
-}
 
 function ignoreMissing(fn: () => void): void {
   try {

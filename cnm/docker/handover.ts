@@ -8,7 +8,7 @@ import { closeSync } from 'node:fs';
 import { parseCIDR } from '../../shared/ip';
 import { addAddr } from '../../shared/linux/netlink/addr';
 import { isExists, isNotFound } from '../../shared/linux/netlink/errors';
-import { deleteLink, getLink, setLink } from '../../shared/linux/netlink/link';
+import { deleteLink, findLink, getLink, setLink } from '../../shared/linux/netlink/link';
 import { withNetlink } from '../../shared/linux/netlink/socket';
 import { createNamedNetns, deleteNamedNetns, NetnsNotFoundError, openNetnsFd } from '../../shared/linux/netns';
 import { DEFAULT_NETNS_DIR } from '../index';
@@ -103,15 +103,7 @@ export function restoreAddresses(ifName: string, netns: string, addresses: strin
 /** True when this process's netns has a link named `ifName`. */
 export function hasLink(ifName: string, netns?: string): boolean {
   try {
-    return withNetlink((nl) => {
-      try {
-        getLink(nl, ifName);
-        return true;
-      } catch (e) {
-        if (isNotFound(e)) return false;
-        throw e;
-      }
-    }, netns);
+    return withNetlink((nl) => findLink(nl, ifName) !== undefined, netns);
   } catch (e) {
     if (e instanceof NetnsNotFoundError) return false;
     throw e;

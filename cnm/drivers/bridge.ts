@@ -2,7 +2,7 @@
 // conflist (host-local on the network's store) goes to <state>/net.d for cnitool; a join runs the
 // same chain with `static` IPAM carrying the endpoint's allocated addresses (see ../ipam.ts).
 import { contains, parseCIDR } from '../../shared/ip';
-import { deleteLink, getLink, isNotFound, listLinks, withNetlink } from '../../shared/linux/netlink';
+import { deleteLink, findLink, getLink, isNotFound, listLinks, withNetlink } from '../../shared/linux/netlink';
 import { bridgeConflist, bridgeSettings, OPT_BRIDGE_NAME, type BridgeNetworkSpec } from '../bridge-conflist';
 import { conflict, invalid } from '../errors';
 import type { NetworkRecord } from '../model';
@@ -35,17 +35,10 @@ export const bridgeDriver: Driver = {
     const other = (await ctx.networks()).find((o) => o.driver === 'bridge' && o.data.bridge === s.bridge);
     if (other) throw conflict(`bridge ${JSON.stringify(s.bridge)} is already used by network ${JSON.stringify(other.name)}`);
     // A device that exists already (docker0, an admin's bridge) is used, and left alone at network rm.
-    const existing = withNetlink((nl) => {
-      try {
-        return getLink(nl, s.bridge);
-      } catch (e) {
-        if (isNotFound(e)) return null;
-        throw e;
-      }
-    });
+    const existing = withNetlink((nl) => findLink(nl, s.bridge));
     // Refused now, as Docker's driver does, rather than by every join's CNI ADD.
     if (existing && existing.kind !== 'bridge') throw invalid(`-o ${OPT_BRIDGE_NAME}=${s.bridge}: existing interface ${JSON.stringify(s.bridge)} is not a bridge`);
-    const existed = existing !== null;
+    const existed = existing !== undefined;
     n.data = { bridge: s.bridge, ...(existed ? { bridgeExisted: true } : {}) };
     writeConflist(ctx, n.name, bridgeConflist(spec(n), { ipam: { type: 'host-local', dataDir: ctx.ipamDataDir }, cniPath: ctx.cniPath }));
   },

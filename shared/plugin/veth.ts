@@ -3,8 +3,8 @@
 // kernel step; node-stack.md §2). Used by bridge and ptp.
 import { errorMessage } from '../cni/errors';
 import { randomBytes } from 'node:crypto';
-import { isExists, isNotFound } from '../linux/netlink/errors';
-import { addVeth, deleteLink, getLink, setBridgePort, setLinkUp, type Link } from '../linux/netlink/link';
+import { isExists } from '../linux/netlink/errors';
+import { addVeth, deleteLink, findLink, getLink, setBridgePort, setLinkUp, type Link } from '../linux/netlink/link';
 import type { NetlinkSocket } from '../linux/netlink/socket';
 import { sysctlSet } from '../linux/sysctl';
 
@@ -63,7 +63,7 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
     } catch (e) {
       if (!isExists(e)) throw new Error(`failed to create veth pair for "${o.name}": ${errorMessage(e)}`, { cause: e });
       // EEXIST is either our random host name (retry) or the container name (the caller's error).
-      if (exists(o.peer, o.name) || i + 1 >= NAME_RETRIES)
+      if (findLink(o.peer, o.name) || i + 1 >= NAME_RETRIES)
         throw new Error(`container veth name ("${o.name}") peer provided ("${hostName}") already exists`);
     }
   }
@@ -104,12 +104,3 @@ export function setupVeth(host: NetlinkSocket, o: VethOptions): VethPair {
   }
 }
 
-function exists(nl: NetlinkSocket, name: string): boolean {
-  try {
-    getLink(nl, name);
-    return true;
-  } catch (e) {
-    if (isNotFound(e)) return false;
-    throw e;
-  }
-}

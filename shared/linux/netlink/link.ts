@@ -228,6 +228,16 @@ export function getLink(nl: NetlinkSocket, ref: LinkRef): Link {
   return decodeLink(m);
 }
 
+/** The link `ref`, or undefined when there is none (ENODEV); any other failure throws NetlinkError. */
+export function findLink(nl: NetlinkSocket, ref: LinkRef): Link | undefined {
+  try {
+    return getLink(nl, ref);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
 /** All links of the socket's netns. */
 export function listLinks(nl: NetlinkSocket): Link[] {
   return nl.request(buildListLinks(), 'listing links').filter((m) => m.type === RTM_NEWLINK).map(decodeLink);
