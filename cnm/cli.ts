@@ -5,7 +5,7 @@
 // Global options go before or after the subcommand. Exit 0 ok, 1 error (one line on stderr naming
 // the object); `cnm run` exits with the command's status (125 when cnm itself fails, as docker run).
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../shared/crypto';
 import { readSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeAll } from '../shared/cni/skel';
@@ -474,7 +474,7 @@ async function runCommand(c: Ctx, netRefs: string[]): Promise<number> {
   let sb: Sandbox | null = null;
   let started = false;
   try {
-    sb = await ctl.newSandbox(str(c.values.name) ?? `cnm-${randomBytes(4).toString('hex')}`, { hostNetwork });
+    sb = await ctl.newSandbox(str(c.values.name) ?? `cnm-${randomHex(4)}`, { hostNetwork });
     for (const [i, n] of networks.entries()) {
       if (interrupted) break;
       await n.connect(sb, i === 0 ? { ipv4: str(c.values.ip), ipv6: str(c.values.ip6) } : {});

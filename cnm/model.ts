@@ -1,6 +1,6 @@
 // The records the CNM model keeps on disk (libnetwork's network, endpoint and sandbox objects,
 // reduced to what a CNI-backed host needs), their IDs and the name rules.
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../shared/crypto';
 import { NAME_RE } from '../shared/cni/skel';
 import { invalid } from './errors';
 
@@ -66,7 +66,7 @@ export interface SandboxRecord {
 
 export const ID_RE = /^[0-9a-f]{64}$/;
 
-export const newID = (): string => randomBytes(32).toString('hex');
+export const newID = (): string => randomHex(32);
 
 export const now = (): string => new Date().toISOString();
 

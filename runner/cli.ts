@@ -2,7 +2,7 @@
 //   cnitool add|check|del|gc|status <net> <netns>
 // env: NETCONFPATH (default /etc/cni/net.d), CNI_PATH, CNI_ARGS, CAP_ARGS (JSON), CNI_IFNAME
 // (default eth0), CNI_CACHEDIR (default /var/lib/cni).
-import { createHash } from 'node:crypto';
+import { sha512Hex } from '../shared/crypto';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseCniArgs } from '../shared/cni/args';
@@ -39,7 +39,7 @@ function usage(exe: string): string {
 
 /** Same container ID as the real cnitool: "cnitool-" + the first 10 bytes of sha512(netns path), hex. */
 export function containerIDFor(netnsPath: string): string {
-  return `cnitool-${createHash('sha512').update(netnsPath).digest('hex').slice(0, 20)}`;
+  return `cnitool-${sha512Hex(netnsPath).slice(0, 20)}`;
 }
 
 export interface CliIO {

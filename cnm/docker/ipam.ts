@@ -4,7 +4,7 @@
 // (chain.ts endpointArgs: `static` IPAM), so nothing is allocated twice. RequestAddress carries no
 // endpoint ID: the MAC libnetwork generates for the endpoint (RequiresMACAddress) owns the lease,
 // so a re-sent request finds its lease again (cnm-shim.md §2, §5.3 B).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomHex, sha256Hex } from '../../shared/crypto';
 import { contains, formatCIDR, formatIP, networkOf, parseCIDR, parseIP } from '../../shared/ip';
 import { canonicalizeRange } from '../../ipam/host-local/range';
 import { NetworkIpam, type IpamPoolConfig } from '../index';
@@ -52,7 +52,7 @@ export class IpamDriver {
     if ((net.ip.family === 6) !== v6) throw new ProtocolError(`Pool ${pool} is not an IPv${v6 ? 6 : 4} subnet`);
     const sub = subPool ? parseCIDR(subPool) : null;
     if (subPool && (!sub || !contains(net, sub.ip) || sub.prefix < net.prefix)) throw new ProtocolError(`SubPool (--ip-range) ${subPool} is not inside ${pool}`);
-    const id = createHash('sha256').update(`${pool}|${subPool}`).digest('hex');
+    const id = sha256Hex(`${pool}|${subPool}`);
     return this.queue.run('pools', async () => {
       for (const p of this.o.state.pools.list()) {
         const o = parseCIDR(p.pool);
@@ -95,7 +95,7 @@ export class IpamDriver {
     if (want && !ip) throw new ProtocolError(`Address ${JSON.stringify(want)} is not an IP address`);
     const mac = typeof opts[MAC_OPTION] === 'string' ? (opts[MAC_OPTION] as string) : '';
     const isGateway = opts[REQUEST_TYPE] === GATEWAY_OPTION;
-    const owner = isGateway ? 'gateway' : mac ? `mac-${mac.toLowerCase().replace(/[^0-9a-f]/g, '')}` : ip ? `addr-${formatIP(ip).replace(/[.:]/g, '-')}` : `req-${randomBytes(8).toString('hex')}`;
+    const owner = isGateway ? 'gateway' : mac ? `mac-${mac.toLowerCase().replace(/[^0-9a-f]/g, '')}` : ip ? `addr-${formatIP(ip).replace(/[.:]/g, '-')}` : `req-${randomHex(8)}`;
     return this.queue.run(id, async () => {
       const rec = this.pool(id, true)!;
       const net = parseCIDR(rec.pool)!;

@@ -20,7 +20,7 @@
 // Limitation: on kernels without multigrain timestamps (< 6.13), a change within the same clock tick
 // as our last write can go unseen; the lease files still decide every allocation, and GC (which
 // reads the lease files) releases anything the index missed.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../shared/crypto';
 import { FileError, isSafeName, type PinnedDir } from '../../shared/linux/files';
 
 const STATE_MAGIC = 'cnikit-index v2'; // v2: the stamp ends with the boot ID
@@ -48,7 +48,7 @@ export interface Owner {
  */
 export function keyName(id: string, ifname: string): string {
   const k = `${id}+${ifname}`;
-  return k.length <= 200 ? k : `h-${createHash('sha256').update(k).digest('hex')}`;
+  return k.length <= 200 ? k : `h-${sha256Hex(k)}`;
 }
 
 const encode = (entries: IndexEntry[]): string => `${KEY_MAGIC}\n${entries.map((e) => `${e.ip} ${e.bootId}\n`).join('')}`;

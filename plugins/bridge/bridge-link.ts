@@ -1,5 +1,5 @@
 // The bridge device: create or adopt it, put gateway addresses on it, keep its MAC stable.
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../../shared/crypto';
 import { errorMessage } from '../../shared/cni/errors';
 import { contains, formatCIDR, ipNetEqual, networkOf, type IPNet } from '../../shared/ip';
 import { addAddr, deleteAddr, listAddrs } from '../../shared/linux/netlink/addr';

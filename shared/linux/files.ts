@@ -12,7 +12,7 @@
 // mounted, which a CNI plugin (it enters netns through /proc paths too) always has. Safe across
 // threads: /proc/self is the process, and the fd table is shared.
 import { closeSync, constants as C, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, unlinkSync, writeSync, type BigIntStats, type Stats } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../crypto';
 
 const NOFOLLOW_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW;
 
@@ -250,7 +250,7 @@ export class PinnedDir {
     const durable = opts.durable ?? true;
     const target = this.at(name);
     // Random, so nobody can plant it in advance; the '.tmp' names are what cleanupTemp() removes.
-    const tmp = `.${name.slice(0, 200)}.${randomBytes(8).toString('hex')}.tmp`;
+    const tmp = `.${name.slice(0, 200)}.${randomHex(8)}.tmp`;
     let created: boolean;
     try {
       created = this.createExclusive(tmp, data, { mode: opts.mode, durable });

@@ -8,7 +8,7 @@
 // registered with defineNetnsJob when its module loads, in both threads; only its name and
 // structured-cloneable arguments and results cross the thread boundary. The entry must branch:
 //   if (isNetnsWorkerThread()) serveNetnsJobs(); else main();
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CniError } from '../cni/errors';
 import { SyscallError } from './libc';
 import { errorKind, type ErrorKind } from './netlink/errno';
@@ -17,6 +17,11 @@ import { AsyncNetnsWorkError, isAsyncFunction, NetnsError, NetnsNotFoundError, N
 import { SysctlError } from './sysctl';
 
 const WORKER_MARK = 'cnikit-netns-worker';
+
+// node:worker_threads is loaded on first use: importing it costs the executable's start ~1 ms, and
+// a plugin process never starts a thread. Bun.isMainThread answers the entry's question without it.
+const workerThreads = () => process.getBuiltinModule('node:worker_threads');
+const bunIsMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread;
 
 /** A registered job: synchronous, taking A and returning R (both structured-cloneable). */
 export interface NetnsJob<A, R> {
@@ -41,6 +46,8 @@ export function defineNetnsJob<A, R>(name: string, run: (args: A) => ReturnType<
 
 /** True on a thread started by NetnsWorker: the entry then calls serveNetnsJobs() instead of its main. */
 export function isNetnsWorkerThread(): boolean {
+  if (bunIsMainThread === true) return false;
+  const { isMainThread, workerData } = workerThreads();
   return !isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_MARK] === true;
 }
 
@@ -106,7 +113,7 @@ function fromData(d: ErrorData): Error {
  * every later request with that error, until NetnsWorker (told by the first answer) terminates it.
  */
 export function serveNetnsJobs(): void {
-  const port = parentPort;
+  const port = workerThreads().parentPort;
   if (!port || !isNetnsWorkerThread()) throw new Error('serveNetnsJobs() outside a netns worker thread');
   let poisoned: ErrorData | undefined;
   port.on('message', (req: Request) => {
@@ -171,7 +178,7 @@ export class NetnsWorker {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(this.entry, { workerData: { [WORKER_MARK]: true } });
+    const w = new (workerThreads().Worker)(this.entry, { workerData: { [WORKER_MARK]: true } });
     w.on('message', (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;

@@ -3,7 +3,7 @@
 // rewritten on each ADD, one rule per pod address in `masq_checks` whose comment starts with
 // <hash16(net)>-<hash16(ifname:id)>. The table is read over nfnetlink in-process (shared/netfilter/nft.ts);
 // ADD is one `nft -f -` transaction, DEL and GC delete the rules by handle in one nfnetlink batch (no process).
-import { createHash } from 'node:crypto';
+import { sha512Hex } from '../crypto';
 import { formatCIDR, formatIP, networkOf, parseCIDR } from '../ip';
 import { deleteNftRules, readNftRules, type NftRuleInfo } from './nft';
 import { mustRunTool } from './tool';
@@ -12,7 +12,7 @@ export const MASQ_TABLE = 'cni_plugins_masquerade';
 export const MASQ_CHAIN = 'masq_checks';
 const COMMENT_MAX = 128; // knftables.CommentLengthMax
 
-const hash16 = (s: string): string => createHash('sha512').update(s).digest('hex').slice(0, 16);
+const hash16 = (s: string): string => sha512Hex(s).slice(0, 16);
 
 export const hashForNetwork = (network: string): string => hash16(network);
 export const hashForInstance = (network: string, ifname: string, containerID: string): string =>

@@ -2,7 +2,7 @@
 // is given), container end created directly in the pod netns (no move afterwards, the expensive
 // kernel step; node-stack.md §2). Used by bridge and ptp.
 import { errorMessage } from '../cni/errors';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../crypto';
 import { isExists } from '../linux/netlink/errors';
 import { addVeth, deleteLink, findLink, getLink, setBridgePort, setLinkUp, type Link } from '../linux/netlink/link';
 import type { NetlinkSocket } from '../linux/netlink/socket';
@@ -11,7 +11,7 @@ import { sysctlSet } from '../linux/sysctl';
 const NAME_RETRIES = 10; // the reference's makeVeth retries on a host-name collision
 
 /** `veth` + 8 random hex digits (the reference's RandomVethName). */
-export const randomVethName = (): string => `veth${randomBytes(4).toString('hex')}`;
+export const randomVethName = (): string => `veth${randomHex(4)}`;
 
 export interface VethPair {
   host: Link; // in the socket `host`'s netns

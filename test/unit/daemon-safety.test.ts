@@ -121,6 +121,10 @@ jest.mock('node:worker_threads', () => {
     Worker: FakeWorker,
   };
 });
+// netns-worker.ts loads node:worker_threads on first use through process.getBuiltinModule (a plugin's
+// start-up does not pay for it), which jest's module mocks do not reach: route that name to the fake.
+const realGetBuiltinModule = process.getBuiltinModule.bind(process);
+process.getBuiltinModule = ((id: string) => (id === 'node:worker_threads' ? jest.requireMock('node:worker_threads') : realGetBuiltinModule(id))) as typeof process.getBuiltinModule;
 
 beforeEach(() => {
   mockLibc.setnsCalls = [];

@@ -12,7 +12,7 @@
 // nfnetlink in-process, and DEL/GC delete the elements in one nfnetlink batch: no process. Kernel semantics to know: an accept here ends the
 // packet's walk through this table only; a drop in another table (an iptables FORWARD policy DROP
 // among them) still drops it. The isolation drops, being drops, hold whatever other tables say.
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../../shared/crypto';
 import { formatIP, type IP } from '../../../shared/ip';
 import { AF_INET, AF_INET6 } from '../../../shared/linux/netlink/constants';
 import { ipFromBytes, ipToBytes } from '../../../shared/linux/netlink/ipaddr';
@@ -48,7 +48,7 @@ const MAX_COMMENT = 127;
 export function attachmentComment(network: string, containerID: string, ifname: string): string {
   const text = `${network}/${containerID}/${ifname}`;
   if (Buffer.byteLength(text) <= MAX_COMMENT && /^[\x21-\x7e]+$/.test(text) && !/["\\]/.test(text)) return text;
-  return '#' + createHash('sha256').update(text).digest('hex').slice(0, 64);
+  return '#' + sha256Hex(text).slice(0, 64);
 }
 
 /** The ADD script: table, chains, sets and forward rules ensured; each address's element (re)written with this attachment's comment. */
