@@ -173,6 +173,9 @@ function waitPortUp(nl: NetlinkSocket, port: Link): Link {
 
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadBridgeConf(a);
+  // By container ID and rule comments, so it works without netns or addresses (plugins#810); before
+  // the veth goes, so the rules' grace period overlaps its deletion (see teardownIPMasq).
+  if (conf.ipamType && conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevResultAddresses(conf.prevResult, a.cniVersion));
   if (a.netns) deletePodInterface(a.netns, a.ifName);
   // Release after the link is gone, so the address cannot be handed out while still configured (PR #702).
   if (conf.ipamType) await delegateDel(conf.ipamType, a);
@@ -183,8 +186,6 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       a.log.warn(errorMessage(e)); // the reference only logs this
     }
   }
-  // By container ID and rule comments, so it works without netns or addresses (plugins#810).
-  if (conf.ipamType && conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevResultAddresses(conf.prevResult, a.cniVersion));
 }
 
 async function cmdCheck(a: CmdArgs): Promise<void> {

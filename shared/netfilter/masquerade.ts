@@ -52,6 +52,11 @@ function sweepAll(steps: Array<() => void>): void {
  * Removes the pod's masquerade rules by container ID (and ifname for nftables). `addresses` (the
  * prevResult's CIDRs) narrow the iptables sweep to the pod's families and let it try the write-only
  * removal first; without them both families are listed and swept.
+ *
+ * DEL calls it before deleting the pod's veth: the kernel frees deleted rules one RCU grace period
+ * later and the process's nfnetlink socket waits for that when it closes at exit (nfnl.ts), so the
+ * grace period passes during the veth deletion's own ~15-25 ms in rcu_barrier() instead of after it
+ * (the podman chain's DEL, measured alternately: 151 -> 137 ms).
  */
 export function teardownIPMasq(network: string, a: Attachment, addresses?: string[]): void {
   let families: Family[] = [4, 6];

@@ -124,12 +124,13 @@ function ourPlugins() {
 
 /**
  * The chain cases: what each runtime runs per pod, as networks in order (ADD in order, DEL reversed),
- * each { name, ifname, list, caps }. `s` is the side (own bridge, subnet, host port per side), `dataDir` its IPAM store.
+ * each { name, ifname, list, caps }. `s` is the side (own bridge, subnet, host port per side), `dataDir` its IPAM store,
+ * `runDir` a directory on a tmpfs for what our portmap and firewall keep under /run by default.
  */
 const loopbackNet = { name: 'cni-loopback', ifname: 'lo', list: { cniVersion: '0.3.1', name: 'cni-loopback', plugins: [{ type: 'loopback' }] } };
 const CHAINS = {
   // podman 4's `podman network create` list (CNI backend), one port published (-p)
-  'podman-default': (i, dataDir) => [
+  'podman-default': (i, dataDir, runDir) => [
     {
       name: 'podman',
       ifname: 'eth0',
@@ -139,16 +140,17 @@ const CHAINS = {
         name: 'podman',
         plugins: [
           { type: 'bridge', bridge: `cni-podman${i}`, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', dataDir, routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `198.18.${200 + i}.0/24`, gateway: `198.18.${200 + i}.1` }]] } },
-          // dataDir (ours: attachment records; the reference ignores the key) under the bench's own work dir
-          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${dataDir}.portmap` },
-          { type: 'firewall', dataDir: `${dataDir}.firewall` },
+          // dataDir (ours: attachment records; the reference ignores the key): the bench's own, on a tmpfs
+          // as their default /run/cni is on a node (this VM's /run is on its disk, hence /dev/shm)
+          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${runDir}/portmap` },
+          { type: 'firewall', dataDir: `${runDir}/firewall` },
           { type: 'tuning' },
         ],
       },
     },
   ],
   // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
-  'containerd-default': (i, dataDir) => [
+  'containerd-default': (i, dataDir, runDir) => [
     loopbackNet,
     {
       name: 'containerd-net',
@@ -159,7 +161,7 @@ const CHAINS = {
         name: 'containerd-net',
         plugins: [
           { type: 'bridge', bridge: `cni${i}`, isGateway: true, ipMasq: true, promiscMode: true, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `198.18.${210 + i}.0/24` }], [{ subnet: `fd00:${210 + i}::/64` }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] } },
-          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${dataDir}.portmap` },
+          { type: 'portmap', capabilities: { portMappings: true }, dataDir: `${runDir}/portmap` },
         ],
       },
     },
@@ -245,6 +247,7 @@ async function main() {
   ensureDriver();
   const host = `rn-bench-${hex()}`;
   const work = mkdtempSync(join(tmpdir(), 'rn-bench-'));
+  const volatile = mkdtempSync('/dev/shm/rn-bench-'); // a tmpfs, as /run on a node
   const ctrs = new Set();
   const newCtr = () => {
     const n = `rn-bc-${hex()}`;
@@ -260,6 +263,7 @@ async function main() {
     for (const n of ctrs) netnsDel(n);
     netnsDel(host);
     rmSync(work, { recursive: true, force: true });
+    rmSync(volatile, { recursive: true, force: true });
   };
   for (const sig of ['SIGINT', 'SIGTERM'])
     process.on(sig, () => {
@@ -413,7 +417,7 @@ async function main() {
         for (const [s, i] of [['ours', 0], ['reference', 1]]) {
           const d = join(work, `${chain}-${s}`);
           mkdirSync(join(d, 'net.d'), { recursive: true });
-          const nets = CHAINS[chain](i, join(d, 'ipam'));
+          const nets = CHAINS[chain](i, join(d, 'ipam'), join(volatile, `${chain}-${s}`));
           for (const n of nets) writeFileSync(join(d, 'net.d', `${n.name}.conflist`), JSON.stringify(n.list));
           const h = `rn-bench-${hex()}`;
           ctrs.add(h);

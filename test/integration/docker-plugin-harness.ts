@@ -1,5 +1,5 @@
 // A scratch "host" for the Docker plugin suites: a network namespace of its own plus a private mount
-// namespace with tmpfs over /run/netns, /run/docker, /etc/docker, /run/containerd and /var/lib/cni
+// namespace with tmpfs over /run/netns, /run/docker, /etc/docker, /run/containerd, /var/lib/cni and /run/cni
 // (issue 11 §4), held by a sleeping process; every command runs inside both with `nsenter -t PID -m -n`.
 // The plugin (and dockerd) run there, so their sockets, scratch netns, bind mounts and CNI state
 // vanish with the mount namespace. destroy() kills every process left in that mount namespace
@@ -12,7 +12,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { addNetns, binDir, delNetns, nsName } from '../support/cni';
 
-const PRIVATE_DIRS = ['/run/netns', '/run/docker', '/etc/docker', '/run/containerd', '/var/lib/cni'];
+// /run/cni: portmap's attachment records (its default dataDir) in the chain dockerd's networks run.
+const PRIVATE_DIRS = ['/run/netns', '/run/docker', '/etc/docker', '/run/containerd', '/var/lib/cni', '/run/cni'];
 
 /** Mount points a live Scratch made on this machine (they did not exist), and how many Scratches are live. */
 const madeDirs = new Set<string>();

@@ -230,8 +230,8 @@ describe('firewall nftables script', () => {
 });
 
 describe('firewall attachment records', () => {
-  test('dataDir: /var/lib/cni/firewall by default; a relative path or a ".." component is code 7 naming it', () => {
-    expect(load({}).dataDir).toBe('/var/lib/cni/firewall');
+  test('dataDir: /run/cni/firewall by default; a relative path or a ".." component is code 7 naming it', () => {
+    expect(load({}).dataDir).toBe('/run/cni/firewall');
     expect(load({ dataDir: '/run/fw' }).dataDir).toBe('/run/fw');
     for (const bad of ['run/fw', '/run/../etc']) {
       const e = errorOf(() => load({ dataDir: bad }));

@@ -333,8 +333,8 @@ describe('portmap: nftables script', () => {
 });
 
 describe('portmap: dataDir and attachment records', () => {
-  test('dataDir: /var/lib/cni/portmap by default; a relative path or a ".." component is code 7 naming it', () => {
-    expect(load().dataDir).toBe('/var/lib/cni/portmap');
+  test('dataDir: /run/cni/portmap by default; a relative path or a ".." component is code 7 naming it', () => {
+    expect(load().dataDir).toBe('/run/cni/portmap');
     expect(load({ dataDir: '/run/pm' }).dataDir).toBe('/run/pm');
     for (const bad of ['var/lib/pm', '/var/../etc']) {
       const e = errorOf(() => load({ dataDir: bad }));

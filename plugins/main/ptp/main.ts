@@ -78,12 +78,13 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
 
 async function cmdDel(a: CmdArgs): Promise<void> {
   const conf = loadPtpConf(a);
+  // By container ID and rule comments, so it works without netns or addresses (the reference skips
+  // this when the netns or the link is gone and leaks the rules: plugins#810); before the veth goes,
+  // so the rules' grace period overlaps its deletion (see teardownIPMasq).
+  if (conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevResultAddresses(conf.prevResult, a.cniVersion));
   if (a.netns) deletePodInterface(a.netns, a.ifName); // the host end, its gateway address and host routes go with it
   // Release after the link is gone, so the address cannot be handed out while still configured (PR #702).
   if (conf.ipamType) await delegateDel(conf.ipamType, a);
-  // By container ID and rule comments, so it works without netns or addresses (the reference skips
-  // this when the netns or the link is gone and leaks the rules: plugins#810).
-  if (conf.ipMasq) teardownIPMasq(conf.name, { containerID: a.containerID, ifname: a.ifName }, prevResultAddresses(conf.prevResult, a.cniVersion));
 }
 
 async function cmdCheck(a: CmdArgs): Promise<void> {

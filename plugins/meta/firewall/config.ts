@@ -16,7 +16,8 @@ export type FirewallBackend = 'iptables' | 'nftables';
 export type IngressPolicy = 'open' | 'same-bridge' | 'isolated';
 
 export const DEFAULT_ADMIN_CHAIN = 'CNI-ADMIN';
-export const DEFAULT_DATA_DIR = '/var/lib/cni/firewall'; // the reference has no such key: ours, beside its other plugins' state
+/** The reference has no such key: ours. On /run, as portmap's records (see its DEFAULT_DATA_DIR). */
+export const DEFAULT_DATA_DIR = '/run/cni/firewall';
 
 function firewallConfSchema(raw: unknown) {
   return sparseObject(

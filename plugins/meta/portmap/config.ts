@@ -12,8 +12,12 @@ import { defaultBackend, type MasqBackend } from '../../../shared/netfilter/masq
 /** Kubernetes uses mark bits 14 and 15, Calico 20-31 (the reference's DefaultMarkBit). */
 export const DEFAULT_MARK_BIT = 13;
 
-/** The reference has no such key: ours, beside its other plugins' state (attachment records: records.ts). */
-export const DEFAULT_DATA_DIR = '/var/lib/cni/portmap';
+/**
+ * The reference has no such key: ours (attachment records: records.ts). The records describe kernel
+ * state, so they live where it does: on /run, a tmpfs on a node, they go at reboot with the rules,
+ * and writing or removing one costs no disk flush (the tuning plugin's state lives there too).
+ */
+export const DEFAULT_DATA_DIR = '/run/cni/portmap';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'sctp'];
