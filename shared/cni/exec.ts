@@ -1,7 +1,7 @@
 // Running one plugin executable (libcni's invoke.RawExec, used by IPAM delegation and the runner):
 // the Executor interface both call through, and the implementation that execs a process. The
 // in-process implementation for our own plugins is in invoke.ts (it needs the protocol core).
-import { spawn } from 'node:child_process';
+import { childProcess } from '../lazy-builtins';
 import { CniError, ErrInternal } from './errors';
 import type { Env } from './skel';
 
@@ -44,7 +44,7 @@ function runOnce(r: ExecRequest): Promise<Ended | ExecFailure> {
   return new Promise((resolve) => {
     if (r.signal?.aborted) return resolve(new ExecFailure(abortReason(r.signal), 'abort'));
     const capture = r.onStderr !== undefined;
-    const child = spawn(r.file, [], { env: r.env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', capture ? 'pipe' : 'inherit'] });
+    const child = childProcess().spawn(r.file, [], { env: r.env as NodeJS.ProcessEnv, stdio: ['pipe', 'pipe', capture ? 'pipe' : 'inherit'] });
     const [stdin, stdout] = [child.stdin!, child.stdout!]; // 'pipe' above: both exist
     const out: Buffer[] = [];
     const err: Buffer[] = [];

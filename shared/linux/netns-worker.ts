@@ -9,6 +9,7 @@
 // structured-cloneable arguments and results cross the thread boundary. The entry must branch:
 //   if (isNetnsWorkerThread()) serveNetnsJobs(); else main();
 import type { Worker } from 'node:worker_threads';
+import { workerThreads } from '../lazy-builtins';
 import { CniError } from '../cni/errors';
 import { SyscallError } from './libc';
 import { errorKind, type ErrorKind } from './netlink/errno';
@@ -18,9 +19,7 @@ import { SysctlError } from './sysctl';
 
 const WORKER_MARK = 'cnikit-netns-worker';
 
-// node:worker_threads is loaded on first use: importing it costs the executable's start ~1 ms, and
-// a plugin process never starts a thread. Bun.isMainThread answers the entry's question without it.
-const workerThreads = () => process.getBuiltinModule('node:worker_threads');
+// Bun.isMainThread answers the entry's question without loading node:worker_threads (lazy-builtins.ts).
 const bunIsMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread;
 
 /** A registered job: synchronous, taking A and returning R (both structured-cloneable). */

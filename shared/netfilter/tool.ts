@@ -2,7 +2,7 @@
 // One exec per transaction: the tools are the stable interface to both iptables-legacy/-nft and nft.
 // runTool/mustRunTool block (a short-lived plugin has nothing else to do); runToolAsync/
 // mustRunToolAsync leave a long-running process's event loop free while the tool runs.
-import { spawn, spawnSync } from 'node:child_process';
+import { childProcess } from '../lazy-builtins';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { errnoOf, kindOfErrno, type ErrorKind } from '../linux/netlink/errno';
@@ -35,7 +35,9 @@ const FALLBACK_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 const found = new Map<string, string | null>();
 
 // The tools' messages in English whatever the node's locale: they end up in CNI errors and logs.
-const TOOL_ENV = { ...process.env, LC_ALL: 'C' };
+// Built on the first exec, not at load: copying process.env is start-up time every plugin would pay.
+let toolEnvCache: NodeJS.ProcessEnv | undefined;
+const toolEnv = (): NodeJS.ProcessEnv => (toolEnvCache ??= { ...process.env, LC_ALL: 'C' });
 
 /** The tool's full path, or null if it is not installed. */
 export function findTool(tool: string): string | null {
@@ -86,7 +88,7 @@ function timedOut(tool: string, ms: number): NetfilterError {
 /** Runs a tool with optional stdin, blocking; never throws for a non-zero exit (callers decide). Throws NetfilterError if it cannot run. */
 export function runTool(tool: string, args: string[], input?: string): ToolOutput {
   const file = mustFind(tool);
-  const r = spawnSync(file, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
+  const r = childProcess().spawnSync(file, args, { input: input ?? '', encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
   if (r.error) throw spawnFailed(tool, r.error);
   return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
@@ -103,7 +105,7 @@ export function runToolAsync(tool: string, args: string[], input?: string, opts:
     return Promise.reject(e);
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
+    const child = childProcess().spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: toolEnv() });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timer: ReturnType<typeof setTimeout> | undefined;
