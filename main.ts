@@ -4,17 +4,17 @@ import { basename } from 'node:path';
 import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
 import { errorMessage } from './shared/cni/errors';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
-import { ownPluginsExecutor, plugins } from './plugins/registry';
-import { cnitool } from './runner/cli';
+import { loadPlugin, ownPluginsExecutor, pluginNames } from './plugins/registry';
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
 import { versionLine } from './shared/self';
 
 /**
- * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Heavy ones
- * (the CNM library, the etcd client) are imported when called: a plugin's start-up does not pay for them.
+ * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Each is
+ * imported when called (as each plugin is: plugins/registry.ts), so a plugin's start-up does not pay
+ * for the runner, the CNM library or the etcd client.
  */
 const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
-  cnitool,
+  cnitool: async (argv) => (await import('./runner/cli')).cnitool(argv),
   cnm: async (argv) => (await import('./cnm/cli')).cnm(argv),
   'overlay-agent': async (argv) => (await import('./overlay/cli')).overlayAgent(argv),
 };
@@ -28,7 +28,7 @@ function usage(): string {
     `       ${SELF} --list     (print the plugin names, one per line)`,
     `       ${SELF} --version  (print the version and build ID; <plugin> --version and cnitool --version too)`,
     `debugging: CNIKIT_LOG=debug logs each verb's steps with timings to stderr, CNIKIT_LOG_FILE=path to a file`,
-    `plugins: ${Object.keys(plugins).join(', ')}`,
+    `plugins: ${pluginNames.join(', ')}`,
     `tools: ${Object.keys(tools).join(', ')}`,
     '',
   ].join('\n');
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
     const arg = process.argv[2];
-    if (arg === '--list') process.exit(print(1, [...Object.keys(plugins), ...Object.keys(tools)].join('\n') + '\n'));
+    if (arg === '--list') process.exit(print(1, [...pluginNames, ...Object.keys(tools)].join('\n') + '\n'));
     if (arg === '--version') process.exit(print(1, `${versionLine()}\n`));
     if (!arg || arg === '--help' || arg === '-h') {
       print(2, usage());
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   }
   const tool = tools[name];
   if (tool) process.exit(await tool(argv));
-  const plugin: Plugin | undefined = plugins[name];
+  const plugin: Plugin | undefined = await loadPlugin(name);
   if (!plugin) {
     print(2, `${SELF}: unknown plugin "${name}"\n${usage()}`);
     process.exit(2);

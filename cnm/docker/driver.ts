@@ -19,7 +19,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { bridgeDriver } from '../drivers/bridge';
 import { NetworkIpam, type DriverContext } from '../index';
-import { ownPlugin } from '../../plugins/registry';
+import { ownPluginName } from '../../plugins/registry';
 import type { NetworkConfList } from '../../runner/conf';
 
 /** The address space this driver's IPAM names (GetDefaultAddressSpaces): a network whose pools carry it uses our IPAM. */
@@ -132,7 +132,7 @@ export class NetworkDriver {
     });
     return types.every((t) => {
       try {
-        return ownPlugin(findInPath(t, this.o.cniPath.join(':'))) !== undefined;
+        return ownPluginName(findInPath(t, this.o.cniPath.join(':'))) !== undefined;
       } catch {
         return false;
       }

@@ -17,10 +17,10 @@ import { configVersion } from './version';
  * killed mid-change), and `signal` is checked before the plugin starts. A failure is the plugin's
  * own CniError, cause included.
  */
-export function inProcessExecutor(resolve: (file: string) => Plugin | undefined, fallback: Executor): Executor {
+export function inProcessExecutor(resolve: (file: string) => Plugin | undefined | Promise<Plugin | undefined>, fallback: Executor): Executor {
   const self: Executor = {
     async exec(r: ExecRequest): Promise<string> {
-      const plugin = resolve(r.file);
+      const plugin = await resolve(r.file);
       if (!plugin) return fallback.exec(r);
       if (r.signal?.aborted) throw new CniError(ErrInternal, `${r.label ?? 'netplugin'} ${r.file} was cancelled`, '', { cause: r.signal.reason });
       const out = await runPlugin(plugin, r.env, () => r.stdin, { executor: self });
