@@ -7,10 +7,12 @@
 import { realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Family } from '../ip';
-import { NFPROTO_IPV4, NFPROTO_IPV6, nftDelete, nftGeneration, nftListChains, nftListRules, type NftDeletion } from '../linux/netlink/nftables';
+import { EBUSY, EEXIST, ERESTART } from '../linux/netlink/errno';
+import { NetlinkError } from '../linux/netlink/errors';
+import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftDeletion } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
 import { findTool, mustRunTool, NetfilterError } from './tool';
-import { saveLines } from './xtables-nft';
+import { encodeRule, saveLines } from './xtables-nft';
 
 export type IptTableName = 'nat' | 'filter';
 
@@ -44,6 +46,19 @@ export function parseSave(text: string, table: IptTableName): IptTable {
     else if (line.startsWith('-A ')) rules.push(line);
   }
   return { chains, rules };
+}
+
+/** An argument as iptables-save prints it: double-quoted (\\ and \" escaped) when it has space or quotes. */
+export function quoteArg(s: string): string {
+  return /^[^\s"'\\]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** Splits a listed rule into arguments, undoing quoteArg. */
+export function splitArgs(line: string): string[] {
+  const out: string[] = [];
+  const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
+  for (let m = re.exec(line); m; m = re.exec(line)) out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
+  return out;
 }
 
 const nftBackend = new Map<Family, boolean>();
@@ -122,15 +137,58 @@ export function restoreScript(table: IptTableName, lines: string[]): string {
 }
 
 /**
- * Applies `lines` to `table` in one transaction (all or nothing); nothing when empty. Deletions
- * only (`-D`, `-F`, `-X`), on a table `read` over netlink: one nfnetlink batch in-process, rules
- * named by their handles; else one `iptables-restore -w --noflush`.
- * Throws NetfilterError either way (kind 'other' for a refused transaction: rebuild on a fresh read).
+ * Applies `lines` to `table` in one transaction (all or nothing); nothing when empty. With
+ * iptables-nft it is one nfnetlink batch in-process when it can be: deletions only (`-D`, `-F`,
+ * `-X`) on a table `read` over netlink (rules named by their handles), or additions only (`-N`,
+ * `-A` of a rule encodeRule knows, `:chain - [0:0]` of a chain `read` does not have), checked
+ * against `read`'s generation when there is one. Else one `iptables-restore -w --noflush`, also when
+ * the batch finds no table to add to (a fresh netns: iptables-restore creates the table and its
+ * built-in chains). Throws NetfilterError either way (kind 'other' for a refused transaction:
+ * rebuild on a fresh read).
  */
 export function restore(f: Family, table: IptTableName, lines: string[], what: string, read?: IptTable): void {
   if (!lines.length) return;
   if (read?.nft && lines.every((l) => /^-[DFX] /.test(l))) return deleteOverNetlink(f, table, lines, what, read.nft);
+  const additions = iptablesIsNft(f) ? encodeAdditions(f, table, lines, read) : undefined;
+  if (additions && addOverNetlink(f, table, additions, what, read?.nft?.gen)) return;
   mustRunTool(restoreTool(f), ['-w', '--noflush'], what, restoreScript(table, lines));
+}
+
+/** The lines as in-process additions, or undefined when one of them is not an addition encodeRule knows. */
+function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?: IptTable): NftAddition[] | undefined {
+  const where = { family: f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table };
+  const out: NftAddition[] = [];
+  for (const l of lines) {
+    const [op, chain = '', ...rest] = splitArgs(l);
+    // `:chain` under --noflush creates the chain or flushes it: only the creation is an addition.
+    if (op === '-N' && !rest.length) out.push({ ...where, chain, create: true });
+    else if (op?.startsWith(':') && read?.nft && !read.chains.has(op.slice(1)) && chain === '-') out.push({ ...where, chain: op.slice(1), create: true });
+    else if (op === '-A' && chain) {
+      const exprs = encodeRule(f, rest);
+      if (!exprs) return undefined;
+      out.push({ ...where, chain, exprs });
+    } else return undefined;
+  }
+  return out;
+}
+
+// The kernel's answers that mean the transaction itself was refused, as iptables-restore would
+// refuse it: a chain that exists (-N), the ruleset changed since it was read, a chain in use.
+const REFUSED = new Set([EEXIST, ERESTART, EBUSY]);
+
+/**
+ * restore's in-process path for additions: true when applied; false when the tool should do it
+ * (no such table or chain, no nf_tables access, an extension the kernel lacks); throws
+ * NetfilterError 'other' when the kernel refused the transaction.
+ */
+function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[], what: string, gen?: number): boolean {
+  try {
+    nftAdd(netfilterSocket(), additions, gen);
+    return true;
+  } catch (e) {
+    if (e instanceof NetlinkError && REFUSED.has(e.errno)) throw new NetfilterError('nf_tables', `${what}: adding to the ${famName(f)} ${table} table: ${e.message}`, 'other', { cause: e });
+    return false;
+  }
 }
 
 /** restore's in-process path: the deletions as one batch of rule handles and chain names. */

@@ -8,7 +8,8 @@
 // ACCEPT/DROP/RETURN, jumps and gotos, MASQUERADE, DNAT, MARK --set-xmark. Anything else makes the
 // listing Undecodable and the caller execs `iptables-save` as before (shared/netfilter/iptables.ts).
 // The formats follow iptables 1.8.9 (nft-shared.c, libxt_*.c save functions).
-import { formatIP, type Family, type IP } from '../ip';
+import { formatIP, mask, parseCIDR, type Family, type IP } from '../ip';
+import { attr, attrStr, nested } from '../linux/netlink/message';
 import type { NftChain, NftRuleMsg } from '../linux/netlink/nftables';
 
 /** A rule or chain the decoder does not know how to print as iptables-save does. */
@@ -324,4 +325,134 @@ export function saveLines(f: Family, builtins: readonly string[], chains: NftCha
     list.push({ line: ruleLine(f, r), handle: r.handle });
   }
   return { chains: [...byChain.keys()], rules: [...byChain.values()].flat() };
+}
+
+// ---- writing: a rule line turned into the expressions iptables-nft 1.8.9 writes for it ----------
+// The inverse of ruleLine for the lines the masquerade rules use (the reference's
+// ipmasq_iptables_linux.go) and the firewall's per-pod ones: `-A CHAIN [[!] -s ADDR/LEN] [[!] -d
+// ADDR/LEN] [-m comment --comment TEXT] [-m conntrack --ctstate STATES] -j ACCEPT|DROP|RETURN|
+// MASQUERADE|CNI-<hex>`. The expressions are the ones iptables-restore sends
+// for the same line (captured in test/unit/xtables-nft-captured.json, checked against the kernel's
+// dumps of both in test/integration/xtables-nft-write.test.ts), so iptables-save, iptables -D and
+// the reference plugins see the same rule whichever wrote it. Any other line is not encodable:
+// the caller execs iptables-restore for it.
+
+const NFT_REG_VERDICT = 0;
+const NFT_REG_1 = 1;
+const NF_ACCEPT = 1;
+const NF_DROP = 0;
+const NFT_RETURN = -5;
+const NFT_JUMP = -3;
+const XT_COMMENT_LEN = 256; // struct xt_comment_info
+// struct nf_nat_ipv4_multi_range_compat (rangesize 1, one zeroed range) / struct nf_nat_range.
+const masqueradeInfo = (f: Family): Buffer => {
+  const b = Buffer.alloc(f === 4 ? 24 : 40);
+  if (f === 4) b.writeUInt32LE(1, 0);
+  return b;
+};
+
+const u32be = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(v | 0);
+  return attr(type, b);
+};
+const zero64 = (type: number): Buffer => attr(type, Buffer.alloc(8));
+const expr = (name: string, ...data: Buffer[]): Buffer => nested(1 /* NFTA_LIST_ELEM */, attrStr(1 /* NFTA_EXPR_NAME */, name), nested(2 /* NFTA_EXPR_DATA */, ...data));
+const cmpData = (v: Buffer): Buffer => nested(3 /* NFTA_CMP_DATA */, attr(NFTA_DATA_VALUE, v));
+const verdictExpr = (code: number, chain?: string): Buffer =>
+  expr('immediate', u32be(1 /* NFTA_IMMEDIATE_DREG */, NFT_REG_VERDICT), nested(2 /* NFTA_IMMEDIATE_DATA */, nested(NFTA_DATA_VERDICT, u32be(NFTA_VERDICT_CODE, code), ...(chain ? [attrStr(NFTA_VERDICT_CHAIN, chain)] : []))));
+
+/** The xt match for `-m comment --comment TEXT` or `-m conntrack --ctstate STATE,...`, or undefined for anything else. */
+function matchExpr(name: 'comment' | 'conntrack', opt: string | undefined, val: string | undefined): Buffer | undefined {
+  if (val === undefined) return undefined;
+  let rev = 0;
+  let info: Buffer;
+  if (name === 'comment' && opt === '--comment') {
+    const text = Buffer.from(val, 'latin1');
+    if (text.length >= XT_COMMENT_LEN) return undefined;
+    info = Buffer.alloc(XT_COMMENT_LEN);
+    text.copy(info);
+  } else if (name === 'conntrack' && opt === '--ctstate') {
+    let states = 0;
+    for (const st of val.split(',')) {
+      const bit = CTSTATES.find(([, n]) => n === st)?.[0];
+      if (bit === undefined) return undefined;
+      states |= bit;
+    }
+    // xt_conntrack_mtinfo3 (168 bytes aligned): match_flags XT_CONNTRACK_STATE @146, state_mask @150 (see matchOptions).
+    rev = 3;
+    info = Buffer.alloc(168);
+    info.writeUInt16LE(1, 146);
+    info.writeUInt16LE(states, 150);
+  } else return undefined;
+  return expr('match', attrStr(1 /* NAME */, name), u32be(2 /* REV */, rev), attr(3 /* INFO */, info));
+}
+
+/** add_addr of nft-shared.c: the payload bytes the mask covers, a bitwise only for a partial byte, then the compare. */
+function addrExprs(f: Family, offset: number, cidr: string, inv: boolean): Buffer[] | undefined {
+  const n = parseCIDR(cidr);
+  if (!n || n.ip.family !== f || n.prefix === 0 || !cidr.includes('/')) return undefined;
+  const alen = f === 4 ? 4 : 16;
+  const addr = Buffer.alloc(alen);
+  const m = Buffer.alloc(alen);
+  const maskBits = mask(f, n.prefix);
+  for (let i = 0; i < alen; i++) {
+    const shift = BigInt((alen - 1 - i) * 8);
+    m[i] = Number((maskBits >> shift) & 0xffn);
+    addr[i] = Number((n.ip.value >> shift) & 0xffn) & m[i]!;
+  }
+  const whole = n.prefix % 8 === 0;
+  const len = whole ? n.prefix / 8 : alen;
+  const out = [expr('payload', u32be(1 /* DREG */, NFT_REG_1), u32be(2 /* BASE */, BASE_NETWORK), u32be(3 /* OFFSET */, offset), u32be(4 /* LEN */, len))];
+  if (!whole)
+    out.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, len), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, m)), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(len)))));
+  out.push(expr('cmp', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, inv ? CMP_NEQ : CMP_EQ), cmpData(addr.subarray(0, len))));
+  return out;
+}
+
+/**
+ * The NFTA_RULE_EXPRESSIONS payload iptables-nft writes for `args` (a rule line's words after
+ * `-A CHAIN`, unquoted) in a table of family `f`, or undefined when the line is outside the subset
+ * above (the caller then execs iptables-restore).
+ */
+export function encodeRule(f: Family, args: readonly string[]): Buffer | undefined {
+  const addrs: Buffer[] = [];
+  const matches: Buffer[] = [];
+  let target: Buffer | undefined;
+  let seen = '';
+  for (let i = 0; i < args.length; ) {
+    const inv = args[i] === '!';
+    if (inv) i++;
+    const opt = args[i];
+    const val = args[i + 1];
+    if (val === undefined) return undefined;
+    // Only in the order iptables-save prints them, each once: the expressions follow that order.
+    if (opt === '-s' || opt === '-d') {
+      if (seen !== '' && !(seen === 's' && opt === '-d')) return undefined;
+      const e = addrExprs(f, opt === '-s' ? (f === 4 ? 12 : 8) : f === 4 ? 16 : 24, val, inv);
+      if (!e) return undefined;
+      addrs.push(...e);
+      seen = opt[1]!;
+      i += 2;
+    } else if (opt === '-m' && !inv && !target && (val === 'comment' || val === 'conntrack')) {
+      const m = matchExpr(val, args[i + 2], args[i + 3]);
+      if (!m) return undefined;
+      matches.push(m);
+      seen = 'm';
+      i += 4;
+    } else if (opt === '-j' && !inv && !target && i + 2 === args.length) {
+      if (val === 'ACCEPT') target = verdictExpr(NF_ACCEPT);
+      else if (val === 'DROP') target = verdictExpr(NF_DROP);
+      else if (val === 'RETURN') target = verdictExpr(NFT_RETURN);
+      else if (val === 'MASQUERADE') target = expr('target', attrStr(1 /* NAME */, 'MASQUERADE'), u32be(2 /* REV */, 0), attr(3 /* INFO */, masqueradeInfo(f)));
+      // A jump only to one of the CNI plugins' per-attachment chains (CNI-<hex>, CNI-DN-<hex>): an
+      // upper-case name may be an extension target (SNAT, LOG, ...), which is no jump.
+      else if (/^CNI-(DN-)?[0-9a-f]{1,24}$/.test(val)) target = verdictExpr(NFT_JUMP, val);
+      else return undefined;
+      i += 2;
+    } else return undefined;
+  }
+  if (!target) return undefined;
+  const counter = expr('counter', zero64(1 /* PACKETS */), zero64(2 /* BYTES */));
+  return Buffer.concat([...addrs, ...matches, counter, target]);
 }

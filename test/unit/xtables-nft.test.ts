@@ -2,7 +2,9 @@
 // kernel and iptables-save really gave for the same state (xtables-nft-captured.json): every line
 // iptables-save printed, byte for byte, from the dumped chain and rule messages.
 import { decodeChain, decodeRule } from '../../shared/linux/netlink/nftables';
-import { saveLines, saveString, Undecodable } from '../../shared/netfilter/xtables-nft';
+import { attr } from '../../shared/linux/netlink/message';
+import { splitArgs } from '../../shared/netfilter/iptables';
+import { encodeRule, ruleLine, saveLines, saveString, Undecodable } from '../../shared/netfilter/xtables-nft';
 import captures from './xtables-nft-captured.json';
 
 type Capture = { chains: string[]; rules: string[]; save: string[] };
@@ -42,5 +44,74 @@ describe('iptables-nft tables read over netlink print as iptables-save prints th
     expect(saveString('a.b')).toBe('"a.b"');
     expect(saveString('name: "x" id: \'y\'')).toBe('"name: \\"x\\" id: \\\'y\\\'"');
     expect(saveString('')).toBe('""');
+  });
+});
+
+describe('rule lines written in-process (encodeRule): the expressions iptables-restore wrote for the same lines', () => {
+  const exprsOf = (b: Buffer) => decodeRule(Buffer.concat([Buffer.alloc(4), attr(4, b)])).exprs;
+  /** Each captured rule of `key` whose line encodeRule takes, with its line and the kernel's expressions. */
+  function encodable(key: string) {
+    const { out } = decode(key);
+    const f = key.includes('ip6 ') ? 6 : 4;
+    const byHandle = new Map((captures as unknown as Record<string, Capture>)[key]!.rules.map((h) => decodeRule(Buffer.from(h, 'hex'))).map((r) => [r.handle, r]));
+    return out.rules.flatMap((r) => {
+      const [, , ...args] = splitArgs(r.line);
+      const mine = encodeRule(f, args);
+      return mine ? [{ line: r.line, f, mine: exprsOf(mine), kernel: byHandle.get(r.handle)!.exprs }] : [];
+    });
+  }
+
+  test('the masquerade rules of both families are taken: ACCEPT own subnet, MASQUERADE non-multicast, the POSTROUTING jumps', () => {
+    const lines = [...encodable('ip nat'), ...encodable('ip6 nat')].map((r) => r.line);
+    expect(lines).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^-A CNI-9832a5ce2046f7d8ebefbad6 -d 198\.18\.200\.0\/24 -m comment --comment .* -j ACCEPT$/),
+      expect.stringMatching(/^-A CNI-9832a5ce2046f7d8ebefbad6 ! -d 224\.0\.0\.0\/4 -m comment --comment .* -j MASQUERADE$/),
+      expect.stringMatching(/^-A POSTROUTING -s 198\.18\.200\.10\/32 -m comment --comment .* -j CNI-9832a5ce2046f7d8ebefbad6$/),
+      expect.stringMatching(/^-A CNI-abc ! -d ff00::\/8 -j MASQUERADE$/),
+      expect.stringMatching(/^-A POSTROUTING -s fd00::2\/128 -m comment --comment .* -j CNI-abc$/),
+    ]));
+  });
+
+  test('the firewall\'s per-pod rules of both families are taken: replies in (conntrack --ctstate), everything out', () => {
+    const lines = [...encodable('ip filter'), ...encodable('ip6 filter')].map((r) => r.line);
+    expect(lines).toEqual(expect.arrayContaining([
+      '-A CNI-FORWARD -d 198.18.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-A CNI-FORWARD -s 198.18.0.2/32 -j ACCEPT',
+      '-A CNI-FORWARD -d fd00::2/128 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-A CNI-FORWARD -s fd00::2/128 -j ACCEPT',
+    ]));
+  });
+
+  test.each(['ip nat', 'ip6 nat', 'ip filter', 'ip6 filter'])('%s: the same expressions in the same order, every attribute written equal to the kernel\'s', (key) => {
+    for (const r of encodable(key)) {
+      expect({ line: r.line, names: r.mine.map((e) => e.name) }).toEqual({ line: r.line, names: r.kernel.map((e) => e.name) });
+      r.mine.forEach((e, i) => {
+        for (const [type, value] of e.attrs) expect({ line: r.line, expr: e.name, type, value: value.toString('hex') }).toEqual({ line: r.line, expr: e.name, type, value: r.kernel[i]!.attrs.get(type)?.toString('hex') });
+      });
+    }
+  });
+
+  test('each encoded rule reads back as its own line', () => {
+    for (const key of ['ip nat', 'ip6 nat', 'ip filter', 'ip6 filter']) for (const r of encodable(key)) expect(ruleLine(r.f as 4 | 6, { chain: r.line.split(' ')[1]!, handle: 1n, exprs: r.mine })).toBe(r.line);
+  });
+
+  test('lines outside the subset are not encodable: other matches and targets, a jump to a chain that is not a CNI one, /0, a bad address, an option out of order', () => {
+    for (const args of [
+      ['-p', 'tcp', '-j', 'ACCEPT'],
+      ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT'],
+      ['-j', 'SNAT', '--to-source', '1.2.3.4'],
+      ['-j', 'DOCKER'],
+      ['-d', '0.0.0.0/0', '-j', 'ACCEPT'],
+      ['-d', '198.18.0.1', '-j', 'ACCEPT'],
+      ['-d', '198.18.0.300/32', '-j', 'ACCEPT'],
+      ['-d', '198.18.0.0/24', '-s', '198.18.0.1/32', '-j', 'ACCEPT'],
+      ['-m', 'comment', '--comment', 'x'.repeat(256), '-j', 'ACCEPT'],
+      ['-d', 'fd00::/64', '-j', 'ACCEPT'], // an IPv6 address in an IPv4 rule
+      ['-s', '198.18.0.1/32'],
+      ['-m', 'conntrack', '!', '--ctstate', 'NEW', '-j', 'DROP'],
+      ['-m', 'conntrack', '--ctstate', 'NEW,BOGUS', '-j', 'DROP'],
+      ['-m', 'conntrack', '--ctstatus', 'ASSURED', '-j', 'DROP'],
+    ])
+      expect({ args, encoded: encodeRule(4, args) }).toEqual({ args, encoded: undefined });
   });
 });

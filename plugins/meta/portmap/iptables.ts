@@ -9,7 +9,7 @@
 // (`iptables-restore -w --noflush`): the change applies whole or not at all. The lines are written as iptables-save prints them, so a listed rule
 // compares equal to a generated one.
 import { bits, formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
-import { parseSave as parseTable, type IptTable } from '../../../shared/netfilter/iptables';
+import { parseSave as parseTable, quoteArg, splitArgs, type IptTable } from '../../../shared/netfilter/iptables';
 import { chainName } from '../../../shared/netfilter/masquerade-iptables';
 import { configError } from '../../../shared/cni/config';
 import { mappingsFor, type PodAddress, type PortMapConf, type PortMapping } from './config';
@@ -30,18 +30,7 @@ export function dnatComment(network: string, containerID: string): string {
   return c.length <= COMMENT_MAX ? c : `${c.slice(0, COMMENT_MAX - 2)}...`;
 }
 
-/** An argument as iptables-save prints it: double-quoted (\\ and \" escaped) when it has space or quotes. */
-export function quoteArg(s: string): string {
-  return /^[^\s"'\\]+$/.test(s) ? s : `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-}
-
-/** Splits a listed rule into arguments, undoing quoteArg. */
-export function splitArgs(line: string): string[] {
-  const out: string[] = [];
-  const re = /"((?:[^"\\]|\\.)*)"|(\S+)/g;
-  for (let m = re.exec(line); m; m = re.exec(line)) out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!);
-  return out;
-}
+export { quoteArg, splitArgs } from '../../../shared/netfilter/iptables';
 
 /** The nat table of one family as iptables-save lists it. */
 export type NatTable = IptTable;

@@ -207,12 +207,6 @@ const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); 
  */
 export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: number): void {
   if (!deletions.length) return;
-  const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
-  if (gen !== undefined) {
-    genAttr.writeUInt16LE(8, 0);
-    genAttr.writeUInt16LE(NFNL_BATCH_GENID, 2);
-    genAttr.writeUInt32BE(gen >>> 0, 4);
-  }
   const handle = (h: bigint): Buffer => {
     const b = Buffer.alloc(12);
     b.writeUInt16LE(12, 0);
@@ -221,7 +215,7 @@ export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: num
     return b;
   };
   const flags = NLM_F_REQUEST | NLM_F_ACK;
-  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr)];
+  const msgs: Buffer[] = [];
   for (const d of deletions) {
     const head = [nfgenmsg(d.family), attrStr(NFTA_RULE_TABLE, d.table)]; // NFTA_RULE_TABLE = NFTA_CHAIN_TABLE = 1
     if ('set' in d)
@@ -233,6 +227,45 @@ export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: num
     else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
     else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
   }
-  msgs.push(nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader()));
-  nl.batch(msgs, 'deleting nftables rules', [...new Set(deletions.map((d) => d.table))].join(', '));
+  sendBatch(nl, msgs, gen, 'deleting nftables rules', deletions);
+}
+
+const NFT_MSG_NEWCHAIN = 3;
+const NFT_MSG_NEWRULE = 6;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const NLM_F_APPEND = 0x800;
+
+/**
+ * One addition: a new (regular) chain, which must not exist yet, or a rule appended to a chain,
+ * given as its NFTA_RULE_EXPRESSIONS payload (xtables-nft.ts encodeRule); in table `table` of `family`.
+ */
+export type NftAddition = { family: number; table: string; chain: string } & ({ create: true } | { exprs: Buffer });
+
+/**
+ * Applies `additions` in order in one nfnetlink batch, all or nothing; with `gen`, only if the
+ * ruleset is still at that generation (else ERESTART). Throws NetlinkError: EEXIST for a chain that
+ * exists, ENOENT for a table or chain that does not.
+ */
+export function nftAdd(nl: NetlinkSocket, additions: NftAddition[], gen?: number): void {
+  if (!additions.length) return;
+  const msgs = additions.map((a) => {
+    const head = [nfgenmsg(a.family), attrStr(NFTA_RULE_TABLE, a.table)];
+    return 'create' in a
+      ? nlmsg(nftType(NFT_MSG_NEWCHAIN), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ...head, attrStr(NFTA_CHAIN_NAME, a.chain))
+      : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs));
+  });
+  sendBatch(nl, msgs, gen, 'adding nftables rules', additions);
+}
+
+/** Sends `changes` between BATCH_BEGIN (with the generation check when `gen` is given) and BATCH_END. */
+function sendBatch(nl: NetlinkSocket, changes: Buffer[], gen: number | undefined, op: string, on: ReadonlyArray<{ table: string }>): void {
+  const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
+  if (gen !== undefined) {
+    genAttr.writeUInt16LE(8, 0);
+    genAttr.writeUInt16LE(NFNL_BATCH_GENID, 2);
+    genAttr.writeUInt32BE(gen >>> 0, 4);
+  }
+  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr), ...changes, nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader())];
+  nl.batch(msgs, op, [...new Set(on.map((d) => d.table))].join(', '));
 }
