@@ -164,9 +164,9 @@ function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?:
     if (op === '-N' && !rest.length) out.push({ ...where, chain, create: true });
     else if (op?.startsWith(':') && read?.nft && !read.chains.has(op.slice(1)) && chain === '-') out.push({ ...where, chain: op.slice(1), create: true });
     else if (op === '-A' && chain) {
-      const exprs = encodeRule(f, rest);
-      if (!exprs) return undefined;
-      out.push({ ...where, chain, exprs });
+      const rule = encodeRule(f, rest);
+      if (!rule) return undefined;
+      out.push({ ...where, chain, ...rule });
     } else return undefined;
   }
   return out;

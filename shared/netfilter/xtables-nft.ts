@@ -328,14 +328,18 @@ export function saveLines(f: Family, builtins: readonly string[], chains: NftCha
 }
 
 // ---- writing: a rule line turned into the expressions iptables-nft 1.8.9 writes for it ----------
-// The inverse of ruleLine for the lines the masquerade rules use (the reference's
-// ipmasq_iptables_linux.go) and the firewall's per-pod ones: `-A CHAIN [[!] -s ADDR/LEN] [[!] -d
-// ADDR/LEN] [-m comment --comment TEXT] [-m conntrack --ctstate STATES] -j ACCEPT|DROP|RETURN|
-// MASQUERADE|CNI-<hex>`. The expressions are the ones iptables-restore sends
-// for the same line (captured in test/unit/xtables-nft-captured.json, checked against the kernel's
-// dumps of both in test/integration/xtables-nft-write.test.ts), so iptables-save, iptables -D and
-// the reference plugins see the same rule whichever wrote it. Any other line is not encodable:
-// the caller execs iptables-restore for it.
+// The inverse of ruleLine for the lines the CNI plugins write per pod: the masquerade rules (the
+// reference's ipmasq_iptables_linux.go), the firewall's pod rules and portmap's (chain.go): `-A CHAIN
+// [[!] -s A/LEN] [[!] -d A/LEN] [-p tcp|udp] [-m comment --comment T] [-m conntrack --ctstate S,..]
+// [-m tcp|udp [[!] --sport P[:P]] [[!] --dport P[:P]]] [-m multiport --sports|--dports|--ports L]
+// [-m mark [!] --mark V[/M]] -j ACCEPT|DROP|RETURN|MASQUERADE|CNI-...|DNAT --to-destination A[:P]|
+// MARK --set-xmark V/M`. The expressions are the ones iptables-restore sends for the same line
+// (native payload, meta, bitwise, cmp and range expressions where iptables-nft uses them, the xt
+// matches and targets with their kernel structures elsewhere, a counter), checked attribute for
+// attribute against test/unit/xtables-nft-captured.json and, through iptables-save, in the
+// differential tests, so iptables-save, iptables -D and the reference plugins see the same rule
+// whichever wrote it. Any other line (addrtype, interfaces, the user's portmap conditions, ...) is
+// not encodable: the caller execs iptables-restore for it.
 
 const NFT_REG_VERDICT = 0;
 const NFT_REG_1 = 1;
@@ -385,7 +389,7 @@ function matchExpr(name: 'comment' | 'conntrack', opt: string | undefined, val: 
     info.writeUInt16LE(1, 146);
     info.writeUInt16LE(states, 150);
   } else return undefined;
-  return expr('match', attrStr(1 /* NAME */, name), u32be(2 /* REV */, rev), attr(3 /* INFO */, info));
+  return xt('match', name, rev, info);
 }
 
 /** add_addr of nft-shared.c: the payload bytes the mask covers, a bitwise only for a partial byte, then the compare. */
@@ -403,30 +407,119 @@ function addrExprs(f: Family, offset: number, cidr: string, inv: boolean): Buffe
   }
   const whole = n.prefix % 8 === 0;
   const len = whole ? n.prefix / 8 : alen;
-  const out = [expr('payload', u32be(1 /* DREG */, NFT_REG_1), u32be(2 /* BASE */, BASE_NETWORK), u32be(3 /* OFFSET */, offset), u32be(4 /* LEN */, len))];
+  const out = [load(BASE_NETWORK, offset, len)];
   if (!whole)
     out.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, len), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, m)), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(len)))));
-  out.push(expr('cmp', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, inv ? CMP_NEQ : CMP_EQ), cmpData(addr.subarray(0, len))));
+  out.push(cmp(inv ? CMP_NEQ : CMP_EQ, addr.subarray(0, len)));
   return out;
+}
+
+const PROTOS = new Map([['tcp', 6], ['udp', 17]]);
+const META_MARK_KEY = 3;
+
+/** A port or an inclusive port range (`80`, `1000:2000`) as [from, to], or undefined. */
+function portRange(v: string): [number, number] | undefined {
+  const m = /^(\d{1,5})(?::(\d{1,5}))?$/.exec(v);
+  const from = Number(m?.[1]);
+  const to = m?.[2] === undefined ? from : Number(m[2]);
+  return m && from <= 65535 && to <= 65535 && from <= to ? [from, to] : undefined;
+}
+
+const be16 = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+const le32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+};
+const load = (base: number, offset: number, len: number): Buffer => expr('payload', u32be(1 /* DREG */, NFT_REG_1), u32be(2 /* BASE */, base), u32be(3 /* OFFSET */, offset), u32be(4 /* LEN */, len));
+const cmp = (op: number, v: Buffer): Buffer => expr('cmp', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, op), cmpData(v));
+const xt = (kind: 'match' | 'target', name: string, rev: number, info: Buffer): Buffer => expr(kind, attrStr(1 /* NAME */, name), u32be(2 /* REV */, rev), attr(3 /* INFO */, info));
+
+/** `--sport`/`--dport` of `-m tcp|udp` as iptables-nft writes them: a 2-byte transport load, then a compare (one port) or a range. */
+function portExprs(offset: number, v: string, inv: boolean): Buffer[] | undefined {
+  const r = portRange(v);
+  if (!r) return undefined;
+  if (r[0] === r[1]) return [load(BASE_TRANSPORT, offset, 2), cmp(inv ? CMP_NEQ : CMP_EQ, be16(r[0]))];
+  const range = expr('range', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, inv ? 1 : 0), nested(3 /* FROM */, attr(NFTA_DATA_VALUE, be16(r[0]))), nested(4 /* TO */, attr(NFTA_DATA_VALUE, be16(r[1]))));
+  return [load(BASE_TRANSPORT, offset, 2), range];
+}
+
+/** xt_multiport_v1 for `--sports|--dports|--ports LIST` (ports and a:b ranges, at most 15 entries). */
+function multiportInfo(opt: string, list: string): Buffer | undefined {
+  const flags = ['--sports', '--dports', '--ports'].indexOf(opt);
+  if (flags < 0) return undefined;
+  const info = Buffer.alloc(48);
+  let n = 0;
+  for (const item of list.split(',')) {
+    const r = portRange(item);
+    if (!r) return undefined;
+    const isRange = item.includes(':');
+    if (n + (isRange ? 2 : 1) > 15) return undefined;
+    info.writeUInt16LE(r[0], 2 + 2 * n);
+    if (isRange) {
+      info[32 + n] = 1; // pflags: this entry starts a range
+      info.writeUInt16LE(r[1], 2 + 2 * ++n);
+    }
+    n++;
+  }
+  info[0] = flags;
+  info[1] = n;
+  return info;
+}
+
+/** `0xV` or `0xV/0xM` as [value, mask] (mask 0xffffffff when absent). */
+function markPair(v: string): [number, number] | undefined {
+  const m = /^(0x[0-9a-f]{1,8}|\d+)(?:\/(0x[0-9a-f]{1,8}|\d+))?$/i.exec(v);
+  return m ? [Number(m[1]) >>> 0, m[2] === undefined ? 0xffffffff : Number(m[2]) >>> 0] : undefined;
+}
+
+/** struct nf_nat_range2 for `--to-destination ADDR[:PORT]` (IPv6 as [ADDR]:PORT), as DNAT revision 2 takes it. */
+function dnatInfo(f: Family, to: string): Buffer | undefined {
+  const m = f === 4 ? /^([0-9.]+)(?::(\d{1,5}))?$/.exec(to) : /^(?:\[([0-9a-f:.]+)\](?::(\d{1,5}))?|([0-9a-f:.]+))$/i.exec(to);
+  if (!m) return undefined;
+  const addr = parseCIDR(`${m[1] ?? m[3]}/${f === 4 ? 32 : 128}`);
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (!addr || addr.ip.family !== f || (port !== undefined && (port < 1 || port > 65535))) return undefined;
+  const info = Buffer.alloc(48);
+  info.writeUInt32LE(port === undefined ? 1 : 3, 0); // NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
+  const alen = f === 4 ? 4 : 16;
+  for (let i = 0; i < alen; i++) info[4 + i] = info[20 + i] = Number((addr.ip.value >> BigInt((alen - 1 - i) * 8)) & 0xffn);
+  if (port !== undefined) {
+    info.writeUInt16BE(port, 36);
+    info.writeUInt16BE(port, 38);
+  }
+  return info;
+}
+
+/** What encodeRule makes of a line: the expressions, and the protocol for NFTA_RULE_COMPAT when the line has `-p`. */
+export interface EncodedRule {
+  exprs: Buffer;
+  proto?: number;
 }
 
 /**
  * The NFTA_RULE_EXPRESSIONS payload iptables-nft writes for `args` (a rule line's words after
- * `-A CHAIN`, unquoted) in a table of family `f`, or undefined when the line is outside the subset
- * above (the caller then execs iptables-restore).
+ * `-A CHAIN`, unquoted, in iptables-save's order) in a table of family `f`, or undefined when the
+ * line is outside the subset above (the caller then execs iptables-restore). The expressions are in
+ * iptables-nft's order, which is not the line's: the protocol first, then the addresses, the
+ * matches as given, a counter, the target.
  */
-export function encodeRule(f: Family, args: readonly string[]): Buffer | undefined {
+export function encodeRule(f: Family, args: readonly string[]): EncodedRule | undefined {
   const addrs: Buffer[] = [];
+  let proto: number | undefined;
   const matches: Buffer[] = [];
   let target: Buffer | undefined;
-  let seen = '';
+  let seen = ''; // the last of s, d, p, m: options only in the order iptables-save prints them, each once
   for (let i = 0; i < args.length; ) {
     const inv = args[i] === '!';
     if (inv) i++;
     const opt = args[i];
     const val = args[i + 1];
-    if (val === undefined) return undefined;
-    // Only in the order iptables-save prints them, each once: the expressions follow that order.
+    if (val === undefined || target) return undefined;
     if (opt === '-s' || opt === '-d') {
       if (seen !== '' && !(seen === 's' && opt === '-d')) return undefined;
       const e = addrExprs(f, opt === '-s' ? (f === 4 ? 12 : 8) : f === 4 ? 16 : 24, val, inv);
@@ -434,25 +527,70 @@ export function encodeRule(f: Family, args: readonly string[]): Buffer | undefin
       addrs.push(...e);
       seen = opt[1]!;
       i += 2;
-    } else if (opt === '-m' && !inv && !target && (val === 'comment' || val === 'conntrack')) {
-      const m = matchExpr(val, args[i + 2], args[i + 3]);
-      if (!m) return undefined;
-      matches.push(m);
+    } else if (opt === '-p' && !inv && seen !== 'p' && seen !== 'm' && PROTOS.has(val)) {
+      proto = PROTOS.get(val)!;
+      seen = 'p';
+      i += 2;
+    } else if (opt === '-m' && !inv) {
       seen = 'm';
-      i += 4;
-    } else if (opt === '-j' && !inv && !target && i + 2 === args.length) {
-      if (val === 'ACCEPT') target = verdictExpr(NF_ACCEPT);
+      i += 2;
+      if (val === 'comment' || val === 'conntrack') {
+        const m = matchExpr(val, args[i], args[i + 1]);
+        if (!m) return undefined;
+        matches.push(m);
+        i += 2;
+      } else if ((val === 'tcp' || val === 'udp') && proto === PROTOS.get(val)) {
+        // --sport then --dport, each at most once, each may be negated (iptables-save's order).
+        let any = false;
+        for (const [name, offset] of [['--sport', 0], ['--dport', 2]] as const) {
+          const neg = args[i] === '!' && args[i + 1] === name;
+          if (args[i + (neg ? 1 : 0)] !== name) continue;
+          const e = portExprs(offset, args[i + (neg ? 2 : 1)] ?? '', neg);
+          if (!e) return undefined;
+          matches.push(...e);
+          any = true;
+          i += neg ? 3 : 2;
+        }
+        if (!any) return undefined;
+      } else if (val === 'multiport' && proto !== undefined && args[i + 1] !== undefined) {
+        const info = multiportInfo(args[i]!, args[i + 1]!);
+        if (!info) return undefined;
+        matches.push(xt('match', 'multiport', 1, info));
+        i += 2;
+      } else if (val === 'mark') {
+        // meta mark, masked by a bitwise unless the mask is all ones, then the compare (host byte order).
+        const neg = args[i] === '!';
+        const pair = args[i + (neg ? 1 : 0)] === '--mark' ? markPair(args[i + (neg ? 2 : 1)] ?? '') : undefined;
+        if (!pair) return undefined;
+        matches.push(expr('meta', u32be(2 /* KEY */, META_MARK_KEY), u32be(1 /* DREG */, NFT_REG_1)));
+        if (pair[1] !== 0xffffffff)
+          matches.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, 4), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, le32(pair[1]))), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(4)))));
+        matches.push(cmp(neg ? CMP_NEQ : CMP_EQ, le32(pair[0] & pair[1])));
+        i += neg ? 3 : 2;
+      } else return undefined;
+    } else if (opt === '-j' && !inv) {
+      const rest = args.slice(i + 2);
+      if (val === 'DNAT' && rest.length === 2 && rest[0] === '--to-destination') {
+        const info = dnatInfo(f, rest[1]!);
+        if (!info) return undefined;
+        target = xt('target', 'DNAT', 2, info);
+      } else if (val === 'MARK' && rest.length === 2 && rest[0] === '--set-xmark') {
+        const pair = markPair(rest[1]!);
+        if (!pair) return undefined;
+        target = xt('target', 'MARK', 2, Buffer.concat([le32(pair[0]), le32(pair[1])]));
+      } else if (rest.length) return undefined;
+      else if (val === 'ACCEPT') target = verdictExpr(NF_ACCEPT);
       else if (val === 'DROP') target = verdictExpr(NF_DROP);
       else if (val === 'RETURN') target = verdictExpr(NFT_RETURN);
-      else if (val === 'MASQUERADE') target = expr('target', attrStr(1 /* NAME */, 'MASQUERADE'), u32be(2 /* REV */, 0), attr(3 /* INFO */, masqueradeInfo(f)));
-      // A jump only to one of the CNI plugins' per-attachment chains (CNI-<hex>, CNI-DN-<hex>): an
-      // upper-case name may be an extension target (SNAT, LOG, ...), which is no jump.
-      else if (/^CNI-(DN-)?[0-9a-f]{1,24}$/.test(val)) target = verdictExpr(NFT_JUMP, val);
+      else if (val === 'MASQUERADE') target = xt('target', 'MASQUERADE', 0, masqueradeInfo(f));
+      // A jump only to one of the CNI plugins' chains (no extension target's name starts with CNI-).
+      else if (/^CNI-[-A-Za-z0-9_]{1,24}$/.test(val)) target = verdictExpr(NFT_JUMP, val);
       else return undefined;
-      i += 2;
+      i = args.length;
     } else return undefined;
   }
   if (!target) return undefined;
+  const head = proto === undefined ? [] : [expr('meta', u32be(2 /* KEY */, META_L4PROTO), u32be(1 /* DREG */, NFT_REG_1)), cmp(CMP_EQ, Buffer.of(proto))];
   const counter = expr('counter', zero64(1 /* PACKETS */), zero64(2 /* BYTES */));
-  return Buffer.concat([...addrs, ...matches, counter, target]);
+  return { exprs: Buffer.concat([...head, ...addrs, ...matches, counter, target]), ...(proto === undefined ? {} : { proto }) };
 }

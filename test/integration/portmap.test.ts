@@ -241,7 +241,7 @@ describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend)
     else expect((await nftRules()).filter((x) => x.comment)).toEqual([]);
   });
 
-  test('netfilter processes: iptables-nft: ADD one write per family, DEL none (read and deleted in-process); iptables-legacy: one read and one write per family; nftables: ADD one nft -f, DEL none (the reference execs iptables per rule)', async () => {
+  test('netfilter processes: iptables-nft: the first ADD one write per family (shared chains), later ADDs and DEL none (read, written and deleted in-process); iptables-legacy: one read and one write per family; nftables: ADD one nft -f, DEL none (the reference execs iptables per rule)', async () => {
     const [prev] = await setup(1);
     const conf = pmConf(prev, { backend });
     const add = await netfilterExecs(OURS(), 'ADD', conf, lab.pods[0]!);
@@ -256,6 +256,13 @@ describe.each(['iptables', 'nftables'] as const)('portmap %s backend', (backend)
         }
       }
       expect(await podRules()).toEqual([]); // DEL did remove the rules
+      // The shared chains stay after DEL, so the next ADD writes only the pod's chain and rules:
+      // iptables-nft in-process (no process at all), iptables-legacy one read and one write per family.
+      const again = await netfilterExecs(OURS(), 'ADD', conf, lab.pods[0]!);
+      for (const f of ['iptables', 'ip6tables']) for (const tool of ['save', 'restore']) expect(again.filter((p) => p === `${f}-${tool}`).length).toBe(nft ? 0 : 1);
+      expect((await podRules()).length).toBeGreaterThan(0);
+      expect(await netfilterExecs(OURS(), 'DEL', conf, lab.pods[0]!)).toEqual(nft ? [] : expect.any(Array));
+      expect(await podRules()).toEqual([]);
       const ref = await netfilterExecs(REFERENCE, 'ADD', conf, lab.pods[0]!);
       await netfilterExecs(REFERENCE, 'DEL', conf, lab.pods[0]!);
       expect(ref.length).toBeGreaterThan(add.length * 5);

@@ -57,7 +57,7 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
     return out.rules.flatMap((r) => {
       const [, , ...args] = splitArgs(r.line);
       const mine = encodeRule(f, args);
-      return mine ? [{ line: r.line, f, mine: exprsOf(mine), kernel: byHandle.get(r.handle)!.exprs }] : [];
+      return mine ? [{ line: r.line, f, mine: exprsOf(mine.exprs), proto: mine.proto, kernel: byHandle.get(r.handle)!.exprs }] : [];
     });
   }
 
@@ -82,6 +82,24 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
     ]));
   });
 
+  test('portmap\'s per-pod and shared rules are taken (multiport, tcp/udp ports and ranges, DNAT of both families, MARK, mark), with the protocol for NFTA_RULE_COMPAT; addrtype is not', () => {
+    const all = [...encodable('ip nat'), ...encodable('ip6 nat')];
+    const lines = all.map((r) => r.line);
+    expect(lines).toEqual(expect.arrayContaining([
+      '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"brnet\\" id: \\"ctr1\\"" -m multiport --dports 8080,8443,9000:9010 -j CNI-DN-2fbf118d4cafd020f0132',
+      '-A CNI-DN-2fbf118d4cafd020f0132 -s 127.0.0.1/32 -d 198.18.0.7/32 -p udp -m udp --dport 53 -j CNI-HOSTPORT-SETMARK',
+      '-A CNI-DN-2fbf118d4cafd020f0132 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.2:80',
+      '-A CNI-DN-2fbf118d4cafd020f0132 -p tcp -m tcp --sport 1000:2000 --dport 9 -j DNAT --to-destination 198.18.0.2',
+      '-A CNI-DN-2fbf118d4cafd020f0132 -p udp -m udp --dport 53 -j DNAT --to-destination [fd00::2]:53',
+      '-A CNI-DN-2fbf118d4cafd020f0132 -p tcp -m tcp --dport 54 -j DNAT --to-destination fd00::2',
+      '-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE',
+      '-A CNI-HOSTPORT-MASQ -m mark ! --mark 0x1 -j RETURN',
+      '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+    ]));
+    expect(lines.filter((l) => l.includes('addrtype'))).toEqual([]);
+    for (const r of all) expect({ line: r.line, proto: r.proto }).toEqual({ line: r.line, proto: / -p tcp /.test(r.line) ? 6 : / -p udp /.test(r.line) ? 17 : undefined });
+  });
+
   test.each(['ip nat', 'ip6 nat', 'ip filter', 'ip6 filter'])('%s: the same expressions in the same order, every attribute written equal to the kernel\'s', (key) => {
     for (const r of encodable(key)) {
       expect({ line: r.line, names: r.mine.map((e) => e.name) }).toEqual({ line: r.line, names: r.kernel.map((e) => e.name) });
@@ -97,7 +115,15 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
 
   test('lines outside the subset are not encodable: other matches and targets, a jump to a chain that is not a CNI one, /0, a bad address, an option out of order', () => {
     for (const args of [
-      ['-p', 'tcp', '-j', 'ACCEPT'],
+      ['-p', 'icmp', '-j', 'ACCEPT'],
+      ['!', '-p', 'tcp', '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-m', 'udp', '--dport', '53', '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-m', 'tcp', '--dport', '70000', '-j', 'ACCEPT'],
+      ['-m', 'multiport', '--dports', '80', '-j', 'ACCEPT'], // multiport needs -p
+      ['-p', 'tcp', '-m', 'multiport', '--dports', Array.from({ length: 16 }, (_, i) => 1000 + i).join(','), '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-j', 'DNAT', '--to-destination', '198.18.0.2:80-90'],
+      ['-p', 'tcp', '-j', 'DNAT', '--to-destination', '[fd00::2]:80'], // IPv6 in an IPv4 table
+      ['-j', 'MARK', '--set-mark', '0x1'],
       ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT'],
       ['-j', 'SNAT', '--to-source', '1.2.3.4'],
       ['-j', 'DOCKER'],

@@ -238,9 +238,19 @@ const NLM_F_APPEND = 0x800;
 
 /**
  * One addition: a new (regular) chain, which must not exist yet, or a rule appended to a chain,
- * given as its NFTA_RULE_EXPRESSIONS payload (xtables-nft.ts encodeRule); in table `table` of `family`.
+ * given as its NFTA_RULE_EXPRESSIONS payload (xtables-nft.ts encodeRule) and, for xt extensions that
+ * check the rule's protocol (multiport), that protocol (NFTA_RULE_COMPAT); in table `table` of `family`.
  */
-export type NftAddition = { family: number; table: string; chain: string } & ({ create: true } | { exprs: Buffer });
+export type NftAddition = { family: number; table: string; chain: string } & ({ create: true } | { exprs: Buffer; proto?: number });
+
+const NFTA_RULE_COMPAT = 5;
+const NFTA_RULE_COMPAT_PROTO = 1;
+const NFTA_RULE_COMPAT_FLAGS = 2;
+const be32attr = (type: number, v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v >>> 0);
+  return attr(type, b);
+};
 
 /**
  * Applies `additions` in order in one nfnetlink batch, all or nothing; with `gen`, only if the
@@ -253,7 +263,8 @@ export function nftAdd(nl: NetlinkSocket, additions: NftAddition[], gen?: number
     const head = [nfgenmsg(a.family), attrStr(NFTA_RULE_TABLE, a.table)];
     return 'create' in a
       ? nlmsg(nftType(NFT_MSG_NEWCHAIN), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ...head, attrStr(NFTA_CHAIN_NAME, a.chain))
-      : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs));
+      : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs),
+          ...(a.proto === undefined ? [] : [nested(NFTA_RULE_COMPAT | NLA_F_NESTED, be32attr(NFTA_RULE_COMPAT_PROTO, a.proto), be32attr(NFTA_RULE_COMPAT_FLAGS, 0))]));
   });
   sendBatch(nl, msgs, gen, 'adding nftables rules', additions);
 }
