@@ -176,14 +176,29 @@ function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?:
 // refuse it: a chain that exists (-N), the ruleset changed since it was read, a chain in use.
 const REFUSED = new Set([EEXIST, ERESTART, EBUSY]);
 
+// This process's own checked commits: the ruleset generation each was made at, and the one it left.
+// A table read before one of them (portmap reads both families, then writes each) is still as read
+// when nothing else committed since, so its batch checks the generation our last commit left rather
+// than fail on our own change and be rebuilt on a fresh read.
+const ownCommits = new Map<number, number>();
+const sinceOwnCommits = (gen: number): number => {
+  let g = gen;
+  while (ownCommits.has(g)) g = ownCommits.get(g)!;
+  return g;
+};
+// nf_tables_commit: `while (++base_seq == 0);`
+const nextGeneration = (gen: number): number => (gen + 1) >>> 0 || 1;
+
 /**
  * restore's in-process path for additions: true when applied; false when the tool should do it
  * (no such table or chain, no nf_tables access, an extension the kernel lacks); throws
  * NetfilterError 'other' when the kernel refused the transaction.
  */
-function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[], what: string, gen?: number): boolean {
+function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[], what: string, readAt?: number): boolean {
+  const gen = readAt === undefined ? undefined : sinceOwnCommits(readAt);
   try {
     nftAdd(netfilterSocket(), additions, gen);
+    if (gen !== undefined) ownCommits.set(gen, nextGeneration(gen));
     return true;
   } catch (e) {
     if (e instanceof NetlinkError && REFUSED.has(e.errno)) throw new NetfilterError('nf_tables', `${what}: adding to the ${famName(f)} ${table} table: ${e.message}`, 'other', { cause: e });
