@@ -372,6 +372,8 @@ function matchExpr(name: 'comment' | 'conntrack', opt: string | undefined, val: 
   let rev = 0;
   let info: Buffer;
   if (name === 'comment' && opt === '--comment') {
+    // Printable ASCII only (the plugins' comments are): anything else goes the tool's way, bytes and all.
+    if (!/^[\x20-\x7e]*$/.test(val)) return undefined;
     const text = Buffer.from(val, 'latin1');
     if (text.length >= XT_COMMENT_LEN) return undefined;
     info = Buffer.alloc(XT_COMMENT_LEN);

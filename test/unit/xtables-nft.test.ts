@@ -132,6 +132,7 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
       ['-d', '198.18.0.300/32', '-j', 'ACCEPT'],
       ['-d', '198.18.0.0/24', '-s', '198.18.0.1/32', '-j', 'ACCEPT'],
       ['-m', 'comment', '--comment', 'x'.repeat(256), '-j', 'ACCEPT'],
+      ['-m', 'comment', '--comment', 'caf\u00e9', '-j', 'ACCEPT'],
       ['-d', 'fd00::/64', '-j', 'ACCEPT'], // an IPv6 address in an IPv4 rule
       ['-s', '198.18.0.1/32'],
       ['-m', 'conntrack', '!', '--ctstate', 'NEW', '-j', 'DROP'],
