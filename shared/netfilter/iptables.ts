@@ -7,7 +7,7 @@
 import { realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Family } from '../ip';
-import { EBUSY, EEXIST, ERESTART } from '../linux/netlink/errno';
+import { EACCES, EAFNOSUPPORT, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from '../linux/netlink/errno';
 import { NetlinkError } from '../linux/netlink/errors';
 import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftDeletion } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
@@ -140,17 +140,17 @@ export function restoreScript(table: IptTableName, lines: string[]): string {
  * Applies `lines` to `table` in one transaction (all or nothing); nothing when empty. With
  * iptables-nft it is one nfnetlink batch in-process when it can be: deletions only (`-D`, `-F`,
  * `-X`) on a table `read` over netlink (rules named by their handles), or additions only (`-N`,
- * `-A` of a rule encodeRule knows, `:chain - [0:0]` of a chain `read` does not have), checked
- * against `read`'s generation when there is one. Else one `iptables-restore -w --noflush`, also when
- * the batch finds no table to add to (a fresh netns: iptables-restore creates the table and its
- * built-in chains). Throws NetfilterError either way (kind 'other' for a refused transaction:
- * rebuild on a fresh read).
+ * `-A` of a rule encodeRule knows, `:chain - [0:0]` of a chain `read` does not have), applied as
+ * built, as iptables-restore applies them. Else one `iptables-restore -w --noflush`, also when the
+ * kernel refuses the batch for a reason the tool handles or words better (a fresh netns has no
+ * table: iptables-restore creates it and its built-in chains). Throws NetfilterError either way
+ * (a refused transaction, or a batch whose outcome is unknown: rebuild on a fresh read).
  */
 export function restore(f: Family, table: IptTableName, lines: string[], what: string, read?: IptTable): void {
   if (!lines.length) return;
   if (read?.nft && lines.every((l) => /^-[DFX] /.test(l))) return deleteOverNetlink(f, table, lines, what, read.nft);
   const additions = iptablesIsNft(f) ? encodeAdditions(f, table, lines, read) : undefined;
-  if (additions && addOverNetlink(f, table, additions, what, read?.nft?.gen)) return;
+  if (additions && addOverNetlink(f, table, additions, what)) return;
   mustRunTool(restoreTool(f), ['-w', '--noflush'], what, restoreScript(table, lines));
 }
 
@@ -164,7 +164,7 @@ function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?:
     if (op === '-N' && !rest.length) out.push({ ...where, chain, create: true });
     else if (op?.startsWith(':') && read?.nft && !read.chains.has(op.slice(1)) && chain === '-') out.push({ ...where, chain: op.slice(1), create: true });
     else if (op === '-A' && chain) {
-      const rule = encodeRule(f, rest);
+      const rule = encodeRule(f, table, rest);
       if (!rule) return undefined;
       out.push({ ...where, chain, ...rule });
     } else return undefined;
@@ -173,36 +173,28 @@ function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?:
 }
 
 // The kernel's answers that mean the transaction itself was refused, as iptables-restore would
-// refuse it: a chain that exists (-N), the ruleset changed since it was read, a chain in use.
-const REFUSED = new Set([EEXIST, ERESTART, EBUSY]);
-
-// This process's own checked commits: the ruleset generation each was made at, and the one it left.
-// A table read before one of them (portmap reads both families, then writes each) is still as read
-// when nothing else committed since, so its batch checks the generation our last commit left rather
-// than fail on our own change and be rebuilt on a fresh read.
-const ownCommits = new Map<number, number>();
-const sinceOwnCommits = (gen: number): number => {
-  let g = gen;
-  while (ownCommits.has(g)) g = ownCommits.get(g)!;
-  return g;
-};
-// nf_tables_commit: `while (++base_seq == 0);`
-const nextGeneration = (gen: number): number => (gen + 1) >>> 0 || 1;
+// refuse it: a chain that exists (-N), a chain in use.
+const REFUSED = new Set([EEXIST, EBUSY]);
+// The kernel rejected the batch (so nothing of it was applied) for a reason iptables-restore then
+// handles or reports in its own words: no such table or chain (created by the tool), no nf_tables
+// access, an extension or an attribute this kernel does not take.
+const TO_THE_TOOL = new Set([ENOENT, EINVAL, EPERM, EACCES, EOPNOTSUPP, EPROTONOSUPPORT, EAFNOSUPPORT]);
 
 /**
- * restore's in-process path for additions: true when applied; false when the tool should do it
- * (no such table or chain, no nf_tables access, an extension the kernel lacks); throws
- * NetfilterError 'other' when the kernel refused the transaction.
+ * restore's in-process path for additions: true when applied; false when the kernel rejected the
+ * batch for a reason the tool should handle (TO_THE_TOOL). Throws NetfilterError: 'other' when the
+ * kernel refused the transaction, 'try-again' when the batch's outcome is unknown (its acks were
+ * lost, no answer): running the tool then could apply it twice, while a rebuild on a fresh read
+ * (transact, the masquerade's read-then-write path) adds only what is missing.
  */
-function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[], what: string, readAt?: number): boolean {
-  const gen = readAt === undefined ? undefined : sinceOwnCommits(readAt);
+function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[], what: string): boolean {
   try {
-    nftAdd(netfilterSocket(), additions, gen);
-    if (gen !== undefined) ownCommits.set(gen, nextGeneration(gen));
+    nftAdd(netfilterSocket(), additions);
     return true;
   } catch (e) {
-    if (e instanceof NetlinkError && REFUSED.has(e.errno)) throw new NetfilterError('nf_tables', `${what}: adding to the ${famName(f)} ${table} table: ${e.message}`, 'other', { cause: e });
-    return false;
+    if (e instanceof NetlinkError && TO_THE_TOOL.has(e.errno)) return false;
+    const refused = e instanceof NetlinkError && REFUSED.has(e.errno);
+    throw new NetfilterError('nf_tables', `${what}: adding to the ${famName(f)} ${table} table: ${(e as Error).message}`, refused ? 'other' : 'try-again', { cause: e });
   }
 }
 

@@ -397,7 +397,7 @@ function matchExpr(name: 'comment' | 'conntrack', opt: string | undefined, val: 
 /** add_addr of nft-shared.c: the payload bytes the mask covers, a bitwise only for a partial byte, then the compare. */
 function addrExprs(f: Family, offset: number, cidr: string, inv: boolean): Buffer[] | undefined {
   const n = parseCIDR(cidr);
-  if (!n || n.ip.family !== f || n.prefix === 0 || !cidr.includes('/')) return undefined;
+  if (!n || n.ip.family !== f || n.prefix === 0 || !/\/[1-9]\d{0,2}$/.test(cidr)) return undefined;
   const alen = f === 4 ? 4 : 16;
   const addr = Buffer.alloc(alen);
   const m = Buffer.alloc(alen);
@@ -420,11 +420,16 @@ const PROTOS = new Map([['tcp', 6], ['udp', 17]]);
 const META_MARK_KEY = 3;
 
 /** A port or an inclusive port range (`80`, `1000:2000`) as [from, to], or undefined. */
+// Numbers in canonical decimal only: iptables reads them with strtoul(.., 0), so a leading 0 is octal.
+const DEC = '(0|[1-9]\\d{0,4})';
+const PORT_RE = new RegExp(`^${DEC}(?::${DEC})?$`);
+
+/** A port or an inclusive port range (`80`, `1000:2000`, ends strictly increasing) as [from, to], or undefined. */
 function portRange(v: string): [number, number] | undefined {
-  const m = /^(\d{1,5})(?::(\d{1,5}))?$/.exec(v);
+  const m = PORT_RE.exec(v);
   const from = Number(m?.[1]);
   const to = m?.[2] === undefined ? from : Number(m[2]);
-  return m && from <= 65535 && to <= 65535 && from <= to ? [from, to] : undefined;
+  return m && to <= 65535 && (m[2] === undefined || from < to) ? [from, to] : undefined;
 }
 
 const be16 = (n: number): Buffer => {
@@ -444,7 +449,8 @@ const xt = (kind: 'match' | 'target', name: string, rev: number, info: Buffer): 
 /** `--sport`/`--dport` of `-m tcp|udp` as iptables-nft writes them: a 2-byte transport load, then a compare (one port) or a range. */
 function portExprs(offset: number, v: string, inv: boolean): Buffer[] | undefined {
   const r = portRange(v);
-  if (!r) return undefined;
+  // 1.8.9 writes a range from 0 or to 65535 as a one-sided compare (0:65535 as nothing): not ours to encode.
+  if (!r || (r[0] !== r[1] && (r[0] === 0 || r[1] === 65535))) return undefined;
   if (r[0] === r[1]) return [load(BASE_TRANSPORT, offset, 2), cmp(inv ? CMP_NEQ : CMP_EQ, be16(r[0]))];
   const range = expr('range', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, inv ? 1 : 0), nested(3 /* FROM */, attr(NFTA_DATA_VALUE, be16(r[0]))), nested(4 /* TO */, attr(NFTA_DATA_VALUE, be16(r[1]))));
   return [load(BASE_TRANSPORT, offset, 2), range];
@@ -475,8 +481,10 @@ function multiportInfo(opt: string, list: string): Buffer | undefined {
 
 /** `0xV` or `0xV/0xM` as [value, mask] (mask 0xffffffff when absent). */
 function markPair(v: string): [number, number] | undefined {
-  const m = /^(0x[0-9a-f]{1,8}|\d+)(?:\/(0x[0-9a-f]{1,8}|\d+))?$/i.exec(v);
-  return m ? [Number(m[1]) >>> 0, m[2] === undefined ? 0xffffffff : Number(m[2]) >>> 0] : undefined;
+  const m = /^(0x[0-9a-f]{1,8}|0|[1-9]\d{0,9})(?:\/(0x[0-9a-f]{1,8}|0|[1-9]\d{0,9}))?$/i.exec(v);
+  const value = Number(m?.[1]);
+  const mask = m?.[2] === undefined ? 0xffffffff : Number(m[2]);
+  return m && value <= 0xffffffff && mask <= 0xffffffff ? [value, mask] : undefined;
 }
 
 /** struct nf_nat_range2 for `--to-destination ADDR[:PORT]` (IPv6 as [ADDR]:PORT), as DNAT revision 2 takes it. */
@@ -505,12 +513,12 @@ export interface EncodedRule {
 
 /**
  * The NFTA_RULE_EXPRESSIONS payload iptables-nft writes for `args` (a rule line's words after
- * `-A CHAIN`, unquoted, in iptables-save's order) in a table of family `f`, or undefined when the
+ * `-A CHAIN`, unquoted, in iptables-save's order) in table `table` of family `f`, or undefined when the
  * line is outside the subset above (the caller then execs iptables-restore). The expressions are in
  * iptables-nft's order, which is not the line's: the protocol first, then the addresses, the
  * matches as given, a counter, the target.
  */
-export function encodeRule(f: Family, args: readonly string[]): EncodedRule | undefined {
+export function encodeRule(f: Family, table: string, args: readonly string[]): EncodedRule | undefined {
   const addrs: Buffer[] = [];
   let proto: number | undefined;
   const matches: Buffer[] = [];
@@ -543,17 +551,19 @@ export function encodeRule(f: Family, args: readonly string[]): EncodedRule | un
         i += 2;
       } else if ((val === 'tcp' || val === 'udp') && proto === PROTOS.get(val)) {
         // --sport then --dport, each at most once, each may be negated (iptables-save's order).
-        let any = false;
+        const ports: Array<{ single: boolean; neg: boolean }> = [];
         for (const [name, offset] of [['--sport', 0], ['--dport', 2]] as const) {
           const neg = args[i] === '!' && args[i + 1] === name;
           if (args[i + (neg ? 1 : 0)] !== name) continue;
-          const e = portExprs(offset, args[i + (neg ? 2 : 1)] ?? '', neg);
+          const v = args[i + (neg ? 2 : 1)] ?? '';
+          const e = portExprs(offset, v, neg);
           if (!e) return undefined;
           matches.push(...e);
-          any = true;
+          ports.push({ single: !v.includes(':'), neg });
           i += neg ? 3 : 2;
         }
-        if (!any) return undefined;
+        // Two single ports of the same sense are one 4-byte compare in 1.8.9: such lines go to the tool.
+        if (!ports.length || (ports.length === 2 && ports.every((p) => p.single) && ports[0]!.neg === ports[1]!.neg)) return undefined;
       } else if (val === 'multiport' && proto !== undefined && args[i + 1] !== undefined) {
         const info = multiportInfo(args[i]!, args[i + 1]!);
         if (!info) return undefined;
@@ -567,14 +577,15 @@ export function encodeRule(f: Family, args: readonly string[]): EncodedRule | un
         matches.push(expr('meta', u32be(2 /* KEY */, META_MARK_KEY), u32be(1 /* DREG */, NFT_REG_1)));
         if (pair[1] !== 0xffffffff)
           matches.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, 4), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, le32(pair[1]))), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(4)))));
-        matches.push(cmp(neg ? CMP_NEQ : CMP_EQ, le32(pair[0] & pair[1])));
+        matches.push(cmp(neg ? CMP_NEQ : CMP_EQ, le32(pair[0]))); // unmasked, as add_nft_mark compares
         i += neg ? 3 : 2;
       } else return undefined;
     } else if (opt === '-j' && !inv) {
       const rest = args.slice(i + 2);
       if (val === 'DNAT' && rest.length === 2 && rest[0] === '--to-destination') {
         const info = dnatInfo(f, rest[1]!);
-        if (!info) return undefined;
+        // libxt_NAT refuses a port without -p tcp|udp|sctp|dccp; the kernel would not.
+        if (!info || (info.readUInt32LE(0) & 2 && proto === undefined)) return undefined;
         target = xt('target', 'DNAT', 2, info);
       } else if (val === 'MARK' && rest.length === 2 && rest[0] === '--set-xmark') {
         const pair = markPair(rest[1]!);
@@ -582,7 +593,7 @@ export function encodeRule(f: Family, args: readonly string[]): EncodedRule | un
         target = xt('target', 'MARK', 2, Buffer.concat([le32(pair[0]), le32(pair[1])]));
       } else if (rest.length) return undefined;
       else if (val === 'ACCEPT') target = verdictExpr(NF_ACCEPT);
-      else if (val === 'DROP') target = verdictExpr(NF_DROP);
+      else if (val === 'DROP' && table !== 'nat') target = verdictExpr(NF_DROP); // iptables inhibits DROP in nat
       else if (val === 'RETURN') target = verdictExpr(NFT_RETURN);
       else if (val === 'MASQUERADE') target = xt('target', 'MASQUERADE', 0, masqueradeInfo(f));
       // A jump only to one of the CNI plugins' chains (no extension target's name starts with CNI-).

@@ -1,13 +1,13 @@
 // Daemon safety, in compiled executables: a CNI_NETNS that is not a network namespace never blocks
 // the plugin (issue 10 item 12: a FIFO hung it past 5 s), and NetnsWorker runs netns work on a bun
 // Worker thread of a compiled executable while the main thread stays in its own netns (issue 10 §2).
-import { build } from 'esbuild';
 import { execa } from 'execa';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addNetns, delNetns, nsName, runCni } from '../support/cni';
+import { compileLikeTheProduct } from '../support/compile';
 import { Lab } from './bridge-harness';
 
 const root = join(__dirname, '..', '..');
@@ -45,17 +45,6 @@ describe('CNI_NETNS that is not a network namespace', () => {
  * Compiles a test entry exactly as build.mjs compiles main.ts (esbuild ESM bundle, then bun
  * --compile --bytecode with the same flags), so the worker runs as it would in dist/bin/cnikit.
  */
-async function compileLikeTheProduct(entry: string, dir: string): Promise<string> {
-  const bundle = join(dir, 'harness.mjs');
-  await build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'esnext', minify: true, external: ['bun:ffi'], outfile: bundle, logLevel: 'warning' });
-  const exe = join(dir, 'harness');
-  const bun = join(root, 'node_modules', '.bin', 'bun');
-  const flags = ['--compile', '--bytecode', '--minify', '--compile-jit-policy=10', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig'];
-  execFileSync(bun, ['build', ...flags, bundle, '--outfile', exe], { stdio: ['ignore', 'ignore', 'inherit'] });
-  rmSync(bundle); // the executable must not find its code on disk: the worker has to come from the embedded bundle
-  return exe;
-}
-
 describe('NetnsWorker in a compiled executable', () => {
   let dir: string;
   let exe: string;

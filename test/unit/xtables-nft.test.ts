@@ -56,7 +56,7 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
     const byHandle = new Map((captures as unknown as Record<string, Capture>)[key]!.rules.map((h) => decodeRule(Buffer.from(h, 'hex'))).map((r) => [r.handle, r]));
     return out.rules.flatMap((r) => {
       const [, , ...args] = splitArgs(r.line);
-      const mine = encodeRule(f, args);
+      const mine = encodeRule(f, key.split(' ')[1]!, args);
       return mine ? [{ line: r.line, f, mine: exprsOf(mine.exprs), proto: mine.proto, kernel: byHandle.get(r.handle)!.exprs }] : [];
     });
   }
@@ -109,6 +109,19 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
     }
   });
 
+  test('-m mark compares the value unmasked, as add_nft_mark does (--mark 0x3/0x1 never matches, in either writer)', () => {
+    const e = exprsOf(encodeRule(4, 'filter', ['-m', 'mark', '--mark', '0x3/0x1', '-j', 'RETURN'])!.exprs);
+    expect(e.map((x) => x.name)).toEqual(['meta', 'bitwise', 'cmp', 'counter', 'immediate']);
+    expect(e[2]!.attrs.get(3)!.toString('hex')).toBe('0800010003000000');
+  });
+
+  test('a port range from 1 to 65534 and ports of opposite senses are still encoded as 1.8.9 does: a range, two compares', () => {
+    const range = exprsOf(encodeRule(4, 'filter', ['-p', 'udp', '-m', 'udp', '--dport', '1:65534', '-j', 'ACCEPT'])!.exprs);
+    expect(range.map((x) => x.name)).toEqual(['meta', 'cmp', 'payload', 'range', 'counter', 'immediate']);
+    const mixed = exprsOf(encodeRule(4, 'filter', ['-p', 'tcp', '-m', 'tcp', '--sport', '1', '!', '--dport', '2', '-j', 'ACCEPT'])!.exprs);
+    expect(mixed.map((x) => x.name)).toEqual(['meta', 'cmp', 'payload', 'cmp', 'payload', 'cmp', 'counter', 'immediate']);
+  });
+
   test('each encoded rule reads back as its own line', () => {
     for (const key of ['ip nat', 'ip6 nat', 'ip filter', 'ip6 filter']) for (const r of encodable(key)) expect(ruleLine(r.f as 4 | 6, { chain: r.line.split(' ')[1]!, handle: 1n, exprs: r.mine })).toBe(r.line);
   });
@@ -138,7 +151,19 @@ describe('rule lines written in-process (encodeRule): the expressions iptables-r
       ['-m', 'conntrack', '!', '--ctstate', 'NEW', '-j', 'DROP'],
       ['-m', 'conntrack', '--ctstate', 'NEW,BOGUS', '-j', 'DROP'],
       ['-m', 'conntrack', '--ctstatus', 'ASSURED', '-j', 'DROP'],
+      // what 1.8.9 writes otherwise, or what iptables reads otherwise or refuses:
+      ['-p', 'tcp', '-m', 'tcp', '--sport', '1', '--dport', '2', '-j', 'ACCEPT'], // one 4-byte compare in 1.8.9
+      ['-p', 'tcp', '-m', 'tcp', '--dport', '0:1023', '-j', 'ACCEPT'], // a one-sided compare in 1.8.9
+      ['-p', 'tcp', '-m', 'tcp', '--dport', '1024:65535', '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-m', 'tcp', '--dport', '010', '-j', 'ACCEPT'], // octal to iptables
+      ['-p', 'tcp', '-m', 'multiport', '--dports', '80:80', '-j', 'ACCEPT'], // refused by iptables
+      ['-m', 'mark', '--mark', '4294967297', '-j', 'RETURN'],
+      ['-m', 'mark', '--mark', '010', '-j', 'RETURN'],
+      ['-d', '198.18.0.0/024', '-j', 'ACCEPT'],
+      ['-j', 'DNAT', '--to-destination', '198.18.0.2:80'], // a port needs -p tcp|udp
     ])
-      expect({ args, encoded: encodeRule(4, args) }).toEqual({ args, encoded: undefined });
+      expect({ args, encoded: encodeRule(4, 'filter', args) }).toEqual({ args, encoded: undefined });
+    expect(encodeRule(4, 'nat', ['-j', 'DROP'])).toBeUndefined(); // iptables inhibits DROP in nat
+    expect(encodeRule(4, 'filter', ['-j', 'DROP'])).toBeDefined();
   });
 });

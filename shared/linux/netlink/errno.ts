@@ -41,7 +41,6 @@ export const ETIMEDOUT = 110;
 export const EHOSTUNREACH = 113;
 export const EPROTONOSUPPORT = 93;
 export const EMSGSIZE = 90;
-export const ERESTART = 85; // nf_tables: the batch's generation is not the ruleset's any more
 export const ENOTSUP = EOPNOTSUPP;
 export const EWOULDBLOCK = EAGAIN;
 
@@ -74,7 +73,6 @@ const MESSAGES: Record<number, string> = {
   [ENOTEMPTY]: 'directory not empty',
   [ENODATA]: 'no data available',
   [EMSGSIZE]: 'message too long',
-  [ERESTART]: 'interrupted system call should be restarted',
   [EPROTONOSUPPORT]: 'protocol not supported',
   [EOPNOTSUPP]: 'operation not supported',
   [EAFNOSUPPORT]: 'address family not supported by protocol',

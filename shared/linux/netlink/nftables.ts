@@ -253,11 +253,11 @@ const be32attr = (type: number, v: number): Buffer => {
 };
 
 /**
- * Applies `additions` in order in one nfnetlink batch, all or nothing; with `gen`, only if the
- * ruleset is still at that generation (else ERESTART). Throws NetlinkError: EEXIST for a chain that
- * exists, ENOENT for a table or chain that does not.
+ * Applies `additions` in order in one nfnetlink batch, all or nothing. Throws NetlinkError: EEXIST
+ * for a chain that exists, ENOENT for a table or chain that does not, ENOBUFS when the acks were
+ * lost (the batch may have been applied).
  */
-export function nftAdd(nl: NetlinkSocket, additions: NftAddition[], gen?: number): void {
+export function nftAdd(nl: NetlinkSocket, additions: NftAddition[]): void {
   if (!additions.length) return;
   const msgs = additions.map((a) => {
     const head = [nfgenmsg(a.family), attrStr(NFTA_RULE_TABLE, a.table)];
@@ -266,7 +266,7 @@ export function nftAdd(nl: NetlinkSocket, additions: NftAddition[], gen?: number
       : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs),
           ...(a.proto === undefined ? [] : [nested(NFTA_RULE_COMPAT | NLA_F_NESTED, be32attr(NFTA_RULE_COMPAT_PROTO, a.proto), be32attr(NFTA_RULE_COMPAT_FLAGS, 0))]));
   });
-  sendBatch(nl, msgs, gen, 'adding nftables rules', additions);
+  sendBatch(nl, msgs, undefined, 'adding nftables rules', additions);
 }
 
 /** Sends `changes` between BATCH_BEGIN (with the generation check when `gen` is given) and BATCH_END. */
