@@ -154,8 +154,8 @@ export function restore(f: Family, table: IptTableName, lines: string[], what: s
   mustRunTool(restoreTool(f), ['-w', '--noflush'], what, restoreScript(table, lines));
 }
 
-/** The lines as in-process additions, or undefined when one of them is not an addition encodeRule knows. */
-function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?: IptTable): NftAddition[] | undefined {
+/** The lines as in-process additions (restore's), or undefined when one of them is not an addition encodeRule knows. */
+export function encodeAdditions(f: Family, table: IptTableName, lines: string[], read?: IptTable): NftAddition[] | undefined {
   const where = { family: f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table };
   const out: NftAddition[] = [];
   for (const l of lines) {

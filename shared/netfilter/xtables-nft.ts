@@ -9,7 +9,7 @@
 // listing Undecodable and the caller execs `iptables-save` as before (shared/netfilter/iptables.ts).
 // The formats follow iptables 1.8.9 (nft-shared.c, libxt_*.c save functions).
 import { formatIP, mask, parseCIDR, type Family, type IP } from '../ip';
-import { attr, attrStr, nested } from '../linux/netlink/message';
+import { attr, attrBE32, attrBE64, attrStr, nested } from '../linux/netlink/message';
 import type { NftChain, NftRuleMsg } from '../linux/netlink/nftables';
 
 /** A rule or chain the decoder does not know how to print as iptables-save does. */
@@ -355,16 +355,10 @@ const masqueradeInfo = (f: Family): Buffer => {
   return b;
 };
 
-const u32be = (type: number, v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(v | 0);
-  return attr(type, b);
-};
-const zero64 = (type: number): Buffer => attr(type, Buffer.alloc(8));
 const expr = (name: string, ...data: Buffer[]): Buffer => nested(1 /* NFTA_LIST_ELEM */, attrStr(1 /* NFTA_EXPR_NAME */, name), nested(2 /* NFTA_EXPR_DATA */, ...data));
 const cmpData = (v: Buffer): Buffer => nested(3 /* NFTA_CMP_DATA */, attr(NFTA_DATA_VALUE, v));
 const verdictExpr = (code: number, chain?: string): Buffer =>
-  expr('immediate', u32be(1 /* NFTA_IMMEDIATE_DREG */, NFT_REG_VERDICT), nested(2 /* NFTA_IMMEDIATE_DATA */, nested(NFTA_DATA_VERDICT, u32be(NFTA_VERDICT_CODE, code), ...(chain ? [attrStr(NFTA_VERDICT_CHAIN, chain)] : []))));
+  expr('immediate', attrBE32(1 /* NFTA_IMMEDIATE_DREG */, NFT_REG_VERDICT), nested(2 /* NFTA_IMMEDIATE_DATA */, nested(NFTA_DATA_VERDICT, attrBE32(NFTA_VERDICT_CODE, code), ...(chain ? [attrStr(NFTA_VERDICT_CHAIN, chain)] : []))));
 
 /** The xt match for `-m comment --comment TEXT` or `-m conntrack --ctstate STATE,...`, or undefined for anything else. */
 function matchExpr(name: 'comment' | 'conntrack', opt: string | undefined, val: string | undefined): Buffer | undefined {
@@ -411,7 +405,7 @@ function addrExprs(f: Family, offset: number, cidr: string, inv: boolean): Buffe
   const len = whole ? n.prefix / 8 : alen;
   const out = [load(BASE_NETWORK, offset, len)];
   if (!whole)
-    out.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, len), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, m)), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(len)))));
+    out.push(expr('bitwise', attrBE32(1 /* SREG */, NFT_REG_1), attrBE32(2 /* DREG */, NFT_REG_1), attrBE32(3 /* LEN */, len), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, m)), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(len)))));
   out.push(cmp(inv ? CMP_NEQ : CMP_EQ, addr.subarray(0, len)));
   return out;
 }
@@ -442,9 +436,9 @@ const le32 = (n: number): Buffer => {
   b.writeUInt32LE(n >>> 0);
   return b;
 };
-const load = (base: number, offset: number, len: number): Buffer => expr('payload', u32be(1 /* DREG */, NFT_REG_1), u32be(2 /* BASE */, base), u32be(3 /* OFFSET */, offset), u32be(4 /* LEN */, len));
-const cmp = (op: number, v: Buffer): Buffer => expr('cmp', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, op), cmpData(v));
-const xt = (kind: 'match' | 'target', name: string, rev: number, info: Buffer): Buffer => expr(kind, attrStr(1 /* NAME */, name), u32be(2 /* REV */, rev), attr(3 /* INFO */, info));
+const load = (base: number, offset: number, len: number): Buffer => expr('payload', attrBE32(1 /* DREG */, NFT_REG_1), attrBE32(2 /* BASE */, base), attrBE32(3 /* OFFSET */, offset), attrBE32(4 /* LEN */, len));
+const cmp = (op: number, v: Buffer): Buffer => expr('cmp', attrBE32(1 /* SREG */, NFT_REG_1), attrBE32(2 /* OP */, op), cmpData(v));
+const xt = (kind: 'match' | 'target', name: string, rev: number, info: Buffer): Buffer => expr(kind, attrStr(1 /* NAME */, name), attrBE32(2 /* REV */, rev), attr(3 /* INFO */, info));
 
 /** `--sport`/`--dport` of `-m tcp|udp` as iptables-nft writes them: a 2-byte transport load, then a compare (one port) or a range. */
 function portExprs(offset: number, v: string, inv: boolean): Buffer[] | undefined {
@@ -452,7 +446,7 @@ function portExprs(offset: number, v: string, inv: boolean): Buffer[] | undefine
   // 1.8.9 writes a range from 0 or to 65535 as a one-sided compare (0:65535 as nothing): not ours to encode.
   if (!r || (r[0] !== r[1] && (r[0] === 0 || r[1] === 65535))) return undefined;
   if (r[0] === r[1]) return [load(BASE_TRANSPORT, offset, 2), cmp(inv ? CMP_NEQ : CMP_EQ, be16(r[0]))];
-  const range = expr('range', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* OP */, inv ? 1 : 0), nested(3 /* FROM */, attr(NFTA_DATA_VALUE, be16(r[0]))), nested(4 /* TO */, attr(NFTA_DATA_VALUE, be16(r[1]))));
+  const range = expr('range', attrBE32(1 /* SREG */, NFT_REG_1), attrBE32(2 /* OP */, inv ? 1 : 0), nested(3 /* FROM */, attr(NFTA_DATA_VALUE, be16(r[0]))), nested(4 /* TO */, attr(NFTA_DATA_VALUE, be16(r[1]))));
   return [load(BASE_TRANSPORT, offset, 2), range];
 }
 
@@ -574,9 +568,9 @@ export function encodeRule(f: Family, table: string, args: readonly string[]): E
         const neg = args[i] === '!';
         const pair = args[i + (neg ? 1 : 0)] === '--mark' ? markPair(args[i + (neg ? 2 : 1)] ?? '') : undefined;
         if (!pair) return undefined;
-        matches.push(expr('meta', u32be(2 /* KEY */, META_MARK_KEY), u32be(1 /* DREG */, NFT_REG_1)));
+        matches.push(expr('meta', attrBE32(2 /* KEY */, META_MARK_KEY), attrBE32(1 /* DREG */, NFT_REG_1)));
         if (pair[1] !== 0xffffffff)
-          matches.push(expr('bitwise', u32be(1 /* SREG */, NFT_REG_1), u32be(2 /* DREG */, NFT_REG_1), u32be(3 /* LEN */, 4), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, le32(pair[1]))), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(4)))));
+          matches.push(expr('bitwise', attrBE32(1 /* SREG */, NFT_REG_1), attrBE32(2 /* DREG */, NFT_REG_1), attrBE32(3 /* LEN */, 4), nested(4 /* MASK */, attr(NFTA_DATA_VALUE, le32(pair[1]))), nested(5 /* XOR */, attr(NFTA_DATA_VALUE, Buffer.alloc(4)))));
         matches.push(cmp(neg ? CMP_NEQ : CMP_EQ, le32(pair[0]))); // unmasked, as add_nft_mark compares
         i += neg ? 3 : 2;
       } else return undefined;
@@ -603,7 +597,7 @@ export function encodeRule(f: Family, table: string, args: readonly string[]): E
     } else return undefined;
   }
   if (!target) return undefined;
-  const head = proto === undefined ? [] : [expr('meta', u32be(2 /* KEY */, META_L4PROTO), u32be(1 /* DREG */, NFT_REG_1)), cmp(CMP_EQ, Buffer.of(proto))];
-  const counter = expr('counter', zero64(1 /* PACKETS */), zero64(2 /* BYTES */));
+  const head = proto === undefined ? [] : [expr('meta', attrBE32(2 /* KEY */, META_L4PROTO), attrBE32(1 /* DREG */, NFT_REG_1)), cmp(CMP_EQ, Buffer.of(proto))];
+  const counter = expr('counter', attrBE64(1 /* PACKETS */, 0n), attrBE64(2 /* BYTES */, 0n));
   return { exprs: Buffer.concat([...head, ...addrs, ...matches, counter, target]), ...(proto === undefined ? {} : { proto }) };
 }

@@ -34,6 +34,18 @@ export function attrI32(type: number, v: number): Buffer {
   p.writeInt32LE(v);
   return attr(type, p);
 }
+/** A 32-bit attribute in network byte order, as nf_tables takes its numbers (a negative `v`, a verdict code, as two's complement). */
+export function attrBE32(type: number, v: number): Buffer {
+  const p = Buffer.alloc(4);
+  p.writeUInt32BE(v >>> 0);
+  return attr(type, p);
+}
+/** A 64-bit attribute in network byte order (nf_tables handles, counters). */
+export function attrBE64(type: number, v: bigint): Buffer {
+  const p = Buffer.alloc(8);
+  p.writeBigUInt64BE(v);
+  return attr(type, p);
+}
 /** NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND). */
 export const attrStr = (type: number, s: string): Buffer => attr(type, Buffer.from(`${s}\0`));
 /** String attribute without the NUL, as iproute2 and vishvananda/netlink send IFLA_INFO_KIND. */

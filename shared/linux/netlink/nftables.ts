@@ -4,7 +4,7 @@
 import { NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST } from './constants';
 import { ENOENT } from './errno';
 import { NetlinkError } from './errors';
-import { attr, attrStr, attrString, nested, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
+import { attr, attrBE32, attrBE64, attrStr, attrString, nested, nfgenmsg, nlmsg, parseAttrList, parseAttrs } from './message';
 import type { NetlinkSocket } from './socket';
 
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -207,13 +207,6 @@ const batchHeader = (): Buffer => Buffer.from([0, 0, 0, NFNL_SUBSYS_NFTABLES]); 
  */
 export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: number): void {
   if (!deletions.length) return;
-  const handle = (h: bigint): Buffer => {
-    const b = Buffer.alloc(12);
-    b.writeUInt16LE(12, 0);
-    b.writeUInt16LE(NFTA_RULE_HANDLE, 2);
-    b.writeBigUInt64BE(h, 4);
-    return b;
-  };
   const flags = NLM_F_REQUEST | NLM_F_ACK;
   const msgs: Buffer[] = [];
   for (const d of deletions) {
@@ -224,7 +217,7 @@ export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: num
           nested(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, nested(NFTA_LIST_ELEM | NLA_F_NESTED, nested(NFTA_SET_ELEM_KEY | NLA_F_NESTED, attr(NFTA_DATA_VALUE, d.key))))),
       );
     else if ('flush' in d) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.flush)));
-    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), handle(d.rule)));
+    else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), attrBE64(NFTA_RULE_HANDLE, d.rule)));
     else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
   }
   sendBatch(nl, msgs, gen, 'deleting nftables rules', deletions);
@@ -246,11 +239,7 @@ export type NftAddition = { family: number; table: string; chain: string } & ({ 
 const NFTA_RULE_COMPAT = 5;
 const NFTA_RULE_COMPAT_PROTO = 1;
 const NFTA_RULE_COMPAT_FLAGS = 2;
-const be32attr = (type: number, v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0);
-  return attr(type, b);
-};
+
 
 /**
  * Applies `additions` in order in one nfnetlink batch, all or nothing. Throws NetlinkError: EEXIST
@@ -264,19 +253,14 @@ export function nftAdd(nl: NetlinkSocket, additions: NftAddition[]): void {
     return 'create' in a
       ? nlmsg(nftType(NFT_MSG_NEWCHAIN), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ...head, attrStr(NFTA_CHAIN_NAME, a.chain))
       : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs),
-          ...(a.proto === undefined ? [] : [nested(NFTA_RULE_COMPAT | NLA_F_NESTED, be32attr(NFTA_RULE_COMPAT_PROTO, a.proto), be32attr(NFTA_RULE_COMPAT_FLAGS, 0))]));
+          ...(a.proto === undefined ? [] : [nested(NFTA_RULE_COMPAT | NLA_F_NESTED, attrBE32(NFTA_RULE_COMPAT_PROTO, a.proto), attrBE32(NFTA_RULE_COMPAT_FLAGS, 0))]));
   });
   sendBatch(nl, msgs, undefined, 'adding nftables rules', additions);
 }
 
 /** Sends `changes` between BATCH_BEGIN (with the generation check when `gen` is given) and BATCH_END. */
 function sendBatch(nl: NetlinkSocket, changes: Buffer[], gen: number | undefined, op: string, on: ReadonlyArray<{ table: string }>): void {
-  const genAttr = Buffer.alloc(gen === undefined ? 0 : 8);
-  if (gen !== undefined) {
-    genAttr.writeUInt16LE(8, 0);
-    genAttr.writeUInt16LE(NFNL_BATCH_GENID, 2);
-    genAttr.writeUInt32BE(gen >>> 0, 4);
-  }
-  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), genAttr), ...changes, nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader())];
+  const genAttr = gen === undefined ? [] : [attrBE32(NFNL_BATCH_GENID, gen)];
+  const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), ...genAttr), ...changes, nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader())];
   nl.batch(msgs, op, [...new Set(on.map((d) => d.table))].join(', '));
 }
