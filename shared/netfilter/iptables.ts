@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import type { Family } from '../ip';
 import { EACCES, EAFNOSUPPORT, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from '../linux/netlink/errno';
 import { NetlinkError } from '../linux/netlink/errors';
-import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftDeletion } from '../linux/netlink/nftables';
+import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftChainExists, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftDeletion } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
 import { findTool, mustRunTool, NetfilterError } from './tool';
 import { encodeRule, saveLines } from './xtables-nft';
@@ -110,6 +110,20 @@ function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
   } catch {
     // Undecodable, or no nf_tables access here: iptables-save reads it, or reports why it cannot.
     return undefined;
+  }
+}
+
+/**
+ * Whether chain `chain` of `table` exists, asked over netlink with iptables-nft (one request, no
+ * process); undefined with iptables-legacy, where only iptables-save could tell. Throws
+ * NetfilterError when the kernel cannot be asked.
+ */
+export function chainExists(f: Family, table: IptTableName, chain: string): boolean | undefined {
+  if (!iptablesIsNft(f)) return undefined;
+  try {
+    return nftChainExists(netfilterSocket(), f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table, chain);
+  } catch (e) {
+    throw new NetfilterError('nf_tables', `looking up chain ${chain} of the ${famName(f)} ${table} table: ${(e as Error).message}`, 'other', { cause: e });
   }
 }
 

@@ -464,6 +464,24 @@ describe('portmap DEL and GC: the recorded backend, unreadable families, one con
 describe('portmap iptables: the reference\'s rules and a node switched between theirs and ours', () => {
   const normalise = (rules: string[]) => [...rules].sort();
 
+  test('DEL without portMappings and without a record (ADDed by the reference, or the record under another dataDir as before the default moved): with iptables-nft the pod\'s chain is found by name and removed, with no process; another pod\'s rules stay', async () => {
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev), { id: 'ctr-other' })).exitCode).toBe(0);
+    const other = [...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH));
+    const nft = iptablesIsNft();
+    for (const [who, binary] of [['ours', OURS()], ['reference', REFERENCE]] as const) {
+      expect({ who, exit: (await pm('ADD', pmConf(prev, {}, [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }]), { binary })).exitCode }).toEqual({ who, exit: 0 });
+      const added = [...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH));
+      expect(added.length).toBeGreaterThan(other.length);
+      const elsewhere = { ...pmConf(prev), dataDir: join(DATA, 'moved'), runtimeConfig: {} };
+      // iptables-legacy: only an iptables-save per family could tell, and DEL does not look (as the reference).
+      expect({ who, execs: await netfilterExecs(OURS(), 'DEL', elsewhere, lab.pods[0]!) }).toEqual({ who, execs: [] });
+      expect({ who, left: [...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH)) }).toEqual({ who, left: nft ? other : added });
+      if (!nft) expect((await pm('DEL', pmConf(prev, {}, [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }]))).exitCode).toBe(0);
+      expect((await pm('DEL', elsewhere)).exitCode).toBe(0); // again: nothing of it left, still success
+    }
+  });
+
   test('every key: ours writes what the reference writes (IPv4, IPv6); ADD with one and DEL with the other leaves no rule, both ways', async () => {
     const [prev] = await setup(1);
     for (const extra of [

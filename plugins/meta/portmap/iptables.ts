@@ -9,7 +9,7 @@
 // (`iptables-restore -w --noflush`): the change applies whole or not at all. The lines are written as iptables-save prints them, so a listed rule
 // compares equal to a generated one.
 import { bits, formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
-import { parseSave as parseTable, quoteArg, splitArgs, type IptTable } from '../../../shared/netfilter/iptables';
+import { chainExists, parseSave as parseTable, quoteArg, splitArgs, type IptTable } from '../../../shared/netfilter/iptables';
 import { chainName } from '../../../shared/netfilter/masquerade-iptables';
 import { configError } from '../../../shared/cni/config';
 import { mappingsFor, type PodAddress, type PortMapConf, type PortMapping } from './config';
@@ -21,6 +21,9 @@ const MULTIPORT_MAX = 15; // ports per multiport match
 const COMMENT_MAX = 255; // xt_comment's limit (the reference's trimComment)
 
 export const dnatChain = (network: string, containerID: string): string => chainName(network, containerID, 'DN-');
+
+/** Whether the pod's DNAT chain is in the `family` nat table: true/false with iptables-nft (no process), undefined otherwise. Throws NetfilterError. */
+export const chainLeft = (network: string, containerID: string, family: Family): boolean | undefined => chainExists(family, 'nat', dnatChain(network, containerID));
 // CNI-SN-<hash>: an old version's per-pod SNAT chain (jumped to from CNI-HOSTPORT-SNAT); DEL still removes it.
 const oldSnatChain = (network: string, containerID: string): string => chainName(network, containerID, 'SN-');
 

@@ -164,6 +164,22 @@ async function cmdDel(a: CmdArgs): Promise<void> {
       if (!record && failed.size === families.length) throw unusable(failed);
       for (const [f, e] of failed) a.log.warn(`DEL: ${famName(f)} ${backend} table skipped: ${e}`);
     }
+    // Neither a record nor portMappings: a runtime that does not repeat the capability args, and the
+    // record lost or kept under another dataDir (the one before the default moved to /run/cni). With
+    // iptables-nft the pod's chain is looked up by name, one netlink request per family and no process,
+    // so its DNAT rules do not outlive the pod (the reference removes nothing then, nor do we with
+    // iptables-legacy, where only an iptables-save per family could tell).
+    if (!record && !conf.portMappings.length && conf.backend === 'iptables') {
+      const left = FAMILIES.filter((f) => {
+        try {
+          return ipt.chainLeft(conf.name, a.containerID, f) === true;
+        } catch (e) {
+          a.log.warn(`DEL: ${famName(f)} nat table not searched for ${conf.name}/${a.containerID}'s chain: ${errorMessage(e)}`);
+          return false;
+        }
+      });
+      if (left.length) delRules(conf.name, a.containerID, 'iptables', left, null, what);
+    }
     if (record) store!.remove(name);
   } finally {
     store?.close();

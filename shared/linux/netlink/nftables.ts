@@ -25,8 +25,19 @@ export function buildGetTable(family: number, name: string): Buffer {
  * EPROTONOSUPPORT when the kernel has no nf_tables, EPERM without CAP_NET_ADMIN).
  */
 export function nftTableExists(nl: NetlinkSocket, family: number, name: string): boolean {
+  return answers(nl, buildGetTable(family, name), 'looking up nftables table', name);
+}
+
+/** Whether chain `chain` of table `table` of `family` exists (one NFT_MSG_GETCHAIN, no dump); false only on ENOENT. Throws NetlinkError. */
+export function nftChainExists(nl: NetlinkSocket, family: number, table: string, chain: string): boolean {
+  const req = nlmsg((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST, nfgenmsg(family), attrStr(NFTA_CHAIN_TABLE, table), attrStr(NFTA_CHAIN_NAME, chain));
+  return answers(nl, req, 'looking up nftables chain', `${table} ${chain}`);
+}
+
+/** True when the kernel answers `req`, false on its ENOENT; any other error is thrown. */
+function answers(nl: NetlinkSocket, req: Buffer, op: string, object: string): boolean {
   try {
-    nl.request(buildGetTable(family, name), 'looking up nftables table', name);
+    nl.request(req, op, object);
     return true;
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === ENOENT) return false;
