@@ -71,6 +71,8 @@ const SYMBOLS = {
   unshare: { args: ['i32'], returns: 'i32' },
   mount: { args: ['ptr', 'ptr', 'ptr', 'u64', 'ptr'], returns: 'i32' },
   umount2: { args: ['ptr', 'i32'], returns: 'i32' },
+  // syscall(2) for the io_uring calls glibc has no wrapper for; pointers go as addresses (ptr()).
+  syscall: { args: ['i64', 'i64', 'i64', 'i64', 'i64'], returns: 'i64' },
 } as const;
 
 type Lib = ReturnType<typeof openLib>;
@@ -93,6 +95,7 @@ function openLib() {
     unshare(flags: number): number;
     mount(source: Uint8Array | null, target: Uint8Array, fstype: Uint8Array | null, flags: number, data: Uint8Array | null): number;
     umount2(target: Uint8Array, flags: number): number;
+    syscall(nr: number, a1: number, a2: number, a3: number, a4: number): number | bigint;
   };
 }
 
@@ -170,6 +173,35 @@ export function recvFrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8
 /** close(2). Returns 0 or -errno. */
 export function close(fd: number): number {
   return ret(libc().close(fd));
+}
+
+// io_uring's syscall numbers are the same on every architecture (asm-generic, Linux 5.1).
+const SYS_io_uring_setup = 425;
+const SYS_io_uring_register = 427;
+const IORING_REGISTER_FILES = 2;
+const IO_URING_PARAMS_SIZE = 120; // struct io_uring_params
+
+/**
+ * Closes `fd` so that the kernel releases its file in a kernel worker rather than in the calling
+ * thread: the file is registered in a throwaway one-entry io_uring (IORING_REGISTER_FILES), then
+ * both fds are closed; the ring's teardown (io_ring_exit_work) drops the file afterwards. For files
+ * whose release blocks, a NETLINK_NETFILTER socket above all (see shared/netfilter/nfnl.ts), this
+ * takes the wait off a plugin's exit and off a daemon's event loop; the file is gone a moment later.
+ * Returns true when handed off; false when io_uring is unavailable (ENOSYS, EPERM under
+ * kernel.io_uring_disabled or a seccomp filter, EMFILE), in which case `fd` is closed here. Never throws.
+ */
+export function closeInBackground(fd: number): boolean {
+  const params = new Uint8Array(IO_URING_PARAMS_SIZE);
+  const ring = ret(Number(libc().syscall(SYS_io_uring_setup, 1, ptr(params), 0, 0)));
+  if (ring < 0) {
+    close(fd);
+    return false;
+  }
+  const files = new Int32Array([fd]);
+  const registered = ret(Number(libc().syscall(SYS_io_uring_register, ring, IORING_REGISTER_FILES, ptr(files), 1))) >= 0;
+  close(fd);
+  close(ring);
+  return registered;
 }
 
 /** setsockopt(2) with an int value. Returns 0 or -errno. */

@@ -1,10 +1,9 @@
 // The process's nfnetlink socket for netfilter work (iptables-nft tables, nftables table lookups).
-// Kept open and reused rather than opened and closed per request: closing a NETLINK_NETFILTER socket
-// waits for the kernel's pending nf_tables cleanup (an RCU grace period after any commit that
-// deleted something, ~10-20 ms, nft_rcv_nl_event), so each close after a deletion costs that wait,
-// and several closes in one verb (a read, a delete, the other family's read) can each pay one,
-// also for another process's deletion. One socket, closed by the kernel at exit, waits once, and the
-// grace period runs alongside whatever the plugin does after its last deletion.
+// Releasing a NETLINK_NETFILTER socket waits for the kernel's pending nf_tables cleanup (an RCU
+// grace period after any commit that deleted something, anyone's, ~10-25 ms: nft_rcv_nl_event).
+// NetlinkSocket.close() has the kernel do that release in the background, but one socket per netns,
+// reused, also saves the opens; and it is closed that way when the process exits, since the
+// kernel's own close at exit would make the exit wait (each rule-deleting plugin's DEL did, ~20 ms).
 import { readlinkSync } from 'node:fs';
 import { NETLINK_NETFILTER } from '../linux/netlink/constants';
 import { NetlinkSocket } from '../linux/netlink/socket';
@@ -22,6 +21,9 @@ export function netfilterSocket(): NetlinkSocket {
   cached?.nl.close();
   cached = undefined;
   const nl = NetlinkSocket.open(NETLINK_NETFILTER);
+  if (!closeAtExit) process.once('exit', (closeAtExit = () => cached?.nl.close()));
   cached = { netns, nl };
   return nl;
 }
+
+let closeAtExit: (() => void) | undefined;

@@ -11,6 +11,7 @@ import {
   SyscallError,
   bind,
   close,
+  closeInBackground,
   getsockname,
   pollOne,
   recvFrom,
@@ -23,6 +24,7 @@ import {
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_CAP_ACK,
   NETLINK_EXT_ACK,
+  NETLINK_NETFILTER,
   NETLINK_ROUTE,
   NLMSGERR_ATTR_MSG,
   NLMSG_DONE,
@@ -87,6 +89,7 @@ export class NetlinkSocket {
   private constructor(
     readonly fd: number,
     readonly portId: number,
+    readonly protocol: number,
   ) {}
 
   /** Opens a netlink socket (default NETLINK_ROUTE; NETLINK_NETFILTER for conntrack) in this thread's current netns. */
@@ -102,7 +105,7 @@ export class NetlinkSocket {
       // Best effort: extended acks carry the kernel's reason text, CAP_ACK keeps acks small.
       setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
       setsockoptInt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
-      return new NetlinkSocket(fd, new DataView(addr.buffer).getUint32(4, true));
+      return new NetlinkSocket(fd, new DataView(addr.buffer).getUint32(4, true), protocol);
     } catch (e) {
       close(fd);
       throw e;
@@ -116,12 +119,19 @@ export class NetlinkSocket {
     return s;
   }
 
+  /**
+   * Closes the socket (and its event socket). A NETLINK_NETFILTER socket's release waits for the
+   * kernel's pending nf_tables cleanup, an RCU grace period after any commit that deleted something
+   * (nft_rcv_nl_event, ~10-25 ms): the kernel does that release in the background instead
+   * (closeInBackground), so neither this thread nor a plugin's exit waits for it.
+   */
   close(): void {
     this.events?.close();
     this.events = undefined;
     if (!this.closed) {
       this.closed = true;
-      close(this.fd);
+      if (this.protocol === NETLINK_NETFILTER) closeInBackground(this.fd);
+      else close(this.fd);
     }
   }
 
