@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir } from '../support/cni';
 import { iptablesIsNft } from '../support/exec-count';
-import { canReach, cniRules, countExecs, filterTable, FirewallLab, nftRuleset, OUR_FIREWALL, setElements, withoutHandles } from './firewall-harness';
+import { ioUringDisabled, netfilterSocketsAfterRelease } from '../support/netlink-sockets';
+import { canReach, cniRules, countExecs, filterTable, FirewallLab, nftRuleset, OUR_FIREWALL, runIn, setElements, withoutHandles } from './firewall-harness';
 
 jest.setTimeout(120000);
 
@@ -423,6 +424,28 @@ describe('firewall iptables backend (default)', () => {
       if (verb === 'DEL' && nft) expect({ v4: c.v4, v6: c.v6 }).toEqual({ v4: 0, v6: 0 });
     }
     expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
+  });
+  test('DEL with iptables-nft hands its nfnetlink socket to the kernel through an io_uring instead of releasing it in its own exit, and no such socket is left in the host netns afterwards', async () => {
+    if (!iptablesIsNft() || ioUringDisabled()) return; // iptables-legacy: DEL execs the tools; no io_uring: closed in place
+    const lab = (f = await FirewallLab.create());
+    const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
+    const conf = f.conf();
+    expect((await runIn(lab.host, OUR_FIREWALL(), 'ADD', conf, env)).exitCode).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), 'fw-release-'));
+    try {
+      const trace = join(dir, 'trace');
+      const del = await runIn(lab.host, OUR_FIREWALL(), 'DEL', conf, env, ['strace', '-f', '-qq', '-e', 'trace=socket,io_uring_register', '-o', trace]);
+      expect(del.exitCode).toBe(0);
+      const lines = readFileSync(trace, 'utf8').split('\n');
+      const sockets = lines.map((l) => /socket\(AF_NETLINK, [^)]*NETLINK_NETFILTER\) = (\d+)/.exec(l)?.[1]).filter((fd): fd is string => !!fd);
+      const handedOff = lines.map((l) => /io_uring_register\(\d+, IORING_REGISTER_FILES, \[(\d+)\], 1\) = 0/.exec(l)?.[1]).filter((fd): fd is string => !!fd);
+      expect(sockets.length).toBeGreaterThan(0);
+      expect(handedOff).toEqual(sockets); // every nfnetlink socket it opened, and nothing else
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
+    expect(await netfilterSocketsAfterRelease(lab.host)).toEqual([]);
   });
   test('a foreign rule the in-process reader cannot print (-m statistic) makes that family read with iptables-save: ADD and DEL still do exactly their change, the foreign rule stays', async () => {
     const lab = (f = await FirewallLab.create());
