@@ -162,7 +162,7 @@ export function restoreScript(table: IptTableName, lines: string[]): string {
  */
 export function restore(f: Family, table: IptTableName, lines: string[], what: string, read?: IptTable): void {
   if (!lines.length) return;
-  if (read?.nft && lines.every((l) => /^-[DFX] /.test(l))) return deleteOverNetlink(f, table, lines, what, read.nft);
+  if (read?.nft && lines.every(isDeletion)) return deleteOverNetlink(f, table, lines, what, read.nft);
   const additions = iptablesIsNft(f) ? encodeAdditions(f, table, lines, read) : undefined;
   if (additions && addOverNetlink(f, table, additions, what)) return;
   mustRunTool(restoreTool(f), ['-w', '--noflush'], what, restoreScript(table, lines));
@@ -214,10 +214,17 @@ function addOverNetlink(f: Family, table: IptTableName, additions: NftAddition[]
 
 /** restore's in-process path: the deletions as one batch of rule handles and chain names. */
 function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what: string, nft: NonNullable<IptTable['nft']>): void {
+  sendDeletions([f], table, what, netlinkDeletions(f, table, lines, what, nft));
+}
+
+const isDeletion = (l: string): boolean => /^-[DFX] /.test(l);
+
+/** `lines` (deletions only) as nf_tables deletions of `table` of family `f`, each rule named by its handle in `nft`. Throws NetfilterError. */
+function netlinkDeletions(f: Family, table: IptTableName, lines: string[], what: string, nft: NonNullable<IptTable['nft']>): NftDeletion[] {
   const left = new Map([...nft.handles].map(([l, h]) => [l, [...h]]));
   const flushed = new Set<string>();
   const where = { family: f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6, table };
-  const deletions: NftDeletion[] = lines.map((l) => {
+  return lines.map((l) => {
     const [op, chain] = l.split(' ', 2) as [string, string];
     if (op === '-F') {
       flushed.add(chain);
@@ -233,13 +240,18 @@ function deleteOverNetlink(f: Family, table: IptTableName, lines: string[], what
     if (handle === undefined) throw new NetfilterError('nf_tables', `${what}: rule "-A${l.slice(2)}" is not in the ${famName(f)} ${table} table`);
     return { ...where, chain, rule: handle };
   });
+}
+
+/** Sends the deletions (of `families`' tables) as one nfnetlink batch. Throws NetfilterError. */
+function sendDeletions(families: Family[], table: IptTableName, what: string, deletions: NftDeletion[]): void {
   try {
     // No generation check: each rule is named by its handle (never reused), so a concurrent change can
     // only make the batch fail (ENOENT: deleted meanwhile; EBUSY: a chain jumped to again), never
     // make it delete something else. A check would fail every DEL racing any other commit here.
     nftDelete(netfilterSocket(), deletions);
   } catch (e) {
-    throw new NetfilterError('nf_tables', `${what}: deleting from the ${famName(f)} ${table} table: ${(e as Error).message}`, 'other', { cause: e });
+    const tables = families.length > 1 ? `${families.map(famName).join(' and ')} ${table} tables` : `${famName(families[0]!)} ${table} table`;
+    throw new NetfilterError('nf_tables', `${what}: deleting from the ${tables}: ${(e as Error).message}`, 'other', { cause: e });
   }
 }
 
@@ -272,6 +284,36 @@ export function transact(f: Family, table: IptTableName, what: string, build: (t
       // when only another table changed: the generation is the whole ruleset's.)
       if (sameTable(again, t) && again.nft?.gen === t.nft?.gen) throw e;
       t = again;
+    }
+  }
+}
+
+/**
+ * transact for each of `families` (`reads`: tables the caller just read), as one transaction when it
+ * can be: with iptables-nft, when the lines of every family that has any are deletions from a table
+ * read over netlink, one nfnetlink batch deletes them all, all or nothing, in one nf_tables commit.
+ * Each commit that deletes makes the kernel wait out an RCU grace period before it frees the rules,
+ * and the next commit in the netns (the next plugin's, a link deletion) can wait for it; one commit
+ * per verb waits once, not once per family. Otherwise one transact per family, in order. A batch
+ * refused because the tables changed in between is rebuilt on a fresh read (up to 5 times, as
+ * transact). Throws NetfilterError.
+ */
+export function transactEach(families: readonly Family[], table: IptTableName, what: string, build: (t: IptTable, f: Family) => string[], reads?: ReadonlyMap<Family, IptTable>): void {
+  let tables = families.map((f) => [f, reads?.get(f) ?? readTable(f, table)] as const);
+  for (let attempt = 1; ; attempt++) {
+    const plans = tables.map(([f, t]) => ({ f, t, lines: build(t, f) })).filter((p) => p.lines.length);
+    if (plans.length < 2 || !plans.every((p) => p.t.nft && p.lines.every(isDeletion))) {
+      for (const p of plans) transact(p.f, table, what, (t) => build(t, p.f), p.t);
+      return;
+    }
+    try {
+      const deletions = plans.flatMap((p) => netlinkDeletions(p.f, table, p.lines, what, p.t.nft!));
+      return sendDeletions(plans.map((p) => p.f), table, what, deletions);
+    } catch (e) {
+      if (!(e instanceof NetfilterError) || attempt >= ATTEMPTS) throw e;
+      const again = tables.map(([f]) => [f, readTable(f, table)] as const);
+      if (again.every(([, t], i) => sameTable(t, tables[i]![1]) && t.nft?.gen === tables[i]![1].nft?.gen)) throw e;
+      tables = again;
     }
   }
 }

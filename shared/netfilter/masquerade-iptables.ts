@@ -7,7 +7,7 @@
 // DEL has no netns: plugins#810).
 import { attachmentHashName } from '../cni/hash-name';
 import { bits, formatCIDR, formatIP, networkOf, parseCIDR, type Family } from '../ip';
-import { readsInProcess, readTable, restore as restoreTable, transact, type IptTable } from './iptables';
+import { readsInProcess, readTable, restore as restoreTable, transact, transactEach, type IptTable } from './iptables';
 import { NetfilterError } from './tool';
 
 const MAX_CHAIN = 28;
@@ -135,12 +135,14 @@ function removalLines(nat: IptTable, chains: Set<string>): string[] {
 export function teardownIPMasqIPTables(network: string, containerID: string, families: Family[] = [4, 6], addresses: string[] = []): void {
   const chain = chainName(network, containerID);
   const what = `tearing down ipMasq for ${network}/${containerID}`;
+  const read: Family[] = [];
   for (const f of families) {
     // With iptables-nft the table is read in-process and the removals go over netlink: no process.
     const fast = readsInProcess(f) ? [] : fastTeardownScript(f, addresses, network, containerID);
-    if (fast.length && tryRestore(f, fast, what)) continue;
-    transact(f, 'nat', what, (nat) => removalLines(nat, new Set([chain])));
+    if (!fast.length || !tryRestore(f, fast, what)) read.push(f);
   }
+  // Both families' removals in one batch when they go over netlink (one commit: transactEach).
+  transactEach(read, 'nat', what, (nat) => removalLines(nat, new Set([chain])));
 }
 
 /**

@@ -356,7 +356,7 @@ describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-w
   test.each([
     ['single-stack', ['198.18.0.0/24'], 0],
     ['dual-stack', dual, 1],
-  ] as const)('%s pod: ADD is one iptables-restore per family, DEL with the prevResult one per family (iptables-nft: none, once the bystander\'s ADD made the table), no nft; DEL leaves what was there before', async (_, subnets, v6) => {
+  ] as const)('%s pod: ADD is one iptables-restore per family, DEL with the prevResult one per family (iptables-nft: none, once the bystander\'s ADD made the table, and DEL one nfnetlink batch for both families), no nft; DEL leaves what was there before', async (_, subnets, v6) => {
     lab = await Lab.create(1);
     const pod = lab.pods[0]!;
     const conf = masq([...subnets]);
@@ -371,6 +371,7 @@ describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-w
 
     const del = await lab.execs('DEL', { ...conf, prevResult: add.result.json });
     expect(counts(del)).toEqual(nftIpt ? NONE : { v4: 1, v6, nft: 0, restores: { v4: 1, v6 }, exit: 0 });
+    if (nftIpt) expect(del.batches).toBe(1); // one nf_tables commit for the pod's rules of both families
     expect(await lab.nat()).toEqual(before);
   });
 

@@ -406,7 +406,7 @@ describe('firewall iptables backend (default)', () => {
     }
   });
 
-  test('each verb execs at most one iptables-restore and one iptables-save per family; with iptables-nft only ADD execs, its one restore per family (the reference: one exec per rule)', async () => {
+  test('each verb execs at most one iptables-restore and one iptables-save per family; with iptables-nft only ADD execs, its one restore per family, and DEL deletes both families\' rules in one nfnetlink batch (the reference: one exec per rule)', async () => {
     const lab = (f = await FirewallLab.create());
     const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
     const conf = f.conf({ ingressPolicy: 'same-bridge' });
@@ -421,7 +421,7 @@ describe('firewall iptables backend (default)', () => {
       expect(c.nft).toBe(0);
       // The change is made, in one transaction each (DEL with iptables-nft: over netlink, no process).
       if (verb === 'ADD' || (verb === 'DEL' && !nft)) expect(c.restores).toEqual({ v4: 1, v6: 1 });
-      if (verb === 'DEL' && nft) expect({ v4: c.v4, v6: c.v6 }).toEqual({ v4: 0, v6: 0 });
+      if (verb === 'DEL' && nft) expect({ v4: c.v4, v6: c.v6, batches: c.batches }).toEqual({ v4: 0, v6: 0, batches: 1 }); // both families in one nf_tables commit
     }
     expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
   });

@@ -1,5 +1,6 @@
-// Counting the netfilter processes one plugin call execs: the call runs under
-// `strace -f -e trace=execve`, and the successful execs of iptables*, ip6tables* and nft are counted.
+// Counting the netfilter processes one plugin call execs, and the nfnetlink batches (nf_tables
+// transactions) it sends itself: the call runs under `strace -f -e trace=execve,sendto,sendmsg`; the
+// successful execs of iptables*, ip6tables* and nft are counted, and the datagrams that open a batch.
 import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,23 +12,29 @@ export interface ExecCount {
   nft: number;
   restores: { v4: number; v6: number };
   tools: string[]; // every netfilter program exec'd, in order (for failure messages)
+  batches: number; // nfnetlink batches sent by the call's own processes (not by the tools it exec'd)
   result: RunResult;
 }
 
 /**
  * Runs `run(prefix)`, where `prefix` is the strace command line to put before the plugin binary (inside
- * `ip netns exec`), and counts the netfilter tools the call exec'd successfully.
+ * `ip netns exec`), and counts the netfilter tools the call exec'd successfully and the nfnetlink
+ * batches its own processes sent.
  */
 export async function countNetfilterExecs(run: (prefix: string[]) => Promise<RunResult>): Promise<ExecCount> {
   const dir = mkdtempSync(join(tmpdir(), 'nf-strace-'));
   try {
     const out = join(dir, 'trace');
-    const result = await run(['strace', '-f', '-qq', '-e', 'trace=execve', '-o', out]);
-    const tools = readFileSync(out, 'utf8')
-      .split('\n')
+    const result = await run(['strace', '-f', '-qq', '-e', 'trace=execve,sendto,sendmsg', '-o', out]);
+    const lines = readFileSync(out, 'utf8').split('\n');
+    const tools = lines
       .filter((l) => / = 0$/.test(l))
       .map((l) => /execve\("[^"]*\/([^"/]+)"/.exec(l)?.[1])
       .filter((t): t is string => !!t && /^(ip6?tables|nft$)/.test(t));
+    // The pids that exec'd a netfilter tool: their batches are the tool's, not the plugin's.
+    const toolPids = new Set(lines.filter((l) => / = 0$/.test(l) && /execve\("[^"]*\/(?:ip6?tables[^"/]*|nft)"/.test(l)).map((l) => l.split(' ', 1)[0]));
+    // A batch is one datagram opening with NFNL_MSG_BATCH_BEGIN (0x10; strace names it or not).
+    const batches = lines.filter((l) => !toolPids.has(l.split(' ', 1)[0]) && /send(?:to|msg)\(\d+, .*?\{nlmsg_len=\d+, nlmsg_type=(?:0x10|NFNL_MSG_BATCH_BEGIN)[ ,]/.test(l)).length;
     const v6 = tools.filter((t) => t.startsWith('ip6tables'));
     const v4 = tools.filter((t) => t.startsWith('iptables'));
     return {
@@ -36,6 +43,7 @@ export async function countNetfilterExecs(run: (prefix: string[]) => Promise<Run
       nft: tools.filter((t) => t === 'nft').length,
       restores: { v4: v4.filter((t) => t.includes('restore')).length, v6: v6.filter((t) => t.includes('restore')).length },
       tools,
+      batches,
       result,
     };
   } finally {

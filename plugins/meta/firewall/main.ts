@@ -10,7 +10,7 @@ import { parseValidAttachments } from '../../../shared/cni/gc';
 import type { CmdArgs, Plugin } from '../../../shared/cni/skel';
 import type { Result } from '../../../shared/cni/types';
 import { formatIP, ipEqual, type Family, type IP } from '../../../shared/ip';
-import { readTable, transact, undoLines } from '../../../shared/netfilter/iptables';
+import { readTable, transact, transactEach, undoLines } from '../../../shared/netfilter/iptables';
 import { runTool, NetfilterError } from '../../../shared/netfilter/tool';
 import { parsePrevResult } from '../../../shared/plugin/prev-result';
 import { Attempts } from '../../../shared/plugin/attempts';
@@ -141,10 +141,8 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     }
     try {
       if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
-      for (const f of FAMILIES) {
-        const mine = ofFamily(ips, f);
-        if (mine.length) transact(f, 'filter', `removing firewall rules of ${conf.name}/${a.containerID}`, (t) => ipt.delLines(t, mine));
-      }
+      const families = FAMILIES.filter((f) => ofFamily(ips, f).length);
+      transactEach(families, 'filter', `removing firewall rules of ${conf.name}/${a.containerID}`, (t, f) => ipt.delLines(t, ofFamily(ips, f)));
     } catch (e) {
       if (!(e instanceof NetfilterError && e.notFound)) throw netfilterError(e);
     }

@@ -17,7 +17,7 @@ import { getLink } from '../../../shared/linux/netlink/link';
 import { listRoutes } from '../../../shared/linux/netlink/route';
 import { withNetlink } from '../../../shared/linux/netlink/socket';
 import { sysctlGet, sysctlSet } from '../../../shared/linux/sysctl';
-import { readTable, transact, undoLines } from '../../../shared/netfilter/iptables';
+import { readTable, transact, transactEach, undoLines } from '../../../shared/netfilter/iptables';
 import type { MasqBackend } from '../../../shared/netfilter/masquerade';
 import { findTool } from '../../../shared/netfilter/tool';
 import { parsePrevResult, requirePrevResult } from '../../../shared/plugin/prev-result';
@@ -199,7 +199,7 @@ function delRules(network: string, containerID: string, backend: MasqBackend, fa
     return failed;
   }
   const { tables, failed } = readFamilies(families, readNat);
-  for (const [f, nat] of tables) transact(f, 'nat', what, (t) => ipt.delLines(network, containerID, t), nat);
+  transactEach(tables.map(([f]) => f), 'nat', what, (t) => ipt.delLines(network, containerID, t), new Map(tables));
   return failed;
 }
 
