@@ -4,7 +4,7 @@
 // The library is opened on first use, so importing this module costs nothing (and jest, which maps
 // bun:ffi to a throwing stub, can import modules that import this one as long as it never calls in).
 import { dlopen, ptr, read } from 'bun:ffi';
-import { EINTR, errnoMessage, kindOfErrno, type ErrorKind } from './netlink/errno';
+import { EINTR, ENOSYS, EPERM, errnoMessage, kindOfErrno, type ErrorKind } from './netlink/errno';
 
 export { errnoMessage } from './netlink/errno';
 
@@ -180,20 +180,32 @@ const SYS_io_uring_setup = 425;
 const SYS_io_uring_register = 427;
 const IORING_REGISTER_FILES = 2;
 const IO_URING_PARAMS_SIZE = 120; // struct io_uring_params
+const IO_URING_PARAMS_FEATURES = 20; // its u32 features
+// Linux 5.12: io_uring's workers are the process's own threads, and a closed ring is torn down by a
+// kernel worker. Before that, closing a ring could free it, and its files, in the closing thread.
+const IORING_FEAT_NATIVE_WORKERS = 1 << 9;
+let ringUnusable = false; // learnt once per process: no io_uring here, or one too old to help
 
 /**
  * Closes `fd` so that the kernel releases its file in a kernel worker rather than in the calling
  * thread: the file is registered in a throwaway one-entry io_uring (IORING_REGISTER_FILES), then
- * both fds are closed; the ring's teardown (io_ring_exit_work) drops the file afterwards. For files
- * whose release blocks, a NETLINK_NETFILTER socket above all (see shared/netfilter/nfnl.ts), this
- * takes the wait off a plugin's exit and off a daemon's event loop; the file is gone a moment later.
- * Returns true when handed off; false when io_uring is unavailable (ENOSYS, EPERM under
- * kernel.io_uring_disabled or a seccomp filter, EMFILE), in which case `fd` is closed here. Never throws.
+ * both fds are closed; the ring's teardown (io_ring_exit_work) drops the file afterwards. For a
+ * NETLINK_NETFILTER socket, whose release waits out an RCU grace period (shared/netfilter/nfnl.ts).
+ * Returns true when handed off; false when it was closed here: io_uring unavailable (ENOSYS, EPERM
+ * under kernel.io_uring_disabled or a seccomp filter, EMFILE) or older than Linux 5.12. Never throws.
  */
 export function closeInBackground(fd: number): boolean {
+  if (ringUnusable) {
+    close(fd);
+    return false;
+  }
   const params = new Uint8Array(IO_URING_PARAMS_SIZE);
   const ring = ret(Number(libc().syscall(SYS_io_uring_setup, 1, ptr(params), 0, 0)));
-  if (ring < 0) {
+  const native = ring >= 0 && (new DataView(params.buffer).getUint32(IO_URING_PARAMS_FEATURES, true) & IORING_FEAT_NATIVE_WORKERS) !== 0;
+  if (!native) {
+    if (ring >= 0) close(ring);
+    // ENOSYS, EPERM, a kernel before 5.12: so for the rest of this process. EMFILE and the like may pass.
+    if (ring >= 0 || ring === -ENOSYS || ring === -EPERM) ringUnusable = true;
     close(fd);
     return false;
   }

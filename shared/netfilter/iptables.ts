@@ -257,6 +257,16 @@ function sendDeletions(families: Family[], table: IptTableName, what: string, de
 
 const sameTable = (a: IptTable, b: IptTable): boolean => a.rules.join('\n') === b.rules.join('\n') && [...a.chains].sort().join(' ') === [...b.chains].sort().join(' ');
 
+/**
+ * `t` read again for a rebuild, with whether it changed. Unchanged (same rules and chains; read over
+ * netlink, the same generation too, which is the whole ruleset's) means a transaction that failed on
+ * it failed on its own account, and rebuilding would fail the same way.
+ */
+function reread(f: Family, table: IptTableName, t: IptTable): { t: IptTable; changed: boolean } {
+  const again = readTable(f, table);
+  return { t: again, changed: !sameTable(again, t) || again.nft?.gen !== t.nft?.gen };
+}
+
 // Each lost race means another process created or removed one of the chains a transaction names: a
 // few rebuilds on a fresh read settle it.
 const ATTEMPTS = 5;
@@ -279,41 +289,47 @@ export function transact(f: Family, table: IptTableName, what: string, build: (t
       return { lines, before: t };
     } catch (e) {
       if (!(e instanceof NetfilterError) || e.notFound || attempt >= ATTEMPTS) throw e;
-      const again = readTable(f, table);
-      // Unchanged table: the failure is the transaction's own. (An in-process batch is also refused
-      // when only another table changed: the generation is the whole ruleset's.)
-      if (sameTable(again, t) && again.nft?.gen === t.nft?.gen) throw e;
-      t = again;
+      const again = reread(f, table, t);
+      if (!again.changed) throw e;
+      t = again.t;
     }
   }
 }
 
 /**
- * transact for each of `families` (`reads`: tables the caller just read), as one transaction when it
- * can be: with iptables-nft, when the lines of every family that has any are deletions from a table
- * read over netlink, one nfnetlink batch deletes them all, all or nothing, in one nf_tables commit.
- * Each commit that deletes makes the kernel wait out an RCU grace period before it frees the rules,
- * and the next commit in the netns (the next plugin's, a link deletion) can wait for it; one commit
- * per verb waits once, not once per family. Otherwise one transact per family, in order. A batch
- * refused because the tables changed in between is rebuilt on a fresh read (up to 5 times, as
- * transact). Throws NetfilterError.
+ * transact for each of `families` in order (`reads`: tables the caller just read), as one
+ * transaction when it can be: with iptables-nft, when every family's lines are deletions from a table
+ * read over netlink, one nfnetlink batch deletes them all, all or nothing, in one nf_tables commit (a
+ * deleting commit costs the kernel a grace period that the next commit in the netns may wait for:
+ * shared/netfilter/nfnl.ts). Otherwise, and when a family's table cannot be read (the families
+ * before it are then done first, as one transact each would), one transact per family. A batch
+ * refused because the tables changed in between is rebuilt on a fresh read, as transact's. Throws
+ * NetfilterError.
  */
 export function transactEach(families: readonly Family[], table: IptTableName, what: string, build: (t: IptTable, f: Family) => string[], reads?: ReadonlyMap<Family, IptTable>): void {
-  let tables = families.map((f) => [f, reads?.get(f) ?? readTable(f, table)] as const);
+  const each = (done: ReadonlyArray<readonly [Family, IptTable]>) => {
+    for (const [f, t] of done) transact(f, table, what, (now) => build(now, f), t);
+  };
+  let tables: (readonly [Family, IptTable])[] = [];
+  for (const f of families) {
+    try {
+      tables.push([f, reads?.get(f) ?? readTable(f, table)]);
+    } catch (e) {
+      each(tables);
+      throw e;
+    }
+  }
   for (let attempt = 1; ; attempt++) {
     const plans = tables.map(([f, t]) => ({ f, t, lines: build(t, f) })).filter((p) => p.lines.length);
-    if (plans.length < 2 || !plans.every((p) => p.t.nft && p.lines.every(isDeletion))) {
-      for (const p of plans) transact(p.f, table, what, (t) => build(t, p.f), p.t);
-      return;
-    }
+    if (plans.length < 2 || !plans.every((p) => p.t.nft && p.lines.every(isDeletion))) return each(tables);
     try {
       const deletions = plans.flatMap((p) => netlinkDeletions(p.f, table, p.lines, what, p.t.nft!));
       return sendDeletions(plans.map((p) => p.f), table, what, deletions);
     } catch (e) {
       if (!(e instanceof NetfilterError) || attempt >= ATTEMPTS) throw e;
-      const again = tables.map(([f]) => [f, readTable(f, table)] as const);
-      if (again.every(([, t], i) => sameTable(t, tables[i]![1]) && t.nft?.gen === tables[i]![1].nft?.gen)) throw e;
-      tables = again;
+      const again = tables.map(([f, t]) => [f, reread(f, table, t)] as const);
+      if (!again.some(([, r]) => r.changed)) throw e;
+      tables = again.map(([f, r]) => [f, r.t] as const);
     }
   }
 }

@@ -54,9 +54,10 @@ function sweepAll(steps: Array<() => void>): void {
  * removal first; without them both families are listed and swept.
  *
  * DEL calls it before deleting the pod's veth: the kernel frees deleted rules one RCU grace period
- * later and the process's nfnetlink socket waits for that when it closes at exit (nfnl.ts), so the
- * grace period passes during the veth deletion's own ~15-25 ms in rcu_barrier() instead of after it
- * (the podman chain's DEL, measured alternately: 151 -> 137 ms).
+ * later, and whatever next waits for that (the release of an nfnetlink socket, the next rule commit
+ * in the netns: nfnl.ts) then finds it passed during the veth deletion's own ~15-25 ms in
+ * rcu_barrier() (the podman chain's DEL, measured alternately: 151 -> 137 ms, before sockets were
+ * released in the background).
  */
 export function teardownIPMasq(network: string, a: Attachment, addresses?: string[]): void {
   let families: Family[] = [4, 6];

@@ -1,14 +1,18 @@
-// The process's nfnetlink socket for netfilter work (iptables-nft tables, nftables table lookups).
-// Releasing a NETLINK_NETFILTER socket waits for the kernel's pending nf_tables cleanup (an RCU
-// grace period after any commit that deleted something, anyone's, ~10-25 ms: nft_rcv_nl_event).
-// NetlinkSocket.close() has the kernel do that release in the background, but one socket per netns,
-// reused, also saves the opens; and it is closed that way when the process exits, since the
-// kernel's own close at exit would make the exit wait (each rule-deleting plugin's DEL did, ~20 ms).
+// The nfnetlink socket for netfilter work (iptables-nft tables, nftables table lookups): one per
+// thread, reused while the thread stays in one netns.
+// Releasing a NETLINK_NETFILTER socket makes the kernel finish its pending nf_tables cleanup first
+// (nft_rcv_nl_event): after any commit that deleted something, anyone's, that is the rest of an RCU
+// grace period, ~10-25 ms here, and the kernel holds the netns's nf_tables mutex meanwhile, so the
+// next commit or link deletion there waits too. The kernel releases a process's sockets in its exit,
+// so every rule-deleting DEL used to exit one grace period late. NetlinkSocket.close() hands such a
+// socket to the kernel to release in its own worker (closeInBackground, Linux 5.12+), and the
+// cached one is closed that way when the process exits.
 import { readlinkSync } from 'node:fs';
 import { NETLINK_NETFILTER } from '../linux/netlink/constants';
 import { NetlinkSocket } from '../linux/netlink/socket';
 
 let cached: { netns: string; nl: NetlinkSocket } | undefined;
+let closedAtExit = false; // the exit hook is registered
 
 /**
  * A NETLINK_NETFILTER socket in the calling thread's current netns: the cached one when the netns
@@ -21,9 +25,10 @@ export function netfilterSocket(): NetlinkSocket {
   cached?.nl.close();
   cached = undefined;
   const nl = NetlinkSocket.open(NETLINK_NETFILTER);
-  if (!closeAtExit) process.once('exit', (closeAtExit = () => cached?.nl.close()));
+  if (!closedAtExit) {
+    closedAtExit = true;
+    process.once('exit', () => cached?.nl.close());
+  }
   cached = { netns, nl };
   return nl;
 }
-
-let closeAtExit: (() => void) | undefined;

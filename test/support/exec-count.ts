@@ -33,8 +33,9 @@ export async function countNetfilterExecs(run: (prefix: string[]) => Promise<Run
       .filter((t): t is string => !!t && /^(ip6?tables|nft$)/.test(t));
     // The pids that exec'd a netfilter tool: their batches are the tool's, not the plugin's.
     const toolPids = new Set(lines.filter((l) => / = 0$/.test(l) && /execve\("[^"]*\/(?:ip6?tables[^"/]*|nft)"/.test(l)).map((l) => l.split(' ', 1)[0]));
-    // A batch is one datagram opening with NFNL_MSG_BATCH_BEGIN (0x10; strace names it or not).
-    const batches = lines.filter((l) => !toolPids.has(l.split(' ', 1)[0]) && /send(?:to|msg)\(\d+, .*?\{nlmsg_len=\d+, nlmsg_type=(?:0x10|NFNL_MSG_BATCH_BEGIN)[ ,]/.test(l)).length;
+    // A batch is one datagram opening with NFNL_MSG_BATCH_BEGIN: type 0x10 (strace names it when it
+    // knows the socket's protocol), 20 bytes long, where an RTM_NEWLINK (also 0x10) has 32 at least.
+    const batches = lines.filter((l) => !toolPids.has(l.split(' ', 1)[0]) && /send(?:to|msg)\(\d+, .*?\{nlmsg_len=20, nlmsg_type=(?:0x10|NFNL_MSG_BATCH_BEGIN)[ ,]/.test(l)).length;
     const v6 = tools.filter((t) => t.startsWith('ip6tables'));
     const v4 = tools.filter((t) => t.startsWith('iptables'));
     return {

@@ -1,6 +1,7 @@
 // The netlink sockets alive in a test netns, from /proc/net/netlink (columns: sk, Eth = protocol, Pid = port ID, ...).
 import { execa } from 'execa';
 import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
 
 const NETLINK_NETFILTER = 12;
 
@@ -31,6 +32,13 @@ export async function netfilterSocketsAfterRelease(ns: string, portIds?: number[
   return alive;
 }
 
-/** Whether the kernel has io_uring switched off (kernel.io_uring_disabled): then sockets are closed in place. */
-export const ioUringDisabled = (): boolean =>
-  existsSync('/proc/sys/kernel/io_uring_disabled') && readFileSync('/proc/sys/kernel/io_uring_disabled', 'utf8').trim() !== '0';
+/**
+ * Whether closeInBackground can hand a socket off here: Linux 5.12 or later (IORING_FEAT_NATIVE_WORKERS)
+ * and io_uring not switched off for everyone (kernel.io_uring_disabled = 2; 1 still lets root use it).
+ */
+export function ioUringUsable(): boolean {
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  if (major < 5 || (major === 5 && minor < 12)) return false;
+  const knob = '/proc/sys/kernel/io_uring_disabled';
+  return !existsSync(knob) || readFileSync(knob, 'utf8').trim() !== '2';
+}

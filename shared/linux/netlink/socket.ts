@@ -120,10 +120,8 @@ export class NetlinkSocket {
   }
 
   /**
-   * Closes the socket (and its event socket). A NETLINK_NETFILTER socket's release waits for the
-   * kernel's pending nf_tables cleanup, an RCU grace period after any commit that deleted something
-   * (nft_rcv_nl_event, ~10-25 ms): the kernel does that release in the background instead
-   * (closeInBackground), so neither this thread nor a plugin's exit waits for it.
+   * Closes the socket (and its event socket). A NETLINK_NETFILTER socket is handed to the kernel to
+   * release in the background (closeInBackground): its release waits out an RCU grace period (nfnl.ts).
    */
   close(): void {
     this.events?.close();
