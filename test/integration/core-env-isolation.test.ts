@@ -59,6 +59,14 @@ describe('environment isolation', () => {
     expect(existsSync(sock)).toBe(false);
   });
 
+  test.each(['BUN_BYTECODE_ORDER_OUT', 'BUN_BYTECODE_DIGEST_OUT'])('%s=<path> writes nothing there: the plugin never writes a file its environment names', async (name) => {
+    const out = join(cwd, `${name}.out`);
+    const r = await version({ [name]: out });
+    expect(r.exitCode).toBe(0);
+    expect(JSON.parse(r.stdout).cniVersion).toBe('1.1.0');
+    expect(existsSync(out)).toBe(false);
+  });
+
   test('BUN_BE_BUN does not turn the plugin into the bun CLI', async () => {
     const r = await version({ BUN_BE_BUN: '1' });
     expect(r.exitCode).toBe(0);
