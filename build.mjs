@@ -31,7 +31,8 @@ npm scripts: npm run build; npm run install-plugins -- --dir DIR
 // BUN_OPTIONS adds command-line flags (--preload x.js runs x.js first), BUN_INSPECT and
 // BUN_INSPECT_CONNECT_TO open a debugger that evaluates anything, BUN_INSPECT_PRELOAD preloads a
 // module, BUN_BE_BUN turns the executable into the bun CLI, and BUN_BYTECODE_ORDER_OUT and
-// BUN_BYTECODE_DIGEST_OUT write a profile to any path they name (as root, over whatever is there). bun has no build flag to turn them off
+// BUN_BYTECODE_DIGEST_OUT write a profile to any path they name (as root, over whatever is there).
+// bun has no build flag to turn them off
 // (only .env and bunfig.toml autoloading have one), so the build disables them in the runtime it
 // embeds: each is looked up by its NUL-terminated name with getenv(3), and a name whose first byte
 // is NUL matches no variable (glibc and musl return NULL for an empty name).

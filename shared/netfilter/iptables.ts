@@ -307,21 +307,24 @@ export function transact(f: Family, table: IptTableName, what: string, build: (t
  * NetfilterError.
  */
 export function transactEach(families: readonly Family[], table: IptTableName, what: string, build: (t: IptTable, f: Family) => string[], reads?: ReadonlyMap<Family, IptTable>): void {
-  const each = (done: ReadonlyArray<readonly [Family, IptTable]>) => {
-    for (const [f, t] of done) transact(f, table, what, (now) => build(now, f), t);
+  type Plan = { f: Family; t: IptTable; lines: string[] };
+  const plan = ([f, t]: readonly [Family, IptTable]): Plan => ({ f, t, lines: build(t, f) });
+  // One transact per family; the lines built on the table it starts from are not built again.
+  const each = (plans: Plan[]) => {
+    for (const p of plans) if (p.lines.length) transact(p.f, table, what, (now) => (now === p.t ? p.lines : build(now, p.f)), p.t);
   };
   let tables: (readonly [Family, IptTable])[] = [];
   for (const f of families) {
     try {
       tables.push([f, reads?.get(f) ?? readTable(f, table)]);
     } catch (e) {
-      each(tables);
+      each(tables.map(plan));
       throw e;
     }
   }
   for (let attempt = 1; ; attempt++) {
-    const plans = tables.map(([f, t]) => ({ f, t, lines: build(t, f) })).filter((p) => p.lines.length);
-    if (plans.length < 2 || !plans.every((p) => p.t.nft && p.lines.every(isDeletion))) return each(tables);
+    const plans = tables.map(plan).filter((p) => p.lines.length);
+    if (plans.length < 2 || !plans.every((p) => p.t.nft && p.lines.every(isDeletion))) return each(plans);
     try {
       const deletions = plans.flatMap((p) => netlinkDeletions(p.f, table, p.lines, what, p.t.nft!));
       return sendDeletions(plans.map((p) => p.f), table, what, deletions);

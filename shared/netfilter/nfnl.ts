@@ -12,7 +12,7 @@ import { NETLINK_NETFILTER } from '../linux/netlink/constants';
 import { NetlinkSocket } from '../linux/netlink/socket';
 
 let cached: { netns: string; nl: NetlinkSocket } | undefined;
-let closedAtExit = false; // the exit hook is registered
+let exitHookSet = false;
 
 /**
  * A NETLINK_NETFILTER socket in the calling thread's current netns: the cached one when the netns
@@ -25,8 +25,8 @@ export function netfilterSocket(): NetlinkSocket {
   cached?.nl.close();
   cached = undefined;
   const nl = NetlinkSocket.open(NETLINK_NETFILTER);
-  if (!closedAtExit) {
-    closedAtExit = true;
+  if (!exitHookSet) {
+    exitHookSet = true;
     process.once('exit', () => cached?.nl.close());
   }
   cached = { netns, nl };
