@@ -498,7 +498,7 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     expect(before[0]!.filter((l) => l.includes(CH)).length).toBeGreaterThan(0);
     const refused = await pm('DEL', conf);
     expect(refused.exitCode).toBe(1);
-    expect(refused.json.msg).toMatch(/^removing port mappings of brnet\/ctr-pm1: deleting from the IPv4 and IPv6 nat tables: /);
+    expect(refused.json.msg).toMatch(/^removing port mappings of brnet\/ctr-pm1: deleting from the IPv4 and IPv6 nat tables: deleting nf_tables rules ip nat, ip6 nat: /);
     expect([await natRules(4), await natRules(6)]).toEqual(before);
     await nft('delete', 'map', 'ip6', 'nat', 'foreign');
     const del = await countNetfilterExecs((prefix) => runPrefixed(prefix, OURS(), 'DEL', conf, lab.pods[0]!));

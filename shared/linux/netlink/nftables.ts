@@ -231,7 +231,7 @@ export function nftDelete(nl: NetlinkSocket, deletions: NftDeletion[], gen?: num
     else if (d.rule !== undefined) msgs.push(nlmsg(nftType(NFT_MSG_DELRULE), flags, ...head, attrStr(NFTA_RULE_CHAIN, d.chain), attrBE64(NFTA_RULE_HANDLE, d.rule)));
     else msgs.push(nlmsg(nftType(NFT_MSG_DELCHAIN), flags, ...head, attrStr(NFTA_CHAIN_NAME, d.chain)));
   }
-  sendBatch(nl, msgs, gen, 'deleting nftables rules', deletions);
+  sendBatch(nl, msgs, gen, 'deleting nf_tables rules', deletions);
 }
 
 const NFT_MSG_NEWCHAIN = 3;
@@ -266,12 +266,15 @@ export function nftAdd(nl: NetlinkSocket, additions: NftAddition[]): void {
       : nlmsg(nftType(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, ...head, attrStr(NFTA_RULE_CHAIN, a.chain), nested(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED, a.exprs),
           ...(a.proto === undefined ? [] : [nested(NFTA_RULE_COMPAT | NLA_F_NESTED, attrBE32(NFTA_RULE_COMPAT_PROTO, a.proto), attrBE32(NFTA_RULE_COMPAT_FLAGS, 0))]));
   });
-  sendBatch(nl, msgs, undefined, 'adding nftables rules', additions);
+  sendBatch(nl, msgs, undefined, 'adding nf_tables rules', additions);
 }
 
 /** Sends `changes` between BATCH_BEGIN (with the generation check when `gen` is given) and BATCH_END. */
-function sendBatch(nl: NetlinkSocket, changes: Buffer[], gen: number | undefined, op: string, on: ReadonlyArray<{ table: string }>): void {
+// nft's names of the families, for messages ("ip6 nat", not "nat" twice).
+const FAMILY_NAMES: Readonly<Record<number, string>> = { [NFPROTO_INET]: 'inet', [NFPROTO_IPV4]: 'ip', [NFPROTO_IPV6]: 'ip6', [NFPROTO_BRIDGE]: 'bridge' };
+
+function sendBatch(nl: NetlinkSocket, changes: Buffer[], gen: number | undefined, op: string, on: ReadonlyArray<{ family: number; table: string }>): void {
   const genAttr = gen === undefined ? [] : [attrBE32(NFNL_BATCH_GENID, gen)];
   const msgs = [nlmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, batchHeader(), ...genAttr), ...changes, nlmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, batchHeader())];
-  nl.batch(msgs, op, [...new Set(on.map((d) => d.table))].join(', '));
+  nl.batch(msgs, op, [...new Set(on.map((d) => `${FAMILY_NAMES[d.family] ?? d.family} ${d.table}`))].join(', '));
 }
