@@ -177,11 +177,18 @@ export class OverlayAgent {
       this.sessionUp = true;
       this.o.log.info(`connected: lease ${this.leaseId} (TTL ${this.o.ttl} s), ${this.nets.size} network(s) at revision ${snap.header.revision}`);
       const resync = setInterval(() => this.schedule(), RESYNC_MS);
+      const session = { ended: false };
+      this.dirty = true;
+      const loop = this.syncLoop(session);
       try {
-        this.dirty = true;
-        await Promise.race([failed, this.syncLoop()]);
+        await Promise.race([failed, loop]);
       } finally {
         clearInterval(resync);
+        // The loop ends with its session: a sync still running (an etcd call in flight when the
+        // lease was lost) would go on beside the next session's, from this session's view.
+        session.ended = true;
+        this.wake?.();
+        await loop.catch(() => {});
       }
     } finally {
       this.wake = undefined;
@@ -200,12 +207,12 @@ export class OverlayAgent {
     this.wake?.();
   }
 
-  /** Runs sync() whenever something changed, one at a time, until stop(). Throws what sync throws (etcd failures). */
-  private async syncLoop(): Promise<void> {
-    while (!this.stopped) {
+  /** Runs sync() whenever something changed, one at a time, until stop() or its session ended. Throws what sync throws (etcd failures). */
+  private async syncLoop(session: { ended: boolean }): Promise<void> {
+    while (!this.stopped && !session.ended) {
       if (!this.dirty) await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = undefined;
-      if (this.stopped) return;
+      if (this.stopped || session.ended) return;
       this.dirty = false;
       await this.sync();
     }
