@@ -1,30 +1,24 @@
 // The overlay against a 3-member etcd cluster (issue 13, reliability): one member lost changes
 // nothing for pods, ADDs or a host joining; the whole cluster lost keeps the data plane and the
 // per-pod path working, and the agents converge when it returns.
-import { OverlayLab, ping, until, type Host } from './overlay-harness';
+import { OverlayLab, ping, unreachablePairs, until, type Host, type LabPod } from './overlay-harness';
 
 jest.setTimeout(120000);
 
 const NET = 'multi';
 const TTL = 3;
 const lab = new OverlayLab();
-const pods: Array<{ host: Host; ns: string; ip: string }> = [];
+const pods: LabPod[] = [];
 const figures: string[] = [];
 let seq = 0;
 
-async function addPod(h: Host): Promise<{ host: Host; ns: string; ip: string }> {
+async function addPod(h: Host): Promise<LabPod> {
   const ns = await lab.podNetns(`c${++seq}`);
   const r = await lab.cni(h, 'ADD', ns, lab.overlayConf(h, NET));
   if (r.exitCode !== 0) throw new Error(`ADD on ${h.name} failed: ${r.stdout} ${r.stderr}`);
   const pod = { host: h, ns, ip: String(r.json.ips[0].address).split('/')[0]! };
   pods.push(pod);
   return pod;
-}
-
-async function allPairsPing(list = pods): Promise<string[]> {
-  const failed: string[] = [];
-  for (const a of list) for (const b of list) if (a !== b && !(await ping(a.ns, b.ip))) failed.push(`${a.ip} -> ${b.ip}`);
-  return failed;
 }
 
 beforeAll(async () => {
@@ -44,9 +38,9 @@ afterAll(async () => {
 });
 
 test('one of three etcd members killed: pods keep pinging, new ADDs work, a new host joins and is routable', async () => {
-  expect(await allPairsPing()).toEqual([]);
+  await lab.expectAllPairsPing(pods);
   await lab.etcd[0]!.proc!.kill('SIGKILL');
-  expect(await allPairsPing()).toEqual([]);
+  await lab.expectAllPairsPing(pods);
   for (const h of lab.hosts) await addPod(h);
   const h3 = await lab.addHost();
   const t0 = Date.now();
@@ -55,7 +49,7 @@ test('one of three etcd members killed: pods keep pinging, new ADDs work, a new 
   const pod = await addPod(h3);
   await until('the new host\'s pod reachable from host1', () => ping(pods[0]!.ns, pod.ip), 10000);
   figures.push(`one member down: a new host's pod reachable ${Date.now() - t0} ms after its agent started`);
-  expect(await allPairsPing()).toEqual([]);
+  await lab.expectAllPairsPing(pods);
   // Every live agent still (or again) holds its subnet.
   await until('3 subnet keys', async () => (await lab.keys(`subnets/${NET}/`)).length === 3, 10000);
 });
@@ -64,17 +58,17 @@ test('whole cluster down: pods keep pinging and ADDs on leased hosts work; agent
   const marks = lab.hosts.map((h) => [h, h.agent!.out.length] as const);
   for (const m of lab.etcd) await m.proc!.kill('SIGKILL');
   for (const [h, at] of marks) await h.agent!.waitFor(/retrying in \d+ ms/, 30000, at);
-  expect(await allPairsPing()).toEqual([]);
+  await lab.expectAllPairsPing(pods);
   await addPod(lab.hosts[0]!);
   await new Promise((r) => setTimeout(r, 2 * TTL * 1000));
-  expect(await allPairsPing()).toEqual([]);
+  await lab.expectAllPairsPing(pods);
   const back = Date.now();
   const again = lab.hosts.map((h) => [h, h.agent!.out.length] as const);
   for (const m of lab.etcd) lab.runEtcd(m);
   for (const [h, at] of again) await h.agent!.waitFor(/connected: lease/, 30000, at);
   figures.push(`whole cluster down ${2 * TTL} s: all agents reconnected ${Date.now() - back} ms after the members restarted`);
   await until('3 subnet keys again', async () => (await lab.keys(`subnets/${NET}/`)).length === 3, 10000);
-  await until('every pod pair to ping again', async () => (await allPairsPing()).length === 0, 15000);
+  await until('every pod pair to ping again', async () => (await unreachablePairs(pods)).length === 0, 15000);
   figures.push(`whole cluster down: all pairs ping ${Date.now() - back} ms after the members restarted`);
   const h4 = await lab.addHost();
   lab.startAgent(h4, TTL);

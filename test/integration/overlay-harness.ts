@@ -23,6 +23,26 @@ export async function ping(ns: string, ip: string, extra: string[] = []): Promis
   return r.exitCode === 0;
 }
 
+/** A pod of the lab: its host, netns and address. */
+export interface LabPod {
+  host: Host;
+  ns: string;
+  ip: string;
+}
+
+/** Every ordered pair of `pods` that does not answer one ping, as "host/ip -> host/ip". */
+export async function unreachablePairs(pods: LabPod[]): Promise<string[]> {
+  return (await silentPairs(pods)).map(showPair);
+}
+
+async function silentPairs(pods: LabPod[]): Promise<Array<[LabPod, LabPod]>> {
+  const failed: Array<[LabPod, LabPod]> = [];
+  for (const a of pods) for (const b of pods) if (a !== b && !(await ping(a.ns, b.ip))) failed.push([a, b]);
+  return failed;
+}
+
+const showPair = ([a, b]: [LabPod, LabPod]): string => `${a.host.name}/${a.ip} -> ${b.host.name}/${b.ip}`;
+
 /** Polls `fn` every `everyMs` until it is true; returns the ms it took, throws after `timeoutMs` with `what`. */
 export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 15000, everyMs = 50): Promise<number> {
   const t0 = Date.now();
@@ -185,6 +205,38 @@ export class OverlayLab {
     const p = new Proc(spawn('nsenter', [`--net=${nsPath(ns)}`, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] }));
     this.procs.push(p);
     return p;
+  }
+
+  /**
+   * Throws, when some pair of `pods` does not ping, an Error that names the pairs and carries what
+   * the hosts said (agent logs, overlay routes, neighbours, FDB, underlay neighbours): a data-plane
+   * failure is explained by the state at that moment, which is gone by the time anyone looks.
+   */
+  async expectAllPairsPing(pods: LabPod[]): Promise<void> {
+    const failed = await silentPairs(pods);
+    if (!failed.length) return;
+    const state = await this.describe();
+    const again: string[] = [];
+    for (const [a, b] of failed) again.push(`${showPair([a, b])}: ${(await ping(a.ns, b.ip)) ? 'answers' : 'still silent'}`);
+    throw new Error(`no reply for ${failed.map(showPair).join(', ')}\nping again after the state below was read: ${again.join(', ')}\n${state}`);
+  }
+
+  /** Each host's overlay kernel state and agent log, as text. */
+  async describe(): Promise<string> {
+    const out: string[] = [];
+    for (const h of this.hosts) {
+      const run = async (...argv: string[]) => (await execa(argv[0]!, ['-n', h.ns, ...argv.slice(1)], { reject: false })).stdout;
+      out.push(
+        `=== ${h.name} (underlay ${h.ip})`,
+        await run('ip', '-br', 'addr'),
+        await run('ip', 'route'),
+        await run('ip', 'neigh'),
+        (await run('bridge', 'fdb', 'show')).split('\n').filter((l) => / dev ovl\./.test(l)).join('\n'),
+        `--- agent${h.agent?.running === false ? ` (exited ${h.agent.exitCode})` : ''}`,
+        h.agent?.out ?? '(not started)',
+      );
+    }
+    return out.join('\n');
   }
 
   /** A pod netns of the lab (deleted by close()). */
