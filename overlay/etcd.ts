@@ -42,19 +42,54 @@ export function parseEndpoints(flag: string, value: string): string[] {
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
+/** How long an endpoint whose call or stream failed is passed over while another one has not failed, ms. */
+export const PASS_OVER_MS = 1000;
+
+/** Thrown instead of calling an endpoint that is passed over; the pool then tries the next one. */
+export class EndpointPassedOver extends Error {}
+
+const isStream = (r: unknown): r is { on(event: 'error', f: (e: unknown) => void): unknown } => typeof (r as { on?: unknown } | null)?.on === 'function';
+
 /**
- * Every call tries the endpoint again. etcd3's default per-endpoint circuit breaker refuses an
- * endpoint for 5 s after 3 failures, so an agent saw a restarted etcd only 4.5 s later (measured),
- * longer than a short lease; the agent has its own backoff. The pool only calls execute() on it.
+ * The per-endpoint policies of one client, sharing what failed when: a call or stream goes to an
+ * endpoint that failed (isFailure: unreachable, not an etcd answer) in the last PASS_OVER_MS only
+ * when every endpoint did; a passed-over endpoint throws EndpointPassedOver and the pool tries the
+ * next. etcd3 picks a random endpoint per call and per watch reconnect: with one of three members
+ * killed, a third of the watch's reconnects went to the dead one, each doubling the watch's backoff,
+ * and a new host's record reached the last agent up to 470 ms late (15 trials, measured); one CI run
+ * had a new host's pods unreachable from one host for ~3 s. etcd3's own breaker refuses an endpoint
+ * for 5 s after 3 failures even when it is the only one: a restarted single etcd was seen 4.5 s late
+ * (measured), longer than a short lease. The pool calls execute() once per try; a stream's later
+ * failure is seen on the stream itself. `now` is for tests.
  */
-const passThrough = { execute: async <T>(fn: () => T | Promise<T>): Promise<T> => fn() } as unknown as HostPolicy;
+export function passOverFailedEndpoints(hosts: string[], isFailure: (e: unknown) => boolean, now: () => number = Date.now): (host: string) => HostPolicy {
+  const failedAt = new Map<string, number>();
+  const recent = (h: string, t: number): boolean => t - (failedAt.get(h) ?? -Infinity) < PASS_OVER_MS;
+  return (host) =>
+    ({
+      execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
+        const t = now();
+        if (recent(host, t) && hosts.some((h) => !recent(h, t))) throw new EndpointPassedOver(`etcd endpoint ${host} failed ${t - failedAt.get(host)!} ms ago`);
+        try {
+          const r = await fn();
+          failedAt.delete(host);
+          // A stream (watch, lease keep-alive) opens at once and fails later, on the endpoint it chose.
+          if (isStream(r)) r.on('error', (e) => isFailure(e) && failedAt.set(host, now()));
+          return r;
+        } catch (e) {
+          if (isFailure(e)) failedAt.set(host, now());
+          throw e;
+        }
+      },
+    }) as unknown as HostPolicy;
+}
 
 /**
  * A client for `hosts` (parseEndpoints' output). Close it with close(). The etcd3 module is loaded
  * here, on first use (the build keeps it a separate chunk of the executable).
  */
 export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
-  const { Etcd3, isRecoverableError } = await import('etcd3');
+  const { Etcd3, isRecoverableError, castGrpcError, GRPCUnavailableError, GRPCDeadlineExceededError } = await import('etcd3');
   // A call tries each endpoint once (the pool picks another one per try), then fails: etcd3's
   // default retried 3 more times, so a call to an etcd whose host does not answer took 4 dial
   // timeouts (12 s, measured), longer than a short lease, before the agent's own backoff ran.
@@ -69,11 +104,16 @@ export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
       }
     },
   } as unknown as GlobalPolicy;
+  // Only the endpoint's own failures: a cancelled stream (ours, at a session's end) is no sign of one.
+  const unreachable = (e: unknown): boolean => {
+    const c = e instanceof Error ? castGrpcError(e) : e;
+    return c instanceof GRPCUnavailableError || c instanceof GRPCDeadlineExceededError;
+  };
   return new Etcd3({
     hosts,
     dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
-    faultHandling: { host: () => passThrough, global: oncePerEndpoint },
+    faultHandling: { host: passOverFailedEndpoints(hosts, unreachable), global: oncePerEndpoint },
   });
 }
 

@@ -4,7 +4,8 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEndpoints } from '../../overlay/etcd';
+import { EventEmitter } from 'node:events';
+import { EndpointPassedOver, PASS_OVER_MS, parseEndpoints, passOverFailedEndpoints } from '../../overlay/etcd';
 import { encodeLease, readLease, writeLease, type HostLease } from '../../overlay/lease-file';
 import { decodeDef, decodeHost, encodeDef, hostSubnetAt, hostSubnetCount, overlaps, subnetFromKey, subnetKey, vtepAddress } from '../../overlay/network';
 import { buildAddVxlan, decodeLink } from '../../shared/linux/netlink/link';
@@ -75,6 +76,65 @@ describe('etcd endpoints', () => {
     ['http://h:', 'no port'],
   ])('%s is refused: %s', (v, why) => {
     expect(() => parseEndpoints('--etcd', v)).toThrow(why);
+  });
+});
+
+describe('etcd endpoint choice (passOverFailedEndpoints)', () => {
+  class Down extends Error {}
+  let clock = 0;
+  type Policy = { execute<T>(fn: () => T | Promise<T>): Promise<T> };
+  const policies = (hosts: string[]): Record<string, Policy> => {
+    const make = passOverFailedEndpoints(hosts, (e) => e instanceof Down, () => clock);
+    return Object.fromEntries(hosts.map((h) => [h, make(h) as unknown as Policy]));
+  };
+  const fail = (): never => {
+    throw new Down('UNAVAILABLE');
+  };
+  beforeEach(() => (clock = 1000));
+
+  test('an endpoint that failed is passed over while another has not failed, and tried again PASS_OVER_MS later', async () => {
+    const p = policies(['a', 'b', 'c']);
+    await expect(p.a!.execute(fail)).rejects.toBeInstanceOf(Down);
+    const called = jest.fn(() => 'answer');
+    clock += PASS_OVER_MS - 1;
+    await expect(p.a!.execute(called)).rejects.toBeInstanceOf(EndpointPassedOver);
+    expect(called).not.toHaveBeenCalled();
+    await expect(p.b!.execute(called)).resolves.toBe('answer');
+    clock += 1;
+    await expect(p.a!.execute(called)).resolves.toBe('answer');
+  });
+
+  test('when every endpoint failed, calls go through (a restarted single etcd is not kept away)', async () => {
+    const one = policies(['only']);
+    await expect(one.only!.execute(fail)).rejects.toBeInstanceOf(Down);
+    await expect(one.only!.execute(() => 'back')).resolves.toBe('back');
+    const two = policies(['a', 'b']);
+    await expect(two.a!.execute(fail)).rejects.toBeInstanceOf(Down);
+    await expect(two.b!.execute(fail)).rejects.toBeInstanceOf(Down);
+    await expect(two.a!.execute(() => 'a is back')).resolves.toBe('a is back');
+    // a answered: b, still failed, is passed over again
+    await expect(two.b!.execute(() => 'b')).rejects.toBeInstanceOf(EndpointPassedOver);
+  });
+
+  test('an answer from etcd (an error that is no unreachable endpoint) does not count against it', async () => {
+    const p = policies(['a', 'b']);
+    await expect(
+      p.a!.execute(() => {
+        throw new Error('etcdserver: mvcc: required revision has been compacted');
+      }),
+    ).rejects.toThrow('compacted');
+    await expect(p.a!.execute(() => 'ok')).resolves.toBe('ok');
+  });
+
+  test('a stream that opened and then failed counts against its endpoint', async () => {
+    const p = policies(['a', 'b']);
+    const stream = new EventEmitter();
+    stream.on('error', () => {}); // the library's own listener
+    await expect(p.a!.execute(() => stream)).resolves.toBe(stream);
+    await expect(p.a!.execute(() => 'still fine')).resolves.toBe('still fine');
+    stream.emit('error', new Down('Connection dropped'));
+    await expect(p.a!.execute(() => 'x')).rejects.toBeInstanceOf(EndpointPassedOver);
+    await expect(p.b!.execute(() => 'b')).resolves.toBe('b');
   });
 });
 
