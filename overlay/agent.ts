@@ -122,7 +122,7 @@ export class OverlayAgent {
       }
       if (this.stopped) break;
       // Start over only after a session that was up for a while: a failed attempt can also take
-      // longer than the cap (a dial timeout per endpoint), and must not reset the backoff.
+      // longer than the cap (a call deadline per endpoint), and must not reset the backoff.
       if (this.sessionUp && Date.now() - t0 > cap) backoff = FIRST_BACKOFF_MS;
       await this.sleep(backoff);
       backoff = Math.min(backoff * 2, cap);
@@ -184,8 +184,9 @@ export class OverlayAgent {
         await Promise.race([failed, loop]);
       } finally {
         clearInterval(resync);
-        // The loop ends with its session: a sync still running (an etcd call in flight when the
-        // lease was lost) would go on beside the next session's, from this session's view.
+        // No sync starts after its session ended, and the next session starts only once a sync in
+        // flight (an etcd call when the lease was lost; each call has a deadline) returned: it would
+        // otherwise run beside the next session's, from this session's view.
         session.ended = true;
         this.wake?.();
         await loop.catch(() => {});
@@ -207,7 +208,7 @@ export class OverlayAgent {
     this.wake?.();
   }
 
-  /** Runs sync() whenever something changed, one at a time, until stop() or its session ended. Throws what sync throws (etcd failures). */
+  /** Runs sync() whenever something changed, one at a time, until stop() or its session ended (a sync in flight then completes). Throws what sync throws (etcd failures). */
   private async syncLoop(session: { ended: boolean }): Promise<void> {
     while (!this.stopped && !session.ended) {
       if (!this.dirty) await new Promise<void>((resolve) => (this.wake = resolve));

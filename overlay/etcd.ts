@@ -4,7 +4,12 @@
 import type { Etcd3, IOptions } from 'etcd3';
 import { parseIP } from '../shared/ip';
 
-const CALL_DEADLINE_MS = 5000;
+// Per try of a unary call. A member without a leader (the leader died; the others elect one within
+// about an election timeout) drops a proposal such as a lease grant or a txn and answers only at its
+// own request timeout (5 s + 2 election timeouts): at 5 s, an agent starting during the election
+// waited the whole 5 s (measured, 3 of 6 runs of the member-loss test); at 2 s it retries on another
+// member after 2 s. etcd answers our calls in milliseconds otherwise.
+const CALL_DEADLINE_MS = 2000;
 
 /**
  * Parses "http://IP:2379[,http://IP2:2379...]" (etcd:// is accepted for http://, as Docker's
@@ -42,25 +47,43 @@ export function parseEndpoints(flag: string, value: string): string[] {
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 type GlobalPolicy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 
-/** How long an endpoint whose call or stream failed is passed over while another one has not failed, ms. */
+/** How long an endpoint that did not answer is passed over while another one has not failed, ms. */
 export const PASS_OVER_MS = 1000;
 
-/** Thrown instead of calling an endpoint that is passed over; the pool then tries the next one. */
+/** Thrown instead of calling an endpoint that is passed over: the pool tries the next one, retryOncePerEndpoint the call. */
 export class EndpointPassedOver extends Error {}
 
-const isStream = (r: unknown): r is { on(event: 'error', f: (e: unknown) => void): unknown } => typeof (r as { on?: unknown } | null)?.on === 'function';
+/**
+ * Whether `e` says the endpoint did not answer: gRPC UNAVAILABLE or DEADLINE_EXCEEDED, as a stream
+ * emits it (`code`) or as etcd3 rethrows it (the same message, "14 UNAVAILABLE: ..."), and not an
+ * answer of etcd's own under those codes: a live member says "etcdserver: no leader" or
+ * "etcdserver: request timed out" while the cluster elects a leader. A cancelled stream (ours, at a
+ * session's end) is no sign either.
+ */
+export function isUnreachable(e: unknown): boolean {
+  if (!(e instanceof Error) || e.message.includes('etcdserver:')) return false;
+  const code = (e as { code?: unknown }).code;
+  return code === 14 || code === 4 || /^(14 UNAVAILABLE|4 DEADLINE_EXCEEDED):/.test(e.message);
+}
+
+interface GrpcStream {
+  on(event: 'error', f: (e: unknown) => void): unknown;
+  once(event: 'metadata', f: () => void): unknown;
+}
+const isStream = (r: unknown): r is GrpcStream => typeof (r as Partial<GrpcStream> | null)?.on === 'function' && typeof (r as Partial<GrpcStream>).once === 'function';
 
 /**
- * The per-endpoint policies of one client, sharing what failed when: a call or stream goes to an
- * endpoint that failed (isFailure: unreachable, not an etcd answer) in the last PASS_OVER_MS only
- * when every endpoint did; a passed-over endpoint throws EndpointPassedOver and the pool tries the
- * next. etcd3 picks a random endpoint per call and per watch reconnect: with one of three members
- * killed, a third of the watch's reconnects went to the dead one, each doubling the watch's backoff,
- * and a new host's record reached the last agent up to 470 ms late (15 trials, measured); one CI run
- * had a new host's pods unreachable from one host for ~3 s. etcd3's own breaker refuses an endpoint
- * for 5 s after 3 failures even when it is the only one: a restarted single etcd was seen 4.5 s late
- * (measured), longer than a short lease. The pool calls execute() once per try; a stream's later
- * failure is seen on the stream itself. `now` is for tests.
+ * The per-endpoint policies of one client, sharing when each endpoint last did not answer
+ * (`isFailure`): a call or stream goes to an endpoint that failed in the last PASS_OVER_MS only
+ * when every endpoint did; otherwise it throws EndpointPassedOver and the pool tries the next.
+ * etcd3 picks a random endpoint per call and per watch reconnect: with one of three members killed,
+ * a third of the watch's reconnects went to the dead one, each doubling the watch's backoff, and a
+ * new host's record reached the last agent up to 470 ms late (15 trials, measured; 185 ms with
+ * this). etcd3's own breaker refuses an endpoint for 5 s after 3 failures even when it is the only
+ * one: a restarted single etcd was seen 4.5 s late (measured), longer than a short lease. A call
+ * that returns clears its endpoint's mark; a stream (watch, lease keep-alive) is opened at once
+ * whether the endpoint answers or not, so it clears the mark when the endpoint sends its headers
+ * and sets it when it fails. `now` is for tests.
  */
 export function passOverFailedEndpoints(hosts: string[], isFailure: (e: unknown) => boolean, now: () => number = Date.now): (host: string) => HostPolicy {
   const failedAt = new Map<string, number>();
@@ -69,19 +92,49 @@ export function passOverFailedEndpoints(hosts: string[], isFailure: (e: unknown)
     ({
       execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
         const t = now();
-        if (recent(host, t) && hosts.some((h) => !recent(h, t))) throw new EndpointPassedOver(`etcd endpoint ${host} failed ${t - failedAt.get(host)!} ms ago`);
+        if (recent(host, t) && hosts.some((h) => !recent(h, t))) throw new EndpointPassedOver(`etcd endpoint ${host} did not answer ${t - failedAt.get(host)!} ms ago`);
+        let r: T;
         try {
-          const r = await fn();
-          failedAt.delete(host);
-          // A stream (watch, lease keep-alive) opens at once and fails later, on the endpoint it chose.
-          if (isStream(r)) r.on('error', (e) => isFailure(e) && failedAt.set(host, now()));
-          return r;
+          r = await fn();
         } catch (e) {
           if (isFailure(e)) failedAt.set(host, now());
           throw e;
         }
+        if (isStream(r)) {
+          r.once('metadata', () => failedAt.delete(host));
+          r.on('error', (e) => isFailure(e) && failedAt.set(host, now()));
+        } else failedAt.delete(host);
+        return r;
       },
     }) as unknown as HostPolicy;
+}
+
+/**
+ * The global policy: a call tries each endpoint once (the pool picks another one per try), then
+ * fails with the last endpoint's error (etcd3's default retried 3 more times, so a call to an etcd
+ * whose host does not answer took 12 s, measured, longer than a short lease, before the agent's
+ * own backoff ran). A try on which the pool met only passed-over endpoints (its shuffled picks can
+ * repeat them) does not count; after hosts.length such tries the call fails with the last real
+ * error, or the EndpointPassedOver when there was none.
+ */
+export function retryOncePerEndpoint(hosts: string[], isRecoverable: (e: Error) => boolean): GlobalPolicy {
+  return {
+    execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
+      let answered: unknown;
+      for (let tried = 0, skipped = 0; ; ) {
+        try {
+          return await fn();
+        } catch (e) {
+          if (e instanceof EndpointPassedOver) {
+            if (++skipped > hosts.length) throw answered ?? e;
+            continue;
+          }
+          answered = e;
+          if (++tried >= hosts.length || !isRecoverable(e as Error)) throw e;
+        }
+      }
+    },
+  } as unknown as GlobalPolicy;
 }
 
 /**
@@ -89,31 +142,11 @@ export function passOverFailedEndpoints(hosts: string[], isFailure: (e: unknown)
  * here, on first use (the build keeps it a separate chunk of the executable).
  */
 export async function connectEtcd(hosts: string[]): Promise<Etcd3> {
-  const { Etcd3, isRecoverableError, castGrpcError, GRPCUnavailableError, GRPCDeadlineExceededError } = await import('etcd3');
-  // A call tries each endpoint once (the pool picks another one per try), then fails: etcd3's
-  // default retried 3 more times, so a call to an etcd whose host does not answer took 4 dial
-  // timeouts (12 s, measured), longer than a short lease, before the agent's own backoff ran.
-  const oncePerEndpoint = {
-    execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
-      for (let tried = 1; ; tried++) {
-        try {
-          return await fn();
-        } catch (e) {
-          if (tried >= hosts.length || !isRecoverableError(e as Error)) throw e;
-        }
-      }
-    },
-  } as unknown as GlobalPolicy;
-  // Only the endpoint's own failures: a cancelled stream (ours, at a session's end) is no sign of one.
-  const unreachable = (e: unknown): boolean => {
-    const c = e instanceof Error ? castGrpcError(e) : e;
-    return c instanceof GRPCUnavailableError || c instanceof GRPCDeadlineExceededError;
-  };
+  const { Etcd3, isRecoverableError } = await import('etcd3');
   return new Etcd3({
     hosts,
-    dialTimeout: 3000,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
-    faultHandling: { host: passOverFailedEndpoints(hosts, unreachable), global: oncePerEndpoint },
+    faultHandling: { host: passOverFailedEndpoints(hosts, isUnreachable), global: retryOncePerEndpoint(hosts, isRecoverableError) },
   });
 }
 

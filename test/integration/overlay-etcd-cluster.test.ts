@@ -53,9 +53,6 @@ test('one of three etcd members killed: pods keep pinging, new ADDs work, a new 
   figures.push(`one member down: a new host's subnet routed on every other host ${Date.now() - t0} ms after its agent started`);
   await addPod(h3);
   await lab.expectAllPairsPing(pods);
-  // Every agent whose watch was on the killed member reconnected to a live one, never to the dead
-  // one again: etcd3 alone picked it for a third of the reconnects, each doubling the backoff.
-  for (const h of lab.hosts) expect(h.agent!.out).not.toMatch(/ECONNREFUSED.*watch reconnecting/);
   // Every live agent still (or again) holds its subnet.
   await until('3 subnet keys', async () => (await lab.keys(`subnets/${NET}/`)).length === 3, 10000);
 });

@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { EndpointPassedOver, PASS_OVER_MS, parseEndpoints, passOverFailedEndpoints } from '../../overlay/etcd';
+import { castGrpcError } from 'etcd3';
+import { EndpointPassedOver, PASS_OVER_MS, isUnreachable, parseEndpoints, passOverFailedEndpoints, retryOncePerEndpoint } from '../../overlay/etcd';
 import { encodeLease, readLease, writeLease, type HostLease } from '../../overlay/lease-file';
 import { decodeDef, decodeHost, encodeDef, hostSubnetAt, hostSubnetCount, overlaps, subnetFromKey, subnetKey, vtepAddress } from '../../overlay/network';
 import { buildAddVxlan, decodeLink } from '../../shared/linux/netlink/link';
@@ -79,7 +80,7 @@ describe('etcd endpoints', () => {
   });
 });
 
-describe('etcd endpoint choice (passOverFailedEndpoints)', () => {
+describe('etcd endpoint choice (passOverFailedEndpoints, retryOncePerEndpoint, isUnreachable)', () => {
   class Down extends Error {}
   let clock = 0;
   type Policy = { execute<T>(fn: () => T | Promise<T>): Promise<T> };
@@ -92,7 +93,7 @@ describe('etcd endpoint choice (passOverFailedEndpoints)', () => {
   };
   beforeEach(() => (clock = 1000));
 
-  test('an endpoint that failed is passed over while another has not failed, and tried again PASS_OVER_MS later', async () => {
+  test('an endpoint that did not answer is passed over while another has not failed, and tried again PASS_OVER_MS later', async () => {
     const p = policies(['a', 'b', 'c']);
     await expect(p.a!.execute(fail)).rejects.toBeInstanceOf(Down);
     const called = jest.fn(() => 'answer');
@@ -116,7 +117,7 @@ describe('etcd endpoint choice (passOverFailedEndpoints)', () => {
     await expect(two.b!.execute(() => 'b')).rejects.toBeInstanceOf(EndpointPassedOver);
   });
 
-  test('an answer from etcd (an error that is no unreachable endpoint) does not count against it', async () => {
+  test('an error that isFailure rejects (etcd answered) leaves the endpoint in use', async () => {
     const p = policies(['a', 'b']);
     await expect(
       p.a!.execute(() => {
@@ -126,15 +127,57 @@ describe('etcd endpoint choice (passOverFailedEndpoints)', () => {
     await expect(p.a!.execute(() => 'ok')).resolves.toBe('ok');
   });
 
-  test('a stream that opened and then failed counts against its endpoint', async () => {
+  test('a stream counts for its endpoint when the endpoint sends its headers, against it when it fails; opening it proves nothing', async () => {
     const p = policies(['a', 'b']);
+    await expect(p.a!.execute(fail)).rejects.toBeInstanceOf(Down);
+    await expect(p.b!.execute(fail)).rejects.toBeInstanceOf(Down);
+    // every endpoint failed: a stream is opened on a, which is still marked until it answers
     const stream = new EventEmitter();
     stream.on('error', () => {}); // the library's own listener
     await expect(p.a!.execute(() => stream)).resolves.toBe(stream);
-    await expect(p.a!.execute(() => 'still fine')).resolves.toBe('still fine');
+    await expect(p.b!.execute(() => 'b')).resolves.toBe('b'); // b cleared by its answer
+    await expect(p.a!.execute(() => 'x')).rejects.toBeInstanceOf(EndpointPassedOver);
+    stream.emit('metadata');
+    await expect(p.a!.execute(() => 'a')).resolves.toBe('a');
     stream.emit('error', new Down('Connection dropped'));
     await expect(p.a!.execute(() => 'x')).rejects.toBeInstanceOf(EndpointPassedOver);
-    await expect(p.b!.execute(() => 'b')).resolves.toBe('b');
+  });
+
+  test('retryOncePerEndpoint: a try that met only passed-over endpoints is not counted; the call fails with the last real error', async () => {
+    const recoverable = (e: Error) => e instanceof Down;
+    const policy = retryOncePerEndpoint(['a', 'b', 'c'], recoverable) as unknown as Policy;
+    // the pool's shuffled picks met passed-over endpoints twice, then a live one answered
+    const tries = [() => fail(), () => { throw new EndpointPassedOver('a'); }, () => { throw new EndpointPassedOver('c'); }, () => 'answer'];
+    let i = 0;
+    await expect(policy.execute(() => tries[i++]!())).resolves.toBe('answer');
+    expect(i).toBe(4);
+    // only passed-over endpoints, after one real failure: that failure, after hosts.length skips
+    i = 0;
+    const calls = jest.fn(() => (i++ === 0 ? fail() : (() => { throw new EndpointPassedOver('x'); })()));
+    await expect(policy.execute(calls)).rejects.toBeInstanceOf(Down);
+    expect(calls).toHaveBeenCalledTimes(1 + 3 + 1);
+    // each endpoint once for recoverable errors; an unrecoverable one at once
+    const down = jest.fn(fail);
+    await expect(policy.execute(down)).rejects.toBeInstanceOf(Down);
+    expect(down).toHaveBeenCalledTimes(3);
+    const refused = jest.fn(() => {
+      throw new Error('etcdserver: permission denied');
+    });
+    await expect(policy.execute(refused)).rejects.toThrow('permission denied');
+    expect(refused).toHaveBeenCalledTimes(1);
+  });
+
+  test.each([
+    ['a stream dropped (grpc-js error, code 14)', true, Object.assign(new Error('14 UNAVAILABLE: Connection dropped'), { code: 14 })],
+    ['no connection (as etcd3 rethrows it)', true, castGrpcError(Object.assign(new Error('14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 198.19.0.101:2379'), { code: 14 }))],
+    ['a call past its deadline', true, castGrpcError(Object.assign(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded'), { code: 4 }))],
+    ['a live member while electing: no leader', false, castGrpcError(Object.assign(new Error('14 UNAVAILABLE: etcdserver: no leader'), { code: 14 }))],
+    ['a live member while electing: request timed out', false, Object.assign(new Error('14 UNAVAILABLE: etcdserver: request timed out'), { code: 14 })],
+    ['our own cancel of a stream', false, Object.assign(new Error('1 CANCELLED: Cancelled on client'), { code: 1 })],
+    ['an etcd answer', false, castGrpcError(new Error('etcdserver: mvcc: required revision has been compacted'))],
+    ['not an error', false, '14 UNAVAILABLE: x'],
+  ])('isUnreachable: %s: %s', (_what, want, e) => {
+    expect(isUnreachable(e)).toBe(want);
   });
 });
 
