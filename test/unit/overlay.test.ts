@@ -181,6 +181,17 @@ describe('etcd endpoint choice (passOverFailedEndpoints, retryOncePerEndpoint, i
   });
 });
 
+test('every name the code takes from etcd3 at run time is one the build re-exports (a missing one is undefined in the executable, not an error)', () => {
+  const root = join(__dirname, '..', '..');
+  const build = readFileSync(join(root, 'build.mjs'), 'utf8');
+  const exported = new Set(/export \{([^}]*)\} from 'etcd3'/.exec(build)![1]!.split(',').map((n) => n.trim()));
+  const taken = [...readFileSync(join(root, 'overlay/etcd.ts'), 'utf8').matchAll(/const \{([^}]*)\} = await import\('etcd3'\)/g)].flatMap((m) => m[1]!.split(',').map((n) => n.trim()));
+  expect(taken.length).toBeGreaterThan(0);
+  expect(taken.filter((n) => !exported.has(n))).toEqual([]);
+  const etcd3 = require('etcd3') as Record<string, unknown>; // eslint-disable-line @typescript-eslint/no-require-imports
+  expect([...exported].filter((n) => etcd3[n] === undefined)).toEqual([]);
+});
+
 describe('host lease file', () => {
   let dir: string;
   beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'ovl-lease-'))));
