@@ -120,16 +120,16 @@ export function passOverFailedEndpoints(hosts: string[], isFailure: (e: unknown)
 export function retryOncePerEndpoint(hosts: string[], isRecoverable: (e: Error) => boolean): GlobalPolicy {
   return {
     execute: async <T>(fn: () => T | Promise<T>): Promise<T> => {
-      let answered: unknown;
+      let lastFailure: unknown;
       for (let tried = 0, skipped = 0; ; ) {
         try {
           return await fn();
         } catch (e) {
           if (e instanceof EndpointPassedOver) {
-            if (++skipped > hosts.length) throw answered ?? e;
+            if (++skipped > hosts.length) throw lastFailure ?? e;
             continue;
           }
-          answered = e;
+          lastFailure = e;
           if (++tried >= hosts.length || !isRecoverable(e as Error)) throw e;
         }
       }
