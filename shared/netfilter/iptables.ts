@@ -27,6 +27,8 @@ const BUILTINS: Record<IptTableName, readonly string[]> = { nat: ['PREROUTING', 
 export interface IptTable {
   chains: Set<string>;
   rules: string[];
+  /** When read for some chains only (readTable's `rulesOf`): those chains, the only ones `rules` lists. */
+  scope?: ReadonlySet<string>;
   nft?: { gen: number; handles: Map<string, bigint[]> };
 }
 
@@ -89,9 +91,10 @@ function iptablesIsNft(f: Family): boolean {
  * The table read over nfnetlink, as iptables-save would list it, or undefined when it cannot be
  * (no nf_tables access, a rule outside the decoder's subset, the ruleset changing under three
  * reads in a row): the caller then execs iptables-save. A table that does not exist is empty, as
- * iptables-save shows it (restore creates it with its base chains).
+ * iptables-save shows it (restore creates it with its base chains). With `rulesOf`, every chain
+ * but only those chains' rules (one dump each, filtered by the kernel).
  */
-function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
+function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly string[]): IptTable | undefined {
   try {
     const nl = netfilterSocket();
     const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
@@ -99,12 +102,13 @@ function readOverNetlink(f: Family, table: IptTableName): IptTable | undefined {
       // Two dumps: the generation before and after tells whether they saw one ruleset.
       const gen = nftGeneration(nl);
       const chains = nftListChains(nl, family, table);
-      const rules = chains.length ? nftListRules(nl, family, table) : [];
+      const names = new Set(chains.map((c) => c.name));
+      const rules = !chains.length ? [] : rulesOf ? rulesOf.filter((c) => names.has(c)).flatMap((c) => nftListRules(nl, family, table, c)) : nftListRules(nl, family, table);
       if (nftGeneration(nl) !== gen) continue;
       const t = saveLines(f, BUILTINS[table], chains, rules);
       const handles = new Map<string, bigint[]>();
       for (const r of t.rules) handles.set(r.line, [...(handles.get(r.line) ?? []), r.handle]);
-      return { chains: new Set(t.chains), rules: t.rules.map((r) => r.line), nft: { gen, handles } };
+      return { chains: new Set(t.chains), rules: t.rules.map((r) => r.line), ...(rulesOf ? { scope: new Set(rulesOf) } : {}), nft: { gen, handles } };
     }
     return undefined;
   } catch {
@@ -129,12 +133,14 @@ export function chainExists(f: Family, table: IptTableName, chain: string): bool
 
 /**
  * Reads one table of family `f`: over netlink with iptables-nft (no process), else one
- * `iptables-save -t <table>` (ip6tables-save for 6). Throws NetfilterError when the tool is missing
- * or fails.
+ * `iptables-save -t <table>` (ip6tables-save for 6). `rulesOf`: the chains whose rules the caller
+ * looks at. Over netlink only those are read (decoding every pod's rules is most of a read on a
+ * busy node) and `scope` names them; iptables-save lists everything, which is a superset. Every
+ * chain's name is read either way. Throws NetfilterError when the tool is missing or fails.
  */
-export function readTable(f: Family, table: IptTableName): IptTable {
+export function readTable(f: Family, table: IptTableName, rulesOf?: readonly string[]): IptTable {
   if (iptablesIsNft(f)) {
-    const t = readOverNetlink(f, table);
+    const t = readOverNetlink(f, table, rulesOf);
     if (t) return t;
   }
   return readTableWithTool(f, table);
@@ -260,7 +266,10 @@ const sameTable = (a: IptTable, b: IptTable): boolean => a.rules.join('\n') === 
 /**
  * `t` read again for a rebuild, with whether it changed. Unchanged (same rules and chains; read over
  * netlink, the same generation too, which is the whole ruleset's) means a transaction that failed on
- * it failed on its own account, and rebuilding would fail the same way.
+ * it failed on its own account, and rebuilding would fail the same way. Always the whole table: a
+ * transaction built on some chains' rules (`scope`) may have failed on a rule elsewhere (another
+ * chain's jump to a chain it deletes); the whole table then differs from `t`, and the rebuild on it
+ * finds that rule.
  */
 function reread(f: Family, table: IptTableName, t: IptTable): { t: IptTable; changed: boolean } {
   const again = readTable(f, table);
@@ -272,15 +281,23 @@ function reread(f: Family, table: IptTableName, t: IptTable): { t: IptTable; cha
 const ATTEMPTS = 5;
 
 /**
- * One transaction: reads `table` (or takes `read`, the table as the caller just read it), builds the
+ * One transaction: reads `table` (or takes `read`, the table as the caller just read it; `rulesOf`:
+ * the chains whose rules `build` looks at, see readTable), builds the
  * lines with `build` and applies them with one restore. When the restore fails because another
  * process changed the table in between (a concurrent ADD created a chain first, a DEL removed a rule
  * twice), reads again and rebuilds, up to 5 times; a failure on an unchanged table, or a missing
  * tool, is thrown (NetfilterError). Returns the lines applied ([] when there was nothing to do) and
  * the table they were built on, for undoLines.
  */
-export function transact(f: Family, table: IptTableName, what: string, build: (t: IptTable) => string[], read?: IptTable): { lines: string[]; before: IptTable } {
-  let t = read ?? readTable(f, table);
+export function transact(
+  f: Family,
+  table: IptTableName,
+  what: string,
+  build: (t: IptTable) => string[],
+  read?: IptTable,
+  rulesOf?: readonly string[],
+): { lines: string[]; before: IptTable } {
+  let t = read ?? readTable(f, table, rulesOf);
   for (let attempt = 1; ; attempt++) {
     const lines = build(t);
     if (!lines.length) return { lines, before: t };
@@ -297,7 +314,8 @@ export function transact(f: Family, table: IptTableName, what: string, build: (t
 }
 
 /**
- * transact for each of `families` in order (`reads`: tables the caller just read), as one
+ * transact for each of `families` in order (`reads`: tables the caller just read; `rulesOf`: the
+ * chains whose rules `build` looks at, for the tables read here, see readTable), as one
  * transaction when it can be: with iptables-nft, when every family's lines are deletions from a table
  * read over netlink, one nfnetlink batch deletes them all, all or nothing, in one nf_tables commit (a
  * deleting commit costs the kernel a grace period that the next commit in the netns may wait for:
@@ -306,7 +324,14 @@ export function transact(f: Family, table: IptTableName, what: string, build: (t
  * refused because the tables changed in between is rebuilt on a fresh read, as transact's. Throws
  * NetfilterError.
  */
-export function transactEach(families: readonly Family[], table: IptTableName, what: string, build: (t: IptTable, f: Family) => string[], reads?: ReadonlyMap<Family, IptTable>): void {
+export function transactEach(
+  families: readonly Family[],
+  table: IptTableName,
+  what: string,
+  build: (t: IptTable, f: Family) => string[],
+  reads?: ReadonlyMap<Family, IptTable>,
+  rulesOf?: readonly string[],
+): void {
   type Plan = { f: Family; t: IptTable; lines: string[] };
   const plan = ([f, t]: readonly [Family, IptTable]): Plan => ({ f, t, lines: build(t, f) });
   // One transact per family; the lines built on the table it starts from are not built again.
@@ -316,7 +341,7 @@ export function transactEach(families: readonly Family[], table: IptTableName, w
   let tables: (readonly [Family, IptTable])[] = [];
   for (const f of families) {
     try {
-      tables.push([f, reads?.get(f) ?? readTable(f, table)]);
+      tables.push([f, reads?.get(f) ?? readTable(f, table, rulesOf)]);
     } catch (e) {
       each(tables.map(plan));
       throw e;

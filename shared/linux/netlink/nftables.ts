@@ -149,10 +149,17 @@ export function nftListChains(nl: NetlinkSocket, family: number, name: string): 
   return nl.request(req, 'listing nftables chains', name).map((m) => decodeChain(m.payload)).filter((c) => c.table === name);
 }
 
-/** The rules of table `name` of `family`, chain by chain in the kernel's order; [] when the table does not exist. Throws NetlinkError. */
-export function nftListRules(nl: NetlinkSocket, family: number, name: string): NftRuleMsg[] {
-  const req = nlmsg(nftType(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name));
-  return nl.request(req, 'listing nftables rules', name).map((m) => decodeRule(m.payload)).filter((r) => r.table === name);
+/**
+ * The rules of table `name` of `family`, chain by chain in the kernel's order, or of its chain
+ * `chain` alone (the kernel filters the dump: nf_tables_dump_rules); [] when the table or the chain
+ * does not exist. Throws NetlinkError.
+ */
+export function nftListRules(nl: NetlinkSocket, family: number, name: string, chain?: string): NftRuleMsg[] {
+  const req = nlmsg(nftType(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), ...(chain === undefined ? [] : [attrStr(NFTA_RULE_CHAIN, chain)]));
+  return nl
+    .request(req, 'listing nftables rules', chain === undefined ? name : `${name} ${chain}`)
+    .map((m) => decodeRule(m.payload))
+    .filter((r) => r.table === name && (chain === undefined || r.chain === chain));
 }
 
 // Set elements (NFT_MSG_GETSETELEM): a set's keys and their userdata (nft's element comments).
