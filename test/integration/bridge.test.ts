@@ -448,6 +448,24 @@ describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-w
     expect(await lab.nat()).toEqual(before);
   });
 
+  test('with iptables-nft the DEL reads only POSTROUTING\'s rules: a rule elsewhere in the nat table that the in-process reader cannot decode (kube-proxy\'s -m statistic) costs no iptables-save, and stays', async () => {
+    if (!nftIpt) return; // iptables-legacy: one listing per family, whatever is in the table
+    lab = await Lab.create(1);
+    const conf = masq(dual);
+    const foreign = '-A KUBE-SVC-TEST -m statistic --mode random --probability 0.50000000000 -j RETURN';
+    for (const t of ['iptables', 'ip6tables']) {
+      await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-N', 'KUBE-SVC-TEST']);
+      await execa('ip', ['netns', 'exec', lab.host, 'sh', '-c', `${t} -t nat ${foreign}`]);
+    }
+    const before = await lab.nat();
+    const add = await lab.call('ADD', conf);
+    expect(add.exitCode).toBe(0);
+    expect((await lab.nat()).length).toBeGreaterThan(before.length);
+    const del = await lab.execs('DEL', { ...conf, prevResult: add.json });
+    expect(counts(del)).toEqual(NONE);
+    expect(await lab.nat()).toEqual(before);
+  });
+
   test('a pod set up with the nftables backend is still removed by a DEL whose config says iptables (the table exists: read and its rules deleted in-process, no nft process)', async () => {
     lab = await Lab.create(1);
     const conf = masq(['198.18.0.0/24']);
