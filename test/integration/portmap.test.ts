@@ -506,6 +506,54 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     expect([...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH))).toEqual([]);
   });
 
+  test('on a busy node ADD and DEL read only the chains they act on, with the same outcome: a port in another pod\'s entry (a list or a multiport range) is a conflict naming it; a jump to the pod\'s chain from outside CNI-HOSTPORT-DNAT is removed by DEL too; other pods\' rules stay', async () => {
+    const [prev] = await setup(1);
+    const ipt = (...a: string[]) => execa('ip', ['netns', 'exec', lab.host, 'iptables', '-t', 'nat', ...a]);
+    for (let i = 0; i < 12; i++) {
+      const add = await pm('ADD', pmConf(prev, {}, [{ hostPort: 9000 + i, containerPort: 80, protocol: 'tcp' }, { hostPort: 9100 + i, containerPort: 81, protocol: 'tcp' }]), { id: `ctr-o${i}` });
+      expect({ i, exit: add.exitCode }).toEqual({ i, exit: 0 });
+    }
+    // A pod's chain entered through a port range (the plugins list ports one by one; iptables users may not).
+    const ranged = 'CNI-DN-0123456789abcdef01234';
+    await ipt('-N', ranged);
+    await ipt('-A', ranged, '-p', 'tcp', '-m', 'tcp', '--dport', '9550', '-j', 'DNAT', '--to-destination', '198.18.0.77:80');
+    await ipt('-A', 'CNI-HOSTPORT-DNAT', '-p', 'tcp', '-m', 'comment', '--comment', 'dnat name: "brnet" id: "ctr-range"', '-m', 'multiport', '--dports', '9500:9600', '-j', ranged);
+    const before = [await natRules(4), await natRules(6)];
+
+    for (const [port, owner] of [[9107, 'ctr-o7'], [9550, 'ctr-range']] as const) {
+      const refused = await pm('ADD', pmConf(prev, {}, [{ hostPort: port, containerPort: 80, protocol: 'tcp' }]), { id: 'ctr-new' });
+      expect({ port, exit: refused.exitCode, code: refused.json?.code }).toEqual({ port, exit: 1, code: 7 });
+      expect(refused.json.msg).toContain(`host port ${port}/tcp is already mapped to container ${owner} (network brnet); container ctr-new cannot map it too`);
+      expect([await natRules(4), await natRules(6)]).toEqual(before);
+    }
+
+    const conf = pmConf(prev, {}, [{ hostPort: 9700, containerPort: 80, protocol: 'tcp' }]);
+    expect((await pm('ADD', conf, { id: 'ctr-new' })).exitCode).toBe(0);
+    const added = (await natRules(4)).filter((l) => !before[0]!.includes(l));
+    const chain = added.find((l) => l.startsWith(`:${CH}`))!.slice(1).split(' ')[0]!;
+    expect(added.filter((l) => l.startsWith(`-A ${chain} `)).length).toBeGreaterThan(0);
+    for (const l of before[0]!) expect(await natRules(4)).toContain(l); // nothing of the others changed
+    await ipt('-A', 'OUTPUT', '-p', 'tcp', '--dport', '1', '-j', chain);
+    expect((await pm('DEL', conf, { id: 'ctr-new' })).exitCode).toBe(0);
+    expect([await natRules(4), await natRules(6)]).toEqual(before);
+  });
+
+  test('with iptables-nft ADD and DEL read only the chains they act on: rules elsewhere in the nat table that the in-process reader cannot decode (kube-proxy\'s -m statistic) cost no process, while CHECK, which reads the whole table, lists it with iptables-save', async () => {
+    if (!iptablesIsNft()) return; // iptables-legacy: one listing per family, whatever is in the table
+    const [prev] = await setup(1);
+    expect((await pm('ADD', pmConf(prev, {}, [{ hostPort: 9001, containerPort: 80, protocol: 'tcp' }]), { id: 'ctr-first' })).exitCode).toBe(0); // the node's first ADD makes the shared chains
+    for (const t of ['iptables', 'ip6tables']) {
+      await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-N', 'KUBE-SVC-TEST']);
+      await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-A', 'KUBE-SVC-TEST', '-m', 'statistic', '--mode', 'random', '--probability', '0.5', '-j', 'RETURN']);
+    }
+    const before = [await natRules(4), await natRules(6)];
+    const conf = pmConf(prev);
+    expect(await netfilterExecs(OURS(), 'ADD', conf, lab.pods[0]!)).toEqual([]);
+    expect(await netfilterExecs(OURS(), 'CHECK', conf, lab.pods[0]!)).toEqual(['iptables-save', 'ip6tables-save']);
+    expect(await netfilterExecs(OURS(), 'DEL', conf, lab.pods[0]!)).toEqual([]);
+    expect([await natRules(4), await natRules(6)]).toEqual(before);
+  });
+
   test('every key: ours writes what the reference writes (IPv4, IPv6); ADD with one and DEL with the other leaves no rule, both ways', async () => {
     const [prev] = await setup(1);
     for (const extra of [

@@ -57,7 +57,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       );
       rollback.push(() => nftDelAttachment(a.containerID, pods, `taking back port mappings of ${conf.name}/${a.containerID}`));
     } else {
-      const tables = new Map(pods.map((p) => [p.family, readNat(p.family)]));
+      const tables = new Map(pods.map((p) => [p.family, ipt.readForAdd(conf, a.containerID, p.family)]));
       for (const p of pods) ipt.checkConflicts(conf, a.containerID, p.family, tables.get(p.family)!);
       localnetRouting(conf, pods, rollback);
       for (const p of pods) {
@@ -198,7 +198,7 @@ function delRules(network: string, containerID: string, backend: MasqBackend, fa
     nft.deleteRules(tables.map(([f, rules]) => [f, pods ? nft.attachmentRules(containerID, pods, f, rules) : nft.containerRules(containerID, rules)]), what);
     return failed;
   }
-  const { tables, failed } = readFamilies(families, readNat);
+  const { tables, failed } = readFamilies(families, (f) => readTable(f, 'nat', ipt.JUMPS_TO_POD_CHAINS));
   transactEach(tables.map(([f]) => f), 'nat', what, (t) => ipt.delLines(network, containerID, t), new Map(tables));
   return failed;
 }
