@@ -70,8 +70,18 @@ class Script {
 }
 
 /**
+ * The chains whose rules addLines looks at (readTable's `rulesOf`): a node's filter table also holds
+ * Docker's and kube-proxy's chains, which ADD need not decode.
+ */
+export const addChains = (adminChain: string): string[] => ['FORWARD', PRIV_CHAIN, adminChain, STAGE1_CHAIN, STAGE2_CHAIN];
+
+/** The chain whose rules delLines looks at. */
+export const DEL_CHAINS: readonly string[] = [PRIV_CHAIN];
+
+/**
  * The restore lines (without `*filter`/`COMMIT`) that make `t` hold what the reference's ADD
  * installs: setupChains, the pod rules, then setupIsolationChains. [] when it all is there already.
+ * `t` needs the rules of addChains only.
  */
 export function addLines(t: FilterTable, plan: AddPlan): string[] {
   if (!plan.ips.length) return [];
