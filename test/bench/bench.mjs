@@ -2,7 +2,7 @@
 // The benchmark: our plugins against the reference (/usr/lib/cni), measured side by side in one run
 // (A/B alternating, the order flipped every round), each case driven the same way through the real
 // libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
-//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--only version,bridge,host-local,...]
+//   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--busy-pods N] [--only version,bridge,host-local,...]
 // --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
 // The chain groups (podman-default, containerd-default, ptp, loopback) run the runtimes' real lists
 // with CNI_PATH = one side's directory alone, and count the processes each side execs per pod (strace).
@@ -13,21 +13,57 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : dflt;
+const USAGE = `usage: node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--busy-pods N] [--only GROUP,...]
+  --json          one JSON document on stdout instead of the table
+  --rounds N      alternating rounds per case (default 10)
+  --ours-dir DIR  our plugins (default $CNIKIT_DIST/bin or dist/bin)
+  --busy-pods N   pods already attached in podman-busy (default 50)
+  --only G,...    groups: version, bridge, host-local, podman-default, podman-busy, containerd-default,
+                  ptp, loopback, docker-plugin, cnm, overlay (default: all)
+`;
+let args;
+try {
+  args = parseArgs({
+    options: { json: { type: 'boolean' }, rounds: { type: 'string' }, 'ours-dir': { type: 'string' }, 'busy-pods': { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  }).values;
+} catch (e) {
+  process.stderr.write(`bench: ${e.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (args.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const count = (name, dflt) => {
+  const n = Number(args[name] ?? dflt);
+  if (!Number.isInteger(n) || n < 1) {
+    process.stderr.write(`bench: --${name} must be a whole number above 0, not ${JSON.stringify(args[name])}\n`);
+    process.exit(2);
+  }
+  return n;
 };
-const JSON_OUT = argv.includes('--json');
-const ROUNDS = Number(opt('--rounds', '10'));
+const JSON_OUT = !!args.json;
+const ROUNDS = count('rounds', '10');
 // Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local,
-// and the chains: podman-default, containerd-default, ptp, loopback.
-const CHAIN_GROUPS = ['podman-default', 'containerd-default', 'ptp', 'loopback'];
-const ONLY = opt('--only', ['version', 'bridge', 'host-local', ...CHAIN_GROUPS].join(',')).split(',');
+// and the chains: podman-default, podman-busy, containerd-default, ptp, loopback.
+const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'ptp', 'loopback'];
+// podman-busy: podman-default's cycle on a node where this many pods (each publishing a port) are
+// already attached, with the same side's plugins: their rules are in the tables every verb reads.
+const BUSY_PODS = count('busy-pods', '50');
+const ONLY = (args.only ?? ['version', 'bridge', 'host-local', ...CHAIN_GROUPS].join(',')).split(',');
+const GROUPS = ['version', 'bridge', 'host-local', ...CHAIN_GROUPS, 'docker-plugin', 'cnm', 'overlay'];
+for (const g of ONLY)
+  if (!GROUPS.includes(g)) {
+    process.stderr.write(`bench: --only: no group ${JSON.stringify(g)} (groups: ${GROUPS.join(', ')})\n`);
+    process.exit(2);
+  }
 const want = (group) => ONLY.includes(group);
-const OURS = resolve(opt('--ours-dir', join(process.env.CNIKIT_DIST ? resolve(process.env.CNIKIT_DIST) : join(root, 'dist'), 'bin')));
+const OURS = resolve(args['ours-dir'] ?? join(process.env.CNIKIT_DIST ? resolve(process.env.CNIKIT_DIST) : join(root, 'dist'), 'bin'));
 const REF = '/usr/lib/cni';
 const DRIVER_DIR = join(root, 'test', 'go', 'libcni-driver');
 const DRIVER = join(DRIVER_DIR, 'bin', 'libcni-driver');
@@ -149,6 +185,8 @@ const CHAINS = {
       },
     },
   ],
+  // the same list on its own bridge and subnet, timed with BUSY_PODS pods already on it
+  'podman-busy': (i, dataDir, runDir) => CHAINS['podman-default'](i + 2, dataDir, runDir),
   // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
   'containerd-default': (i, dataDir, runDir) => [
     loopbackNet,
@@ -283,7 +321,7 @@ async function main() {
   };
   try {
     netnsAdd(host);
-    if (!argv.includes('--only') || want('docker-plugin')) await guard(['docker-endpoint', 'docker-endpoint-ours-execd', 'docker-endpoint-chain'], async () => (await import('./docker-plugin.mjs')).default({ OURS, REF, ROUNDS, host, work, record, skip, log }));
+    if (!args.only || want('docker-plugin')) await guard(['docker-endpoint', 'docker-endpoint-ours-execd', 'docker-endpoint-chain'], async () => (await import('./docker-plugin.mjs')).default({ OURS, REF, ROUNDS, host, work, record, skip, log }));
     // one conf dir, cache dir and IPAM store per side, each its own bridge and subnet
     const setup = {};
     for (const [s, i] of [['ours', 0], ['reference', 1]]) {
@@ -442,6 +480,16 @@ async function main() {
           }
           return { add, del };
         };
+        if (chain === 'podman-busy') {
+          for (const s of ['ours', 'reference']) {
+            const [net] = side[s].nets;
+            for (let k = 0; k < BUSY_PODS; k++) {
+              const caps = { portMappings: [{ hostPort: 30000 + k, containerPort: 80, protocol: 'tcp' }] };
+              await timed('ip', ['netns', 'exec', side[s].host, DRIVER, 'add', net.name, newCtr()], { env: { ...side[s].env, CNI_IFNAME: net.ifname, CAP_ARGS: JSON.stringify(caps) } });
+            }
+          }
+          log(`${chain}: ${BUSY_PODS} pods attached on each side`);
+        }
         const t = { ours: [], reference: [] };
         for (let i = 0; i < ROUNDS + 1; i++) {
           for (const s of order(i)) {
@@ -491,7 +539,7 @@ async function main() {
           log(`${chain}-execs per pod, ${s}: ADD ${execs[s].add} ${JSON.stringify(execs[s].add_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].add_netfilter_by_plugin)}; DEL ${execs[s].del} ${JSON.stringify(execs[s].del_by_program)}, netfilter by plugin ${JSON.stringify(execs[s].del_netfilter_by_plugin)}`);
       });
     }
-    if (!argv.includes('--only') || want('cnm')) await (await import('./cnm.mjs')).benchCnm({ ours: OURS, rounds: ROUNDS, timed, record, skip, guard, log });
+    if (!args.only || want('cnm')) await (await import('./cnm.mjs')).benchCnm({ ours: OURS, rounds: ROUNDS, timed, record, skip, guard, log });
   } finally {
     cleanup();
   }
@@ -507,7 +555,7 @@ function round(x, d = 1) {
 const execCell = (e) => `${e.add + e.del} execs (ADD ${e.add} + DEL ${e.del})`;
 
 const results = await main();
-if (!argv.includes('--only') || want('overlay')) results.push(...(await (await import('./overlay.mjs')).overlayCases({ ours: OURS, rounds: ROUNDS, log })));
+if (!args.only || want('overlay')) results.push(...(await (await import('./overlay.mjs')).overlayCases({ ours: OURS, rounds: ROUNDS, log })));
 if (JSON_OUT) process.stdout.write(JSON.stringify({ cases: results }) + '\n');
 else {
   const rows = results.map((r) =>
