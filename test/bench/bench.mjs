@@ -74,6 +74,8 @@ const ENV = { ...process.env };
 delete ENV.NODE_EXTRA_CA_CERTS;
 
 const log = (s) => process.stderr.write(`${s}\n`);
+// A closed pipe (`| head`) must not end the run before it removes its namespaces and daemons.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 const hex = () => randomBytes(4).toString('hex');
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
