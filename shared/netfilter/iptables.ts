@@ -27,10 +27,20 @@ const BUILTINS: Record<IptTableName, readonly string[]> = { nat: ['PREROUTING', 
 export interface IptTable {
   chains: Set<string>;
   rules: string[];
-  /** When read for some chains only (readTable's `rulesOf`): those chains, the only ones `rules` lists. */
+  /** When read for some chains only (readTable's `rulesOf`): those chains, the only ones `rules` lists (some of them only in part). */
   scope?: ReadonlySet<string>;
   nft?: { gen: number; handles: Map<string, bigint[]> };
 }
+
+/**
+ * What a caller reads of a table (readTable's `rulesOf`): a chain's name for all its rules, or a
+ * chain with `mentioning`, for only its rules whose kernel message holds one of those strings or
+ * byte strings (the chain a rule jumps to, an address it matches), which are all the caller needs
+ * of a chain with a rule per pod.
+ */
+export type RuleScope = string | { chain: string; mentioning: ReadonlyArray<string | Uint8Array> };
+
+const scopeChain = (s: RuleScope): string => (typeof s === 'string' ? s : s.chain);
 
 const famName = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
 export const saveTool = (f: Family): string => (f === 4 ? 'iptables-save' : 'ip6tables-save');
@@ -92,9 +102,9 @@ function iptablesIsNft(f: Family): boolean {
  * (no nf_tables access, a rule outside the decoder's subset, the ruleset changing under three
  * reads in a row): the caller then execs iptables-save. A table that does not exist is empty, as
  * iptables-save shows it (restore creates it with its base chains). With `rulesOf`, every chain
- * but only those chains' rules (one dump each, filtered by the kernel).
+ * but only the rules it names (one dump per chain, filtered by the kernel).
  */
-function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly string[]): IptTable | undefined {
+function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly RuleScope[]): IptTable | undefined {
   try {
     const nl = netfilterSocket();
     const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
@@ -103,12 +113,13 @@ function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly stri
       const gen = nftGeneration(nl);
       const chains = nftListChains(nl, family, table);
       const names = new Set(chains.map((c) => c.name));
-      const rules = !chains.length ? [] : rulesOf ? rulesOf.filter((c) => names.has(c)).flatMap((c) => nftListRules(nl, family, table, c)) : nftListRules(nl, family, table);
+      const some = (s: RuleScope) => (typeof s === 'string' ? nftListRules(nl, family, table, s) : nftListRules(nl, family, table, s.chain, s.mentioning.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))));
+      const rules = !chains.length ? [] : rulesOf ? rulesOf.filter((s) => names.has(scopeChain(s))).flatMap(some) : nftListRules(nl, family, table);
       if (nftGeneration(nl) !== gen) continue;
       const t = saveLines(f, BUILTINS[table], chains, rules);
       const handles = new Map<string, bigint[]>();
       for (const r of t.rules) handles.set(r.line, [...(handles.get(r.line) ?? []), r.handle]);
-      return { chains: new Set(t.chains), rules: t.rules.map((r) => r.line), ...(rulesOf ? { scope: new Set(rulesOf) } : {}), nft: { gen, handles } };
+      return { chains: new Set(t.chains), rules: t.rules.map((r) => r.line), ...(rulesOf ? { scope: new Set(rulesOf.map(scopeChain)) } : {}), nft: { gen, handles } };
     }
     return undefined;
   } catch {
@@ -133,12 +144,12 @@ export function chainExists(f: Family, table: IptTableName, chain: string): bool
 
 /**
  * Reads one table of family `f`: over netlink with iptables-nft (no process), else one
- * `iptables-save -t <table>` (ip6tables-save for 6). `rulesOf`: the chains whose rules the caller
- * looks at. Over netlink only those are read (decoding every pod's rules is most of a read on a
- * busy node) and `scope` names them; iptables-save lists everything, which is a superset. Every
- * chain's name is read either way. Throws NetfilterError when the tool is missing or fails.
+ * `iptables-save -t <table>` (ip6tables-save for 6). `rulesOf`: what the caller looks at (see
+ * RuleScope). Over netlink only that is decoded (decoding every pod's rules is most of a read on a
+ * busy node) and `scope` names its chains; iptables-save lists everything, which is a superset.
+ * Every chain's name is read either way. Throws NetfilterError when the tool is missing or fails.
  */
-export function readTable(f: Family, table: IptTableName, rulesOf?: readonly string[]): IptTable {
+export function readTable(f: Family, table: IptTableName, rulesOf?: readonly RuleScope[]): IptTable {
   if (iptablesIsNft(f)) {
     const t = readOverNetlink(f, table, rulesOf);
     if (t) return t;
@@ -295,7 +306,7 @@ export function transact(
   what: string,
   build: (t: IptTable) => string[],
   read?: IptTable,
-  rulesOf?: readonly string[],
+  rulesOf?: readonly RuleScope[],
 ): { lines: string[]; before: IptTable } {
   let t = read ?? readTable(f, table, rulesOf);
   for (let attempt = 1; ; attempt++) {
@@ -330,7 +341,7 @@ export function transactEach(
   what: string,
   build: (t: IptTable, f: Family) => string[],
   reads?: ReadonlyMap<Family, IptTable>,
-  rulesOf?: readonly string[],
+  rulesOf?: readonly RuleScope[],
 ): void {
   type Plan = { f: Family; t: IptTable; lines: string[] };
   const plan = ([f, t]: readonly [Family, IptTable]): Plan => ({ f, t, lines: build(t, f) });

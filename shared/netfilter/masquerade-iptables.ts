@@ -141,10 +141,10 @@ export function teardownIPMasqIPTables(network: string, containerID: string, fam
     const fast = readsInProcess(f) ? [] : fastTeardownScript(f, addresses, network, containerID);
     if (!fast.length || !tryRestore(f, fast, what)) read.push(f);
   }
-  // Both families' removals in one batch when they go over netlink (one commit: transactEach). Only
-  // POSTROUTING's rules are read: the pod's chain goes by name (-F, -X), and decoding every other
-  // pod's rules would make a DEL on a busy node slower than the reference's iptables.
-  transactEach(read, 'nat', what, (nat) => removalLines(nat, new Set([chain])), undefined, ['POSTROUTING']);
+  // Both families' removals in one batch when they go over netlink (one commit: transactEach). Of the
+  // rules only POSTROUTING's jumps to the pod's chain are read: the chain goes by name (-F, -X), and
+  // decoding every other pod's rules would make a DEL on a busy node slower than the reference's.
+  transactEach(read, 'nat', what, (nat) => removalLines(nat, new Set([chain])), undefined, [{ chain: 'POSTROUTING', mentioning: [chain] }]);
 }
 
 /**

@@ -8,7 +8,8 @@
 // Lines here are in iptables-save's canonical form (matches before -j, comments quoted), so a line
 // we would add compares equal to the line the listing shows when the rule is there.
 import { bits, formatIP, type IP } from '../../../shared/ip';
-import type { IptTable as FilterTable } from '../../../shared/netfilter/iptables';
+import { ipToBytes } from '../../../shared/linux/netlink/ipaddr';
+import type { IptTable as FilterTable, RuleScope } from '../../../shared/netfilter/iptables';
 import type { IngressPolicy } from './config';
 
 export const PRIV_CHAIN = 'CNI-FORWARD';
@@ -70,18 +71,19 @@ class Script {
 }
 
 /**
- * The chains whose rules addLines looks at (readTable's `rulesOf`): a node's filter table also holds
- * Docker's and kube-proxy's chains, which ADD need not decode.
+ * What addLines looks at (readTable's `rulesOf`): FORWARD, the admin and isolation chains, and of
+ * CNI-FORWARD, which holds two rules per pod, the jump to the admin chain and the rules matching
+ * `ips`. A node's filter table also holds Docker's and kube-proxy's chains, which ADD need not decode.
  */
-export const addChains = (adminChain: string): string[] => ['FORWARD', PRIV_CHAIN, adminChain, STAGE1_CHAIN, STAGE2_CHAIN];
+export const addScope = (adminChain: string, ips: IP[]): RuleScope[] => ['FORWARD', { chain: PRIV_CHAIN, mentioning: [adminChain, ...ips.map(ipToBytes)] }, adminChain, STAGE1_CHAIN, STAGE2_CHAIN];
 
-/** The chain whose rules delLines looks at. */
-export const DEL_CHAINS: readonly string[] = [PRIV_CHAIN];
+/** What delLines looks at: CNI-FORWARD's rules matching `ips`. */
+export const delScope = (ips: IP[]): RuleScope[] => [{ chain: PRIV_CHAIN, mentioning: ips.map(ipToBytes) }];
 
 /**
  * The restore lines (without `*filter`/`COMMIT`) that make `t` hold what the reference's ADD
  * installs: setupChains, the pod rules, then setupIsolationChains. [] when it all is there already.
- * `t` needs the rules of addChains only.
+ * `t` needs what addScope names only.
  */
 export function addLines(t: FilterTable, plan: AddPlan): string[] {
   if (!plan.ips.length) return [];

@@ -67,7 +67,7 @@ async function cmdAdd(a: CmdArgs): Promise<Result> {
       for (const f of FAMILIES) {
         const mine = ofFamily(ips, f);
         if (!mine.length) continue; // as the reference: a family's chains only when the pod has an address of it
-        const added = transact(f, 'filter', what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }), undefined, ipt.addChains(conf.adminChain)).lines;
+        const added = transact(f, 'filter', what, (t) => ipt.addLines(t, { adminChain: conf.adminChain, ips: mine, isolation }), undefined, ipt.addScope(conf.adminChain, mine)).lines;
         if (added.length) rollback.push(() => void transact(f, 'filter', `${what} (undo)`, (t) => undoLines(added, t)));
       }
       // After the rules: a record names only rules that exist. If it cannot be written, the rules go too.
@@ -142,7 +142,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
     try {
       if (!ips.length) a.log.info('DEL: no pod address in prevResult or an attachment record; no iptables rule is removed');
       const families = FAMILIES.filter((f) => ofFamily(ips, f).length);
-      transactEach(families, 'filter', `removing firewall rules of ${conf.name}/${a.containerID}`, (t, f) => ipt.delLines(t, ofFamily(ips, f)), undefined, ipt.DEL_CHAINS);
+      transactEach(families, 'filter', `removing firewall rules of ${conf.name}/${a.containerID}`, (t, f) => ipt.delLines(t, ofFamily(ips, f)), undefined, ipt.delScope(ips));
     } catch (e) {
       if (!(e instanceof NetfilterError && e.notFound)) throw netfilterError(e);
     }

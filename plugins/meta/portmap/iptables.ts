@@ -9,7 +9,7 @@
 // (`iptables-restore -w --noflush`): the change applies whole or not at all. The lines are written as iptables-save prints them, so a listed rule
 // compares equal to a generated one.
 import { bits, formatIP, networkOf, formatCIDR, type Family } from '../../../shared/ip';
-import { chainExists, parseSave as parseTable, quoteArg, readTable, splitArgs, type IptTable } from '../../../shared/netfilter/iptables';
+import { chainExists, parseSave as parseTable, quoteArg, readTable, splitArgs, type IptTable, type RuleScope } from '../../../shared/netfilter/iptables';
 import { chainName } from '../../../shared/netfilter/masquerade-iptables';
 import { configError } from '../../../shared/cni/config';
 import { mappingsFor, type PodAddress, type PortMapConf, type PortMapping } from './config';
@@ -140,10 +140,11 @@ function owners(nat: NatTable): Map<string, { network: string; containerID: stri
   return out;
 }
 
-// The chains whose rules ADD reads before any pod's chain: addLines looks for the shared rules in
-// the built-in chains, CNI-HOSTPORT-SETMARK and -MASQ, and replaces the pod's entry rules in
-// CNI-HOSTPORT-DNAT, whose other entry rules say which pods' chains may conflict.
-const ADD_CHAINS: readonly string[] = ['PREROUTING', 'OUTPUT', 'POSTROUTING', TOP_DNAT, SETMARK, MASQ];
+// What ADD reads before any pod's chain: addLines looks for the shared rules in the built-in chains
+// (in POSTROUTING, where the bridge puts a jump per pod, only the jump to CNI-HOSTPORT-MASQ),
+// CNI-HOSTPORT-SETMARK and -MASQ, and replaces the pod's entry rules in CNI-HOSTPORT-DNAT, whose
+// other entry rules say which pods' chains may conflict.
+const ADD_SCOPE: readonly RuleScope[] = ['PREROUTING', 'OUTPUT', { chain: 'POSTROUTING', mentioning: [MASQ] }, TOP_DNAT, SETMARK, MASQ];
 
 /** Whether `spec` (multiport's `80,8000:8080`) names `port`. */
 const inPortList = (spec: string, port: number): boolean =>
@@ -154,17 +155,18 @@ const inPortList = (spec: string, port: number): boolean =>
 
 /**
  * ADD's read of the `family` nat table (every chain's name; rules, over netlink, of some chains
- * only): ADD_CHAINS, the pod's own chain (a repeated ADD's undo puts its old rules back), and every
+ * only): ADD_SCOPE, the pod's own chain (a repeated ADD's undo puts its old rules back), and every
  * other pod's chain whose entry rule sends one of the mappings' protocol and host port there, for
  * checkConflicts; a chain entered by a rule this cannot parse is read too. On a busy node that is a
  * few chains instead of every pod's rules, whose decoding made an ADD slower than the reference's
  * iptables. Throws NetfilterError.
  */
 export function readForAdd(conf: PortMapConf, containerID: string, family: Family): NatTable {
-  const first = readTable(family, 'nat', [...ADD_CHAINS, dnatChain(conf.name, containerID)]);
+  const scope = [...ADD_SCOPE, dnatChain(conf.name, containerID)];
+  const first = readTable(family, 'nat', scope);
   if (!first.scope) return first; // iptables-save listed everything
   const more = candidateChains(conf, first).filter((c) => !first.scope!.has(c));
-  return more.length ? readTable(family, 'nat', [...first.scope, ...more]) : first;
+  return more.length ? readTable(family, 'nat', [...scope, ...more]) : first;
 }
 
 /** The chains CNI-HOSTPORT-DNAT's rules in `nat` send one of `conf`'s protocol and host port pairs to (or cannot be parsed for). */
@@ -242,12 +244,18 @@ function removalLines(nat: NatTable, chains: Set<string>): string[] {
   return [...removeJumps(nat, present), ...[...present].flatMap((c) => [`-F ${c}`, `-X ${c}`])];
 }
 
-// The chains that jump to a pod's chains: CNI-HOSTPORT-DNAT to CNI-DN-<hash>, and an old version's
-// CNI-HOSTPORT-SNAT to CNI-SN-<hash>. DEL reads only their rules (readTable's rulesOf); a jump from
-// anywhere else makes the deletion fail, and the rebuild on the whole table (transact) removes it too.
-export const JUMPS_TO_POD_CHAINS: readonly string[] = [TOP_DNAT, 'CNI-HOSTPORT-SNAT'];
+/**
+ * What DEL reads (readTable's rulesOf): the rules that jump to the pod's chains, in the chains that
+ * hold such jumps, CNI-HOSTPORT-DNAT (to CNI-DN-<hash>) and an old version's CNI-HOSTPORT-SNAT (to
+ * CNI-SN-<hash>). A jump from anywhere else makes the deletion fail, and the rebuild on the whole
+ * table (transact) removes it too.
+ */
+export function delScope(network: string, containerID: string): RuleScope[] {
+  const chains = [dnatChain(network, containerID), oldSnatChain(network, containerID)];
+  return [TOP_DNAT, 'CNI-HOSTPORT-SNAT'].map((chain) => ({ chain, mentioning: chains }));
+}
 
-/** The lines removing the pod's chain (and an old version's CNI-SN- chain), found by name alone: every chain's name and the rules of JUMPS_TO_POD_CHAINS are enough. */
+/** The lines removing the pod's chain (and an old version's CNI-SN- chain), found by name alone: every chain's name and what delScope reads are enough. */
 export function delLines(network: string, containerID: string, nat: NatTable): string[] {
   return removalLines(nat, new Set([dnatChain(network, containerID), oldSnatChain(network, containerID)]));
 }

@@ -198,7 +198,7 @@ function delRules(network: string, containerID: string, backend: MasqBackend, fa
     nft.deleteRules(tables.map(([f, rules]) => [f, pods ? nft.attachmentRules(containerID, pods, f, rules) : nft.containerRules(containerID, rules)]), what);
     return failed;
   }
-  const { tables, failed } = readFamilies(families, (f) => readTable(f, 'nat', ipt.JUMPS_TO_POD_CHAINS));
+  const { tables, failed } = readFamilies(families, (f) => readTable(f, 'nat', ipt.delScope(network, containerID)));
   transactEach(tables.map(([f]) => f), 'nat', what, (t) => ipt.delLines(network, containerID, t), new Map(tables));
   return failed;
 }
