@@ -448,7 +448,7 @@ describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-w
     expect(await lab.nat()).toEqual(before);
   });
 
-  test('with iptables-nft the DEL reads only POSTROUTING\'s rules: a rule elsewhere in the nat table that the in-process reader cannot decode (kube-proxy\'s -m statistic) costs no iptables-save, and stays', async () => {
+  test('with iptables-nft the DEL reads only POSTROUTING\'s jumps to the pod\'s chain: rules elsewhere, in POSTROUTING too, that the in-process reader cannot decode (kube-proxy\'s -m statistic) cost no iptables-save, and stay', async () => {
     if (!nftIpt) return; // iptables-legacy: one listing per family, whatever is in the table
     lab = await Lab.create(1);
     const conf = masq(dual);
@@ -456,6 +456,7 @@ describe('ipMasq iptables: one netfilter exec per family per verb, a read-then-w
     for (const t of ['iptables', 'ip6tables']) {
       await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-N', 'KUBE-SVC-TEST']);
       await execa('ip', ['netns', 'exec', lab.host, 'sh', '-c', `${t} -t nat ${foreign}`]);
+      await execa('ip', ['netns', 'exec', lab.host, 'sh', '-c', `${t} -t nat ${foreign.replace('KUBE-SVC-TEST', 'POSTROUTING')}`]);
     }
     const before = await lab.nat();
     const add = await lab.call('ADD', conf);

@@ -447,10 +447,14 @@ describe('firewall iptables backend (default)', () => {
     expect(cniRules(await filterTable(lab.host, 4)).filter((l) => l.includes(podIP(lab.pods[0]!, 4)))).toEqual([]);
     expect(await netfilterSocketsAfterRelease(lab.host)).toEqual([]);
   });
-  test('a foreign rule the in-process reader cannot print (-m statistic) in FORWARD makes ADD read that family with iptables-save; DEL, which reads only CNI-FORWARD, reads it in-process with iptables-nft: each does exactly its change, the foreign rule stays', async () => {
+  test('a foreign rule the in-process reader cannot print (-m statistic) in FORWARD makes ADD read that family with iptables-save; DEL, which decodes only CNI-FORWARD\'s rules for the pod\'s address, reads it in-process with iptables-nft even with such a rule in CNI-FORWARD: each does exactly its change, the foreign rules stay', async () => {
     const lab = (f = await FirewallLab.create());
     const foreign = '-A FORWARD -m statistic --mode random --probability 0.50000000000 -j ACCEPT';
     await inHost(`iptables ${foreign}`);
+    // One in CNI-FORWARD too, which holds the pod rules: DEL decodes only the rules matching the pod's address.
+    const inPriv = '-A CNI-FORWARD -m statistic --mode random --probability 0.50000000000 -j RETURN';
+    await inHost(`iptables -N CNI-FORWARD`);
+    await inHost(`iptables ${inPriv}`);
     const env = { CNI_CONTAINERID: f.id(f.pods[0]!), CNI_NETNS: `/var/run/netns/${f.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), PATH: process.env.PATH };
     const conf = f.conf();
     const nft = iptablesIsNft();
@@ -460,7 +464,7 @@ describe('firewall iptables backend (default)', () => {
     expect(add.tools.filter((t) => t === 'iptables-save')).toHaveLength(1);
     expect(add.tools.filter((t) => t === 'ip6tables-save')).toHaveLength(nft ? 0 : 1);
     expect(add.restores).toEqual({ v4: 1, v6: 1 });
-    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps(), ...podLines(podIP(lab.pods[0]!, 4), 32)]);
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps(), inPriv, ...podLines(podIP(lab.pods[0]!, 4), 32)]);
     const del = await countExecs(f.host, OUR_FIREWALL(), 'DEL', conf, env);
     expect(del.result.exitCode).toBe(0);
     if (nft) expect(del.tools).toEqual([]); // CNI-FORWARD read and its rules deleted in-process
@@ -469,9 +473,9 @@ describe('firewall iptables backend (default)', () => {
       expect(del.restores.v4).toBe(1);
       expect(del.v6).toBe(2);
     }
-    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps()]);
+    expect(cniRules(await filterTable(lab.host, 4))).toEqual([...CHAINS, ...jumps(), inPriv]);
     expect(cniRules(await filterTable(lab.host, 6))).toEqual([...CHAINS, ...jumps()]);
-    expect((await filterTable(lab.host, 4)).filter((l) => l.includes('statistic'))).toEqual([foreign]);
+    expect((await filterTable(lab.host, 4)).filter((l) => l.includes('statistic'))).toEqual([foreign, inPriv]);
   });
 });
 

@@ -544,7 +544,7 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     expect((await pm('ADD', pmConf(prev, {}, [{ hostPort: 9001, containerPort: 80, protocol: 'tcp' }]), { id: 'ctr-first' })).exitCode).toBe(0); // the node's first ADD makes the shared chains
     for (const t of ['iptables', 'ip6tables']) {
       await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-N', 'KUBE-SVC-TEST']);
-      await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-A', 'KUBE-SVC-TEST', '-m', 'statistic', '--mode', 'random', '--probability', '0.5', '-j', 'RETURN']);
+      for (const chain of ['KUBE-SVC-TEST', 'POSTROUTING']) await execa('ip', ['netns', 'exec', lab.host, t, '-t', 'nat', '-A', chain, '-m', 'statistic', '--mode', 'random', '--probability', '0.5', '-j', 'RETURN']);
     }
     const before = [await natRules(4), await natRules(6)];
     const conf = pmConf(prev);

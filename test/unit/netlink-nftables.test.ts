@@ -1,9 +1,11 @@
 // nf_tables deletions (shared/linux/netlink/nftables.ts nftDelete): one nfnetlink batch, as the kernel
 // takes it (nfnetlink_rcv_batch): BATCH_BEGIN for the nftables subsystem, the deletions each asking
-// for an ack, BATCH_END.
-import { nftDelete } from '../../shared/linux/netlink/nftables';
+// for an ack, BATCH_END. And the rule dump of one chain (nftListRules), on captured kernel messages.
+import { nftDelete, nftListRules } from '../../shared/linux/netlink/nftables';
 import { parseAttrs } from '../../shared/linux/netlink/message';
 import type { NetlinkSocket } from '../../shared/linux/netlink/socket';
+import { ruleLine } from '../../shared/netfilter/xtables-nft';
+import captures from './xtables-nft-captured.json';
 
 function capture(run: (nl: NetlinkSocket) => void): Buffer[] {
   let sent: Buffer[] = [];
@@ -47,4 +49,42 @@ test('a set element by key: DELSETELEM with the table, the set and the key neste
   const elem = parseAttrs(parseAttrs(a.get(3)!).get(1)!);
   const key = parseAttrs(elem.get(1)!).get(1)!;
   expect([...key]).toEqual([198, 18, 0, 2]);
+});
+
+describe('nftListRules for one chain', () => {
+  // The rule messages the kernel dumped for a nat table written by iptables-nft (xtables-nft-captured.json);
+  // the fake socket answers every dump with all of them, so the chain filter below is ours, not the kernel's.
+  const nat = (captures as unknown as Record<string, { rules: string[] }>)['ip nat']!.rules.map((h) => Buffer.from(h, 'hex'));
+  function list(chain?: string, mentioning?: Uint8Array[]): { lines: string[]; request: Buffer } {
+    let request: Buffer = Buffer.alloc(0);
+    const nl = {
+      request: (req: Buffer) => {
+        request = req;
+        return nat.map((payload) => ({ type: 0xa06, flags: 0, seq: 0, pid: 0, payload }));
+      },
+    } as unknown as NetlinkSocket;
+    const rules = nftListRules(nl, 2, 'nat', chain, mentioning);
+    return { lines: rules.map((r) => ruleLine(4, r)), request };
+  }
+
+  test('asks the kernel for that chain alone (NFTA_RULE_CHAIN in the dump request) and keeps only its rules', () => {
+    const { lines, request } = list('POSTROUTING');
+    const a = parseAttrs(request, 20);
+    expect([str(a.get(1)), str(a.get(2))]).toEqual(['nat', 'POSTROUTING']);
+    expect(lines).toEqual([
+      '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+      '-A POSTROUTING -s 198.18.200.10/32 -m comment --comment "name: \\"podman\\" id: \\"ctr1\\"" -j CNI-9832a5ce2046f7d8ebefbad6',
+      '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+    ]);
+    expect(parseAttrs(list().request, 20).has(2)).toBe(false); // the whole table: no chain attribute
+  });
+
+  test('with `mentioning`, only the rules whose message holds one of the strings: a chain jumped to, an address matched', () => {
+    expect(list('POSTROUTING', [Buffer.from('CNI-9832a5ce2046f7d8ebefbad6')]).lines).toEqual([
+      '-A POSTROUTING -s 198.18.200.10/32 -m comment --comment "name: \\"podman\\" id: \\"ctr1\\"" -j CNI-9832a5ce2046f7d8ebefbad6',
+    ]);
+    expect(list('CNI-DN-2fbf118d4cafd020f0132', [Buffer.from([198, 18, 0, 7])]).lines).toEqual(['-A CNI-DN-2fbf118d4cafd020f0132 -s 127.0.0.1/32 -d 198.18.0.7/32 -p udp -m udp --dport 53 -j CNI-HOSTPORT-SETMARK']);
+    expect(list('POSTROUTING', [Buffer.from('CNI-HOSTPORT-MASQ'), Buffer.from([172, 17, 0, 0])]).lines).toHaveLength(2);
+    expect(list('POSTROUTING', []).lines).toEqual([]);
+  });
 });
