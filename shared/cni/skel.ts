@@ -215,10 +215,12 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
   } catch (e) {
     const err = asCniError(e);
     if (vlog.enabled('debug')) {
-      // The CNI error carries no stack or engine text; the log gets the original underneath it.
+      // The CNI error carries no stack or engine text; the log gets the original underneath it. An
+      // error of our own kinds (a kernel or netfilter refusal: it has a `kind`) is a cause, not a bug.
       let c: unknown = err;
       while (c instanceof CniError && c.cause !== undefined) c = c.cause;
-      if (!(c instanceof CniError)) vlog.debug(`unexpected ${c instanceof Error ? (c.stack ?? c.message) : String(c)}`);
+      const ours = c instanceof Error && typeof (c as { kind?: unknown }).kind === 'string';
+      if (!(c instanceof CniError)) vlog.debug(`${ours ? 'cause' : 'unexpected'} ${c instanceof Error ? (c.stack ?? c.message) : String(c)}`);
     }
     vlog.debug(`error code ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
     return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion), null, 4) + '\n', stderr: '', error: err };

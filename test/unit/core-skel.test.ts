@@ -10,6 +10,7 @@ import { formatResult, type Result } from '../../shared/cni/types';
 import { parseConfig } from '../../shared/cni/config';
 import { SUPPORTED_VERSIONS } from '../../shared/cni/version';
 import { jsonSyntaxError } from '../../shared/cni/json';
+import { SyscallError } from '../../shared/linux/libc';
 import { createLogger, loggerFromEnv, silentLogger, type LogLevel } from '../../shared/log';
 
 const VERSIONS = [...SUPPORTED_VERSIONS];
@@ -579,6 +580,18 @@ describe('Logger (shared/log.ts)', () => {
     const o = await runPlugin(p, envFor('ADD'), () => conf(), { log });
     expect(JSON.parse(o.stdout)).toEqual({ cniVersion: '1.1.0', code: 999, msg: 'internal error (TypeError); CNIKIT_LOG=debug logs where' });
     expect(lines.join('')).toMatch(/ADD debug: unexpected TypeError: Cannot read properties of null \(reading 'family'\)\\n\s+at /);
+  });
+  test('an error of our own kinds underneath (a kernel refusal: SyscallError) is logged as the cause, not as unexpected', async () => {
+    const { log, lines } = capture('debug');
+    const p = testPlugin({
+      add: () => {
+        throw wrapError(new SyscallError('setns', 1), 'entering the pod netns');
+      },
+    }).plugin;
+    const o = await runPlugin(p, envFor('ADD'), () => conf(), { log });
+    expect(JSON.parse(o.stdout).msg).toBe('entering the pod netns: setns: operation not permitted');
+    expect(lines.join('')).toMatch(/ADD debug: cause SyscallError: setns: operation not permitted\\n\s+at /);
+    expect(lines.join('')).not.toContain('unexpected');
   });
   test('an engine error wrapped with context (wrapError) is logged through the cause chain too', async () => {
     const { log, lines } = capture('debug');
