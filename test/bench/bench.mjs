@@ -20,7 +20,7 @@ const USAGE = `usage: node test/bench/bench.mjs [--json] [--rounds N] [--ours-di
   --json          one JSON document on stdout instead of the table
   --rounds N      alternating rounds per case (default 10)
   --ours-dir DIR  our plugins (default $CNIKIT_DIST/bin or dist/bin)
-  --busy-pods N   pods already attached in podman-busy (default 50)
+  --busy-pods N   pods already attached in podman-busy (default 50, at most 250)
   --only G,...    groups: version, bridge, host-local, podman-default, podman-busy, containerd-default,
                   ptp, loopback, docker-plugin, cnm, overlay (default: all)
 `;
@@ -39,10 +39,10 @@ if (args.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-const count = (name, dflt) => {
+const count = (name, dflt, max = Infinity) => {
   const n = Number(args[name] ?? dflt);
-  if (!Number.isInteger(n) || n < 1) {
-    process.stderr.write(`bench: --${name} must be a whole number above 0, not ${JSON.stringify(args[name])}\n`);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    process.stderr.write(`bench: --${name} must be a whole number ${max === Infinity ? 'above 0' : `from 1 to ${max}`}, not ${JSON.stringify(args[name])}\n`);
     process.exit(2);
   }
   return n;
@@ -54,7 +54,7 @@ const ROUNDS = count('rounds', '10');
 const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'ptp', 'loopback'];
 // podman-busy: podman-default's cycle on a node where this many pods (each publishing a port) are
 // already attached, with the same side's plugins: their rules are in the tables every verb reads.
-const BUSY_PODS = count('busy-pods', '50');
+const BUSY_PODS = count('busy-pods', '50', 250); // the list's /24 holds 253 pods, the timed one included
 const ONLY = (args.only ?? ['version', 'bridge', 'host-local', ...CHAIN_GROUPS].join(',')).split(',');
 const GROUPS = ['version', 'bridge', 'host-local', ...CHAIN_GROUPS, 'docker-plugin', 'cnm', 'overlay'];
 for (const g of ONLY)
