@@ -297,7 +297,8 @@ const ATTEMPTS = 5;
  * lines with `build` and applies them with one restore. When the restore fails because another
  * process changed the table in between (a concurrent ADD created a chain first, a DEL removed a rule
  * twice), reads again and rebuilds, up to 5 times; a failure on an unchanged table, or a missing
- * tool, is thrown (NetfilterError). Returns the lines applied ([] when there was nothing to do) and
+ * tool, is thrown (NetfilterError). A table read in part (`rulesOf`) counts as changed against the
+ * whole one read again, so such a failure is thrown after one rebuild on the whole table. Returns the lines applied ([] when there was nothing to do) and
  * the table they were built on, for undoLines.
  */
 export function transact(

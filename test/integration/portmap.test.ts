@@ -506,7 +506,7 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     expect([...(await natRules(4)), ...(await natRules(6))].filter((l) => l.includes(CH))).toEqual([]);
   });
 
-  test('on a busy node ADD and DEL read only the chains they act on, with the same outcome: a port in another pod\'s entry (a list or a multiport range) is a conflict naming it; a jump to the pod\'s chain from outside CNI-HOSTPORT-DNAT is removed by DEL too; other pods\' rules stay', async () => {
+  test('with 12 other pods\' rules in the table: a port in another pod\'s entry rule (a list, a multiport range, a goto) is a conflict naming that pod and changes nothing; a repeated ADD replaces a jump to the pod\'s chain from a built-in chain, and DEL removes one from any chain (the rebuild on the whole table); the other pods\' rules stay', async () => {
     const [prev] = await setup(1);
     const ipt = (...a: string[]) => execa('ip', ['netns', 'exec', lab.host, 'iptables', '-t', 'nat', ...a]);
     for (let i = 0; i < 12; i++) {
@@ -518,9 +518,15 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     await ipt('-N', ranged);
     await ipt('-A', ranged, '-p', 'tcp', '-m', 'tcp', '--dport', '9550', '-j', 'DNAT', '--to-destination', '198.18.0.77:80');
     await ipt('-A', 'CNI-HOSTPORT-DNAT', '-p', 'tcp', '-m', 'comment', '--comment', 'dnat name: "brnet" id: "ctr-range"', '-m', 'multiport', '--dports', '9500:9600', '-j', ranged);
+    // And one entered with a goto (-g), which the plugins never write.
+    const gone = 'CNI-DN-abcdef0123456789abcde';
+    await ipt('-N', gone);
+    await ipt('-A', gone, '-p', 'tcp', '-m', 'tcp', '--dport', '9650', '-j', 'DNAT', '--to-destination', '198.18.0.78:80');
+    await ipt('-A', 'CNI-HOSTPORT-DNAT', '-p', 'tcp', '-m', 'comment', '--comment', 'dnat name: "brnet" id: "ctr-goto"', '-m', 'multiport', '--dports', '9650', '-g', gone);
+    await ipt('-N', 'FOREIGN'); // someone else's chain, for a jump below
     const before = [await natRules(4), await natRules(6)];
 
-    for (const [port, owner] of [[9107, 'ctr-o7'], [9550, 'ctr-range']] as const) {
+    for (const [port, owner] of [[9107, 'ctr-o7'], [9550, 'ctr-range'], [9650, 'ctr-goto']] as const) {
       const refused = await pm('ADD', pmConf(prev, {}, [{ hostPort: port, containerPort: 80, protocol: 'tcp' }]), { id: 'ctr-new' });
       expect({ port, exit: refused.exitCode, code: refused.json?.code }).toEqual({ port, exit: 1, code: 7 });
       expect(refused.json.msg).toContain(`host port ${port}/tcp is already mapped to container ${owner} (network brnet); container ctr-new cannot map it too`);
@@ -533,7 +539,12 @@ describe('portmap iptables: the reference\'s rules and a node switched between t
     const chain = added.find((l) => l.startsWith(`:${CH}`))!.slice(1).split(' ')[0]!;
     expect(added.filter((l) => l.startsWith(`-A ${chain} `)).length).toBeGreaterThan(0);
     for (const l of before[0]!) expect(await natRules(4)).toContain(l); // nothing of the others changed
+    // A repeated ADD replaces the jumps to the pod's chain in the built-in chains too, as a whole-table read did.
     await ipt('-A', 'OUTPUT', '-p', 'tcp', '--dport', '1', '-j', chain);
+    expect((await pm('ADD', conf, { id: 'ctr-new' })).exitCode).toBe(0);
+    expect((await natRules(4)).filter((l) => l.startsWith('-A OUTPUT ') && l.endsWith(` -j ${chain}`))).toEqual([]);
+    // A jump from a chain no verb reads keeps the pod's chain busy: DEL's rebuild on the whole table finds it.
+    await ipt('-A', 'FOREIGN', '-j', chain);
     expect((await pm('DEL', conf, { id: 'ctr-new' })).exitCode).toBe(0);
     expect([await natRules(4), await natRules(6)]).toEqual(before);
   });

@@ -71,11 +71,18 @@ class Script {
 }
 
 /**
- * What addLines looks at (readTable's `rulesOf`): FORWARD, the admin and isolation chains, and of
- * CNI-FORWARD, which holds two rules per pod, the jump to the admin chain and the rules matching
- * `ips`. A node's filter table also holds Docker's and kube-proxy's chains, which ADD need not decode.
+ * What addLines looks at (readTable's `rulesOf`): FORWARD's jumps to CNI-FORWARD and the isolation
+ * chain, the isolation chains, and of CNI-FORWARD, which holds two rules per pod, the jump to the
+ * admin chain and the rules matching `ips`; of the admin chain nothing but its name (its rules are
+ * the admin's). A node's filter table also holds Docker's and kube-proxy's chains and rules, which
+ * ADD need not decode.
  */
-export const addScope = (adminChain: string, ips: IP[]): RuleScope[] => ['FORWARD', { chain: PRIV_CHAIN, mentioning: [adminChain, ...ips.map(ipToBytes)] }, adminChain, STAGE1_CHAIN, STAGE2_CHAIN];
+export const addScope = (adminChain: string, ips: IP[]): RuleScope[] => [
+  { chain: 'FORWARD', mentioning: [PRIV_CHAIN, STAGE1_CHAIN] },
+  { chain: PRIV_CHAIN, mentioning: [adminChain, ...ips.map(ipToBytes)] },
+  STAGE1_CHAIN,
+  STAGE2_CHAIN,
+];
 
 /** What delLines looks at: CNI-FORWARD's rules matching `ips`. */
 export const delScope = (ips: IP[]): RuleScope[] => [{ chain: PRIV_CHAIN, mentioning: ips.map(ipToBytes) }];

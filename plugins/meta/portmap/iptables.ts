@@ -132,19 +132,30 @@ function owners(nat: NatTable): Map<string, { network: string; containerID: stri
   for (const l of nat.rules) {
     if (!l.startsWith(`-A ${TOP_DNAT} `)) continue;
     const args = splitArgs(l);
-    const chain = args[args.indexOf('-j') + 1];
-    const comment = args[args.indexOf('--comment') + 1];
+    const verdict = args.includes('-j') ? args.indexOf('-j') : args.indexOf('-g');
+    const chain = verdict < 0 ? undefined : args[verdict + 1];
+    const comment = args.includes('--comment') ? args[args.indexOf('--comment') + 1] : undefined;
     const m = comment ? /^dnat name: "(.*)" id: "(.*)"$/.exec(comment) : null;
     if (chain && m) out.set(chain, { network: m[1]!, containerID: m[2]! });
   }
   return out;
 }
 
-// What ADD reads before any pod's chain: addLines looks for the shared rules in the built-in chains
-// (in POSTROUTING, where the bridge puts a jump per pod, only the jump to CNI-HOSTPORT-MASQ),
-// CNI-HOSTPORT-SETMARK and -MASQ, and replaces the pod's entry rules in CNI-HOSTPORT-DNAT, whose
-// other entry rules say which pods' chains may conflict.
-const ADD_SCOPE: readonly RuleScope[] = ['PREROUTING', 'OUTPUT', { chain: 'POSTROUTING', mentioning: [MASQ] }, TOP_DNAT, SETMARK, MASQ];
+// What ADD reads before any other pod's chain: addLines looks for the shared rules in the built-in
+// chains (only their jumps to CNI-HOSTPORT-DNAT and -MASQ, and any to the pod's chain, which it
+// replaces: the bridge puts a jump per pod in POSTROUTING, kube-proxy and Docker theirs in all
+// three), CNI-HOSTPORT-SETMARK and -MASQ, replaces the pod's entry rules in CNI-HOSTPORT-DNAT, whose
+// other entry rules say which pods' chains may conflict, and rewrites the pod's chain (`own`: a
+// repeated ADD's undo puts its old rules back).
+const addScope = (own: string): RuleScope[] => [
+  { chain: 'PREROUTING', mentioning: [TOP_DNAT, own] },
+  { chain: 'OUTPUT', mentioning: [TOP_DNAT, own] },
+  { chain: 'POSTROUTING', mentioning: [MASQ, own] },
+  TOP_DNAT,
+  SETMARK,
+  MASQ,
+  own,
+];
 
 /** Whether `spec` (multiport's `80,8000:8080`) names `port`. */
 const inPortList = (spec: string, port: number): boolean =>
@@ -155,34 +166,37 @@ const inPortList = (spec: string, port: number): boolean =>
 
 /**
  * ADD's read of the `family` nat table (every chain's name; rules, over netlink, of some chains
- * only): ADD_SCOPE, the pod's own chain (a repeated ADD's undo puts its old rules back), and every
- * other pod's chain whose entry rule sends one of the mappings' protocol and host port there, for
- * checkConflicts; a chain entered by a rule this cannot parse is read too. On a busy node that is a
- * few chains instead of every pod's rules, whose decoding made an ADD slower than the reference's
+ * only): addScope's, then every other pod's chain whose entry rule sends one of the mappings'
+ * protocol and host port there (candidateChains), for checkConflicts. On a busy node that is a few
+ * chains instead of every pod's rules, whose decoding made an ADD slower than the reference's
  * iptables. Throws NetfilterError.
  */
 export function readForAdd(conf: PortMapConf, containerID: string, family: Family): NatTable {
-  const scope = [...ADD_SCOPE, dnatChain(conf.name, containerID)];
+  const scope = addScope(dnatChain(conf.name, containerID));
   const first = readTable(family, 'nat', scope);
   if (!first.scope) return first; // iptables-save listed everything
   const more = candidateChains(conf, first).filter((c) => !first.scope!.has(c));
   return more.length ? readTable(family, 'nat', [...scope, ...more]) : first;
 }
 
-/** The chains CNI-HOSTPORT-DNAT's rules in `nat` send one of `conf`'s protocol and host port pairs to (or cannot be parsed for). */
+/**
+ * The chains CNI-HOSTPORT-DNAT's rules in `nat` send (`-j` or `-g`) one of `conf`'s protocol and
+ * host port pairs to, or may (a rule without `-p` or `--dports`, or with `! --dports`).
+ */
 function candidateChains(conf: PortMapConf, nat: NatTable): string[] {
-  const out: string[] = [];
+  const out = new Set<string>();
   for (const l of nat.rules) {
     if (!l.startsWith(`-A ${TOP_DNAT} `)) continue;
     const args = splitArgs(l);
     const at = (flag: string): string | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
-    const chain = at('-j');
+    const chain = at('-j') ?? at('-g');
     if (!chain?.startsWith('CNI-')) continue;
     const proto = at('-p');
     const ports = at('--dports');
-    if (!proto || !ports || conf.portMappings.some((m) => m.protocol === proto && inPortList(ports, m.hostPort))) out.push(chain);
+    const negated = args[args.indexOf('--dports') - 1] === '!';
+    if (!proto || !ports || negated || conf.portMappings.some((m) => m.protocol === proto && inPortList(ports, m.hostPort))) out.add(chain);
   }
-  return out;
+  return [...out];
 }
 
 /**
