@@ -24,15 +24,20 @@ export function commentForInstance(network: string, ifname: string, containerID:
   return c.slice(0, COMMENT_MAX);
 }
 
-/** Rules of the masquerade chain (handle, comment), read in-process; empty when the table does not exist yet. */
-function listMasqRules(): NftRuleInfo[] {
-  return (readNftRules('inet', MASQ_TABLE)?.rules ?? []).filter((x) => x.chain === MASQ_CHAIN);
+/**
+ * Rules of the masquerade chain (handle, comment), read in-process; empty when the table does not
+ * exist yet. `commentPrefix`: only the rules whose comment may start with it are decoded (one pod's,
+ * on a node with a rule per pod).
+ */
+function listMasqRules(commentPrefix?: string): NftRuleInfo[] {
+  const rules = readNftRules('inet', MASQ_TABLE, commentPrefix === undefined ? undefined : [commentPrefix])?.rules ?? [];
+  return rules.filter((x) => x.chain === MASQ_CHAIN && (commentPrefix === undefined || !!x.comment?.startsWith(commentPrefix)));
 }
 
 const q = (s: string): string => `"${s}"`;
 
 export function setupIPMasqNFTables(addresses: string[], network: string, ifname: string, containerID: string): void {
-  const stale = listMasqRules().filter((r) => r.comment?.startsWith(hashForInstance(network, ifname, containerID)));
+  const stale = listMasqRules(hashForInstance(network, ifname, containerID));
   const t = `inet ${MASQ_TABLE}`;
   const comment = q(commentForInstance(network, ifname, containerID));
   const lines = [
@@ -64,8 +69,7 @@ function deleteRules(rules: NftRuleInfo[], what: string): void {
 
 /** Removes the pod's rules by their comment hash; no addresses needed. */
 export function teardownIPMasqNFTables(network: string, ifname: string, containerID: string): void {
-  const h = hashForInstance(network, ifname, containerID);
-  deleteRules(listMasqRules().filter((r) => r.comment?.startsWith(h)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
+  deleteRules(listMasqRules(hashForInstance(network, ifname, containerID)), `tearing down ipMasq for ${network}/${ifname}/${containerID}`);
 }
 
 /** The reference's gcIPMasqNFTables: drop this network's rules whose comment is not a valid attachment's. */

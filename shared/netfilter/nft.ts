@@ -45,15 +45,16 @@ export function ruleInfo(r: NftRuleMsg): NftRuleInfo {
 
 /**
  * The chains and rules of table `family name` as the kernel lists them, read over nfnetlink
- * in-process; null when the table does not exist. Throws NetfilterError when the kernel cannot be
- * asked (no nf_tables access).
+ * in-process; null when the table does not exist. `mentioning`: only the rules whose kernel message
+ * holds one of these strings (a comment naming the pod) are decoded and returned, see nftListRules.
+ * Throws NetfilterError when the kernel cannot be asked (no nf_tables access).
  */
-export function readNftTable(family: NftFamily, name: string): { chains: Set<string>; rules: NftRuleMsg[] } | null {
+export function readNftTable(family: NftFamily, name: string, mentioning?: readonly string[]): { chains: Set<string>; rules: NftRuleMsg[] } | null {
   try {
     const nl = netfilterSocket();
     if (!nftTableExists(nl, NFPROTO[family], name)) return null;
     const chains = new Set(nftListChains(nl, NFPROTO[family], name).map((c) => c.name));
-    return { chains, rules: nftListRules(nl, NFPROTO[family], name) };
+    return { chains, rules: nftListRules(nl, NFPROTO[family], name, undefined, mentioning?.map((m) => Buffer.from(m))) };
   } catch (e) {
     throw readFailed(`listing nftables table ${family} ${name}`, e);
   }
@@ -69,8 +70,8 @@ function readFailed(what: string, e: unknown): NetfilterError {
 }
 
 /** readNftTable with each rule's handle, comment and iifname match (ruleInfo). */
-export function readNftRules(family: NftFamily, name: string): { chains: Set<string>; rules: NftRuleInfo[] } | null {
-  const t = readNftTable(family, name);
+export function readNftRules(family: NftFamily, name: string, mentioning?: readonly string[]): { chains: Set<string>; rules: NftRuleInfo[] } | null {
+  const t = readNftTable(family, name, mentioning);
   return t && { chains: t.chains, rules: t.rules.map(ruleInfo) };
 }
 

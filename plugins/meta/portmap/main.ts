@@ -194,7 +194,7 @@ async function cmdDel(a: CmdArgs): Promise<void> {
  */
 function delRules(network: string, containerID: string, backend: MasqBackend, families: Family[], pods: PodAddress[] | null, what: string): Map<Family, string> {
   if (backend === 'nftables') {
-    const { tables, failed } = readFamilies(families, nft.readTable);
+    const { tables, failed } = readFamilies(families, (f) => nft.readTable(f, containerID));
     nft.deleteRules(tables.map(([f, rules]) => [f, pods ? nft.attachmentRules(containerID, pods, f, rules) : nft.containerRules(containerID, rules)]), what);
     return failed;
   }
@@ -206,7 +206,7 @@ function delRules(network: string, containerID: string, backend: MasqBackend, fa
 /** ADD's rollback: deletes the nftables rules of `containerID` to its addresses `pods` (one read per family, one batch). */
 function nftDelAttachment(containerID: string, pods: PodAddress[], what: string): void {
   const fams = [...new Set(pods.map((p) => p.family))];
-  nft.deleteRules(fams.map((f) => [f, nft.attachmentRules(containerID, pods, f, nft.readTable(f))]), what);
+  nft.deleteRules(fams.map((f) => [f, nft.attachmentRules(containerID, pods, f, nft.readTable(f, containerID))]), what);
 }
 
 /** One family's nat table (in-process with iptables-nft, else one iptables-save). Throws NetfilterError. */

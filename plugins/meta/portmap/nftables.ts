@@ -96,9 +96,13 @@ export function ruleOf(f: Family, m: NftRuleMsg): NftRule {
   return out;
 }
 
-/** One family's table read over nfnetlink (no process); [] when the table is absent. Throws NetfilterError. */
-export function readTable(f: Family): NftRule[] {
-  return (readNftTable(nftFamily(f), TABLE)?.rules ?? []).map((m) => ruleOf(f, m));
+/**
+ * One family's table read over nfnetlink (no process); [] when the table is absent. `containerID`:
+ * only the rules whose message holds it (its comment, on every per-pod rule) are decoded, for the
+ * verbs that look at one pod's rules alone (DEL). Throws NetfilterError.
+ */
+export function readTable(f: Family, containerID?: string): NftRule[] {
+  return (readNftTable(nftFamily(f), TABLE, containerID === undefined ? undefined : [containerID])?.rules ?? []).map((m) => ruleOf(f, m));
 }
 
 /** Runs `lines` as one nft transaction (nothing when empty). */
