@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import type { Family } from '../ip';
 import { EACCES, EAFNOSUPPORT, EBUSY, EEXIST, EINVAL, ENOENT, EOPNOTSUPP, EPERM, EPROTONOSUPPORT } from '../linux/netlink/errno';
 import { NetlinkError } from '../linux/netlink/errors';
-import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftChainExists, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftDeletion } from '../linux/netlink/nftables';
+import { NFPROTO_IPV4, NFPROTO_IPV6, nftAdd, nftChainExists, nftDelete, nftGeneration, nftListChains, nftListRules, type NftAddition, type NftChain, type NftDeletion, type NftRuleMsg } from '../linux/netlink/nftables';
 import { netfilterSocket } from './nfnl';
 import { findTool, mustRunTool, NetfilterError } from './tool';
 import { encodeRule, saveLines } from './xtables-nft';
@@ -27,16 +27,19 @@ const BUILTINS: Record<IptTableName, readonly string[]> = { nat: ['PREROUTING', 
 export interface IptTable {
   chains: Set<string>;
   rules: string[];
-  /** When read for some chains only (readTable's `rulesOf`): those chains, the only ones `rules` lists (some of them only in part). */
+  /**
+   * When read for some chains only (readTable's `rulesOf`): those chains, the only ones `rules` lists
+   * (some of them only in part) and, with the built-in chains, the only ones `chains` can hold.
+   */
   scope?: ReadonlySet<string>;
   nft?: { gen: number; handles: Map<string, bigint[]> };
 }
 
 /**
- * What a caller reads of a table (readTable's `rulesOf`): a chain's name for all its rules, or a
- * chain with `mentioning`, for only its rules whose kernel message holds one of those strings or
- * byte strings (the chain a rule jumps to, an address it matches), which are all the caller needs
- * of a chain with a rule per pod.
+ * What a caller reads of a table (readTable's `rulesOf`): a chain's name for whether it exists and
+ * all its rules, or a chain with `mentioning`, for only its rules whose kernel message holds one of
+ * those strings or byte strings (the chain a rule jumps to, an address it matches), which are all
+ * the caller needs of a chain with a rule per pod; `mentioning: []` for whether it exists alone.
  */
 export type RuleScope = string | { chain: string; mentioning: ReadonlyArray<string | Uint8Array> };
 
@@ -101,20 +104,30 @@ function iptablesIsNft(f: Family): boolean {
  * The table read over nfnetlink, as iptables-save would list it, or undefined when it cannot be
  * (no nf_tables access, a rule outside the decoder's subset, the ruleset changing under three
  * reads in a row): the caller then execs iptables-save. A table that does not exist is empty, as
- * iptables-save shows it (restore creates it with its base chains). With `rulesOf`, every chain
- * but only the rules it names (one dump per chain, filtered by the kernel).
+ * iptables-save shows it (restore creates it with its base chains). With `rulesOf`, only the chains
+ * it names are looked up (one request each: a node's table may hold thousands, kube-proxy's, and
+ * listing them all costs more than a verb's rules) and only the rules it names are read (one dump
+ * per chain, filtered by the kernel).
  */
 function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly RuleScope[]): IptTable | undefined {
   try {
     const nl = netfilterSocket();
     const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+    const some = (s: RuleScope) => (typeof s === 'string' ? nftListRules(nl, family, table, s) : nftListRules(nl, family, table, s.chain, s.mentioning.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))));
+    const scoped = rulesOf && [...new Map(rulesOf.map((s) => [scopeChain(s), s] as const)).values()];
     for (let attempt = 0; attempt < 3; attempt++) {
-      // Two dumps: the generation before and after tells whether they saw one ruleset.
+      // The generation before and after tells whether the requests saw one ruleset.
       const gen = nftGeneration(nl);
-      const chains = nftListChains(nl, family, table);
-      const names = new Set(chains.map((c) => c.name));
-      const some = (s: RuleScope) => (typeof s === 'string' ? nftListRules(nl, family, table, s) : nftListRules(nl, family, table, s.chain, s.mentioning.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))));
-      const rules = !chains.length ? [] : rulesOf ? rulesOf.filter((s) => names.has(scopeChain(s))).flatMap(some) : nftListRules(nl, family, table);
+      let chains: NftChain[];
+      let rules: NftRuleMsg[];
+      if (scoped) {
+        const there = scoped.filter((s) => nftChainExists(nl, family, table, scopeChain(s)));
+        chains = there.map((s) => ({ name: scopeChain(s) }));
+        rules = there.flatMap(some);
+      } else {
+        chains = nftListChains(nl, family, table);
+        rules = chains.length ? nftListRules(nl, family, table) : [];
+      }
       if (nftGeneration(nl) !== gen) continue;
       const t = saveLines(f, BUILTINS[table], chains, rules);
       const handles = new Map<string, bigint[]>();
@@ -145,9 +158,10 @@ export function chainExists(f: Family, table: IptTableName, chain: string): bool
 /**
  * Reads one table of family `f`: over netlink with iptables-nft (no process), else one
  * `iptables-save -t <table>` (ip6tables-save for 6). `rulesOf`: what the caller looks at (see
- * RuleScope). Over netlink only that is decoded (decoding every pod's rules is most of a read on a
- * busy node) and `scope` names its chains; iptables-save lists everything, which is a superset.
- * Every chain's name is read either way. Throws NetfilterError when the tool is missing or fails.
+ * RuleScope), every chain whose existence or rules it asks about. Over netlink only that is read
+ * (decoding every pod's rules is most of a read on a busy node, listing kube-proxy's chains more)
+ * and `scope` names those chains; iptables-save lists everything, which is a superset. Throws
+ * NetfilterError when the tool is missing or fails.
  */
 export function readTable(f: Family, table: IptTableName, rulesOf?: readonly RuleScope[]): IptTable {
   if (iptablesIsNft(f)) {

@@ -114,7 +114,7 @@ export function setupIPMasqIPTables(addresses: string[], network: string, contai
   }
 }
 
-/** Lines that remove `chains` and every POSTROUTING jump to them, given the nat table (POSTROUTING's rules and every chain's name). */
+/** Lines that remove `chains` and every POSTROUTING jump to them, given the nat table (POSTROUTING's rules, whether `chains` exist). */
 function removalLines(nat: IptTable, chains: Set<string>): string[] {
   const out: string[] = [];
   for (const l of nat.rules) {
@@ -141,10 +141,10 @@ export function teardownIPMasqIPTables(network: string, containerID: string, fam
     const fast = readsInProcess(f) ? [] : fastTeardownScript(f, addresses, network, containerID);
     if (!fast.length || !tryRestore(f, fast, what)) read.push(f);
   }
-  // Both families' removals in one batch when they go over netlink (one commit: transactEach). Of the
-  // rules only POSTROUTING's jumps to the pod's chain are read: the chain goes by name (-F, -X), and
+  // Both families' removals in one batch when they go over netlink (one commit: transactEach). Read:
+  // POSTROUTING's jumps to the pod's chain and whether the chain exists (it goes by name: -F, -X);
   // decoding every other pod's rules would make a DEL on a busy node slower than the reference's.
-  transactEach(read, 'nat', what, (nat) => removalLines(nat, new Set([chain])), undefined, [{ chain: 'POSTROUTING', mentioning: [chain] }]);
+  transactEach(read, 'nat', what, (nat) => removalLines(nat, new Set([chain])), undefined, [{ chain: 'POSTROUTING', mentioning: [chain] }, { chain, mentioning: [] }]);
 }
 
 /**

@@ -80,6 +80,7 @@ class Script {
 export const addScope = (adminChain: string, ips: IP[]): RuleScope[] => [
   { chain: 'FORWARD', mentioning: [PRIV_CHAIN, STAGE1_CHAIN] },
   { chain: PRIV_CHAIN, mentioning: [adminChain, ...ips.map(ipToBytes)] },
+  { chain: adminChain, mentioning: [] },
   STAGE1_CHAIN,
   STAGE2_CHAIN,
 ];

@@ -165,8 +165,7 @@ const inPortList = (spec: string, port: number): boolean =>
   });
 
 /**
- * ADD's read of the `family` nat table (every chain's name; rules, over netlink, of some chains
- * only): addScope's, then every other pod's chain whose entry rule sends one of the mappings'
+ * ADD's read of the `family` nat table (over netlink, some chains only): addScope's, then every other pod's chain whose entry rule sends one of the mappings'
  * protocol and host port there (candidateChains), for checkConflicts. On a busy node that is a few
  * chains instead of every pod's rules, whose decoding made an ADD slower than the reference's
  * iptables. Throws NetfilterError.
@@ -259,17 +258,17 @@ function removalLines(nat: NatTable, chains: Set<string>): string[] {
 }
 
 /**
- * What DEL reads (readTable's rulesOf): the rules that jump to the pod's chains, in the chains that
- * hold such jumps, CNI-HOSTPORT-DNAT (to CNI-DN-<hash>) and an old version's CNI-HOSTPORT-SNAT (to
- * CNI-SN-<hash>). A jump from anywhere else makes the deletion fail, and the rebuild on the whole
- * table (transact) removes it too.
+ * What DEL reads (readTable's rulesOf): whether the pod's chains exist, and the rules that jump to
+ * them in the chains that hold such jumps, CNI-HOSTPORT-DNAT (to CNI-DN-<hash>) and an old version's
+ * CNI-HOSTPORT-SNAT (to CNI-SN-<hash>). A jump from anywhere else makes the deletion fail, and the
+ * rebuild on the whole table (transact) removes it too.
  */
 export function delScope(network: string, containerID: string): RuleScope[] {
   const chains = [dnatChain(network, containerID), oldSnatChain(network, containerID)];
-  return [TOP_DNAT, 'CNI-HOSTPORT-SNAT'].map((chain) => ({ chain, mentioning: chains }));
+  return [...[TOP_DNAT, 'CNI-HOSTPORT-SNAT'].map((chain) => ({ chain, mentioning: chains })), ...chains.map((chain) => ({ chain, mentioning: [] }))];
 }
 
-/** The lines removing the pod's chain (and an old version's CNI-SN- chain), found by name alone: every chain's name and what delScope reads are enough. */
+/** The lines removing the pod's chain (and an old version's CNI-SN- chain), found by name alone: what delScope reads is enough. */
 export function delLines(network: string, containerID: string, nat: NatTable): string[] {
   return removalLines(nat, new Set([dnatChain(network, containerID), oldSnatChain(network, containerID)]));
 }
