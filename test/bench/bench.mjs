@@ -4,7 +4,7 @@
 // libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
 //   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--busy-pods N] [--only version,bridge,host-local,...]
 // --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
-// The chain groups (podman-default, containerd-default, ptp, loopback) run the runtimes' real lists
+// The chain groups (podman-default, podman-busy, containerd-default, containerd-kube, ptp, loopback) run the runtimes' real lists
 // with CNI_PATH = one side's directory alone, and count the processes each side execs per pod (strace).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ const USAGE = `usage: node test/bench/bench.mjs [--json] [--rounds N] [--ours-di
   --ours-dir DIR  our plugins (default $CNIKIT_DIST/bin or dist/bin)
   --busy-pods N   pods already attached in podman-busy (default 50, at most 250)
   --only G,...    groups: version, bridge, host-local, podman-default, podman-busy, containerd-default,
-                  ptp, loopback, docker-plugin, cnm, overlay (default: all)
+                  containerd-kube, ptp, loopback, docker-plugin, cnm, overlay (default: all)
 `;
 let args;
 try {
@@ -51,9 +51,12 @@ const JSON_OUT = !!args.json;
 const ROUNDS = count('rounds', '10');
 // Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local,
 // and the chains: podman-default, podman-busy, containerd-default, ptp, loopback.
-const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'ptp', 'loopback'];
+const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'containerd-kube', 'ptp', 'loopback'];
 // podman-busy: podman-default's cycle on a node where this many pods (each publishing a port) are
 // already attached, with the same side's plugins: their rules are in the tables every verb reads.
+// containerd-kube: containerd-default's cycle with kube-proxy's iptables rules for KUBE_SERVICES
+// services (two endpoints each, as kube-proxy 1.2x writes them) in both sides' nat tables.
+const KUBE_SERVICES = 1000;
 const BUSY_PODS = count('busy-pods', '50', 250); // the list's /24 holds 253 pods, the timed one included
 const ONLY = (args.only ?? ['version', 'bridge', 'host-local', ...CHAIN_GROUPS].join(',')).split(',');
 const GROUPS = ['version', 'bridge', 'host-local', ...CHAIN_GROUPS, 'docker-plugin', 'cnm', 'overlay'];
@@ -189,6 +192,8 @@ const CHAINS = {
   ],
   // the same list on its own bridge and subnet, timed with BUSY_PODS pods already on it
   'podman-busy': (i, dataDir, runDir) => CHAINS['podman-default'](i + 2, dataDir, runDir),
+  // the same on its own bridge, subnets and port, timed with kube-proxy's rules in the nat table
+  'containerd-kube': (i, dataDir, runDir) => CHAINS['containerd-default'](i + 2, dataDir, runDir),
   // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
   'containerd-default': (i, dataDir, runDir) => [
     loopbackNet,
@@ -212,6 +217,31 @@ const CHAINS = {
   ],
   loopback: () => [loopbackNet],
 };
+
+/**
+ * The nat table kube-proxy (iptables mode) writes for `n` ClusterIP services of two endpoints each,
+ * as an iptables-restore script: KUBE-SERVICES jumped to from PREROUTING and OUTPUT, per service a
+ * KUBE-SVC chain choosing an endpoint with `-m statistic`, per endpoint a KUBE-SEP chain with its
+ * DNAT. Service addresses in 198.19.0.0/16, endpoints in 198.18.100.0-198.18.115.255.
+ */
+function kubeProxyRules(n) {
+  const id = (i) => String(i).padStart(6, '0');
+  const out = ['*nat', ':KUBE-SERVICES - [0:0]'];
+  for (let i = 0; i < n; i++) out.push(`:KUBE-SVC-${id(i)} - [0:0]`, `:KUBE-SEP-${id(i)}A - [0:0]`, `:KUBE-SEP-${id(i)}B - [0:0]`);
+  out.push('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES', '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
+  for (let i = 0; i < n; i++) {
+    const [hi, lo] = [Math.floor(i / 250), (i % 250) + 1];
+    const svc = `"default/svc${i}:http"`;
+    out.push(
+      `-A KUBE-SERVICES -d 198.19.${hi}.${lo}/32 -p tcp -m comment --comment ${svc} -m tcp --dport 80 -j KUBE-SVC-${id(i)}`,
+      `-A KUBE-SVC-${id(i)} -m comment --comment ${svc} -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-${id(i)}A`,
+      `-A KUBE-SVC-${id(i)} -m comment --comment ${svc} -j KUBE-SEP-${id(i)}B`,
+      `-A KUBE-SEP-${id(i)}A -p tcp -m comment --comment ${svc} -m tcp -j DNAT --to-destination 198.18.${100 + hi}.${lo}:8080`,
+      `-A KUBE-SEP-${id(i)}B -p tcp -m comment --comment ${svc} -m tcp -j DNAT --to-destination 198.18.${108 + hi}.${lo}:8080`,
+    );
+  }
+  return `${out.join('\n')}\nCOMMIT\n`;
+}
 
 /** The plugin types a chain's networks name (main and IPAM). */
 const chainTypes = (nets) => [...new Set(nets.flatMap((n) => n.list.plugins.flatMap((p) => [p.type, p.ipam?.type].filter(Boolean))))];
@@ -491,6 +521,11 @@ async function main() {
             }
           }
           log(`${chain}: ${BUSY_PODS} pods attached on each side`);
+        }
+        if (chain === 'containerd-kube') {
+          const rules = kubeProxyRules(KUBE_SERVICES);
+          for (const s of ['ours', 'reference']) execFileSync('ip', ['netns', 'exec', side[s].host, 'iptables-restore', '--noflush'], { input: rules });
+          log(`${chain}: kube-proxy's rules for ${KUBE_SERVICES} services in each side's nat table`);
         }
         const t = { ours: [], reference: [] };
         for (let i = 0; i < ROUNDS + 1; i++) {
