@@ -113,7 +113,7 @@ function readOverNetlink(f: Family, table: IptTableName, rulesOf?: readonly Rule
   try {
     const nl = netfilterSocket();
     const family = f === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
-    const some = (s: RuleScope) => (typeof s === 'string' ? nftListRules(nl, family, table, s) : nftListRules(nl, family, table, s.chain, s.mentioning.map((m) => (typeof m === 'string' ? Buffer.from(m) : m))));
+    const some = (s: RuleScope) => (typeof s === 'string' ? nftListRules(nl, family, table, s) : nftListRules(nl, family, table, s.chain, s.mentioning));
     const scoped = rulesOf && [...new Map(rulesOf.map((s) => [scopeChain(s), s] as const)).values()];
     for (let attempt = 0; attempt < 3; attempt++) {
       // The generation before and after tells whether the requests saw one ruleset.
@@ -312,8 +312,8 @@ const ATTEMPTS = 5;
  * process changed the table in between (a concurrent ADD created a chain first, a DEL removed a rule
  * twice), reads again and rebuilds, up to 5 times; a failure on an unchanged table, or a missing
  * tool, is thrown (NetfilterError). A table read in part (`rulesOf`) counts as changed against the
- * whole one read again, so such a failure is thrown after one rebuild on the whole table. Returns the lines applied ([] when there was nothing to do) and
- * the table they were built on, for undoLines.
+ * whole one read again, so such a failure is thrown after one rebuild on the whole table. Returns
+ * the lines applied ([] when there was nothing to do) and the table they were built on, for undoLines.
  */
 export function transact(
   f: Family,

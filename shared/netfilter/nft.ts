@@ -54,7 +54,7 @@ export function readNftTable(family: NftFamily, name: string, mentioning?: reado
     const nl = netfilterSocket();
     if (!nftTableExists(nl, NFPROTO[family], name)) return null;
     const chains = new Set(nftListChains(nl, NFPROTO[family], name).map((c) => c.name));
-    return { chains, rules: nftListRules(nl, NFPROTO[family], name, undefined, mentioning?.map((m) => Buffer.from(m))) };
+    return { chains, rules: nftListRules(nl, NFPROTO[family], name, undefined, mentioning) };
   } catch (e) {
     throw readFailed(`listing nftables table ${family} ${name}`, e);
   }

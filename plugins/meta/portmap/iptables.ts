@@ -165,8 +165,9 @@ const inPortList = (spec: string, port: number): boolean =>
   });
 
 /**
- * ADD's read of the `family` nat table (over netlink, some chains only): addScope's, then every other pod's chain whose entry rule sends one of the mappings'
- * protocol and host port there (candidateChains), for checkConflicts. On a busy node that is a few
+ * ADD's read of the `family` nat table (over netlink, some chains only): addScope's, then every
+ * other pod's chain whose entry rule sends one of the mappings' protocol and host port there
+ * (candidateChains), for checkConflicts. On a busy node that is a few
  * chains instead of every pod's rules, whose decoding made an ADD slower than the reference's
  * iptables. Throws NetfilterError.
  */

@@ -152,11 +152,11 @@ export function nftListChains(nl: NetlinkSocket, family: number, name: string): 
 /**
  * The rules of table `name` of `family`, chain by chain in the kernel's order, or of its chain
  * `chain` alone (the kernel filters the dump: nf_tables_dump_rules); [] when the table or the chain
- * does not exist. `mentioning`: only the rules whose message holds one of these byte strings (a
- * chain name a verdict jumps to, an address a compare matches) are decoded and returned (none for
- * an empty list); decoding is most of a dump's cost. Throws NetlinkError.
+ * does not exist. `mentioning`: only the rules whose message holds one of these strings (UTF-8) or
+ * byte strings (a chain name a verdict jumps to, an address a compare matches) are decoded and
+ * returned (none for an empty list); decoding is most of a dump's cost. Throws NetlinkError.
  */
-export function nftListRules(nl: NetlinkSocket, family: number, name: string, chain?: string, mentioning?: readonly Uint8Array[]): NftRuleMsg[] {
+export function nftListRules(nl: NetlinkSocket, family: number, name: string, chain?: string, mentioning?: ReadonlyArray<string | Uint8Array>): NftRuleMsg[] {
   const req = nlmsg(nftType(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, nfgenmsg(family), attrStr(NFTA_RULE_TABLE, name), ...(chain === undefined ? [] : [attrStr(NFTA_RULE_CHAIN, chain)]));
   return nl
     .request(req, 'listing nftables rules', chain === undefined ? name : `${name} ${chain}`)
