@@ -610,5 +610,5 @@ else {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r) => `| ${r.map((c, i) => c.padEnd(w[i])).join(' | ')} |`;
   process.stdout.write([line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n');
-  process.stdout.write(`(medians of ${ROUNDS} rounds, concurrent-64 and peak-rss of 3; *-execs: processes exec'd per pod, one pod under strace; *-netfilter-max: most netfilter tools one plugin exec'd in one verb; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
+  process.stdout.write(`(medians of ${ROUNDS} rounds${want('bridge') ? ', concurrent-64 and peak-rss of 3' : ''}; *-execs: processes exec'd per pod, one pod under strace; *-netfilter-max: most netfilter tools one plugin exec'd in one verb; ours = ${OURS}, reference = ${REF}, driven by ${DRIVER} = Debian libcni 1.1.2)\n`);
 }
