@@ -1,81 +1,26 @@
-// The one multi-call executable: dispatch on the name it was invoked as (a link per plugin in
-// /opt/cni/bin), or on its first argument when invoked as `cnikit <name>`.
-import { basename } from 'node:path';
-import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
-import { errorMessage } from './shared/cni/errors';
-import { SUPPORTED_VERSIONS } from './shared/cni/version';
-import { loadPlugin, ownPluginsExecutor, pluginNames } from './plugins/registry';
-import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
-import { versionLine } from './shared/self';
-
-/**
- * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Each is
- * imported when called (as each plugin is: plugins/registry.ts), so a plugin's start-up does not pay
- * for the runner, the CNM library or the etcd client.
- */
-const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
-  cnitool: async (argv) => (await import('./runner/cli')).cnitool(argv),
-  cnm: async (argv) => (await import('./cnm/cli')).cnm(argv),
-  'overlay-agent': async (argv) => (await import('./overlay/cli')).overlayAgent(argv),
-};
+// The entry of the one multi-call executable. A plugin exec'd under its own name first offers the
+// invocation to the node's plugin server (plugin-server/client.ts: only bun:ffi is loaded so far);
+// when none runs it, the rest of the executable is loaded and dispatches (dispatch.ts).
+// --bytecode rejects top-level await, so the entry is plain calls.
+import { forwardToPluginServer } from './plugin-server/client';
 
 const SELF = 'cnikit';
 
-function usage(): string {
-  return [
-    `${SELF}: CNI plugins in one executable (CNI protocol versions ${SUPPORTED_VERSIONS.join(', ')})`,
-    `usage: ${SELF} <plugin>   (or invoke through a link named after the plugin)`,
-    `       ${SELF} --list     (print the plugin names, one per line)`,
-    `       ${SELF} --version  (print the version and build ID; <plugin> --version and cnitool --version too)`,
-    `debugging: CNIKIT_LOG=debug logs each verb's steps with timings to stderr, CNIKIT_LOG_FILE=path to a file`,
-    `plugins: ${pluginNames.join(', ')}`,
-    `tools: ${Object.keys(tools).join(', ')}`,
-    '',
-  ].join('\n');
+// Bun.isMainThread without loading node:worker_threads (undefined outside bun: a plain main thread).
+const isMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread ?? true;
+const invokedAs = process.argv0.slice(process.argv0.lastIndexOf('/') + 1);
+let declined: string | undefined;
+// Worker threads load this entry too (dispatch.ts serves their jobs); `cnikit <name>` is a person's
+// command line, not a runtime's exec.
+if (isMainThread && invokedAs !== SELF && invokedAs !== 'bun' && invokedAs !== 'node') {
+  const f = forwardToPluginServer(invokedAs, process.argv.slice(2), process.env);
+  if (f.served) process.exit(f.exitCode);
+  declined = f.declined;
 }
-
-async function main(): Promise<void> {
-  let name = basename(process.argv0);
-  let argv = process.argv.slice(2);
-  if (name === SELF || name === 'bun' || name === 'node') {
-    const arg = process.argv[2];
-    if (arg === '--list') process.exit(print(1, [...pluginNames, ...Object.keys(tools)].join('\n') + '\n'));
-    if (arg === '--version') process.exit(print(1, `${versionLine()}\n`));
-    if (!arg || arg === '--help' || arg === '-h') {
-      print(2, usage());
-      process.exit(arg ? 0 : 2);
-    }
-    name = arg;
-    argv = argv.slice(1);
-  }
-  const tool = tools[name];
-  if (tool) process.exit(await tool(argv));
-  const plugin: Plugin | undefined = await loadPlugin(name);
-  if (!plugin) {
-    print(2, `${SELF}: unknown plugin "${name}"\n${usage()}`);
-    process.exit(2);
-  }
-  // Our own plugins found in CNI_PATH (links or copies of this executable) run in-process.
-  await pluginMain(plugin, argv, { executor: ownPluginsExecutor() });
-}
-
-/** Writes synchronously; 0, or 1 when the text could not be written (a closed pipe), quietly. */
-function print(fd: number, text: string): number {
-  try {
-    writeAll(fd, text);
-    return 0;
-  } catch {
-    return 1;
-  }
-}
-
-// --bytecode rejects top-level await, so the entry is a plain call. A NetnsWorker thread loads this
-// same module (shared/linux/netns-worker.ts) and serves netns jobs instead. Whatever escapes main
-// (a fatal NetnsRestoreError above all: this thread is in the wrong netns; a tool whose stdout is a
-// closed pipe; a bug) is one line on stderr and exit 1, never bun's stack and source.
-if (isNetnsWorkerThread()) serveNetnsJobs();
-else
-  main().catch((e: unknown) => {
-    print(2, `${basename(process.argv0)}: ${errorMessage(e)}\n`);
+import('./dispatch').then(
+  (d) => d.start(declined),
+  (e: unknown) => {
+    process.stderr.write(`${invokedAs}: ${(e as Error).message}\n`);
     process.exit(1);
-  });
+  },
+);

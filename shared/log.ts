@@ -88,13 +88,14 @@ type Env = Readonly<Record<string, string | undefined>>;
  * The logger an entry point hands to library code, configured by CNIKIT_LOG and CNIKIT_LOG_FILE.
  * Costs two env lookups; the log file is opened on the first line written (O_APPEND, 0600, not
  * through a symlink). A log that cannot be opened or written is dropped, with one line on stderr
- * for a file that cannot be opened: logging never changes what a plugin does.
+ * for a file that cannot be opened: logging never changes what a plugin does. Lines meant for
+ * stderr go to `stderr` (default: fd 2; the plugin server collects them for its client's stderr).
  */
-export function loggerFromEnv(env: Env, name: string): Logger {
+export function loggerFromEnv(env: Env, name: string, stderr: (line: string) => void = (line) => writeQuietly(2, line)): Logger {
   const want = env.CNIKIT_LOG?.toLowerCase();
   const level: LogLevel | 'off' = want === 'off' || (LOG_LEVELS as readonly string[]).includes(want ?? '') ? (want as LogLevel | 'off') : 'warn';
   const file = env.CNIKIT_LOG_FILE;
-  const write = (line: string): void => writeQuietly(file ? logFileFd(file, name) : 2, line);
+  const write = (line: string): void => (file ? writeQuietly(logFileFd(file, name), line) : stderr(line));
   return createLogger({ level, write, name: `${name}[${process.pid}]` });
 }
 

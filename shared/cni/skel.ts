@@ -20,11 +20,9 @@ import { processExecutor, type Executor } from './exec';
 import { jsonSyntaxError } from './json';
 import { loggerFromEnv, type Logger } from '../log';
 import { versionLine } from '../self';
+import { missingEnv, VERBS, type Env, type Verb } from './verbs';
 
-export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'] as const;
-export type Verb = (typeof VERBS)[number];
-
-export type Env = Readonly<Record<string, string | undefined>>;
+export { VERBS, type Env, type Verb } from './verbs';
 
 /** What a verb handler gets: the CNI_* parameters, the raw and parsed stdin config, its version. */
 export interface CmdArgs {
@@ -69,14 +67,6 @@ export interface RunOptions {
   executor?: Executor; // for the handlers' delegations; default: exec every plugin (processExecutor)
   log?: Logger; // default: what CNIKIT_LOG/CNIKIT_LOG_FILE in the env ask for
 }
-
-const REQUIRED: Record<Exclude<Verb, 'VERSION'>, string[]> = {
-  ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],
-  CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],
-  DEL: ['CNI_CONTAINERID', 'CNI_IFNAME', 'CNI_PATH'], // no netns: DEL must still release IPAM
-  GC: ['CNI_PATH'],
-  STATUS: ['CNI_PATH'],
-};
 
 /** Container IDs and network names: what the Go library accepts, and safe as a path component. */
 export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -144,7 +134,7 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
     const verb = command as Verb;
     if (verb === 'VERSION') return { exitCode: 0, stdout: JSON.stringify(versionInfo()) + '\n', stderr: '' };
 
-    const missing = REQUIRED[verb].filter((k) => env[k] === undefined || env[k] === '');
+    const missing = missingEnv(verb, env);
     if (missing.length)
       throw new CniError(ErrInvalidEnvironmentVariables, `required env variables [${missing.join(',')}] missing`);
 
@@ -235,12 +225,12 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
  */
 export async function pluginMain(plugin: Plugin, argv: readonly string[] = [], opts: RunOptions = {}): Promise<never> {
   if (argv[0] === '--version') process.exit(tryWriteAll(1, aboutText(plugin)) ? 1 : 0);
-  const log = loggerFromEnv(process.env, plugin.name);
+  const log = opts.log ?? loggerFromEnv(process.env, plugin.name);
   const out = await runPlugin(plugin, process.env, () => readFileSync(0), { ...opts, log });
   if (out.stderr) tryWriteAll(2, out.stderr);
   let exitCode = out.exitCode;
   if (out.stdout) {
-    const err = stdoutIsGone() ?? tryWriteAll(1, out.stdout);
+    const err = stdoutIsGone('self') ?? tryWriteAll(1, out.stdout);
     if (err) {
       log.warn(`cannot write the ${out.exitCode === 0 ? 'result' : 'error'} to stdout: ${err}`);
       exitCode = 1;
@@ -253,15 +243,16 @@ export async function pluginMain(plugin: Plugin, argv: readonly string[] = [], o
 const DEV_NULL = (1 << 8) | 3; // major 1, minor 3
 
 /**
- * Why stdout cannot take our output, or null. bun (like Go's runtime) puts /dev/null, opened
+ * Why stdout of this process (`self`) or of the plugin process `pid` (the plugin server asks for
+ * its client's) cannot take the output, or null. bun (like Go's runtime) puts /dev/null, opened
  * close-on-exec, on a standard fd that was closed at exec: an inherited fd 1 can never be
- * close-on-exec, so such an fd 1 was opened by this process and a write there would be lost.
+ * close-on-exec, so such an fd 1 was opened by the process itself and a write there would be lost.
  */
-function stdoutIsGone(): string | null {
+export function stdoutIsGone(pid: number | 'self'): string | null {
   try {
-    const st = fstatSync(1);
-    if (!st.isCharacterDevice() || st.rdev !== DEV_NULL) return null; // one fstat in the common case
-    const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync('/proc/self/fdinfo/1', 'latin1'))?.[1];
+    const st = pid === 'self' ? fstatSync(1) : statSync(`/proc/${pid}/fd/1`);
+    if (!st.isCharacterDevice() || st.rdev !== DEV_NULL) return null; // one stat in the common case
+    const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/1`, 'latin1'))?.[1];
     return flags !== undefined && (parseInt(flags, 8) & 0o2000000) !== 0 ? 'stdout was closed when the plugin started' : null;
   } catch {
     return null; // no /proc: nothing to learn, the write itself will tell

@@ -20,13 +20,19 @@ export const MS_REC = 0x4000;
 export const MS_SHARED = 1 << 20;
 export const MNT_DETACH = 2;
 
+export const AF_UNIX = 1;
 export const AF_NETLINK = 16;
+export const SOCK_STREAM = 1;
 export const SOCK_RAW = 3;
 export const SOCK_CLOEXEC = 0o2000000;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOL_SOCKET = 1;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
+export const SO_PEERCRED = 17;
+export const SO_RCVTIMEO = 20; // struct timeval on 64-bit Linux (asm-generic and x86_64 alike)
+export const SO_SNDTIMEO = 21;
+export const SHUT_WR = 1;
 export const SOL_NETLINK = 270;
 export const NETLINK_ADD_MEMBERSHIP = 1;
 export const NETLINK_EXT_ACK = 11;
@@ -64,6 +70,13 @@ const SYMBOLS = {
   sendto: { args: ['i32', 'ptr', 'u64', 'i32', 'ptr', 'u32'], returns: 'i64_fast' },
   recvfrom: { args: ['i32', 'ptr', 'u64', 'i32', 'ptr', 'ptr'], returns: 'i64_fast' },
   close: { args: ['i32'], returns: 'i32' },
+  connect: { args: ['i32', 'ptr', 'u32'], returns: 'i32' },
+  listen: { args: ['i32', 'i32'], returns: 'i32' },
+  accept4: { args: ['i32', 'ptr', 'ptr', 'i32'], returns: 'i32' },
+  shutdown: { args: ['i32', 'i32'], returns: 'i32' },
+  getsockopt: { args: ['i32', 'i32', 'i32', 'ptr', 'ptr'], returns: 'i32' },
+  read: { args: ['i32', 'ptr', 'u64'], returns: 'i64_fast' },
+  write: { args: ['i32', 'ptr', 'u64'], returns: 'i64_fast' },
   flock: { args: ['i32', 'i32'], returns: 'i32' },
   setsockopt: { args: ['i32', 'i32', 'i32', 'ptr', 'u32'], returns: 'i32' },
   poll: { args: ['ptr', 'u64', 'i32'], returns: 'i32' },
@@ -88,6 +101,13 @@ function openLib() {
     sendto(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: number): number;
     recvfrom(fd: number, buf: Uint8Array, len: number, flags: number, addr: Uint8Array | null, addrlen: Uint8Array | null): number;
     close(fd: number): number;
+    connect(fd: number, addr: Uint8Array, len: number): number;
+    listen(fd: number, backlog: number): number;
+    accept4(fd: number, addr: null, len: null, flags: number): number;
+    shutdown(fd: number, how: number): number;
+    getsockopt(fd: number, level: number, name: number, val: Uint8Array, len: Uint8Array): number;
+    read(fd: number, buf: Uint8Array, len: number): number;
+    write(fd: number, buf: Uint8Array, len: number): number;
     flock(fd: number, op: number): number;
     setsockopt(fd: number, level: number, name: number, val: Uint8Array, len: number): number;
     poll(fds: Uint8Array, nfds: number, timeout: number): number;
@@ -173,6 +193,64 @@ export function recvFrom(fd: number, buf: Uint8Array, flags: number, addr: Uint8
 /** close(2). Returns 0 or -errno. */
 export function close(fd: number): number {
   return ret(libc().close(fd));
+}
+
+/** connect(2) with a raw sockaddr, retried on EINTR. Returns 0 or -errno. */
+export function connect(fd: number, addr: Uint8Array): number {
+  for (;;) {
+    const r = ret(libc().connect(fd, addr, addr.byteLength));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** listen(2). Returns 0 or -errno. */
+export function listen(fd: number, backlog: number): number {
+  return ret(libc().listen(fd, backlog));
+}
+
+/** accept4(2) without the peer's address, retried on EINTR. Returns the new fd or -errno. */
+export function accept4(fd: number, flags: number): number {
+  for (;;) {
+    const r = ret(libc().accept4(fd, null, null, flags));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** shutdown(2). Returns 0 or -errno. */
+export function shutdown(fd: number, how: number): number {
+  return ret(libc().shutdown(fd, how));
+}
+
+/** read(2) into `buf` from offset `off`, retried on EINTR. Returns bytes read (0 at EOF) or -errno. */
+export function readFd(fd: number, buf: Uint8Array, off = 0): number {
+  for (;;) {
+    const r = ret(libc().read(fd, buf.subarray(off), buf.byteLength - off));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** write(2) of `buf` from offset `off`, retried on EINTR. Returns bytes written or -errno. */
+export function writeFd(fd: number, buf: Uint8Array, off = 0): number {
+  for (;;) {
+    const r = ret(libc().write(fd, buf.subarray(off), buf.byteLength - off));
+    if (r !== -EINTR) return r;
+  }
+}
+
+/** The peer of a connected AF_UNIX socket as the kernel recorded it at connect (SO_PEERCRED), or -errno. */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } | number {
+  const buf = new Uint8Array(12); // struct ucred: pid_t pid, uid_t uid, gid_t gid
+  const len = new Uint32Array([12]);
+  const r = ret(libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, buf, new Uint8Array(len.buffer)));
+  if (r < 0) return r;
+  const dv = new DataView(buf.buffer);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}
+
+/** Sets SO_RCVTIMEO or SO_SNDTIMEO to `ms` (a struct timeval). Returns 0 or -errno. */
+export function setSocketTimeout(fd: number, name: typeof SO_RCVTIMEO | typeof SO_SNDTIMEO, ms: number): number {
+  const tv = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1000)]);
+  return ret(libc().setsockopt(fd, SOL_SOCKET, name, new Uint8Array(tv.buffer), 16));
 }
 
 // io_uring's syscall numbers are the same on every architecture (asm-generic, Linux 5.1).

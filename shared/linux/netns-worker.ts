@@ -129,11 +129,11 @@ export function serveNetnsJobs(): void {
   });
 }
 
-/** Where the worker's code comes from: the running entry module (inside the compiled executable, its embedded bundle). */
-function entryModule(): string {
+/** Where a worker thread's code comes from: the running entry module (inside the compiled executable, its embedded bundle). */
+export function entryModule(): string {
   const bun = (globalThis as { Bun?: { main?: string } }).Bun;
   const main = bun?.main ?? process.argv[1];
-  if (!main) throw new Error('netns worker: cannot tell which module the process runs');
+  if (!main) throw new Error('cannot tell which module the process runs (a worker thread loads it)');
   return main;
 }
 

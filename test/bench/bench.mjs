@@ -22,7 +22,8 @@ const USAGE = `usage: node test/bench/bench.mjs [--json] [--rounds N] [--ours-di
   --ours-dir DIR  our plugins (default $CNIKIT_DIST/bin or dist/bin)
   --busy-pods N   pods already attached in podman-busy (default 50, at most 250)
   --only G,...    groups: version, bridge, host-local, podman-default, podman-busy, containerd-default,
-                  containerd-kube, ptp, loopback, docker-plugin, cnm, overlay (default: all)
+                  containerd-kube, podman-served, containerd-served, ptp, loopback, docker-plugin,
+                  cnm, overlay (default: all)
 `;
 let args;
 try {
@@ -51,7 +52,12 @@ const JSON_OUT = !!args.json;
 const ROUNDS = count('rounds', '10');
 // Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local,
 // and the chains: podman-default, podman-busy, containerd-default, ptp, loopback.
-const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'containerd-kube', 'ptp', 'loopback'];
+const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'containerd-kube', 'podman-served', 'containerd-served', 'ptp', 'loopback'];
+// podman-served, containerd-served: the same lists with our plugin server (`cnikit plugin-server`)
+// running in our side's host netns, so each plugin our side execs hands its verb to the warm server.
+// The server serves clients of its own mount namespace only, and `ip netns exec` makes a new one per
+// command, so in these groups both sides' drivers enter the host netns with `nsenter --net` instead.
+const SERVED = new Set(['podman-served', 'containerd-served']);
 // podman-busy: podman-default's cycle on a node where this many pods (each publishing a port) are
 // already attached, with the same side's plugins: their rules are in the tables every verb reads.
 // containerd-kube: containerd-default's cycle with kube-proxy's iptables rules for KUBE_SERVICES
@@ -194,6 +200,9 @@ const CHAINS = {
   'podman-busy': (i, dataDir, runDir) => CHAINS['podman-default'](i + 2, dataDir, runDir),
   // the same on its own bridge, subnets and port, timed with kube-proxy's rules in the nat table
   'containerd-kube': (i, dataDir, runDir) => CHAINS['containerd-default'](i + 2, dataDir, runDir),
+  // the same lists on their own bridges, subnets and ports, ours served by the plugin server
+  'podman-served': (i, dataDir, runDir) => CHAINS['podman-default'](i + 4, dataDir, runDir),
+  'containerd-served': (i, dataDir, runDir) => CHAINS['containerd-default'](i + 4, dataDir, runDir),
   // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
   'containerd-default': (i, dataDir, runDir) => [
     loopbackNet,
@@ -319,6 +328,7 @@ async function main() {
   const work = mkdtempSync(join(tmpdir(), 'rn-bench-'));
   const volatile = mkdtempSync('/dev/shm/rn-bench-'); // a tmpfs, as /run on a node
   const ctrs = new Set();
+  const servers = new Set(); // plugin servers (child processes) the served groups started
   const newCtr = () => {
     const n = `rn-bc-${hex()}`;
     ctrs.add(n);
@@ -330,6 +340,7 @@ async function main() {
     ctrs.delete(n);
   };
   const cleanup = () => {
+    for (const c of servers) c.kill('SIGTERM');
     for (const n of ctrs) netnsDel(n);
     netnsDel(host);
     rmSync(work, { recursive: true, force: true });
@@ -494,8 +505,11 @@ async function main() {
           netnsAdd(h);
           side[s] = { host: h, nets, dir: d, env: { ...ENV, CNI_PATH: sides[s], CNI_CACHEDIR: join(d, 'cache'), NETCONFPATH: join(d, 'net.d') } };
         }
+        const served = SERVED.has(chain);
+        const enter = (h) => (served ? ['nsenter', `--net=/var/run/netns/${h}`] : ['ip', 'netns', 'exec', h]);
+        if (served) servers.add(await startPluginServer(side.ours.host));
         const run = (s, cmd, net, ns, wrap = []) =>
-          timed('ip', ['netns', 'exec', side[s].host, ...wrap, DRIVER, cmd, net.name, ns], {
+          timed(enter(side[s].host)[0], [...enter(side[s].host).slice(1), ...wrap, DRIVER, cmd, net.name, ns], {
             env: { ...side[s].env, CNI_IFNAME: net.ifname, ...(net.caps ? { CAP_ARGS: JSON.stringify(net.caps) } : {}) },
           });
         /** One pod's ADD of every network, then DEL of each in reverse: { add, del } in ms. */
@@ -581,6 +595,20 @@ async function main() {
     cleanup();
   }
   return results;
+}
+
+/** Starts `plugin-server` in the netns `host` (nsenter: this mount namespace); resolves with the child once it listens. */
+function startPluginServer(host) {
+  return new Promise((res, rej) => {
+    const c = spawn('nsenter', [`--net=/var/run/netns/${host}`, join(OURS, 'plugin-server')], { env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d) => {
+      err += d;
+      if (err.includes('listening on')) res(c);
+    });
+    c.on('error', rej);
+    c.on('exit', (code) => rej(new Error(`plugin-server exited ${code}: ${err.trim()}`)));
+  });
 }
 
 function round(x, d = 1) {

@@ -18,6 +18,8 @@ export interface CallOpts {
   binary?: string;
   plugin?: string; // default bridge
   wrap?: string[]; // a command line the plugin runs under (strace ...)
+  nsenter?: boolean; // enter the host netns with nsenter --net (this mount namespace), not ip netns exec
+  env?: Record<string, string>; // more environment
 }
 
 export class Lab {
@@ -71,9 +73,11 @@ export class Lab {
       command,
       config,
       hostNetns: this.host,
+      nsenter: o.nsenter,
       binary: o.binary,
       wrap: o.wrap,
       env: {
+        ...o.env,
         CNI_CONTAINERID: o.id ?? `ctr-${pod}`,
         CNI_NETNS: pod ? `/var/run/netns/${pod}` : '',
         CNI_IFNAME: o.ifname ?? 'eth0',

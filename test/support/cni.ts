@@ -18,6 +18,7 @@ export interface RunOpts {
   config?: unknown; // object (JSON-encoded) or raw string
   env?: Record<string, string | undefined>;
   hostNetns?: string; // run inside `ip netns exec <name>`
+  nsenter?: boolean; // enter hostNetns with `nsenter --net` instead: this mount namespace (a plugin server serves only its own)
   binary?: string; // full path; default binDir()/<plugin>
   wrap?: string[]; // a command line the binary runs under (strace ...), inside the host netns
 }
@@ -34,8 +35,8 @@ export async function runCni(plugin: string, o: RunOpts): Promise<RunResult> {
   const input = o.config === undefined ? '' : typeof o.config === 'string' ? o.config : JSON.stringify(o.config);
   const env: Record<string, string | undefined> = { PATH: process.env.PATH, CNI_COMMAND: o.command, ...o.env };
   const argv = [...(o.wrap ?? []), file];
-  const cmd = o.hostNetns ? 'ip' : argv[0]!;
-  const args = o.hostNetns ? ['netns', 'exec', o.hostNetns, ...argv] : argv.slice(1);
+  const enter = !o.hostNetns ? [] : o.nsenter ? ['nsenter', `--net=/var/run/netns/${o.hostNetns}`] : ['ip', 'netns', 'exec', o.hostNetns];
+  const [cmd, ...args] = [...enter, ...argv] as [string, ...string[]];
   const r = await execa(cmd, args, { input, env, extendEnv: false, reject: false, timeout: 30000 });
   let json: unknown = undefined;
   try {

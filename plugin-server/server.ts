@@ -1,0 +1,206 @@
+// The node's plugin server (`cnikit plugin-server`): a long-running process that runs the plugins'
+// verbs for plugin processes the runtime exec's (client.ts), warm, in-process, as the CNM daemon and
+// the Docker plugin run theirs. The runtime still execs /opt/cni/bin/<plugin> for every verb, with
+// the usual environment and stdin; that process only forwards them here and prints what the verb
+// printed, so the protocol a runtime sees is unchanged, and without a server every plugin runs
+// itself as before. The same design as Multus's thick plugin or Antrea's CNI server, with the
+// exec'd process kept to a bun start and one round trip.
+//
+// Who is served: a client of the server's effective uid (SO_PEERCRED), in the server's network
+// namespace (the socket is abstract, so only that netns reaches it), mount and user namespaces
+// (paths in the config and environment then name the same files), exec'd from the same executable
+// file (an upgraded /opt/cni/bin/cnikit is not served by the old build). Anything else is declined
+// before the verb starts, and the client runs the plugin itself.
+//
+// Each of N worker threads blocks in accept(2) on the one listening socket and runs one verb at a
+// time: setns(2) moves only the calling thread, and a plugin's netns work is synchronous within its
+// verb (shared/linux/netns.ts), so N verbs run at once as N plugin processes would.
+import { readlinkSync, statSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { Worker } from 'node:worker_threads';
+import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
+import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink/errno';
+import { workerThreads } from '../shared/lazy-builtins';
+import { entryModule } from '../shared/linux/netns-worker';
+import { runPlugin, stdoutIsGone, type Plugin } from '../shared/cni/skel';
+import { errorMessage } from '../shared/cni/errors';
+import { loggerFromEnv } from '../shared/log';
+import { loadPlugin, ownPluginsExecutor } from '../plugins/registry';
+import { readFrame, SOCKET_NAME, socketAddress, STDIN_ERROR, writeFrame, type Answer, type Hello, type Outcome } from './protocol';
+
+const THREAD_MARK = 'cnikit-plugin-server-thread';
+const DEFAULT_THREADS = 4;
+const MAX_THREADS = 64;
+const BACKLOG = 128;
+// A client sends its Hello and stdin as soon as it connects; one that does not is stuck or gone.
+const IO_TIMEOUT_MS = 10_000;
+// A thread that dies this soon after it started would die again: the server stops instead of looping.
+const MIN_THREAD_LIFE_MS = 1000;
+
+const HELP = `usage: plugin-server [--threads N]
+Runs the CNI plugins' verbs for the plugin processes exec'd in this network namespace, warm and
+in-process: each exec'd plugin hands its verb here and prints the outcome. Runs until SIGTERM or
+SIGINT; without it every plugin runs its verb itself.
+  --threads N   verbs run at once (1-${MAX_THREADS}, default ${DEFAULT_THREADS})
+  -h, --help    print this help
+`;
+
+/** The `plugin-server` tool: listens on @${SOCKET_NAME} and serves until SIGTERM/SIGINT. Returns the exit code (2: usage, 1: cannot listen). */
+export async function pluginServer(argv: string[]): Promise<number> {
+  let threads = DEFAULT_THREADS;
+  try {
+    const { values } = parseArgs({ args: argv, options: { threads: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (values.threads !== undefined) {
+      threads = Number(values.threads);
+      if (!/^\d+$/.test(values.threads) || threads < 1 || threads > MAX_THREADS) throw new Error(`--threads: ${JSON.stringify(values.threads)} is not a number from 1 to ${MAX_THREADS}`);
+    }
+  } catch (e) {
+    process.stderr.write(`plugin-server: ${errorMessage(e)} (see plugin-server --help)\n`);
+    return 2;
+  }
+  const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const bound = fd < 0 ? fd : bind(fd, socketAddress());
+  const listening = bound < 0 ? bound : listen(fd, BACKLOG);
+  if (listening < 0) {
+    const why = -listening === EADDRINUSE ? 'another plugin server already listens in this network namespace' : errnoMessage(-listening);
+    process.stderr.write(`plugin-server: cannot listen on @${SOCKET_NAME}: ${why}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      close(fd); // no new client connects; the caller's exit ends the threads
+      resolve(code);
+    };
+    const startThread = (): void => {
+      const started = Date.now();
+      const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [THREAD_MARK]: true, fd } });
+      w.on('error', (e) => process.stderr.write(`plugin-server: a thread failed: ${errorMessage(e)}\n`));
+      w.on('exit', () => {
+        if (stopping) return;
+        if (Date.now() - started < MIN_THREAD_LIFE_MS) {
+          process.stderr.write('plugin-server: a thread ended right after it started; stopping\n');
+          return stop(1);
+        }
+        startThread(); // after a fatal netns error (the thread was in the wrong netns) or a crash
+      });
+    };
+    for (let i = 0; i < threads; i++) startThread();
+    process.once('SIGTERM', () => stop(0));
+    process.once('SIGINT', () => stop(0));
+    process.stderr.write(`plugin-server: listening on @${SOCKET_NAME} with ${threads} threads (pid ${process.pid})\n`);
+  });
+}
+
+/** True on a plugin server thread: the entry then calls servePluginRequests() instead of its main. */
+export function isPluginServerThread(): boolean {
+  if ((globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread === true) return false;
+  const { isMainThread, workerData } = workerThreads();
+  return !isMainThread && (workerData as Record<string, unknown> | null)?.[THREAD_MARK] === true;
+}
+
+/**
+ * A server thread: accepts connections on the listening socket it was given and serves each, one at
+ * a time, until the socket is closed. After a verb whose error says this thread could not return to
+ * its own netns (a fatal NetnsRestoreError) it ends, and the main thread starts another.
+ */
+export function servePluginRequests(): void {
+  const { workerData } = workerThreads();
+  const fd = (workerData as { fd: number }).fd;
+  const self = identity('self');
+  const executor = ownPluginsExecutor();
+  void (async () => {
+    for (;;) {
+      const conn = accept4(fd, SOCK_CLOEXEC); // blocks this thread only
+      if (conn < 0) {
+        if (conn === -EBADF || conn === -EINVAL) return; // the listening socket was closed: the server stops
+        continue; // ECONNABORTED, EMFILE...: that client gets ECONNRESET and runs its plugin itself
+      }
+      let fatal = false;
+      try {
+        fatal = await serveConnection(conn, self, executor);
+      } catch {
+        /* the client went away mid-frame: nothing to answer */
+      } finally {
+        close(conn);
+      }
+      if (fatal) process.exit(1); // in a worker: ends this thread only
+    }
+  })();
+}
+
+/** What must be the same for a client and the server: the executable file, mount and user namespaces. */
+interface Identity {
+  exe: string; // device:inode of the executable (it stays the running file's after an upgrade renames a new one into place)
+  mnt: string; // e.g. mnt:[4026531841]
+  user: string;
+}
+
+/** The identity of the process `pid` (or this one) from /proc. Throws (ENOENT, EACCES) when it is not visible. */
+function identity(pid: number | 'self'): Identity {
+  const exe = statSync(`/proc/${pid}/exe`);
+  return { exe: `${exe.dev}:${exe.ino}`, mnt: readlinkSync(`/proc/${pid}/ns/mnt`), user: readlinkSync(`/proc/${pid}/ns/user`) };
+}
+
+/**
+ * Why the server does not run this client's verb, or undefined when it does. `peer` passed the uid
+ * check already; a client of another uid is declined before anything it sent is read.
+ */
+function declineReason(peer: { pid: number }, self: Identity): string | undefined {
+  let them: Identity;
+  try {
+    if (peer.pid <= 0) throw new Error('no pid');
+    them = identity(peer.pid);
+  } catch {
+    return "the client's process is not visible to the server (another PID namespace)";
+  }
+  if (them.mnt !== self.mnt) return 'the client runs in another mount namespace';
+  if (them.user !== self.user) return 'the client runs in another user namespace';
+  if (them.exe !== self.exe) return "the client's executable is not the server's (installed again since the server started?)";
+  return stdoutIsGone(peer.pid) ?? undefined; // the client reports that itself
+}
+
+/** Serves one connection (protocol.ts); true when this thread must end (it is in the wrong netns). */
+async function serveConnection(conn: number, self: Identity, executor: ReturnType<typeof ownPluginsExecutor>): Promise<boolean> {
+  setSocketTimeout(conn, SO_RCVTIMEO, IO_TIMEOUT_MS);
+  setSocketTimeout(conn, SO_SNDTIMEO, IO_TIMEOUT_MS);
+  const decline = (declined: string): false => (writeFrame(conn, json({ declined } satisfies Answer)), false);
+  // The socket is abstract: any user in the netns can connect. Another uid is answered at once, its
+  // frames unread (its config is not ours to run, and it cannot hold a thread for IO_TIMEOUT_MS).
+  const peer = peerCredentials(conn);
+  if (typeof peer === 'number') return decline(`cannot read the client's credentials: ${errnoMessage(-peer)}`);
+  const uid = process.geteuid?.();
+  if (peer.uid !== uid) return decline(`the client's uid ${peer.uid} is not the server's (${uid})`);
+  // Read before answering: a client still writing its Hello when the connection closes gets EPIPE, not the answer.
+  const hello = JSON.parse(new TextDecoder().decode(readFrame(conn))) as Partial<Hello>;
+  const declined = declineReason(peer, self);
+  if (declined !== undefined) return decline(declined);
+  const plugin: Plugin | undefined = typeof hello.plugin === 'string' ? await loadPlugin(hello.plugin) : undefined;
+  if (!plugin) return decline(`no plugin ${JSON.stringify(hello.plugin)} here`);
+  if (typeof hello.env !== 'object' || hello.env === null) return decline('a request without an environment');
+  writeFrame(conn, json({ go: true } satisfies Answer));
+  const stdin = readFrame(conn);
+  let stderr = '';
+  const log = loggerFromEnv(hello.env, plugin.name, (line) => (stderr += line));
+  const readStdin = (): Buffer => {
+    if (stdin[0] === STDIN_ERROR) throw new Error(new TextDecoder().decode(stdin.subarray(1)));
+    return Buffer.from(stdin.buffer, stdin.byteOffset + 1, stdin.length - 1);
+  };
+  const out = await runPlugin(plugin, hello.env, readStdin, { executor, log });
+  writeFrame(conn, json({ exitCode: out.exitCode, stdout: out.stdout, stderr: stderr + out.stderr } satisfies Outcome));
+  return isFatal(out.error);
+}
+
+/** Whether an error, or one in its cause chain, is marked fatal (NetnsRestoreError: the thread is in the wrong netns). */
+function isFatal(e: unknown): boolean {
+  for (let c = e; c instanceof Error; c = c.cause) if ((c as { fatal?: unknown }).fatal === true) return true;
+  return false;
+}
+
+const json = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
