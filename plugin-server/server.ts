@@ -18,7 +18,7 @@
 import { readlinkSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Worker } from 'node:worker_threads';
-import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
+import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SHUT_RDWR, shutdown, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
 import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink/errno';
 import { workerThreads } from '../shared/lazy-builtins';
 import { entryModule } from '../shared/linux/netns-worker';
@@ -34,13 +34,15 @@ const MAX_THREADS = 64;
 const BACKLOG = 128;
 // A client sends its Hello and stdin as soon as it connects; one that does not is stuck or gone.
 const IO_TIMEOUT_MS = 10_000;
+// How long a stopping server waits for verbs in flight (a runtime's own timeout for a plugin is longer).
+const STOP_GRACE_MS = 30_000;
 // A thread that dies this soon after it started would die again: the server stops instead of looping.
 const MIN_THREAD_LIFE_MS = 1000;
 
 const HELP = `usage: plugin-server [--threads N]
 Runs the CNI plugins' verbs for the plugin processes exec'd in this network namespace, warm and
 in-process: each exec'd plugin hands its verb here and prints the outcome. Runs until SIGTERM or
-SIGINT; without it every plugin runs its verb itself.
+SIGINT (verbs in flight finish first); without it every plugin runs its verb itself.
   --threads N   verbs run at once (1-${MAX_THREADS}, default ${DEFAULT_THREADS})
   -h, --help    print this help
 `;
@@ -71,18 +73,39 @@ export async function pluginServer(argv: string[]): Promise<number> {
     return 1;
   }
   return new Promise<number>((resolve) => {
+    const running = new Set<Worker>();
     let stopping = false;
+    // Stops accepting; verbs in flight finish (a verb cut short is a half-wired pod), for at most
+    // STOP_GRACE_MS. shutdown(2) of the listening socket wakes every thread blocked in accept(2)
+    // (close(2) would not), and each thread ends once its verb is done.
     const stop = (code: number): void => {
       if (stopping) return;
       stopping = true;
-      close(fd); // no new client connects; the caller's exit ends the threads
-      resolve(code);
+      shutdown(fd, SHUT_RDWR);
+      const done = (): void => {
+        close(fd);
+        resolve(code);
+      };
+      if (running.size === 0) return done();
+      const timer = setTimeout(() => {
+        process.stderr.write(`plugin-server: ${running.size} verbs still running after ${STOP_GRACE_MS} ms; stopping anyway\n`);
+        done();
+      }, STOP_GRACE_MS);
+      for (const w of running)
+        w.on('exit', () => {
+          if (running.size === 0) {
+            clearTimeout(timer);
+            done();
+          }
+        });
     };
     const startThread = (): void => {
       const started = Date.now();
       const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [THREAD_MARK]: true, fd } });
+      running.add(w);
       w.on('error', (e) => process.stderr.write(`plugin-server: a thread failed: ${errorMessage(e)}\n`));
       w.on('exit', () => {
+        running.delete(w);
         if (stopping) return;
         if (Date.now() - started < MIN_THREAD_LIFE_MS) {
           process.stderr.write('plugin-server: a thread ended right after it started; stopping\n');
@@ -119,7 +142,7 @@ export function servePluginRequests(): void {
     for (;;) {
       const conn = accept4(fd, SOCK_CLOEXEC); // blocks this thread only
       if (conn < 0) {
-        if (conn === -EBADF || conn === -EINVAL) return; // the listening socket was closed: the server stops
+        if (conn === -EBADF || conn === -EINVAL) process.exit(0); // the listening socket was shut down: the server stops (in a worker: this thread ends)
         continue; // ECONNABORTED, EMFILE...: that client gets ECONNRESET and runs its plugin itself
       }
       let fatal = false;

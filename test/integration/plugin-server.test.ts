@@ -225,6 +225,37 @@ test('a verb whose server goes away before it answers is a CNI error (code 999) 
   expect(lab.leases()).toEqual([]);
 });
 
+test('SIGTERM: the server takes no new verb, lets the verb in flight finish, then exits 0', async () => {
+  lab = await Lab.create(1);
+  server = await PluginServer.start(lab.host, ['--threads', '2']);
+  const conf = { cniVersion: '1.0.0', name: 'brnet', type: 'host-local', ipam: { type: 'host-local', dataDir: lab.dataDir, subnet: '198.18.11.0/24', lockTimeoutMs: 20000 } };
+  expect((await lab.call('DEL', conf, { plugin: 'host-local', nsenter: true })).exitCode).toBe(0);
+  const holder = execa('flock', [join(lab.dataDir, 'brnet', 'lock'), 'sleep', '30'], { reject: false, detached: true, stdio: 'ignore' });
+  let add: Promise<Awaited<ReturnType<Lab['call']>>>;
+  const exited = (async () => {
+    await new Promise((res) => setTimeout(res, 300));
+    add = lab!.call('ADD', conf, { plugin: 'host-local', nsenter: true, env: DEBUG });
+    await new Promise((res) => setTimeout(res, 700));
+    return server!.stop('SIGTERM');
+  })();
+  try {
+    await new Promise((res) => setTimeout(res, 1500));
+    // Stopping, the server waits for the ADD; a new verb meanwhile runs itself.
+    const lo = await lab.call('ADD', { cniVersion: '1.0.0', name: 'lo', type: 'loopback' }, { plugin: 'loopback', nsenter: true, env: DEBUG });
+    expect(lo.exitCode).toBe(0);
+    expect(ranIn(lo.stderr, 'loopback')).not.toContain(server.pid);
+    expect(lab.leases()).toEqual([]);
+  } finally {
+    process.kill(-holder.pid!, 'SIGKILL');
+    await holder;
+  }
+  const r = await add!;
+  expect([r.exitCode, ranIn(r.stderr, 'host-local')]).toEqual([0, [server.pid]]);
+  expect(lab.leases()).toEqual([r.json.ips[0].address.split('/')[0]]);
+  expect(await exited).toBe(0);
+  server = undefined;
+});
+
 test('plugin-server: a bad --threads is one usage line (exit 2), a second server in the netns exits 1 naming the first, SIGTERM stops it with 0', async () => {
   lab = await Lab.create(0);
   const bin = join(binDir(), 'plugin-server');

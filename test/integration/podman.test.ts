@@ -28,6 +28,7 @@ class Podman {
   readonly host = nsName('pdm-h');
   private readonly work = mkdtempSync(join(tmpdir(), 'pdm-'));
   private holder?: ChildProcess;
+  private server?: ChildProcess;
 
   /** Starts the namespace holder (a `sleep` in the host netns and the private mount namespace). */
   async start(): Promise<void> {
@@ -84,6 +85,7 @@ class Podman {
   async stop(): Promise<void> {
     if (this.holder?.pid) {
       await this.podman('rm', '--all', '--force', '--time', '0');
+      this.server?.kill('SIGKILL');
       this.holder.kill('SIGKILL');
     }
     await delNetns(this.host);
@@ -100,6 +102,18 @@ class Podman {
       timeout: 120000,
     });
     return { code: r.exitCode ?? -1, stdout: String(r.stdout).trim(), stderr: String(r.stderr).trim() };
+  }
+
+  /** Starts `plugin-server` in these namespaces (where podman execs the plugins); resolves with its pid once it listens. */
+  async startPluginServer(): Promise<number> {
+    const c = spawn('nsenter', ['-t', String(this.holder!.pid), '-m', '-n', join(binDir(), 'plugin-server')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.server = c;
+    await new Promise<void>((res, rej) => {
+      let err = '';
+      c.stderr!.on('data', (d) => (err += d) && err.includes('listening on') && res());
+      c.once('exit', (code) => rej(new Error(`plugin-server exited ${code}: ${err}`)));
+    });
+    return c.pid!;
   }
 
   podman(...args: string[]) {
@@ -147,9 +161,14 @@ async function twoPing(p: Podman, net: string): Promise<[string, string]> {
  * and that no reference plugin directory is visible to podman.
  */
 async function oursRan(p: Podman, verb: 'ADD' | 'DEL'): Promise<string[]> {
+  return [...new Set((await ranBy(p, verb)).map(([name]) => name))].sort();
+}
+
+/** [plugin, pid of the process that ran it] for each log line of `verb`, after checking no reference plugin directory is visible. */
+async function ranBy(p: Podman, verb: 'ADD' | 'DEL'): Promise<[string, number][]> {
   for (const d of REFERENCE_DIRS) expect((await p.sh('ls', '-A', d)).stdout).toBe('');
   const log = (await p.sh('cat', PLUGIN_LOG)).stdout;
-  return [...new Set([...log.matchAll(new RegExp(`^\\S+ ([a-z-]+)\\[\\d+\\] ${verb} `, 'gm'))].map((m) => m[1]!))].sort();
+  return [...log.matchAll(new RegExp(`^\\S+ ([a-z-]+)\\[(\\d+)\\] ${verb} `, 'gm'))].map((m) => [m[1]!, Number(m[2])]);
 }
 
 /** host-local's leases of `net` (podman's default dataDir, in the private /var/lib). */
@@ -202,30 +221,48 @@ test('the harness on a list our plugins cover (bridge with ipMasq + tuning): two
   }));
 
 const PORT = 18080;
+
+/** podman's default list: two containers ping each other, a published port answers from the host netns and from a container, removal leaves nothing. */
+async function defaultList(p: Podman, subnet: number): Promise<void> {
+  expect(await p.podman('network', 'create', '--disable-dns', '--subnet', `198.18.${subnet}.0/24`, 'cnikit-default')).toMatchObject({ code: 0 });
+  const addrs = await twoPing(p, 'cnikit-default');
+  await p.run('web', 'cnikit-default', ['-p', `${PORT}:80`], 'httpd', '-f', '-p', '80', '-h', '/www');
+  addrs.push(await p.ipOf('web', 'cnikit-default'));
+  // firewall ran (podman writes no backend: iptables): each container's accept rules in CNI-FORWARD
+  const filter = (await p.sh('iptables-save', '-t', 'filter')).stdout;
+  for (const a of addrs) {
+    expect(filter).toContain(`-A CNI-FORWARD -d ${a}/32 `);
+    expect(filter).toContain(`-A CNI-FORWARD -s ${a}/32 `);
+  }
+  for (const target of [`198.18.${subnet}.1`, '127.0.0.1']) {
+    const r = await p.sh('curl', '-sS', '--max-time', '5', `http://${target}:${PORT}/index.html`);
+    expect({ target, code: r.code, body: r.stdout, stderr: r.stderr }).toEqual({ target, code: 0, body: PAGE, stderr: '' });
+  }
+  // the other container reaches the published port too (hairpin through the bridge)
+  // (busybox-static's wget crashes in its resolver; nc speaks the one request)
+  const hairpin = await p.podman('exec', 'a', 'sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 198.18.${subnet}.1 ${PORT}`);
+  expect({ code: hairpin.code, stderr: hairpin.stderr }).toEqual({ code: 0, stderr: '' });
+  expect(hairpin.stdout).toMatch(new RegExp(`^HTTP/1\\.[01] 200 OK[^]*\\n${PAGE}$`));
+  await expectNothingLeft(p, 'cnikit-default', addrs, PORT);
+  for (const verb of ['ADD', 'DEL'] as const) expect(await oursRan(p, verb)).toEqual(['bridge', 'firewall', 'host-local', 'portmap', 'tuning']);
+}
+
+const skipped = missing.length ? ` (skipped: no ${missing.join(', ')} in cnikit --list)` : '';
 (missing.length ? test.skip : test)(
-  `podman network create's default list (bridge + portmap + firewall + tuning): two containers ping each other, a published port (-p) answers from the host netns, removal leaves nothing${missing.length ? ` (skipped: no ${missing.join(', ')} in cnikit --list)` : ''}`,
+  `podman network create's default list (bridge + portmap + firewall + tuning): two containers ping each other, a published port (-p) answers from the host netns, removal leaves nothing${skipped}`,
+  () => withPodman((p) => defaultList(p, 96)),
+);
+
+(missing.length ? test.skip : test)(
+  `the same with the plugin server running where podman execs the plugins: every verb of every plugin podman execs is run by the server${skipped}`,
   () =>
     withPodman(async (p) => {
-      expect(await p.podman('network', 'create', '--disable-dns', '--subnet', '198.18.96.0/24', 'cnikit-default')).toMatchObject({ code: 0 });
-      const addrs = await twoPing(p, 'cnikit-default');
-      await p.run('web', 'cnikit-default', ['-p', `${PORT}:80`], 'httpd', '-f', '-p', '80', '-h', '/www');
-      addrs.push(await p.ipOf('web', 'cnikit-default'));
-      // firewall ran (podman writes no backend: iptables): each container's accept rules in CNI-FORWARD
-      const filter = (await p.sh('iptables-save', '-t', 'filter')).stdout;
-      for (const a of addrs) {
-        expect(filter).toContain(`-A CNI-FORWARD -d ${a}/32 `);
-        expect(filter).toContain(`-A CNI-FORWARD -s ${a}/32 `);
+      const server = await p.startPluginServer();
+      await defaultList(p, 97);
+      for (const verb of ['ADD', 'DEL'] as const) {
+        const ran = await ranBy(p, verb);
+        expect(ran.length).toBeGreaterThanOrEqual(15); // 3 containers x 5 plugins (host-local in-process, under the bridge)
+        expect(ran.filter(([, pid]) => pid !== server)).toEqual([]);
       }
-      for (const target of ['198.18.96.1', '127.0.0.1']) {
-        const r = await p.sh('curl', '-sS', '--max-time', '5', `http://${target}:${PORT}/index.html`);
-        expect({ target, code: r.code, body: r.stdout, stderr: r.stderr }).toEqual({ target, code: 0, body: PAGE, stderr: '' });
-      }
-      // the other container reaches the published port too (hairpin through the bridge)
-      // (busybox-static's wget crashes in its resolver; nc speaks the one request)
-      const hairpin = await p.podman('exec', 'a', 'sh', '-c', `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 5 198.18.96.1 ${PORT}`);
-      expect({ code: hairpin.code, stderr: hairpin.stderr }).toEqual({ code: 0, stderr: '' });
-      expect(hairpin.stdout).toMatch(new RegExp(`^HTTP/1\\.[01] 200 OK[^]*\\n${PAGE}$`));
-      await expectNothingLeft(p, 'cnikit-default', addrs, PORT);
-      for (const verb of ['ADD', 'DEL'] as const) expect(await oursRan(p, verb)).toEqual(['bridge', 'firewall', 'host-local', 'portmap', 'tuning']);
     }),
 );
