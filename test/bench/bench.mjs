@@ -4,7 +4,8 @@
 // libcni (test/go/libcni-driver) inside a scratch host netns. Not a test: prints ratios ours/reference.
 //   node test/bench/bench.mjs [--json] [--rounds N] [--ours-dir DIR] [--busy-pods N] [--only version,bridge,host-local,...]
 // --ours-dir defaults to $CNIKIT_DIST/bin or dist/bin. Cases whose plugin is not built are skipped.
-// The chain groups (podman-default, podman-busy, containerd-default, containerd-kube, ptp, loopback) run the runtimes' real lists
+// The chain groups (podman-default, podman-busy, containerd-default, containerd-kube, ptp, loopback, and
+// each *-served with our plugin server running) run the runtimes' real lists
 // with CNI_PATH = one side's directory alone, and count the processes each side execs per pod (strace).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -22,8 +23,8 @@ const USAGE = `usage: node test/bench/bench.mjs [--json] [--rounds N] [--ours-di
   --ours-dir DIR  our plugins (default $CNIKIT_DIST/bin or dist/bin)
   --busy-pods N   pods already attached in podman-busy (default 50, at most 250)
   --only G,...    groups: version, bridge, host-local, podman-default, podman-busy, containerd-default,
-                  containerd-kube, podman-served, containerd-served, ptp, loopback, docker-plugin,
-                  cnm, overlay (default: all)
+                  containerd-kube, ptp, loopback, podman-served, containerd-served, ptp-served,
+                  loopback-served, bridge-served, docker-plugin, cnm, overlay (default: all)
 `;
 let args;
 try {
@@ -52,12 +53,12 @@ const JSON_OUT = !!args.json;
 const ROUNDS = count('rounds', '10');
 // Case groups to run (all by default): version, bridge (add, del, cycle, concurrent-64, peak RSS), host-local,
 // and the chains: podman-default, podman-busy, containerd-default, ptp, loopback.
-const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'containerd-kube', 'podman-served', 'containerd-served', 'ptp', 'loopback'];
-// podman-served, containerd-served: the same lists with our plugin server (`cnikit plugin-server`)
-// running in our side's host netns, so each plugin our side execs hands its verb to the warm server.
-// The server serves clients of its own mount namespace only, and `ip netns exec` makes a new one per
-// command, so in these groups both sides' drivers enter the host netns with `nsenter --net` instead.
-const SERVED = new Set(['podman-served', 'containerd-served']);
+// *-served: a list of the group named, with our plugin server (`cnikit plugin-server`) running in our
+// side's host netns, so each plugin our side execs hands its verb to the warm server. The server
+// serves clients of its own mount namespace only, and `ip netns exec` makes a new one per command,
+// so in these groups both sides' drivers enter the host netns with `nsenter --net` instead.
+const SERVED = { 'podman-served': 'podman-default', 'containerd-served': 'containerd-default', 'ptp-served': 'ptp', 'loopback-served': 'loopback', 'bridge-served': 'bridge' };
+const CHAIN_GROUPS = ['podman-default', 'podman-busy', 'containerd-default', 'containerd-kube', 'ptp', 'loopback', ...Object.keys(SERVED)];
 // podman-busy: podman-default's cycle on a node where this many pods (each publishing a port) are
 // already attached, with the same side's plugins: their rules are in the tables every verb reads.
 // containerd-kube: containerd-default's cycle with kube-proxy's iptables rules for KUBE_SERVICES
@@ -200,9 +201,6 @@ const CHAINS = {
   'podman-busy': (i, dataDir, runDir) => CHAINS['podman-default'](i + 2, dataDir, runDir),
   // the same on its own bridge, subnets and port, timed with kube-proxy's rules in the nat table
   'containerd-kube': (i, dataDir, runDir) => CHAINS['containerd-default'](i + 2, dataDir, runDir),
-  // the same lists on their own bridges, subnets and ports, ours served by the plugin server
-  'podman-served': (i, dataDir, runDir) => CHAINS['podman-default'](i + 4, dataDir, runDir),
-  'containerd-served': (i, dataDir, runDir) => CHAINS['containerd-default'](i + 4, dataDir, runDir),
   // containerd's CRI: its loopback network, then the node's list (containerd's example: bridge + portmap)
   'containerd-default': (i, dataDir, runDir) => [
     loopbackNet,
@@ -225,7 +223,14 @@ const CHAINS = {
     { name: 'ptp-net', ifname: 'eth0', list: { cniVersion: '1.0.0', name: 'ptp-net', plugins: [{ type: 'ptp', ipMasq: true, mtu: 1500, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `198.18.${220 + i}.0/24` }]], routes: [{ dst: '0.0.0.0/0' }] } }] } },
   ],
   loopback: () => [loopbackNet],
+  // the bridge group's network (bridge + host-local) as a list; timed as a chain only when served
+  bridge: (i, dataDir) => [
+    { name: 'rn-bridge', ifname: 'eth0', list: { cniVersion: '1.0.0', name: 'rn-bridge', plugins: [{ type: 'bridge', bridge: `rnbs${i}`, isGateway: true, ipam: { type: 'host-local', subnet: `198.18.${230 + i}.0/24`, dataDir } }] } },
+  ],
 };
+
+// the served groups: the same lists on their own bridges, subnets and ports
+for (const [served, base] of Object.entries(SERVED)) CHAINS[served] = (i, dataDir, runDir) => CHAINS[base](i + 4, dataDir, runDir);
 
 /**
  * The nat table kube-proxy (iptables mode) writes for `n` ClusterIP services of two endpoints each,
@@ -505,9 +510,10 @@ async function main() {
           netnsAdd(h);
           side[s] = { host: h, nets, dir: d, env: { ...ENV, CNI_PATH: sides[s], CNI_CACHEDIR: join(d, 'cache'), NETCONFPATH: join(d, 'net.d') } };
         }
-        const served = SERVED.has(chain);
+        const served = Object.hasOwn(SERVED, chain);
         const enter = (h) => (served ? ['nsenter', `--net=/var/run/netns/${h}`] : ['ip', 'netns', 'exec', h]);
-        if (served) servers.add(await startPluginServer(side.ours.host));
+        const server = served ? await startPluginServer(side.ours.host) : undefined;
+        if (server) servers.add(server);
         const run = (s, cmd, net, ns, wrap = []) =>
           timed(enter(side[s].host)[0], [...enter(side[s].host).slice(1), ...wrap, DRIVER, cmd, net.name, ns], {
             env: { ...side[s].env, CNI_IFNAME: net.ifname, ...(net.caps ? { CAP_ARGS: JSON.stringify(net.caps) } : {}) },
@@ -549,6 +555,7 @@ async function main() {
           }
         }
         record(`${chain}-cycle`, t.ours, t.reference);
+        if (server) log(`${chain}: the plugin server's resident memory (${server.pid}): ${/VmRSS:\s*(.*)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1]}`);
 
         const execs = {};
         for (const s of ['ours', 'reference']) {
