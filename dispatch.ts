@@ -38,7 +38,7 @@ function usage(): string {
   ].join('\n');
 }
 
-async function main(declined: string | undefined): Promise<void> {
+async function main(declined: string | undefined, readStdin: (() => Buffer) | undefined): Promise<void> {
   let name = basename(process.argv0);
   let argv = process.argv.slice(2);
   if (name === SELF || name === 'bun' || name === 'node') {
@@ -62,7 +62,7 @@ async function main(declined: string | undefined): Promise<void> {
   const log = loggerFromEnv(process.env, name);
   if (declined !== undefined) log.debug(`the plugin server declined (${declined}); running here`);
   // Our own plugins found in CNI_PATH (links or copies of this executable) run in-process.
-  await pluginMain(plugin, argv, { executor: ownPluginsExecutor(), log });
+  await pluginMain(plugin, argv, { executor: ownPluginsExecutor(), log, readStdin });
 }
 
 /** Writes synchronously; 0, or 1 when the text could not be written (a closed pipe), quietly. */
@@ -77,16 +77,16 @@ function print(fd: number, text: string): number {
 
 /**
  * What the entry (main.ts) runs when no plugin server ran the invocation (`declined`: why the server
- * did not, for the debug log). A NetnsWorker thread or a plugin server thread loads the same entry
+ * did not, for the debug log; `readStdin`: stdin as the entry read it already, if it did). A NetnsWorker thread or a plugin server thread loads the same entry
  * and serves its jobs instead. Whatever escapes main (a fatal NetnsRestoreError above all: this
  * thread is in the wrong netns; a tool whose stdout is a closed pipe; a bug) is one line on stderr
  * and exit 1, never bun's stack and source.
  */
-export function start(declined?: string): void {
+export function start(declined?: string, readStdin?: () => Buffer): void {
   if (isNetnsWorkerThread()) serveNetnsJobs();
   else if (isPluginServerThread()) servePluginRequests();
   else
-    main(declined).catch((e: unknown) => {
+    main(declined, readStdin).catch((e: unknown) => {
       print(2, `${basename(process.argv0)}: ${errorMessage(e)}\n`);
       process.exit(1);
     });

@@ -10,17 +10,18 @@ const SELF = 'cnikit';
 const isMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread ?? true;
 const invokedAs = process.argv0.slice(process.argv0.lastIndexOf('/') + 1);
 let declined: string | undefined;
+let readStdin: (() => Buffer) | undefined;
 // Worker threads load this entry too (dispatch.ts serves their jobs); `cnikit <name>` is a person's
 // command line, not a runtime's exec.
 if (isMainThread && invokedAs !== SELF && invokedAs !== 'bun' && invokedAs !== 'node') {
   const f = forwardToPluginServer(invokedAs, process.argv.slice(2), process.env);
   if (f.served) process.exit(f.exitCode);
-  declined = f.declined;
+  ({ declined, readStdin } = f);
 }
 import('./dispatch').then(
-  (d) => d.start(declined),
+  (d) => d.start(declined, readStdin),
   (e: unknown) => {
-    process.stderr.write(`${invokedAs}: ${(e as Error).message}\n`);
+    process.stderr.write(`${invokedAs}: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(1);
   },
 );

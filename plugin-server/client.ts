@@ -2,71 +2,99 @@
 // when one serves this network namespace, and print what the server's run of it printed. A plugin
 // exec'd by a runtime then costs a bun start and one round trip instead of loading and running its
 // code cold. This module loads nothing but bun:ffi: it runs before the plugins' modules are imported.
-import { AF_UNIX, close, connect, errnoMessage, peerCredentials, pollOne, readFd, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
-import { EAGAIN } from '../shared/linux/netlink/errno';
-import { missingEnv, type Env } from '../shared/cni/verbs';
-import { readFrame, socketAddress, STDIN_ERROR, STDIN_OK, writeAllFd, writeFrame, type Answer, type Hello, type Outcome } from './protocol';
+import { AF_UNIX, close, connect, errnoMessage, peerCredentials, POLLIN, pollOne, readFd, setSocketTimeout, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
+import { EAGAIN, EINTR } from '../shared/linux/netlink/errno';
+import { missingEnv, VERBS, type Env, type Verb } from '../shared/cni/verbs';
+import { jsonBytes, parseJsonFrame, readFrame, socketAddress, writeAllFd, writeFrame, type Hello } from './protocol';
 
 /** The environment variable that keeps a plugin from using the server (`off`), e.g. to compare both ways. */
 export const SERVER_SWITCH = 'CNIKIT_PLUGIN_SERVER';
 
-/** How a forwarded invocation ended: the server ran it (`exitCode` to exit with), or it is to run here. */
-export type Forwarded = { served: true; exitCode: number } | { served: false; declined?: string };
+// Anyone in the netns can bind the abstract name and never accept: a connect to a full backlog
+// would block for good. Past this the plugin runs the verb itself.
+const CONNECT_DEADLINE_MS = 200;
+// All the server's threads busy (or a verb of theirs hung, or one that execs a plugin needing a
+// thread itself): past this the plugin runs the verb itself. The server has not started it then:
+// it starts a verb only once the Stdin frame came, which this client sends only after the Answer.
+const ANSWER_DEADLINE_MS = 1000;
 
-const POLLIN = 1;
+/**
+ * How a forwarded invocation ended: the server ran it (`exitCode` to exit with), or it is to run
+ * here (`declined`: why, when a server answered; `readStdin`: stdin as already read, if it was).
+ */
+export type Forwarded = { served: true; exitCode: number } | { served: false; declined?: string; readStdin?: () => Buffer };
 
 /**
  * Runs the plugin invocation (`plugin` as exec'd, with `argv`, `env` and this process's stdin) on the
  * plugin server of this network namespace, and writes its stdout and stderr here. Not served (the
  * caller runs it in-process) when: there are arguments, `CNIKIT_PLUGIN_SERVER=off`, the verb is
- * not ADD, DEL, CHECK, GC or STATUS or lacks a variable it requires (the skel reports that), no
- * server listens, the listener is not of our effective uid, or the server declined (a different
- * executable, mount or user namespace: server.ts) with the reason in `declined`. Stdin is read only
- * once the server took the verb, so a plugin run here reads it whole. A connection lost after the server took the verb is a CNI error (code 999) on stdout
- * and exit 1, never a second run here: the verb may have run. Never throws.
+ * not ADD, DEL, CHECK, GC or STATUS or lacks a variable it requires (the skel reports that), stdin
+ * cannot be read, no server listens or none connects within CONNECT_DEADLINE_MS, the listener is
+ * not of our effective uid, none answers within ANSWER_DEADLINE_MS, or the server declined (server.ts)
+ * with the reason in `declined`. Stdin is read first, whole (the skel reads it for these verbs too):
+ * a slow producer then never holds a server thread. A connection lost after the server took the
+ * verb is a CNI error (code 999) on stdout and exit 1, never a second run here: the verb may have
+ * run. Never throws.
  */
 export function forwardToPluginServer(plugin: string, argv: readonly string[], env: Env): Forwarded {
-  const verb = env.CNI_COMMAND;
+  const verb = env.CNI_COMMAND as Verb | undefined;
   if (argv.length > 0 || env[SERVER_SWITCH] === 'off') return { served: false };
-  if (verb !== 'ADD' && verb !== 'DEL' && verb !== 'CHECK' && verb !== 'GC' && verb !== 'STATUS') return { served: false };
-  if (missingEnv(verb, env).length > 0) return { served: false };
+  if (verb === undefined || verb === 'VERSION' || !VERBS.includes(verb) || missingEnv(verb, env).length > 0) return { served: false };
+  const stdin = readStdin();
+  if (stdin instanceof Error) {
+    const failed = stdin;
+    return {
+      served: false,
+      readStdin: () => {
+        throw failed; // the skel reports it (code 5), as when it reads stdin itself
+      },
+    };
+  }
+  const here = { served: false, readStdin: () => Buffer.from(stdin) } as const;
   const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return { served: false };
+  if (fd < 0) return here;
   try {
-    if (connect(fd, socketAddress()) < 0) return { served: false }; // ECONNREFUSED, ENOENT: no server here
+    setSocketTimeout(fd, SO_SNDTIMEO, CONNECT_DEADLINE_MS); // an AF_UNIX connect waits SO_SNDTIMEO at most
+    if (connect(fd, socketAddress()) < 0) return here; // ECONNREFUSED, ENOENT: no server; EAGAIN: a full backlog
     // Anyone can bind an abstract name first: only a listener of our own uid gets our config.
     const peer = peerCredentials(fd);
-    if (typeof peer === 'number' || peer.uid !== process.geteuid?.()) return { served: false };
-    let answer: Answer;
+    if (typeof peer === 'number' || peer.uid !== process.geteuid?.()) return here;
+    setSocketTimeout(fd, SO_RCVTIMEO, ANSWER_DEADLINE_MS);
+    let answer: Record<string, unknown>;
     try {
-      writeFrame(fd, json({ plugin, env: env as Record<string, string> } satisfies Hello));
-      answer = JSON.parse(new TextDecoder().decode(readFrame(fd))) as Answer;
+      writeFrame(fd, jsonBytes({ plugin, env: env as Record<string, string> } satisfies Hello));
+      answer = parseJsonFrame(readFrame(fd));
     } catch {
-      return { served: false }; // nothing ran: the server took no verb yet
+      return here; // nothing ran: the server takes a verb only with its Stdin frame
     }
-    if ('declined' in answer) return { served: false, declined: answer.declined };
-    const stdin = readStdin();
-    let outcome: Outcome;
+    if (answer.go !== true) return { ...here, declined: typeof answer.declined === 'string' ? answer.declined : 'an answer that is neither go nor declined' };
+    setSocketTimeout(fd, SO_RCVTIMEO, 0); // the verb takes what it takes (a runtime has its own timeout)
+    setSocketTimeout(fd, SO_SNDTIMEO, 0);
+    let exitCode: unknown, stdout: unknown, stderr: unknown;
     try {
       writeFrame(fd, stdin);
-      outcome = JSON.parse(new TextDecoder().decode(readFrame(fd))) as Outcome;
+      ({ exitCode, stdout, stderr } = parseJsonFrame(readFrame(fd)));
+      if (typeof exitCode !== 'number' || typeof stdout !== 'string' || typeof stderr !== 'string') throw new Error('an outcome without exitCode, stdout and stderr');
     } catch (e) {
       return { served: true, exitCode: lostConnection(stdin, e) };
     }
-    return { served: true, exitCode: print(outcome) };
+    return { served: true, exitCode: print(exitCode, stdout, stderr) };
   } finally {
     close(fd);
   }
 }
 
-/** Stdin whole, as the Stdin frame: STDIN_OK and the bytes, or STDIN_ERROR and why it could not be read. */
-function readStdin(): Uint8Array {
-  const chunks: Uint8Array[] = [Uint8Array.of(STDIN_OK)];
+/** Stdin whole, or the Error reading it failed with. */
+function readStdin(): Uint8Array | Error {
+  const chunks: Uint8Array[] = [];
   for (;;) {
     const buf = new Uint8Array(65536);
     const n = readFd(0, buf);
-    if (n === -EAGAIN && pollOne(0, POLLIN, -1) >= 0) continue; // a non-blocking pipe
-    if (n < 0) return Uint8Array.of(STDIN_ERROR, ...new TextEncoder().encode(errnoMessage(-n)));
+    if (n === -EAGAIN) {
+      const r = pollOne(0, POLLIN, -1); // a non-blocking pipe: wait for more
+      if (r >= 0 || r === -EINTR) continue;
+    }
+    if (n < 0) return new Error(errnoMessage(-n));
     if (n === 0) break;
     chunks.push(buf.subarray(0, n));
   }
@@ -74,41 +102,40 @@ function readStdin(): Uint8Array {
 }
 
 /** Writes the server's stdout and stderr here; the exit code, 1 when stdout cannot take the output (the runtime must not take a lost result for success). */
-function print(o: Outcome): number {
+function print(exitCode: number, stdout: string, stderr: string): number {
+  tryWrite(2, stderr); // a closed stderr loses only diagnostics
   try {
-    if (o.stderr) writeAllFd(2, new TextEncoder().encode(o.stderr));
-  } catch {
-    /* a closed stderr loses only diagnostics */
-  }
-  try {
-    if (o.stdout) writeAllFd(1, new TextEncoder().encode(o.stdout));
-    return o.exitCode;
+    if (stdout) writeAllFd(1, new TextEncoder().encode(stdout), 'wait');
+    return exitCode;
   } catch (e) {
-    tryWrite(2, `cannot write the ${o.exitCode === 0 ? 'result' : 'error'} to stdout: ${(e as Error).message}\n`);
+    tryWrite(2, `cannot write the ${exitCode === 0 ? 'result' : 'error'} to stdout: ${(e as Error).message}\n`);
     return 1;
   }
 }
 
-/** The CNI error for a server that went away after it took the verb (code 999), on stdout; returns the exit code 1. */
-function lostConnection(stdinFrame: Uint8Array, e: unknown): number {
+/**
+ * The CNI error for a server that went away after it took the verb, on stdout; returns the exit
+ * code 1. Code 999 and the error shape of shared/cni/errors.ts, whose modules this client does not
+ * load; in the config's cniVersion (the skel's CURRENT_VERSION, 1.1.0, when it has none).
+ */
+function lostConnection(stdin: Uint8Array, e: unknown): number {
   let cniVersion = '1.1.0';
   try {
-    const v = (JSON.parse(new TextDecoder().decode(stdinFrame.subarray(1))) as { cniVersion?: unknown }).cniVersion;
+    const v = (JSON.parse(new TextDecoder().decode(stdin)) as { cniVersion?: unknown }).cniVersion;
     if (typeof v === 'string' && v) cniVersion = v;
   } catch {
     /* not JSON: the default version */
   }
-  const msg = `the plugin server's connection was lost during the verb (${(e as Error).message}); its outcome is unknown`;
+  const why = e instanceof Error ? e.message : String(e);
+  const msg = `the plugin server's connection was lost during the verb (${why}); its outcome is unknown`;
   tryWrite(1, `${JSON.stringify({ cniVersion, code: 999, msg }, null, 4)}\n`);
   return 1;
 }
 
 function tryWrite(fd: number, s: string): void {
   try {
-    writeAllFd(fd, new TextEncoder().encode(s));
+    if (s) writeAllFd(fd, new TextEncoder().encode(s), 'wait');
   } catch {
     /* nowhere left to report */
   }
 }
-
-const json = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));

@@ -3,11 +3,13 @@
 // u32 little-endian length and that many bytes:
 //   client -> server  Hello   JSON { plugin, env }       the plugin's name and its whole environment
 //   server -> client  Answer  JSON { go: true } | { declined: reason }   before anything has run
-//   client -> server  Stdin   0x00 + stdin's bytes, or 0x01 + the message of the error reading it
+//   client -> server  Stdin   stdin's bytes (the client read them before it connected)
 //   server -> client  Outcome JSON { exitCode, stdout, stderr }          what the plugin would print
-// A declined client runs the plugin itself, so the server declines only before the verb starts.
-import { EAGAIN } from '../shared/linux/netlink/errno';
-import { pollOne, readFd, SyscallError, writeFd } from '../shared/linux/libc';
+// A declined client runs the plugin itself, so the server declines only before the verb starts, and
+// it starts the verb only once the Stdin frame came: a client that gave up waiting for the Answer
+// (and runs the verb itself) never sends it, so a verb never runs twice.
+import { EAGAIN, EINTR } from '../shared/linux/netlink/errno';
+import { AF_UNIX, POLLOUT, pollOne, readFd, SyscallError, writeFd } from '../shared/linux/libc';
 
 /**
  * The server's abstract AF_UNIX socket name. The abstract socket namespace belongs to the network
@@ -31,39 +33,48 @@ export interface Outcome {
   stderr: string;
 }
 
-export const STDIN_OK = 0;
-export const STDIN_ERROR = 1;
-
 /** The sockaddr_un of SOCKET_NAME: family AF_UNIX, a NUL, the name (no trailing NUL: the length says where it ends). */
 export function socketAddress(): Uint8Array {
   const name = new TextEncoder().encode(SOCKET_NAME);
   const addr = new Uint8Array(3 + name.length);
-  addr[0] = 1; // AF_UNIX, little-endian u16
+  addr[0] = AF_UNIX; // sa_family, a little-endian u16
   addr.set(name, 3);
   return addr;
 }
 
-const POLLOUT = 4;
-
 /**
- * Writes all of `buf` to `fd`, waiting for a non-blocking fd to take more. Throws SyscallError
- * ("write: ...", EAGAIN when a socket's SO_SNDTIMEO passed).
+ * Writes all of `buf` to `fd`. EAGAIN means a full non-blocking fd (a runtime's stdout pipe may be
+ * one) when `full` is 'wait': poll(2) until it takes more; on a blocking socket it means its
+ * SO_SNDTIMEO passed ('throw'). Throws SyscallError ("write: ...").
  */
-export function writeAllFd(fd: number, buf: Uint8Array): void {
+export function writeAllFd(fd: number, buf: Uint8Array, full: 'wait' | 'throw'): void {
   for (let off = 0; off < buf.length; ) {
     const n = writeFd(fd, buf, off);
-    if (n === -EAGAIN && pollOne(fd, POLLOUT, -1) >= 0) continue;
+    if (n === -EAGAIN && full === 'wait') {
+      const r = pollOne(fd, POLLOUT, -1);
+      if (r >= 0 || r === -EINTR) continue;
+    }
     if (n < 0) throw new SyscallError('write', -n);
     off += n;
   }
 }
 
-/** Writes `body` as one frame (u32 little-endian length, then the bytes). Throws as writeAllFd. */
+/** Writes `body` as one frame (u32 little-endian length, then the bytes) to a blocking socket. Throws SyscallError (EAGAIN: its SO_SNDTIMEO passed, EPIPE: the peer is gone). */
 export function writeFrame(fd: number, body: Uint8Array): void {
   const out = new Uint8Array(4 + body.length);
   new DataView(out.buffer).setUint32(0, body.length, true);
   out.set(body, 4);
-  writeAllFd(fd, out);
+  writeAllFd(fd, out, 'throw');
+}
+
+/** `v` as JSON in UTF-8, a frame's body. */
+export const jsonBytes = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+
+/** A frame's body as JSON; an object, or an Error is thrown. */
+export function parseJsonFrame(body: Uint8Array): Record<string, unknown> {
+  const v: unknown = JSON.parse(new TextDecoder().decode(body));
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('a frame that is not a JSON object');
+  return v as Record<string, unknown>;
 }
 
 /** Fills `buf` from a blocking fd; false at end of file before the first byte. Throws SyscallError, or Error for a short read. */

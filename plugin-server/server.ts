@@ -15,18 +15,18 @@
 // Each of N worker threads blocks in accept(2) on the one listening socket and runs one verb at a
 // time: setns(2) moves only the calling thread, and a plugin's netns work is synchronous within its
 // verb (shared/linux/netns.ts), so N verbs run at once as N plugin processes would.
-import { readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Worker } from 'node:worker_threads';
 import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SHUT_RDWR, shutdown, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
 import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink/errno';
 import { workerThreads } from '../shared/lazy-builtins';
 import { entryModule } from '../shared/linux/netns-worker';
-import { runPlugin, stdoutIsGone, type Plugin } from '../shared/cni/skel';
+import { runPlugin, stdoutIsGone, type Env, type Outcome as RunOutcome, type Plugin } from '../shared/cni/skel';
 import { errorMessage } from '../shared/cni/errors';
 import { loggerFromEnv } from '../shared/log';
 import { loadPlugin, ownPluginsExecutor } from '../plugins/registry';
-import { readFrame, SOCKET_NAME, socketAddress, STDIN_ERROR, writeFrame, type Answer, type Hello, type Outcome } from './protocol';
+import { jsonBytes, parseJsonFrame, readFrame, SOCKET_NAME, socketAddress, writeFrame, type Answer, type Outcome } from './protocol';
 
 const THREAD_MARK = 'cnikit-plugin-server-thread';
 const DEFAULT_THREADS = 4;
@@ -99,22 +99,30 @@ export async function pluginServer(argv: string[]): Promise<number> {
           }
         });
     };
-    const startThread = (): void => {
+    // Each thread's connection in flight (-1: none), so that when a thread dies mid-verb its client
+    // gets an end of file (and reports code 999) rather than waiting forever: fds are the process's.
+    const inFlight = new Int32Array(new SharedArrayBuffer(4 * threads)).fill(-1);
+    const startThread = (slot: number): void => {
       const started = Date.now();
-      const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [THREAD_MARK]: true, fd } });
+      const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [THREAD_MARK]: true, fd, inFlight, slot } satisfies ThreadData & { [THREAD_MARK]: true } });
       running.add(w);
       w.on('error', (e) => process.stderr.write(`plugin-server: a thread failed: ${errorMessage(e)}\n`));
       w.on('exit', () => {
         running.delete(w);
+        const conn = Atomics.exchange(inFlight, slot, -1);
+        if (conn >= 0) {
+          shutdown(conn, SHUT_RDWR);
+          close(conn);
+        }
         if (stopping) return;
         if (Date.now() - started < MIN_THREAD_LIFE_MS) {
           process.stderr.write('plugin-server: a thread ended right after it started; stopping\n');
           return stop(1);
         }
-        startThread(); // after a fatal netns error (the thread was in the wrong netns) or a crash
+        startThread(slot); // after the thread found itself in another netns than its own, or a crash
       });
     };
-    for (let i = 0; i < threads; i++) startThread();
+    for (let i = 0; i < threads; i++) startThread(i);
     process.once('SIGTERM', () => stop(0));
     process.once('SIGINT', () => stop(0));
     process.stderr.write(`plugin-server: listening on @${SOCKET_NAME} with ${threads} threads (pid ${process.pid})\n`);
@@ -128,47 +136,69 @@ export function isPluginServerThread(): boolean {
   return !isMainThread && (workerData as Record<string, unknown> | null)?.[THREAD_MARK] === true;
 }
 
+/** What a server thread gets from the main thread. */
+interface ThreadData {
+  fd: number; // the listening socket
+  inFlight: Int32Array; // shared: each thread's connection in flight, -1 when none
+  slot: number; // this thread's index in inFlight
+}
+
 /**
  * A server thread: accepts connections on the listening socket it was given and serves each, one at
- * a time, until the socket is closed. After a verb whose error says this thread could not return to
- * its own netns (a fatal NetnsRestoreError) it ends, and the main thread starts another.
+ * a time, until the socket is shut down. A thread that finds itself in another netns than its own
+ * after a verb (the verb could not switch back: a NetnsRestoreError, whatever caught it) ends, and
+ * the main thread starts another: nothing more may run there.
  */
 export function servePluginRequests(): void {
-  const { workerData } = workerThreads();
-  const fd = (workerData as { fd: number }).fd;
+  const { fd, inFlight, slot } = workerThreads().workerData as ThreadData;
   const self = identity('self');
-  const executor = ownPluginsExecutor();
+  const home = readlinkSync('/proc/thread-self/ns/net');
   void (async () => {
     for (;;) {
       const conn = accept4(fd, SOCK_CLOEXEC); // blocks this thread only
       if (conn < 0) {
-        if (conn === -EBADF || conn === -EINVAL) process.exit(0); // the listening socket was shut down: the server stops (in a worker: this thread ends)
+        if (conn === -EBADF || conn === -EINVAL) return process.exit(0); // the listening socket was shut down: the server stops (in a worker: this thread ends)
         continue; // ECONNABORTED, EMFILE...: that client gets ECONNRESET and runs its plugin itself
       }
-      let fatal = false;
+      Atomics.store(inFlight, slot, conn);
       try {
-        fatal = await serveConnection(conn, self, executor);
+        await serveConnection(conn, self);
       } catch {
         /* the client went away mid-frame: nothing to answer */
       } finally {
+        Atomics.store(inFlight, slot, -1); // before close: the fd number may be reused at once
         close(conn);
       }
-      if (fatal) process.exit(1); // in a worker: ends this thread only
+      if (readlinkSync('/proc/thread-self/ns/net') !== home) return process.exit(1);
     }
   })();
 }
 
-/** What must be the same for a client and the server: the executable file, mount and user namespaces. */
+/** What must be the same for a client and the server: the executable file, namespaces, privileges. */
 interface Identity {
   exe: string; // device:inode of the executable (it stays the running file's after an upgrade renames a new one into place)
   mnt: string; // e.g. mnt:[4026531841]
   user: string;
+  root: string; // the root directory (a chroot), where absolute paths start
+  // CapEff, NoNewPrivs, Seccomp (/proc/<pid>/status) and the LSM label: a root client confined by
+  // its service (fewer capabilities, a seccomp filter, an AppArmor or SELinux domain) is not
+  // handed the server's unconfined privileges; and the umask the files a verb writes are made with
+  privileges: string;
 }
+
+const PRIVILEGE_LINES = /^(Umask|CapEff|NoNewPrivs|Seccomp):.*$/gm;
 
 /** The identity of the process `pid` (or this one) from /proc. Throws (ENOENT, EACCES) when it is not visible. */
 function identity(pid: number | 'self'): Identity {
   const exe = statSync(`/proc/${pid}/exe`);
-  return { exe: `${exe.dev}:${exe.ino}`, mnt: readlinkSync(`/proc/${pid}/ns/mnt`), user: readlinkSync(`/proc/${pid}/ns/user`) };
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1').match(PRIVILEGE_LINES) ?? [];
+  let label = '';
+  try {
+    label = readFileSync(`/proc/${pid}/attr/current`, 'latin1');
+  } catch {
+    /* no LSM */
+  }
+  return { exe: `${exe.dev}:${exe.ino}`, mnt: readlinkSync(`/proc/${pid}/ns/mnt`), user: readlinkSync(`/proc/${pid}/ns/user`), root: readlinkSync(`/proc/${pid}/root`), privileges: [...status, label].join('\n') };
 }
 
 /**
@@ -186,14 +216,16 @@ function declineReason(peer: { pid: number }, self: Identity): string | undefine
   if (them.mnt !== self.mnt) return 'the client runs in another mount namespace';
   if (them.user !== self.user) return 'the client runs in another user namespace';
   if (them.exe !== self.exe) return "the client's executable is not the server's (installed again since the server started?)";
+  if (them.root !== self.root) return "the client's root directory is not the server's";
+  if (them.privileges !== self.privileges) return "the client's umask, capabilities, seccomp filter or security label are not the server's";
   return stdoutIsGone(peer.pid) ?? undefined; // the client reports that itself
 }
 
-/** Serves one connection (protocol.ts); true when this thread must end (it is in the wrong netns). */
-async function serveConnection(conn: number, self: Identity, executor: ReturnType<typeof ownPluginsExecutor>): Promise<boolean> {
+/** Serves one connection (protocol.ts). Throws when the client went away mid-frame. */
+async function serveConnection(conn: number, self: Identity): Promise<void> {
   setSocketTimeout(conn, SO_RCVTIMEO, IO_TIMEOUT_MS);
   setSocketTimeout(conn, SO_SNDTIMEO, IO_TIMEOUT_MS);
-  const decline = (declined: string): false => (writeFrame(conn, json({ declined } satisfies Answer)), false);
+  const decline = (declined: string): void => writeFrame(conn, jsonBytes({ declined } satisfies Answer));
   // The socket is abstract: any user in the netns can connect. Another uid is answered at once, its
   // frames unread (its config is not ours to run, and it cannot hold a thread for IO_TIMEOUT_MS).
   const peer = peerCredentials(conn);
@@ -201,29 +233,26 @@ async function serveConnection(conn: number, self: Identity, executor: ReturnTyp
   const uid = process.geteuid?.();
   if (peer.uid !== uid) return decline(`the client's uid ${peer.uid} is not the server's (${uid})`);
   // Read before answering: a client still writing its Hello when the connection closes gets EPIPE, not the answer.
-  const hello = JSON.parse(new TextDecoder().decode(readFrame(conn))) as Partial<Hello>;
+  const hello = parseJsonFrame(readFrame(conn));
   const declined = declineReason(peer, self);
   if (declined !== undefined) return decline(declined);
   const plugin: Plugin | undefined = typeof hello.plugin === 'string' ? await loadPlugin(hello.plugin) : undefined;
   if (!plugin) return decline(`no plugin ${JSON.stringify(hello.plugin)} here`);
   if (typeof hello.env !== 'object' || hello.env === null) return decline('a request without an environment');
-  writeFrame(conn, json({ go: true } satisfies Answer));
-  const stdin = readFrame(conn);
+  const env = hello.env as Env;
+  writeFrame(conn, jsonBytes({ go: true } satisfies Answer));
+  const stdin = Buffer.from(readFrame(conn)); // the verb starts only now (protocol.ts)
   let stderr = '';
-  const log = loggerFromEnv(hello.env, plugin.name, (line) => (stderr += line));
-  const readStdin = (): Buffer => {
-    if (stdin[0] === STDIN_ERROR) throw new Error(new TextDecoder().decode(stdin.subarray(1)));
-    return Buffer.from(stdin.buffer, stdin.byteOffset + 1, stdin.length - 1);
-  };
-  const out = await runPlugin(plugin, hello.env, readStdin, { executor, log });
-  writeFrame(conn, json({ exitCode: out.exitCode, stdout: out.stdout, stderr: stderr + out.stderr } satisfies Outcome));
-  return isFatal(out.error);
+  const toStderr = (text: string): void => void (stderr += text);
+  const run = (e: Env): Promise<RunOutcome> => runPlugin(plugin, e, () => stdin, { executor: ownPluginsExecutor(toStderr), log: loggerFromEnv(e, plugin.name, toStderr) });
+  const out = await run(env);
+  try {
+    writeFrame(conn, jsonBytes({ exitCode: out.exitCode, stdout: out.stdout, stderr: stderr + out.stderr } satisfies Outcome));
+  } catch (e) {
+    // The client is gone (the runtime killed it, say on its timeout): an exec'd plugin would have
+    // died mid-ADD, and the runtime's DEL may already have run, on another thread, before this ADD
+    // finished. An ADD that worked but reached nobody is taken back, as that DEL would have.
+    if (env.CNI_COMMAND === 'ADD' && out.exitCode === 0) await run({ ...env, CNI_COMMAND: 'DEL' });
+    throw e;
+  }
 }
-
-/** Whether an error, or one in its cause chain, is marked fatal (NetnsRestoreError: the thread is in the wrong netns). */
-function isFatal(e: unknown): boolean {
-  for (let c = e; c instanceof Error; c = c.cause) if ((c as { fatal?: unknown }).fatal === true) return true;
-  return false;
-}
-
-const json = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));

@@ -42,5 +42,5 @@ export async function ownPlugin(file: string): Promise<Plugin | undefined> {
   return name === undefined ? undefined : loadPlugin(name);
 }
 
-/** Our own plugins found in CNI_PATH run in-process; others are exec'd. */
-export const ownPluginsExecutor = (): Executor => inProcessExecutor(ownPlugin, processExecutor);
+/** Our own plugins found in CNI_PATH run in-process; others are exec'd. `stderr`: where the delegated plugins' stderr goes (default: fd 2; see inProcessExecutor). */
+export const ownPluginsExecutor = (stderr?: (text: string) => void): Executor => inProcessExecutor(ownPlugin, processExecutor, stderr);

@@ -8,6 +8,7 @@ import { pluginFailure, type Executor, type ExecRequest } from './exec';
 import { runPlugin, type CmdArgs, type Env, type Plugin, type Verb } from './skel';
 import { parseResult, resultVersion, type Result } from './types';
 import { configVersion } from './version';
+import { loggerFromEnv } from '../log';
 
 /**
  * An Executor that runs our own plugins in-process and execs everything else with `fallback`.
@@ -15,15 +16,17 @@ import { configVersion } from './version';
  * under a plugin's name). In-process, the plugin gets this same executor for its own delegations;
  * nothing is written to stdout and nothing exits; `timeoutMs` does not apply (our code cannot be
  * killed mid-change), and `signal` is checked before the plugin starts. A failure is the plugin's
- * own CniError, cause included.
+ * own CniError, cause included. `stderr`, when given, takes what the delegated plugins write to
+ * stderr (their log lines, an exec'd plugin's output) instead of this process's fd 2: the plugin
+ * server hands it to its client's stderr.
  */
-export function inProcessExecutor(resolve: (file: string) => Plugin | undefined | Promise<Plugin | undefined>, fallback: Executor): Executor {
+export function inProcessExecutor(resolve: (file: string) => Plugin | undefined | Promise<Plugin | undefined>, fallback: Executor, stderr?: (text: string) => void): Executor {
   const self: Executor = {
     async exec(r: ExecRequest): Promise<string> {
       const plugin = await resolve(r.file);
-      if (!plugin) return fallback.exec(r);
+      if (!plugin) return fallback.exec(stderr && !r.onStderr ? { ...r, onStderr: (chunk) => stderr(chunk.toString('utf8')) } : r);
       if (r.signal?.aborted) throw new CniError(ErrInternal, `${r.label ?? 'netplugin'} ${r.file} was cancelled`, '', { cause: r.signal.reason });
-      const out = await runPlugin(plugin, r.env, () => r.stdin, { executor: self });
+      const out = await runPlugin(plugin, r.env, () => r.stdin, { executor: self, ...(stderr ? { log: loggerFromEnv(r.env, plugin.name, stderr) } : {}) });
       if (out.stderr) r.onStderr?.(Buffer.from(out.stderr));
       if (out.exitCode === 0) return out.stdout;
       throw out.error ?? pluginFailure(r.label ?? 'netplugin', `exit code ${out.exitCode}`, out.stdout, out.stderr);

@@ -219,14 +219,14 @@ export async function runPlugin(plugin: Plugin, env: Env, readStdin: () => Buffe
 
 /**
  * The process entry. `<plugin> --version` prints the about text; otherwise one CNI invocation with
- * the real environment and stdin. A result that cannot be written (stdout closed or a broken pipe)
+ * the real environment and stdin (`opts.readStdin` when the entry read it already). A result that cannot be written (stdout closed or a broken pipe)
  * is an error exit (1) with one log line, never a stack trace: the runtime must not take a lost
  * ADD result for success.
  */
-export async function pluginMain(plugin: Plugin, argv: readonly string[] = [], opts: RunOptions = {}): Promise<never> {
+export async function pluginMain(plugin: Plugin, argv: readonly string[] = [], opts: RunOptions & { readStdin?: () => Buffer } = {}): Promise<never> {
   if (argv[0] === '--version') process.exit(tryWriteAll(1, aboutText(plugin)) ? 1 : 0);
   const log = opts.log ?? loggerFromEnv(process.env, plugin.name);
-  const out = await runPlugin(plugin, process.env, () => readFileSync(0), { ...opts, log });
+  const out = await runPlugin(plugin, process.env, opts.readStdin ?? (() => readFileSync(0)), { ...opts, log });
   if (out.stderr) tryWriteAll(2, out.stderr);
   let exitCode = out.exitCode;
   if (out.stdout) {

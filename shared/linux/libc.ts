@@ -41,6 +41,7 @@ export const MSG_DONTWAIT = 0x40;
 export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
 export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
 
 /** A failed syscall: `<op>: <strerror>` with the (positive) errno and its kind for callers that branch on it. */
 export class SyscallError extends Error {

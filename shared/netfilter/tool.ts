@@ -32,7 +32,8 @@ export class NetfilterError extends Error {
 // Runtimes often pass a minimal PATH to plugins; the tools live in sbin on every distribution.
 const FALLBACK_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
-const found = new Map<string, string | null>();
+// Only hits are kept: a tool installed later (a long-running plugin server) is found then.
+const found = new Map<string, string>();
 
 // The tools' messages in English whatever the node's locale: they end up in CNI errors and logs.
 // Built on the first exec, not at load: copying process.env is start-up time every plugin would pay.
@@ -41,7 +42,8 @@ const toolEnv = (): NodeJS.ProcessEnv => (toolEnvCache ??= { ...process.env, LC_
 
 /** The tool's full path, or null if it is not installed. */
 export function findTool(tool: string): string | null {
-  if (found.has(tool)) return found.get(tool)!;
+  const known = found.get(tool);
+  if (known !== undefined) return known;
   const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), ...FALLBACK_DIRS];
   let hit: string | null = null;
   for (const d of dirs) {
@@ -53,7 +55,7 @@ export function findTool(tool: string): string | null {
       /* next */
     }
   }
-  found.set(tool, hit);
+  if (hit !== null) found.set(tool, hit);
   return hit;
 }
 

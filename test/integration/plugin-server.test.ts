@@ -4,7 +4,7 @@
 // runtime and a node's server would share the host's.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ipj, Lab, type CallOpts } from './bridge-harness';
@@ -65,8 +65,26 @@ const scratch = (prefix: string): string => {
 const ranIn = (stderr: string, plugin: string): number[] => [...new Set([...stderr.matchAll(new RegExp(`${plugin}\\[(\\d+)\\]`, 'g'))].map((m) => Number(m[1])))];
 
 const DEBUG = { CNIKIT_LOG: 'debug' };
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
-test("podman's chain (bridge with ipMasq, portmap, firewall, tuning) served by the plugin server gives the results, rules and pod state a run in-process gives, and its DEL leaves the tables as before", async () => {
+/** host-local's config on `subnet` with data under the lab; its store (and lock file) made by a DEL. */
+async function hostLocal(subnet: string): Promise<Record<string, unknown>> {
+  const conf = { cniVersion: '1.0.0', name: 'brnet', type: 'host-local', ipam: { type: 'host-local', dataDir: lab!.dataDir, subnet, lockTimeoutMs: 20000 } };
+  expect((await lab!.call('DEL', conf, { plugin: 'host-local', nsenter: true })).exitCode).toBe(0);
+  return conf;
+}
+
+/** Holds host-local's store lock (flock(1) and its sleep, one process group) until the returned function is called. */
+async function holdStoreLock(): Promise<() => Promise<void>> {
+  const holder = execa('flock', [join(lab!.dataDir, 'brnet', 'lock'), 'sleep', '30'], { reject: false, detached: true, stdio: 'ignore' });
+  await sleep(300);
+  return async () => {
+    process.kill(-holder.pid!, 'SIGKILL');
+    await holder;
+  };
+}
+
+test("podman's chain (bridge with ipMasq, portmap, firewall, tuning) served by the plugin server gives the results, rules and pod state a run in-process gives, and its DEL leaves no rule of the pod and what the in-process DEL leaves", async () => {
   lab = await Lab.create(1);
   const [pod] = lab.pods as [string];
   server = await PluginServer.start(lab.host, ['--threads', '2']);
@@ -117,7 +135,7 @@ test("podman's chain (bridge with ipMasq, portmap, firewall, tuning) served by t
   expect(served.added.redirects).toBe('0');
 });
 
-test('a plugin error through the server is the CNI error JSON and exit code the plugin gives in-process, and DEL without a netns is served too', async () => {
+test("a plugin error through the server is the CNI error JSON and exit code the plugin gives in-process; DEL without a netns is served too; a delegated host-local's log lines reach the plugin's stderr", async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host);
   const bad = { cniVersion: '1.0.0', name: 'brnet', type: 'bridge', bridge: 'cni0', mtu: 'big', ipam: { type: 'host-local', dataDir: lab.dataDir, subnet: '198.18.8.0/24' } };
@@ -128,9 +146,12 @@ test('a plugin error through the server is the CNI error JSON and exit code the 
   expect(served.json.code).toBe(7);
   const del = await lab.call('DEL', lab.conf(), { nsenter: true, pod: '', env: DEBUG });
   expect([del.exitCode, del.stdout, ranIn(del.stderr, 'bridge')]).toEqual([0, '', [server.pid]]);
+  const add = await lab.call('ADD', lab.conf(), { nsenter: true, env: DEBUG });
+  expect([add.exitCode, ranIn(add.stderr, 'bridge'), ranIn(add.stderr, 'host-local')]).toEqual([0, [server.pid], [server.pid]]);
+  expect(server.stderr).not.toContain('host-local[');
 });
 
-test("16 bridge ADDs at once on 4 server threads all succeed with distinct addresses, and their DELs release every lease", async () => {
+test("16 bridge ADDs started at once through a 4-thread server all succeed with distinct addresses, served, and their DELs release every lease", async () => {
   lab = await Lab.create(16);
   server = await PluginServer.start(lab.host, ['--threads', '4']);
   const conf = lab.conf({}, ['198.18.9.0/24']);
@@ -144,7 +165,7 @@ test("16 bridge ADDs at once on 4 server threads all succeed with distinct addre
   expect(lab.leases()).toEqual([]);
 });
 
-test('a plugin in another mount namespace (ip netns exec), of another executable file, with CNIKIT_PLUGIN_SERVER=off or with its stdout closed runs itself, with the same result', async () => {
+test('a plugin in another mount namespace (ip netns exec), of another executable file, with another umask or fewer capabilities, with CNIKIT_PLUGIN_SERVER=off or with its stdout closed runs itself, with the same result', async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host);
   const lo = { cniVersion: '1.0.0', name: 'lo', type: 'loopback' };
@@ -159,7 +180,10 @@ test('a plugin in another mount namespace (ip netns exec), of another executable
   const otherExe = await call({ nsenter: true, binary: copy });
   expect(otherExe.stderr).toContain("the plugin server declined (the client's executable is not the server's");
   const off = await call({ nsenter: true, env: { CNIKIT_PLUGIN_SERVER: 'off' } });
-  for (const r of [otherMnt, otherExe, off]) {
+  const umask = await call({ nsenter: true, wrap: ['sh', '-c', 'umask 077; exec "$0"'] });
+  const fewerCaps = await call({ nsenter: true, wrap: ['setpriv', '--bounding-set=-sys_module'] });
+  for (const r of [umask, fewerCaps]) expect(r.stderr).toContain("the plugin server declined (the client's umask, capabilities, seccomp filter or security label are not the server's)");
+  for (const r of [otherMnt, otherExe, off, umask, fewerCaps]) {
     expect(ranIn(r.stderr, 'loopback')).not.toContain(server.pid);
     expect([r.exitCode, r.json]).toEqual([0, served.json]);
   }
@@ -200,6 +224,22 @@ test("only clients of the server's uid are served, and a listener of another uid
   expect((await squatter).stdout).toBe('listening\ngot 0');
 });
 
+test('a listener of another uid that fills its backlog and never accepts does not hang a plugin: it runs its verb itself at once', async () => {
+  lab = await Lab.create(1);
+  const squatter = execa('nsenter', [`--net=/var/run/netns/${lab.host}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-u', '-c',
+    "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind('\\0cnikit/plugin-server')\ns.listen(0)\nfill=[]\nfor i in range(2):\n  c=socket.socket(socket.AF_UNIX)\n  c.setblocking(False)\n  try: c.connect('\\0cnikit/plugin-server')\n  except OSError: pass\n  fill.append(c)\nprint('full',flush=True)\ntime.sleep(60)\n"], { reject: false });
+  try {
+    await new Promise<void>((res) => squatter.stdout!.on('data', (d: Buffer) => String(d).includes('full') && res()));
+    const t0 = Date.now();
+    const r = await lab.call('ADD', { cniVersion: '1.0.0', name: 'lo', type: 'loopback' }, { plugin: 'loopback', nsenter: true });
+    expect([r.exitCode, r.json.ips[0].address]).toEqual([0, '127.0.0.1/8']);
+    expect(Date.now() - t0).toBeLessThan(3000);
+  } finally {
+    squatter.kill('SIGKILL');
+    await squatter;
+  }
+});
+
 test('a verb whose server goes away before it answers is a CNI error (code 999) and is not run again by the plugin', async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host);
@@ -222,6 +262,54 @@ test('a verb whose server goes away before it answers is a CNI error (code 999) 
     process.kill(-holder.pid!, 'SIGKILL');
     await holder;
   }
+  expect(lab.leases()).toEqual([]);
+});
+
+test('with every thread busy longer than a plugin waits for an answer (1 s), a new plugin runs its verb itself; the verbs in flight finish, served', async () => {
+  lab = await Lab.create(1);
+  server = await PluginServer.start(lab.host, ['--threads', '2']);
+  const conf = await hostLocal('198.18.12.0/24');
+  const release = await holdStoreLock();
+  let held: Awaited<ReturnType<Lab['call']>>[];
+  try {
+    const adds = ['c1', 'c2'].map((id) => lab!.call('ADD', conf, { plugin: 'host-local', id, nsenter: true, env: DEBUG }));
+    await sleep(500);
+    const t0 = Date.now();
+    const lo = await lab.call('ADD', { cniVersion: '1.0.0', name: 'lo', type: 'loopback' }, { plugin: 'loopback', nsenter: true, env: DEBUG });
+    const waited = Date.now() - t0;
+    expect([lo.exitCode, lo.json.ips[0].address]).toEqual([0, '127.0.0.1/8']);
+    expect(ranIn(lo.stderr, 'loopback')).not.toContain(server.pid);
+    expect(waited).toBeGreaterThanOrEqual(1000);
+    expect(waited).toBeLessThan(5000);
+    await release();
+    held = await Promise.all(adds);
+  } finally {
+    await release();
+  }
+  expect(held.map((r) => [r.exitCode, ranIn(r.stderr, 'host-local')])).toEqual([[0, [server.pid]], [0, [server.pid]]]);
+  expect(lab.leases()).toHaveLength(2);
+});
+
+test("an ADD whose plugin process was killed while the server ran it (a runtime's timeout) is taken back once it finishes: no lease stays", async () => {
+  lab = await Lab.create(1);
+  server = await PluginServer.start(lab.host);
+  const conf = await hostLocal('198.18.13.0/24');
+  const log = join(scratch('ps-log-'), 'plugins.log');
+  const release = await holdStoreLock();
+  try {
+    const env = { PATH: process.env.PATH, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'killed', CNI_NETNS: `/var/run/netns/${lab.pods[0]}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir(), CNIKIT_LOG: 'debug', CNIKIT_LOG_FILE: log };
+    const add = execa('nsenter', [`--net=/var/run/netns/${lab.host}`, join(binDir(), 'host-local')], { input: JSON.stringify(conf), env, extendEnv: false, reject: false });
+    await sleep(500);
+    add.kill('SIGKILL');
+    expect((await add).signal).toBe('SIGKILL');
+  } finally {
+    await release();
+  }
+  for (let i = 0; i < 50 && !/host-local\[\d+\] DEL debug: DEL: /.test(readFileSync(log, 'utf8')); i++) await sleep(100);
+  const lines = readFileSync(log, 'utf8');
+  // The server ran the ADD to its end (a lease was taken), then its DEL.
+  expect(lines).toMatch(new RegExp(`host-local\\[${server.pid}\\] ADD debug: ADD: `));
+  expect(lines).toMatch(new RegExp(`host-local\\[${server.pid}\\] DEL debug: DEL: `));
   expect(lab.leases()).toEqual([]);
 });
 
@@ -256,7 +344,7 @@ test('SIGTERM: the server takes no new verb, lets the verb in flight finish, the
   server = undefined;
 });
 
-test('plugin-server: a bad --threads is one usage line (exit 2), a second server in the netns exits 1 naming the first, SIGTERM stops it with 0', async () => {
+test('plugin-server: a bad --threads is one usage line (exit 2), a second server in the netns exits 1 saying one listens, SIGTERM stops it with 0', async () => {
   lab = await Lab.create(0);
   const bin = join(binDir(), 'plugin-server');
   const enter = ['nsenter', `--net=/var/run/netns/${lab.host}`];
