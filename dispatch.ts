@@ -1,7 +1,6 @@
 // The one multi-call executable, once main.ts found no plugin server to hand the invocation to:
 // dispatch on the name it was invoked as (a link per plugin in /opt/cni/bin), or on its first
 // argument when invoked as `cnikit <name>`.
-import { basename } from 'node:path';
 import { pluginMain, writeAll, type Plugin } from './shared/cni/skel';
 import { errorMessage } from './shared/cni/errors';
 import { SUPPORTED_VERSIONS } from './shared/cni/version';
@@ -10,6 +9,7 @@ import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker
 import { versionLine } from './shared/self';
 import { loggerFromEnv } from './shared/log';
 import { isPluginServerThread, servePluginRequests } from './plugin-server/server';
+import { invokedAs, SELF } from './shared/invocation';
 
 /**
  * CLI commands that are not CNI plugins, linked and dispatched by name like the plugins. Each is
@@ -22,8 +22,6 @@ const tools: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
   'overlay-agent': async (argv) => (await import('./overlay/cli')).overlayAgent(argv),
   'plugin-server': async (argv) => (await import('./plugin-server/server')).pluginServer(argv),
 };
-
-const SELF = 'cnikit';
 
 function usage(): string {
   return [
@@ -39,9 +37,10 @@ function usage(): string {
 }
 
 async function main(declined: string | undefined, readStdin: (() => Buffer) | undefined): Promise<void> {
-  let name = basename(process.argv0);
+  const invoked = invokedAs(process.argv0);
+  let name = invoked.name;
   let argv = process.argv.slice(2);
-  if (name === SELF || name === 'bun' || name === 'node') {
+  if (invoked.self) {
     const arg = process.argv[2];
     if (arg === '--list') process.exit(print(1, [...pluginNames, ...Object.keys(tools)].join('\n') + '\n'));
     if (arg === '--version') process.exit(print(1, `${versionLine()}\n`));
@@ -87,7 +86,7 @@ export function start(declined?: string, readStdin?: () => Buffer): void {
   else if (isPluginServerThread()) servePluginRequests();
   else
     main(declined, readStdin).catch((e: unknown) => {
-      print(2, `${basename(process.argv0)}: ${errorMessage(e)}\n`);
+      print(2, `${invokedAs(process.argv0).name}: ${errorMessage(e)}\n`);
       process.exit(1);
     });
 }

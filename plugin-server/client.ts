@@ -2,7 +2,7 @@
 // when one serves this network namespace, and print what the server's run of it printed. A plugin
 // exec'd by a runtime then costs a bun start and one round trip instead of loading and running its
 // code cold. This module loads nothing but bun:ffi: it runs before the plugins' modules are imported.
-import { AF_UNIX, close, connect, errnoMessage, peerCredentials, POLLIN, pollOne, readFd, setSocketTimeout, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
+import { AF_UNIX, close, connect, peerCredentials, POLLIN, pollOne, readFd, setSocketTimeout, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
 import { EAGAIN, EINTR } from '../shared/linux/netlink/errno';
 import { missingEnv, VERBS, type Env, type Verb } from '../shared/cni/verbs';
 import { jsonBytes, parseJsonFrame, readFrame, socketAddress, writeAllFd, writeFrame, type Hello } from './protocol';
@@ -41,15 +41,7 @@ export function forwardToPluginServer(plugin: string, argv: readonly string[], e
   if (argv.length > 0 || env[SERVER_SWITCH] === 'off') return { served: false };
   if (verb === undefined || verb === 'VERSION' || !VERBS.includes(verb) || missingEnv(verb, env).length > 0) return { served: false };
   const stdin = readStdin();
-  if (stdin instanceof Error) {
-    const failed = stdin;
-    return {
-      served: false,
-      readStdin: () => {
-        throw failed; // the skel reports it (code 5), as when it reads stdin itself
-      },
-    };
-  }
+  if (stdin === null) return { served: false }; // the skel reads it again and reports the error in its words (code 5)
   const here = { served: false, readStdin: () => Buffer.from(stdin) } as const;
   const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return here;
@@ -84,8 +76,8 @@ export function forwardToPluginServer(plugin: string, argv: readonly string[], e
   }
 }
 
-/** Stdin whole, or the Error reading it failed with. */
-function readStdin(): Uint8Array | Error {
+/** Stdin whole, or null when it cannot be read (a directory, say: EISDIR on the first read). */
+function readStdin(): Uint8Array | null {
   const chunks: Uint8Array[] = [];
   for (;;) {
     const buf = new Uint8Array(65536);
@@ -94,7 +86,7 @@ function readStdin(): Uint8Array | Error {
       const r = pollOne(0, POLLIN, -1); // a non-blocking pipe: wait for more
       if (r >= 0 || r === -EINTR) continue;
     }
-    if (n < 0) return new Error(errnoMessage(-n));
+    if (n < 0) return null;
     if (n === 0) break;
     chunks.push(buf.subarray(0, n));
   }

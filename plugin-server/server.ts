@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import type { Worker } from 'node:worker_threads';
 import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SHUT_RDWR, shutdown, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
 import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink/errno';
-import { workerThreads } from '../shared/lazy-builtins';
+import { isMarkedWorkerThread, workerThreads } from '../shared/lazy-builtins';
 import { entryModule } from '../shared/linux/netns-worker';
 import { runPlugin, stdoutIsGone, type Env, type Outcome as RunOutcome, type Plugin } from '../shared/cni/skel';
 import { errorMessage } from '../shared/cni/errors';
@@ -131,9 +131,7 @@ export async function pluginServer(argv: string[]): Promise<number> {
 
 /** True on a plugin server thread: the entry then calls servePluginRequests() instead of its main. */
 export function isPluginServerThread(): boolean {
-  if ((globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread === true) return false;
-  const { isMainThread, workerData } = workerThreads();
-  return !isMainThread && (workerData as Record<string, unknown> | null)?.[THREAD_MARK] === true;
+  return isMarkedWorkerThread(THREAD_MARK);
 }
 
 /** What a server thread gets from the main thread. */

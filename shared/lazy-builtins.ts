@@ -9,3 +9,18 @@ export const childProcess = () => process.getBuiltinModule('node:child_process')
 
 /** node:worker_threads, for the netns worker threads of long-running processes. */
 export const workerThreads = () => process.getBuiltinModule('node:worker_threads');
+
+// Bun.isMainThread answers without loading node:worker_threads (undefined outside bun, e.g. jest).
+const bunIsMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread;
+
+/**
+ * True on a worker thread started with `workerData[mark] === true` (a netns worker, a plugin server
+ * thread): the entry then serves that thread's jobs instead of running its main. On bun's main
+ * thread it answers without loading node:worker_threads.
+ */
+export function isMarkedWorkerThread(mark: string): boolean {
+  return !onMainThread() && (workerThreads().workerData as Record<string, unknown> | null)?.[mark] === true;
+}
+
+/** True on the process's main thread; on bun without loading node:worker_threads. */
+export const onMainThread = (): boolean => bunIsMainThread ?? workerThreads().isMainThread;

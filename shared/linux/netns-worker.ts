@@ -9,7 +9,7 @@
 // structured-cloneable arguments and results cross the thread boundary. The entry must branch:
 //   if (isNetnsWorkerThread()) serveNetnsJobs(); else main();
 import type { Worker } from 'node:worker_threads';
-import { workerThreads } from '../lazy-builtins';
+import { isMarkedWorkerThread, workerThreads } from '../lazy-builtins';
 import { CniError } from '../cni/errors';
 import { SyscallError } from './libc';
 import { errorKind, type ErrorKind } from './netlink/errno';
@@ -19,8 +19,6 @@ import { SysctlError } from './sysctl';
 
 const WORKER_MARK = 'cnikit-netns-worker';
 
-// Bun.isMainThread answers the entry's question without loading node:worker_threads (lazy-builtins.ts).
-const bunIsMainThread = (globalThis as { Bun?: { isMainThread: boolean } }).Bun?.isMainThread;
 
 /** A registered job: synchronous, taking A and returning R (both structured-cloneable). */
 export interface NetnsJob<A, R> {
@@ -45,9 +43,7 @@ export function defineNetnsJob<A, R>(name: string, run: (args: A) => ReturnType<
 
 /** True on a thread started by NetnsWorker: the entry then calls serveNetnsJobs() instead of its main. */
 export function isNetnsWorkerThread(): boolean {
-  if (bunIsMainThread === true) return false;
-  const { isMainThread, workerData } = workerThreads();
-  return !isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_MARK] === true;
+  return isMarkedWorkerThread(WORKER_MARK);
 }
 
 interface Request {
