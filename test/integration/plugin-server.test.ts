@@ -74,11 +74,14 @@ async function hostLocal(subnet: string): Promise<Record<string, unknown>> {
   return conf;
 }
 
-/** Holds host-local's store lock (flock(1) and its sleep, one process group) until the returned function is called. */
+/** Holds host-local's store lock (flock(1) and its sleep, one process group) until the returned function is first called. */
 async function holdStoreLock(): Promise<() => Promise<void>> {
   const holder = execa('flock', [join(lab!.dataDir, 'brnet', 'lock'), 'sleep', '30'], { reject: false, detached: true, stdio: 'ignore' });
   await sleep(300);
+  let released = false;
   return async () => {
+    if (released) return;
+    released = true;
     process.kill(-holder.pid!, 'SIGKILL');
     await holder;
   };
@@ -243,15 +246,11 @@ test('a listener of another uid that fills its backlog and never accepts does no
 test('a verb whose server goes away before it answers is a CNI error (code 999) and is not run again by the plugin', async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host);
-  const conf = { cniVersion: '1.0.0', name: 'brnet', type: 'host-local', ipam: { type: 'host-local', dataDir: lab.dataDir, subnet: '198.18.10.0/24', lockTimeoutMs: 20000 } };
-  // Make the store and its lock, then hold the lock so the served ADD waits in the server.
-  expect((await lab.call('DEL', conf, { plugin: 'host-local', nsenter: true })).exitCode).toBe(0);
-  // flock(1) holds the lock while its sleep runs; both are killed as one process group.
-  const holder = execa('flock', [join(lab.dataDir, 'brnet', 'lock'), 'sleep', '30'], { reject: false, detached: true, stdio: 'ignore' });
+  const conf = await hostLocal('198.18.10.0/24');
+  const release = await holdStoreLock(); // the served ADD waits in the server
   try {
-    await new Promise((res) => setTimeout(res, 300));
     const add = lab.call('ADD', conf, { plugin: 'host-local', nsenter: true });
-    await new Promise((res) => setTimeout(res, 700));
+    await sleep(700);
     await server.stop('SIGKILL');
     server = undefined;
     const r = await add;
@@ -259,8 +258,7 @@ test('a verb whose server goes away before it answers is a CNI error (code 999) 
     expect(r.json.code).toBe(999);
     expect(r.json.msg).toMatch(/^the plugin server's connection was lost during the verb \(.*\); its outcome is unknown$/);
   } finally {
-    process.kill(-holder.pid!, 'SIGKILL');
-    await holder;
+    await release();
   }
   expect(lab.leases()).toEqual([]);
 });
@@ -316,26 +314,23 @@ test("an ADD whose plugin process was killed while the server ran it (a runtime'
 test('SIGTERM: the server takes no new verb, lets the verb in flight finish, then exits 0', async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host, ['--threads', '2']);
-  const conf = { cniVersion: '1.0.0', name: 'brnet', type: 'host-local', ipam: { type: 'host-local', dataDir: lab.dataDir, subnet: '198.18.11.0/24', lockTimeoutMs: 20000 } };
-  expect((await lab.call('DEL', conf, { plugin: 'host-local', nsenter: true })).exitCode).toBe(0);
-  const holder = execa('flock', [join(lab.dataDir, 'brnet', 'lock'), 'sleep', '30'], { reject: false, detached: true, stdio: 'ignore' });
+  const conf = await hostLocal('198.18.11.0/24');
+  const release = await holdStoreLock();
   let add: Promise<Awaited<ReturnType<Lab['call']>>>;
   const exited = (async () => {
-    await new Promise((res) => setTimeout(res, 300));
     add = lab!.call('ADD', conf, { plugin: 'host-local', nsenter: true, env: DEBUG });
-    await new Promise((res) => setTimeout(res, 700));
+    await sleep(700);
     return server!.stop('SIGTERM');
   })();
   try {
-    await new Promise((res) => setTimeout(res, 1500));
+    await sleep(1200);
     // Stopping, the server waits for the ADD; a new verb meanwhile runs itself.
     const lo = await lab.call('ADD', { cniVersion: '1.0.0', name: 'lo', type: 'loopback' }, { plugin: 'loopback', nsenter: true, env: DEBUG });
     expect(lo.exitCode).toBe(0);
     expect(ranIn(lo.stderr, 'loopback')).not.toContain(server.pid);
     expect(lab.leases()).toEqual([]);
   } finally {
-    process.kill(-holder.pid!, 'SIGKILL');
-    await holder;
+    await release();
   }
   const r = await add!;
   expect([r.exitCode, ranIn(r.stderr, 'host-local')]).toEqual([0, [server.pid]]);
