@@ -9,7 +9,7 @@ import { randomHex } from '../shared/crypto';
 import { readSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { writeAll } from '../shared/cni/skel';
-import { errorMessage } from '../shared/cni/errors';
+import { errorMessage, parseArgsProblem } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
 import { loggerFromEnv } from '../shared/log';
 import { ownPluginsExecutor } from '../plugins/registry';
@@ -587,9 +587,8 @@ export async function cnm(argv: string[], io: CnmIO = processIO()): Promise<numb
       }));
     return await cmd.run({ io, values, args: positionals, cmd: tail, controller });
   } catch (e) {
-    // parseArgs' own errors (ERR_PARSE_ARGS_*): their first sentence is the point.
-    const parseError = e instanceof TypeError && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
-    if (e instanceof UsageError || parseError) io.stderr(`cnm ${name}: ${parseError ? (e as Error).message.split('. ')[0]!.replace(/\.$/, '') : (e as Error).message} (usage: ${cmd.usage})\n`);
+    const parseError = parseArgsProblem(e);
+    if (e instanceof UsageError || parseError !== undefined) io.stderr(`cnm ${name}: ${parseError ?? (e as Error).message} (usage: ${cmd.usage})\n`);
     else io.stderr(`cnm: ${errorMessage(e)}\n`);
     return name === 'run' ? 125 : 1;
   }

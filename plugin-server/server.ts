@@ -23,7 +23,8 @@ import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink
 import { isMarkedWorkerThread, workerThreads } from '../shared/lazy-builtins';
 import { entryModule } from '../shared/linux/netns-worker';
 import { runPlugin, stdoutIsGone, type Env, type Outcome as RunOutcome, type Plugin } from '../shared/cni/skel';
-import { errorMessage } from '../shared/cni/errors';
+import { errorMessage, parseArgsProblem } from '../shared/cni/errors';
+import { versionLine } from '../shared/self';
 import { loggerFromEnv } from '../shared/log';
 import { loadPlugin, ownPluginsExecutor } from '../plugins/registry';
 import { jsonBytes, parseJsonFrame, readFrame, SOCKET_NAME, socketAddress, writeFrame, type Answer, type Outcome } from './protocol';
@@ -43,7 +44,9 @@ const HELP = `usage: plugin-server [--threads N]
 Runs the CNI plugins' verbs for the plugin processes exec'd in this network namespace, warm and
 in-process: each exec'd plugin hands its verb here and prints the outcome. Runs until SIGTERM or
 SIGINT (verbs in flight finish first); without it every plugin runs its verb itself.
-  --threads N   verbs run at once (1-${MAX_THREADS}, default ${DEFAULT_THREADS})
+  --threads N   verbs run at once (1-${MAX_THREADS}, default ${DEFAULT_THREADS}); a plugin that finds every
+                thread busy for 1 s runs its verb itself
+  --version     print the version and build ID (plugins of another build are not served)
   -h, --help    print this help
 `;
 
@@ -51,9 +54,9 @@ SIGINT (verbs in flight finish first); without it every plugin runs its verb its
 export async function pluginServer(argv: string[]): Promise<number> {
   let threads = DEFAULT_THREADS;
   try {
-    const { values } = parseArgs({ args: argv, options: { threads: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
-    if (values.help) {
-      process.stdout.write(HELP);
+    const { values } = parseArgs({ args: argv, options: { threads: { type: 'string' }, version: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    if (values.help || values.version) {
+      process.stdout.write(values.help ? HELP : `${versionLine()}\n`);
       return 0;
     }
     if (values.threads !== undefined) {
@@ -61,7 +64,7 @@ export async function pluginServer(argv: string[]): Promise<number> {
       if (!/^\d+$/.test(values.threads) || threads < 1 || threads > MAX_THREADS) throw new Error(`--threads: ${JSON.stringify(values.threads)} is not a number from 1 to ${MAX_THREADS}`);
     }
   } catch (e) {
-    process.stderr.write(`plugin-server: ${errorMessage(e)} (see plugin-server --help)\n`);
+    process.stderr.write(`plugin-server: ${parseArgsProblem(e) ?? errorMessage(e)} (see plugin-server --help)\n`);
     return 2;
   }
   const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -125,8 +128,19 @@ export async function pluginServer(argv: string[]): Promise<number> {
     for (let i = 0; i < threads; i++) startThread(i);
     process.once('SIGTERM', () => stop(0));
     process.once('SIGINT', () => stop(0));
-    process.stderr.write(`plugin-server: listening on @${SOCKET_NAME} with ${threads} threads (pid ${process.pid})\n`);
+    process.stderr.write(`plugin-server: listening on @${SOCKET_NAME} with ${threads} thread${threads === 1 ? '' : 's'} (pid ${process.pid})\n`);
+    // `ip netns exec` gives its command a mount namespace of its own: no runtime's plugin is in it.
+    if (readlinkOr('/proc/self/ns/mnt') !== readlinkOr('/proc/1/ns/mnt'))
+      process.stderr.write('plugin-server: warning: this server runs in another mount namespace than PID 1 (ip netns exec?); only plugins in the same one are served (use nsenter --net)\n');
   });
+}
+
+function readlinkOr(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** True on a plugin server thread: the entry then calls servePluginRequests() instead of its main. */
@@ -238,6 +252,9 @@ async function serveConnection(conn: number, self: Identity): Promise<void> {
   if (!plugin) return decline(`no plugin ${JSON.stringify(hello.plugin)} here`);
   if (typeof hello.env !== 'object' || hello.env === null) return decline('a request without an environment');
   const env = hello.env as Env;
+  // Relative paths would resolve against the server's working directory, not the client's.
+  if ((env.CNI_PATH ?? '').split(':').some((d) => d !== '' && !d.startsWith('/')) || (env.CNIKIT_LOG_FILE && !env.CNIKIT_LOG_FILE.startsWith('/')))
+    return decline('a relative path in CNI_PATH or CNIKIT_LOG_FILE');
   writeFrame(conn, jsonBytes({ go: true } satisfies Answer));
   const stdin = Buffer.from(readFrame(conn)); // the verb starts only now (protocol.ts)
   let stderr = '';

@@ -64,3 +64,12 @@ export function wrapError(e: unknown, context: string): CniError {
   const c = asCniError(e);
   return new CniError(c.code, `${context}: ${c.message}`, c.details, { cause: e });
 }
+
+/**
+ * What an error node:util's parseArgs threw says (ERR_PARSE_ARGS_*: a TypeError, so errorMessage
+ * would hide it as an engine error; its first sentence is the point), or undefined for any other.
+ */
+export function parseArgsProblem(e: unknown): string | undefined {
+  if (!(e instanceof TypeError) || !String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) return undefined;
+  return e.message.split('. ')[0]!.replace(/\.$/, '');
+}

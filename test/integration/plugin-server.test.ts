@@ -168,7 +168,7 @@ test("16 bridge ADDs started at once through a 4-thread server all succeed with 
   expect(lab.leases()).toEqual([]);
 });
 
-test('a plugin in another mount namespace (ip netns exec), of another executable file, with another umask or fewer capabilities, with CNIKIT_PLUGIN_SERVER=off or with its stdout closed runs itself, with the same result', async () => {
+test('a plugin in another mount namespace (ip netns exec), of another executable file, with another umask or fewer capabilities, a relative CNI_PATH entry, CNIKIT_PLUGIN_SERVER=off or its stdout closed runs itself, with the same result', async () => {
   lab = await Lab.create(1);
   server = await PluginServer.start(lab.host);
   const lo = { cniVersion: '1.0.0', name: 'lo', type: 'loopback' };
@@ -183,10 +183,12 @@ test('a plugin in another mount namespace (ip netns exec), of another executable
   const otherExe = await call({ nsenter: true, binary: copy });
   expect(otherExe.stderr).toContain("the plugin server declined (the client's executable is not the server's");
   const off = await call({ nsenter: true, env: { CNIKIT_PLUGIN_SERVER: 'off' } });
+  const relative = await call({ nsenter: true, cniPath: `${binDir()}:bin` });
+  expect(relative.stderr).toContain('the plugin server declined (a relative path in CNI_PATH or CNIKIT_LOG_FILE)');
   const umask = await call({ nsenter: true, wrap: ['sh', '-c', 'umask 077; exec "$0"'] });
   const fewerCaps = await call({ nsenter: true, wrap: ['setpriv', '--bounding-set=-sys_module'] });
   for (const r of [umask, fewerCaps]) expect(r.stderr).toContain("the plugin server declined (the client's umask, capabilities, seccomp filter or security label are not the server's)");
-  for (const r of [otherMnt, otherExe, off, umask, fewerCaps]) {
+  for (const r of [otherMnt, otherExe, off, relative, umask, fewerCaps]) {
     expect(ranIn(r.stderr, 'loopback')).not.toContain(server.pid);
     expect([r.exitCode, r.json]).toEqual([0, served.json]);
   }
@@ -339,15 +341,23 @@ test('SIGTERM: the server takes no new verb, lets the verb in flight finish, the
   server = undefined;
 });
 
-test('plugin-server: a bad --threads is one usage line (exit 2), a second server in the netns exits 1 saying one listens, SIGTERM stops it with 0', async () => {
+test('plugin-server: a bad option is one usage line naming it (exit 2), --version prints the build, a second server in the netns exits 1 saying one listens, SIGTERM stops it with 0', async () => {
   lab = await Lab.create(0);
   const bin = join(binDir(), 'plugin-server');
   const enter = ['nsenter', `--net=/var/run/netns/${lab.host}`];
-  for (const bad of [['--threads', '0'], ['--threads', '65'], ['--threads', 'x'], ['--bogus']]) {
+  for (const [bad, says] of [
+    [['--threads', '0'], '--threads: "0" is not a number from 1 to 64'],
+    [['--threads', '65'], '--threads: "65" is not a number from 1 to 64'],
+    [['--threads', 'x'], '--threads: "x" is not a number from 1 to 64'],
+    [['--threads'], "Option '--threads <value>' argument missing"],
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['extra'], "Unexpected argument 'extra'"],
+  ] as const) {
     const r = await execa(enter[0]!, [...enter.slice(1), bin, ...bad], { reject: false });
-    expect([bad, r.exitCode, r.stderr.split('\n').length]).toEqual([bad, 2, 1]);
-    expect(r.stderr).toMatch(/^plugin-server: .*\(see plugin-server --help\)$/);
+    expect([bad, r.exitCode, r.stderr]).toEqual([bad, 2, `plugin-server: ${says} (see plugin-server --help)`]);
   }
+  const version = await execa(enter[0]!, [...enter.slice(1), bin, '--version'], { reject: false });
+  expect([version.exitCode, version.stdout]).toEqual([0, (await execa(join(binDir(), 'cnikit'), ['--version'])).stdout]);
   const help = await execa(enter[0]!, [...enter.slice(1), bin, '--help'], { reject: false });
   expect([help.exitCode, help.stdout]).toEqual([0, expect.stringContaining('usage: plugin-server [--threads N]')]);
   server = await PluginServer.start(lab.host);
