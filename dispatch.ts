@@ -8,7 +8,8 @@ import { loadPlugin, ownPluginsExecutor, pluginNames } from './plugins/registry'
 import { isNetnsWorkerThread, serveNetnsJobs } from './shared/linux/netns-worker';
 import { versionLine } from './shared/self';
 import { loggerFromEnv } from './shared/log';
-import { isPluginServerThread, servePluginRequests } from './plugin-server/server';
+import { isMarkedWorkerThread } from './shared/lazy-builtins';
+import { SERVER_THREAD_MARK } from './plugin-server/protocol';
 import { invokedAs, SELF } from './shared/invocation';
 
 /**
@@ -83,7 +84,8 @@ function print(fd: number, text: string): number {
  */
 export function start(declined?: string, readStdin?: () => Buffer): void {
   if (isNetnsWorkerThread()) serveNetnsJobs();
-  else if (isPluginServerThread()) servePluginRequests();
+  // imported only here: a plugin that runs its verb itself does not load the server's modules
+  else if (isMarkedWorkerThread(SERVER_THREAD_MARK)) void import('./plugin-server/server').then((m) => m.servePluginRequests());
   else
     main(declined, readStdin).catch((e: unknown) => {
       print(2, `${invokedAs(process.argv0).name}: ${errorMessage(e)}\n`);

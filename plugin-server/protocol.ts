@@ -17,6 +17,9 @@ import { AF_UNIX, POLLOUT, pollOne, readFd, SyscallError, writeFd } from '../sha
  */
 export const SOCKET_NAME = 'cnikit/plugin-server';
 
+/** The workerData key that marks a plugin server thread (the entry, dispatch.ts, then serves requests). */
+export const SERVER_THREAD_MARK = 'cnikit-plugin-server-thread';
+
 /** The longest frame either side accepts, in bytes (a CNI config with its prevResult is a few KB). */
 export const MAX_FRAME = 64 << 20;
 

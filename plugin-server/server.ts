@@ -20,16 +20,15 @@ import { parseArgs } from 'node:util';
 import type { Worker } from 'node:worker_threads';
 import { accept4, AF_UNIX, bind, close, listen, peerCredentials, setSocketTimeout, SHUT_RDWR, shutdown, SO_RCVTIMEO, SO_SNDTIMEO, SOCK_CLOEXEC, SOCK_STREAM, socket } from '../shared/linux/libc';
 import { EADDRINUSE, EBADF, EINVAL, errnoMessage } from '../shared/linux/netlink/errno';
-import { isMarkedWorkerThread, workerThreads } from '../shared/lazy-builtins';
+import { workerThreads } from '../shared/lazy-builtins';
 import { entryModule } from '../shared/linux/netns-worker';
 import { runPlugin, stdoutIsGone, type Env, type Outcome as RunOutcome, type Plugin } from '../shared/cni/skel';
 import { errorMessage, parseArgsProblem } from '../shared/cni/errors';
 import { versionLine } from '../shared/self';
 import { loggerFromEnv } from '../shared/log';
 import { loadPlugin, ownPluginsExecutor } from '../plugins/registry';
-import { jsonBytes, parseJsonFrame, readFrame, SOCKET_NAME, socketAddress, writeFrame, type Answer, type Outcome } from './protocol';
+import { jsonBytes, parseJsonFrame, readFrame, SERVER_THREAD_MARK, SOCKET_NAME, socketAddress, writeFrame, type Answer, type Outcome } from './protocol';
 
-const THREAD_MARK = 'cnikit-plugin-server-thread';
 const DEFAULT_THREADS = 4;
 const MAX_THREADS = 64;
 const BACKLOG = 128;
@@ -107,7 +106,7 @@ export async function pluginServer(argv: string[]): Promise<number> {
     const inFlight = new Int32Array(new SharedArrayBuffer(4 * threads)).fill(-1);
     const startThread = (slot: number): void => {
       const started = Date.now();
-      const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [THREAD_MARK]: true, fd, inFlight, slot } satisfies ThreadData & { [THREAD_MARK]: true } });
+      const w: Worker = new (workerThreads().Worker)(entryModule(), { workerData: { [SERVER_THREAD_MARK]: true, fd, inFlight, slot } satisfies ThreadData & { [SERVER_THREAD_MARK]: true } });
       running.add(w);
       w.on('error', (e) => process.stderr.write(`plugin-server: a thread failed: ${errorMessage(e)}\n`));
       w.on('exit', () => {
@@ -141,11 +140,6 @@ function readlinkOr(path: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** True on a plugin server thread: the entry then calls servePluginRequests() instead of its main. */
-export function isPluginServerThread(): boolean {
-  return isMarkedWorkerThread(THREAD_MARK);
 }
 
 /** What a server thread gets from the main thread. */
